@@ -1,0 +1,38 @@
+# Every target sets up .venv itself when pyproject.toml changed or .venv is missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint deploy preview bench clean setup
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+## make run: start the whole stack locally on an embedded AWS emulator and play the demo.
+run: $(STAMP)
+	$(BIN)/omni local --demo
+
+## make test: the whole test suite (unit, handler, Pulumi mock, end-to-end).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## make deploy: pulumi up for the currently selected stack (see README).
+deploy: $(STAMP)
+	pulumi up
+
+preview: $(STAMP)
+	pulumi preview
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .mypy_cache

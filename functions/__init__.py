@@ -1,0 +1,1 @@
+"""Lambda functions: one folder per function, each a thin handler over shared/."""

@@ -1,0 +1,1 @@
+"""Local runtime and the omni command-line tool."""

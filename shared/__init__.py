@@ -1,0 +1,1 @@
+"""Shared domain, events and data access used by every function."""

@@ -1,0 +1,140 @@
+"""The events on the bus: one pydantic model per detail type.
+
+These are the contracts between the functions. A channel webhook publishes
+:class:`MessageReceived`; profile merge publishes :class:`MessageRecorded`; routing
+publishes :class:`NotificationRequested`. Any company system may publish
+``notification.requested`` too. Every event carries the keys that make its
+consumer idempotent, so an event delivered twice has one effect.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
+
+from shared import topology
+
+Channel = Literal["webchat", "sms", "whatsapp", "messenger", "instagram", "email", "voice"]
+IdentityType = Literal[
+    "phone", "email", "whatsapp", "messenger", "instagram", "webchat", "account", "external"
+]
+
+SCHEMA_VERSION = 1
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    """ISO 8601 in UTC with microseconds: sorts as text in the same order as in time."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = SCHEMA_VERSION
+
+    @field_serializer("*", when_used="json", check_fields=False)
+    def _serialise_datetimes(self, value: object) -> object:
+        if isinstance(value, datetime):
+            return format_timestamp(value)
+        return value
+
+
+class Identity(BaseModel):
+    """A way to reach or recognise a customer, normalised (see shared.identity)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: IdentityType
+    value: Annotated[str, Field(min_length=1, max_length=320)]
+    #: Proven by the channel (the sending phone, a signed session) rather than typed by the customer.
+    verified: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.type}:{self.value}"
+
+
+class Attachment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Annotated[str, Field(max_length=100)]
+    url: Annotated[str, Field(max_length=2048)]
+    size: int | None = None
+    name: str | None = None
+
+
+class MessageReceived(_Event):
+    """Detail of ``message.received``: one inbound message, in canonical form."""
+
+    detail_type: Literal["message.received"] = topology.MESSAGE_RECEIVED
+    channel: Channel
+    provider: Annotated[str, Field(min_length=1, max_length=50)]
+    provider_message_id: Annotated[str, Field(min_length=1, max_length=200)]
+    #: The identity the channel proves sent the message (the phone, the web chat session, ...).
+    sender: Identity
+    #: Further identities the message carries (verified ones from a signed session, claimed ones).
+    identities: tuple[Identity, ...] = ()
+    display_name: Annotated[str, Field(max_length=200)] | None = None
+    #: Our address the customer wrote to (number, page, mailbox, web chat session).
+    recipient: Annotated[str, Field(max_length=320)] | None = None
+    text: Annotated[str, Field(max_length=20_000)] = ""
+    attachments: tuple[Attachment, ...] = ()
+    #: When the provider says the message was sent; conversations are ordered by it.
+    sent_at: AwareDatetime
+    received_at: AwareDatetime
+
+    @property
+    def message_key(self) -> str:
+        """Natural idempotency key of the message: the provider's id within its channel."""
+        return f"{self.channel}#{self.provider_message_id}"
+
+
+class MessageRecorded(_Event):
+    """Detail of ``message.recorded``: profile merge put the message in a conversation."""
+
+    detail_type: Literal["message.recorded"] = topology.MESSAGE_RECORDED
+    customer_id: str
+    conversation_id: str
+    message_id: str
+    channel: Channel
+    text: str = ""
+    sent_at: AwareDatetime
+    #: Where replies go: the identity the message came from.
+    reply_to: Identity
+    #: The conversation was opened by this message.
+    new_conversation: bool = False
+
+
+class NotificationRequested(_Event):
+    """Detail of ``notification.requested``: something should reach a customer.
+
+    ``notification_id`` is the idempotency key: requesting the same id twice sends once.
+    """
+
+    detail_type: Literal["notification.requested"] = topology.NOTIFICATION_REQUESTED
+    notification_id: Annotated[str, Field(min_length=1, max_length=200)]
+    customer_id: str
+    kind: Literal["reply", "acknowledgement", "notification"]
+    urgency: Literal["transactional", "marketing"] = "transactional"
+    text: Annotated[str, Field(max_length=4096)] = ""
+    template: str | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+    conversation_id: str | None = None
+    #: Channel and address to use; when absent notify chooses from the customer's preferences.
+    channel: Channel | None = None
+    to: Identity | None = None
+    #: Who wrote it: ``bot``, ``agent:<id>`` or the requesting system.
+    author: str = "bot"
+
+
+EVENT_MODELS: dict[str, type[_Event]] = {
+    topology.MESSAGE_RECEIVED: MessageReceived,
+    topology.MESSAGE_RECORDED: MessageRecorded,
+    topology.NOTIFICATION_REQUESTED: NotificationRequested,
+}

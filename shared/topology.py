@@ -1,0 +1,579 @@
+"""The one declaration of the system's topology.
+
+Both the Pulumi program (``infra/``) and the local runtime (``omni local``) build
+everything from :data:`TOPOLOGY`: functions, HTTP routes, the event bus, the rules
+that feed queues, the queues and their dead-letter queues, the tables, the secrets,
+and what each function may do to each of them. Neither keeps a copy of its own, so
+the cloud and the local stack cannot drift apart.
+
+This module depends on the standard library only: it is imported by the Pulumi
+program, the local runtime and the tests, and must not pull in Pulumi or moto.
+Lambda code does not need it at all (functions learn physical names from their
+environment variables).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+PROJECT = "omni"
+EVENT_SOURCE_PREFIX = "omni."
+
+# --------------------------------------------------------------------------- #
+# Building blocks
+# --------------------------------------------------------------------------- #
+
+ResourceKind = Literal["table", "queue", "bus", "secret"]
+Access = Literal["read", "write", "readwrite", "publish", "send", "get"]
+RouteAuth = Literal["public", "agent"]
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def _env_name(name: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
+@dataclass(frozen=True)
+class Gsi:
+    name: str
+    partition_key: str
+    sort_key: str | None = None
+    #: Projection type: ALL, KEYS_ONLY (INCLUDE is not needed so far).
+    projection: Literal["ALL", "KEYS_ONLY"] = "ALL"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A DynamoDB table (on demand, PITR and SSE always on)."""
+
+    name: str
+    partition_key: str = "pk"
+    sort_key: str | None = "sk"
+    gsis: tuple[Gsi, ...] = ()
+    ttl_attribute: str | None = None
+    description: str = ""
+
+    @property
+    def env_var(self) -> str:
+        return f"{_env_name(self.name)}_TABLE"
+
+    @property
+    def key_attributes(self) -> tuple[str, ...]:
+        """Every attribute used in a key of the table or of one of its indexes (all strings)."""
+        names: list[str] = []
+        for attr in (self.partition_key, self.sort_key):
+            if attr and attr not in names:
+                names.append(attr)
+        for gsi in self.gsis:
+            for attr in (gsi.partition_key, gsi.sort_key):
+                if attr and attr not in names:
+                    names.append(attr)
+        return tuple(names)
+
+
+@dataclass(frozen=True)
+class Queue:
+    """An SQS standard queue with its dead-letter queue, consumed by one function."""
+
+    name: str
+    #: Messages handed to the consumer in one invocation.
+    batch_size: int
+    #: Seconds a received message stays invisible; must be >= 6x the consumer's timeout.
+    visibility_timeout_s: int
+    #: Receives before a message is moved to the dead-letter queue.
+    max_receive_count: int = 5
+    #: Seconds the event source mapping may wait to fill a batch (0 = hand over at once).
+    max_batching_window_s: int = 0
+    retention_s: int = 4 * 24 * 3600
+    dlq_retention_s: int = 14 * 24 * 3600
+
+    @property
+    def dlq_name(self) -> str:
+        return f"{self.name}-dlq"
+
+    @property
+    def env_var(self) -> str:
+        return f"{_env_name(self.name)}_QUEUE_URL"
+
+
+@dataclass(frozen=True)
+class EventBus:
+    name: str
+    #: Days an archive of every event on the bus is kept for replay (0 = no archive).
+    archive_retention_days: int = 30
+
+    @property
+    def env_var(self) -> str:
+        return "EVENT_BUS_NAME"
+
+
+@dataclass(frozen=True)
+class EventRule:
+    """Routes events from the bus to a queue."""
+
+    name: str
+    detail_types: tuple[str, ...]
+    target_queue: str
+    description: str = ""
+
+    @property
+    def event_pattern(self) -> dict[str, Any]:
+        return {
+            "source": [{"prefix": EVENT_SOURCE_PREFIX}],
+            "detail-type": list(self.detail_types),
+        }
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret string: Secrets Manager in the cloud, an ``OMNI_*`` variable locally."""
+
+    name: str
+    #: Pulumi config key (set with ``pulumi config set --secret <key> ...``).
+    config_key: str
+    #: Environment variable the local runtime reads the value from.
+    local_env_var: str
+    #: Value used locally when that variable is unset (documented in the README).
+    local_default: str
+    description: str = ""
+
+    @property
+    def env_var(self) -> str:
+        return f"{_env_name(self.name)}_SECRET_ID"
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """API Gateway route throttling: steady requests per second and burst."""
+
+    rate_per_s: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    method: HttpMethod
+    #: API Gateway path template, e.g. ``/webchat/sessions/{session_id}/messages``.
+    path: str
+    auth: RouteAuth = "public"
+    throttle: Throttle | None = None
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Invoke a function on a schedule (EventBridge Scheduler ``rate(...)`` expression)."""
+
+    name: str
+    rate_minutes: int
+
+    @property
+    def expression(self) -> str:
+        unit = "minute" if self.rate_minutes == 1 else "minutes"
+        return f"rate({self.rate_minutes} {unit})"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a function may do to one resource; turned into IAM actions by :func:`iam_actions`."""
+
+    kind: ResourceKind
+    resource: str
+    access: Access
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    #: Lambda handler string; the same dotted path the local runtime imports.
+    handler: str
+    #: Folder packaged with the project's ``shared`` package into the function's zip.
+    source_dir: str
+    description: str
+    memory_mb: int = 256
+    timeout_s: int = 10
+    architecture: Literal["arm64"] = "arm64"
+    routes: tuple[HttpRoute, ...] = ()
+    #: Name of the queue whose batches this function consumes.
+    queue: str | None = None
+    schedules: tuple[Schedule, ...] = ()
+    grants: tuple[Grant, ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    log_retention_days: int = 30
+
+    @property
+    def module(self) -> str:
+        return self.handler.rsplit(".", 1)[0]
+
+    @property
+    def attribute(self) -> str:
+        return self.handler.rsplit(".", 1)[1]
+
+
+@dataclass(frozen=True)
+class Topology:
+    bus: EventBus
+    tables: tuple[Table, ...]
+    queues: tuple[Queue, ...]
+    rules: tuple[EventRule, ...]
+    secrets: tuple[Secret, ...]
+    functions: tuple[Function, ...]
+
+    # -- look-ups ---------------------------------------------------------- #
+    def table(self, name: str) -> Table:
+        return _one(self.tables, name, "table")
+
+    def queue(self, name: str) -> Queue:
+        return _one(self.queues, name, "queue")
+
+    def secret(self, name: str) -> Secret:
+        return _one(self.secrets, name, "secret")
+
+    def function(self, name: str) -> Function:
+        return _one(self.functions, name, "function")
+
+    def consumer_of(self, queue_name: str) -> Function:
+        for fn in self.functions:
+            if fn.queue == queue_name:
+                return fn
+        raise KeyError(f"no function consumes queue {queue_name!r}")
+
+    def routes(self) -> list[tuple[HttpRoute, Function]]:
+        return [(route, fn) for fn in self.functions for route in fn.routes]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for fn in data["functions"]:
+            fn["environment"] = dict(fn["environment"])
+        for rule, raw in zip(self.rules, data["rules"], strict=True):
+            raw["event_pattern"] = rule.event_pattern
+        return data
+
+
+def _one(items: tuple[Any, ...], name: str, what: str) -> Any:
+    for item in items:
+        if item.name == name:
+            return item
+    raise KeyError(f"unknown {what} {name!r}")
+
+
+# --------------------------------------------------------------------------- #
+# Permissions: the only place where grants become IAM actions
+# --------------------------------------------------------------------------- #
+
+_TABLE_READ = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem")
+_TABLE_WRITE = (
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+)
+#: What an SQS event source mapping needs from the consuming function's role.
+QUEUE_CONSUMER_ACTIONS = (
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ChangeMessageVisibility",
+)
+
+_ACTIONS: dict[tuple[ResourceKind, Access], tuple[str, ...]] = {
+    ("table", "read"): _TABLE_READ,
+    ("table", "write"): _TABLE_WRITE,
+    ("table", "readwrite"): tuple(dict.fromkeys(_TABLE_READ + _TABLE_WRITE)),
+    ("bus", "publish"): ("events:PutEvents",),
+    ("queue", "send"): ("sqs:SendMessage",),
+    ("secret", "get"): ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"),
+}
+
+
+def iam_actions(grant: Grant) -> tuple[str, ...]:
+    try:
+        return _ACTIONS[(grant.kind, grant.access)]
+    except KeyError:
+        raise ValueError(f"access {grant.access!r} is not defined for a {grant.kind}") from None
+
+
+# --------------------------------------------------------------------------- #
+# Environment: how a function learns the physical names of what it may use
+# --------------------------------------------------------------------------- #
+
+PhysicalNames = Mapping[tuple[ResourceKind, str], str]
+
+
+def resource_env_var(topology: Topology, kind: ResourceKind, name: str) -> str:
+    if kind == "table":
+        return topology.table(name).env_var
+    if kind == "queue":
+        return topology.queue(name).env_var
+    if kind == "secret":
+        return topology.secret(name).env_var
+    return topology.bus.env_var
+
+
+def function_environment(
+    topology: Topology, fn: Function, physical: PhysicalNames, stage: str
+) -> dict[str, str]:
+    """The environment variables of ``fn``: its static ones plus one per granted resource.
+
+    ``physical`` maps ``(kind, declared name)`` to the deployed name (a table name, a
+    queue URL, the bus name, a secret's id). Pulumi passes Outputs resolved to strings;
+    the local runtime passes its emulator's names.
+    """
+    env = {
+        "OMNI_STAGE": stage,
+        "POWERTOOLS_SERVICE_NAME": fn.name,
+        "POWERTOOLS_METRICS_NAMESPACE": PROJECT,
+        "LOG_LEVEL": "INFO",
+    }
+    env.update(fn.environment)
+    for grant in fn.grants:
+        env[resource_env_var(topology, grant.kind, grant.resource)] = physical[(grant.kind, grant.resource)]
+    return env
+
+
+def validate(topology: Topology) -> list[str]:
+    """Consistency problems of a topology; empty when it can be deployed."""
+    problems: list[str] = []
+    names = {
+        "table": {t.name for t in topology.tables},
+        "queue": {q.name for q in topology.queues},
+        "secret": {s.name for s in topology.secrets},
+        "bus": {topology.bus.name},
+    }
+    for kind, items in (
+        ("table", topology.tables),
+        ("queue", topology.queues),
+        ("secret", topology.secrets),
+        ("function", topology.functions),
+        ("rule", topology.rules),
+    ):
+        seen: set[str] = set()
+        for item in items:
+            if item.name in seen:
+                problems.append(f"duplicate {kind} name {item.name!r}")
+            seen.add(item.name)
+    route_keys: set[str] = set()
+    consumers: dict[str, str] = {}
+    for fn in topology.functions:
+        triggers = bool(fn.routes) + bool(fn.queue) + bool(fn.schedules)
+        if triggers == 0:
+            problems.append(f"function {fn.name!r} has no trigger")
+        for route in fn.routes:
+            if route.route_key in route_keys:
+                problems.append(f"route {route.route_key!r} is declared twice")
+            route_keys.add(route.route_key)
+        if fn.queue:
+            if fn.queue not in names["queue"]:
+                problems.append(f"function {fn.name!r} consumes unknown queue {fn.queue!r}")
+            elif fn.queue in consumers:
+                problems.append(f"queue {fn.queue!r} has two consumers")
+            else:
+                consumers[fn.queue] = fn.name
+                queue = topology.queue(fn.queue)
+                if queue.visibility_timeout_s < 6 * fn.timeout_s:
+                    problems.append(
+                        f"queue {queue.name!r}: visibility timeout {queue.visibility_timeout_s}s is below "
+                        f"6x the timeout of {fn.name!r} ({fn.timeout_s}s)"
+                    )
+        for grant in fn.grants:
+            if grant.resource not in names[grant.kind]:
+                problems.append(f"function {fn.name!r} is granted unknown {grant.kind} {grant.resource!r}")
+            elif (grant.kind, grant.access) not in _ACTIONS:
+                problems.append(f"function {fn.name!r}: {grant.access!r} is not defined for a {grant.kind}")
+    for queue in topology.queues:
+        if queue.name not in consumers:
+            problems.append(f"queue {queue.name!r} has no consumer")
+        if queue.max_receive_count < 1:
+            problems.append(f"queue {queue.name!r}: maxReceiveCount must be at least 1")
+    for rule in topology.rules:
+        if rule.target_queue not in names["queue"]:
+            problems.append(f"rule {rule.name!r} targets unknown queue {rule.target_queue!r}")
+    # The local runtime runs every function in one process with one environment, so a
+    # variable must mean the same thing for every function that has it.
+    merged: dict[str, str] = {}
+    for fn in topology.functions:
+        for key, value in fn.environment.items():
+            if merged.setdefault(key, value) != value:
+                problems.append(f"environment variable {key!r} differs between functions")
+    return problems
+
+
+# --------------------------------------------------------------------------- #
+# The system
+# --------------------------------------------------------------------------- #
+
+BUS = EventBus(name="omni-events", archive_retention_days=30)
+
+# Detail types of the events on the bus (their schemas live in shared/events.py).
+MESSAGE_RECEIVED = "message.received"
+MESSAGE_RECORDED = "message.recorded"
+NOTIFICATION_REQUESTED = "notification.requested"
+
+TABLES = (
+    Table(
+        name="customers",
+        description="Customer profiles, their identities, and one ownership item per normalised identity.",
+    ),
+    Table(
+        name="conversations",
+        description="Conversations (META item) and their messages, sorted by provider timestamp.",
+        gsis=(Gsi(name="by-customer", partition_key="customer_id", sort_key="opened_at"),),
+    ),
+    Table(
+        name="webchat",
+        description="Web chat sessions and the messages shown in each session, both directions.",
+        ttl_attribute="expires_at",
+    ),
+    Table(
+        name="outbox",
+        description="Every outbound delivery with its status: the delivery log.",
+        partition_key="notification_id",
+        sort_key=None,
+        gsis=(Gsi(name="by-provider-id", partition_key="provider_message_id", projection="KEYS_ONLY"),),
+    ),
+)
+
+QUEUES = (
+    Queue(name="profile-merge", batch_size=10, visibility_timeout_s=180),
+    Queue(name="routing", batch_size=10, visibility_timeout_s=180),
+    Queue(name="notify", batch_size=10, visibility_timeout_s=180),
+)
+
+RULES = (
+    EventRule(
+        name="message-received",
+        detail_types=(MESSAGE_RECEIVED,),
+        target_queue="profile-merge",
+        description="Every inbound message on every channel goes to profile merge.",
+    ),
+    EventRule(
+        name="message-recorded",
+        detail_types=(MESSAGE_RECORDED,),
+        target_queue="routing",
+        description="A message recorded in its conversation is routed.",
+    ),
+    EventRule(
+        name="notification-requested",
+        detail_types=(NOTIFICATION_REQUESTED,),
+        target_queue="notify",
+        description="Replies, acknowledgements and notifications go out through notify.",
+    ),
+)
+
+SECRETS = (
+    Secret(
+        name="webchat-identity",
+        config_key="webchatIdentitySecret",
+        local_env_var="OMNI_WEBCHAT_IDENTITY_SECRET",
+        local_default="local-webchat-identity-secret",
+        description="Shared with the company's site, which signs user_hash = HMAC-SHA256(secret, account id or e-mail).",
+    ),
+    Secret(
+        name="webchat-token",
+        config_key="webchatTokenSecret",
+        local_env_var="OMNI_WEBCHAT_TOKEN_SECRET",
+        local_default="local-webchat-token-secret",
+        description="Signs the web chat session tokens we hand to browsers. Never leaves AWS.",
+    ),
+)
+
+_SESSION_MESSAGES = "/webchat/sessions/{session_id}/messages"
+
+FUNCTIONS = (
+    Function(
+        name="webchat",
+        handler="functions.webchat.handler.handler",
+        source_dir="functions/webchat",
+        description="Web chat channel: sessions, inbound messages, the session's message list.",
+        memory_mb=256,
+        timeout_s=10,
+        routes=(
+            HttpRoute("POST", "/webchat/sessions", throttle=Throttle(rate_per_s=20, burst=40)),
+            HttpRoute("POST", _SESSION_MESSAGES, throttle=Throttle(rate_per_s=100, burst=200)),
+            HttpRoute("GET", _SESSION_MESSAGES, throttle=Throttle(rate_per_s=200, burst=400)),
+        ),
+        grants=(
+            Grant("table", "webchat", "readwrite"),
+            Grant("bus", BUS.name, "publish"),
+            Grant("secret", "webchat-identity", "get"),
+            Grant("secret", "webchat-token", "get"),
+        ),
+    ),
+    Function(
+        name="profile-merge",
+        handler="functions.profile_merge.handler.handler",
+        source_dir="functions/profile_merge",
+        description="Resolves each inbound message to one customer and records it in the open conversation.",
+        memory_mb=256,
+        timeout_s=30,
+        queue="profile-merge",
+        grants=(
+            Grant("table", "customers", "readwrite"),
+            Grant("table", "conversations", "readwrite"),
+            Grant("bus", BUS.name, "publish"),
+        ),
+    ),
+    Function(
+        name="routing",
+        handler="functions.routing.handler.handler",
+        source_dir="functions/routing",
+        description="Decides who answers: an automated reply or a human queue; records it on the conversation.",
+        memory_mb=256,
+        timeout_s=30,
+        queue="routing",
+        grants=(
+            Grant("table", "conversations", "readwrite"),
+            Grant("table", "customers", "read"),
+            Grant("bus", BUS.name, "publish"),
+        ),
+    ),
+    Function(
+        name="notify",
+        handler="functions.notify.handler.handler",
+        source_dir="functions/notify",
+        description="Delivers replies and notifications on the customer's channel and logs each delivery.",
+        memory_mb=256,
+        timeout_s=30,
+        queue="notify",
+        grants=(
+            Grant("table", "conversations", "readwrite"),
+            Grant("table", "webchat", "readwrite"),
+            Grant("table", "outbox", "readwrite"),
+        ),
+    ),
+    Function(
+        name="agent-api",
+        handler="functions.agent_api.handler.handler",
+        source_dir="functions/agent_api",
+        description="The agent API: customers, conversations (JWT bearer).",
+        memory_mb=512,
+        timeout_s=10,
+        routes=(
+            HttpRoute("GET", "/customers", auth="agent"),
+            HttpRoute("GET", "/customers/{customer_id}", auth="agent"),
+            HttpRoute("GET", "/customers/{customer_id}/conversations", auth="agent"),
+            HttpRoute("GET", "/conversations/{conversation_id}", auth="agent"),
+            HttpRoute("GET", "/openapi.json"),
+        ),
+        grants=(
+            Grant("table", "customers", "read"),
+            Grant("table", "conversations", "read"),
+        ),
+    ),
+)
+
+TOPOLOGY = Topology(
+    bus=BUS,
+    tables=TABLES,
+    queues=QUEUES,
+    rules=RULES,
+    secrets=SECRETS,
+    functions=FUNCTIONS,
+)
