@@ -472,14 +472,16 @@ SECRETS = (
         name="webchat-identity",
         config_key="webchatIdentitySecret",
         local_env_var="OMNI_WEBCHAT_IDENTITY_SECRET",
-        local_default="local-webchat-identity-secret",
-        description="Shared with the company's site, which signs user_hash = HMAC-SHA256(secret, account id or e-mail).",
+        local_default="local-dev-webchat-identity-secret-not-for-production",
+        description=(
+            "Shared with the company's site, which signs user_hash = HMAC-SHA256(secret, account id/email)."
+        ),
     ),
     Secret(
         name="webchat-token",
         config_key="webchatTokenSecret",
         local_env_var="OMNI_WEBCHAT_TOKEN_SECRET",
-        local_default="local-webchat-token-secret",
+        local_default="local-dev-webchat-token-secret-not-for-production",
         description="Signs the web chat session tokens we hand to browsers. Never leaves AWS.",
     ),
 )
@@ -524,7 +526,7 @@ FUNCTIONS = (
         name="routing",
         handler="functions.routing.handler.handler",
         source_dir="functions/routing",
-        description="Decides who answers: an automated reply or a human queue; records it on the conversation.",
+        description="Decides who answers (an automated reply or a human queue) and records it.",
         memory_mb=256,
         timeout_s=30,
         queue="routing",

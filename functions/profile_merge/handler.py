@@ -1,0 +1,71 @@
+"""Profile merge: each inbound message -> one customer, recorded in their open conversation.
+
+Consumes ``message.received`` from the profile-merge queue; publishes ``message.recorded``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import process_partial_response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.bus import EventPublisher
+from shared.consumer import LoggedBatchProcessor, event_record_model
+from shared.events import MessageReceived, MessageRecorded, format_timestamp, utc_now
+from shared.identity import normalise
+from shared.profiles import record_message
+from shared.repositories.conversations import ConversationRepository
+from shared.repositories.customers import CustomerRepository
+from shared.topology import MESSAGE_RECORDED
+
+logger = Logger()
+Record = event_record_model(MessageReceived)
+processor = LoggedBatchProcessor(Record, logger)
+customers = CustomerRepository()
+conversations = ConversationRepository(customers=customers)
+publisher = EventPublisher(source="omni.profile-merge")
+
+
+def record_handler(record: Any) -> None:
+    message: MessageReceived = record.body.detail
+    recorded = record_message(customers, conversations, message, format_timestamp(utc_now()))
+    logger.info(
+        "message recorded",
+        extra={
+            "message_id": recorded.message_id,
+            "customer_id": recorded.customer_id,
+            "conversation_id": recorded.conversation_id,
+            "new_customer": recorded.new_customer,
+            "new_conversation": recorded.new_conversation,
+            "duplicate": not recorded.new_message,
+            "possible_matches": [m.identity.key for m in recorded.possible_matches],
+        },
+    )
+    # Published for a duplicate too: the first attempt may have stopped before publishing;
+    # routing is idempotent on the message id.
+    publisher.publish(
+        [
+            (
+                MESSAGE_RECORDED,
+                MessageRecorded(
+                    customer_id=recorded.customer_id,
+                    conversation_id=recorded.conversation_id,
+                    message_id=recorded.message_id,
+                    channel=message.channel,
+                    text=message.text,
+                    sent_at=message.sent_at,
+                    reply_to=normalise(message.sender),
+                    new_conversation=recorded.new_conversation,
+                ),
+            )
+        ]
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

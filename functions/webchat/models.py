@@ -1,0 +1,62 @@
+"""Request and response bodies of the web chat routes (validated at the edge)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+_ID = r"^[A-Za-z0-9_.:\-]+$"
+
+
+class CustomerInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    account_id: Annotated[str, Field(min_length=1, max_length=200, pattern=_ID)] | None = None
+    #: hex HMAC-SHA256 of account_id (or, without one, email) with the identity secret.
+    user_hash: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
+
+
+class CreateSessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer: CustomerInfo | None = None
+
+
+class SessionCreated(BaseModel):
+    session_id: str
+    token: str
+    expires_at: int
+    #: True when the customer's account id / e-mail were proven by user_hash.
+    verified: bool
+
+
+class PostMessageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: The browser's id for the message; sending it again is harmless.
+    message_id: Annotated[str, Field(min_length=1, max_length=100, pattern=_ID)]
+    text: Annotated[str, Field(min_length=1, max_length=4000)]
+    sent_at: AwareDatetime
+
+
+class MessageAccepted(BaseModel):
+    message_id: str
+    status: Literal["accepted"] = "accepted"
+    #: True when this message id had been accepted before.
+    duplicate: bool
+
+
+class SessionMessage(BaseModel):
+    message_id: str
+    direction: Literal["inbound", "outbound"]
+    text: str
+    timestamp: str
+    author: str | None = None
+
+
+class SessionMessages(BaseModel):
+    session_id: str
+    messages: list[SessionMessage]

@@ -1,0 +1,246 @@
+"""The Lambda functions: role and policy, log group, function, and their queue/schedule triggers.
+
+Every function gets its own role with ONE inline policy, built from the grants of the
+topology (``shared.topology.iam_actions``) on the granted resources only, plus what
+every function needs on its own things: consuming its queue, writing to its log group,
+sending X-Ray traces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components.common import (
+    RUNTIME,
+    TYPE_PREFIX,
+    PolicyStatement,
+    assume_role_policy,
+    check_log_retention,
+    physical_name,
+    policy_json,
+    sid,
+)
+from infra.components.packages import FunctionPackage
+from shared.topology import (
+    QUEUE_CONSUMER_ACTIONS,
+    Function,
+    ResourceKind,
+    Topology,
+    function_environment,
+    iam_actions,
+)
+
+ResourceKey = tuple[ResourceKind, str]
+
+#: What a function needs on its own log group (the group exists, so no CreateLogGroup).
+LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
+#: What active tracing needs; X-Ray has no resource-level permissions, hence "*".
+XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    """A deployed resource a function may be granted."""
+
+    #: What the function's environment gets: table name, queue URL, bus name, secret name.
+    physical: pulumi.Input[str]
+    arn: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class FunctionsArgs:
+    topology: Topology
+    stage: str
+    #: The code of each function by declared name.
+    packages: Mapping[str, FunctionPackage]
+    layer_arns: Sequence[pulumi.Input[str]]
+    #: Every table, queue, bus and secret, by (kind, declared name).
+    resources: Mapping[ResourceKey, ResourceRef]
+    #: Overrides every function's ``log_retention_days``.
+    log_retention_days: int | None = None
+
+
+def grant_resources(kind: ResourceKind, arn: str) -> list[str]:
+    """The IAM resources of a grant: a table's indexes are resources of their own."""
+    if kind == "table":
+        return [arn, f"{arn}/index/*"]
+    return [arn]
+
+
+def policy_keys(fn: Function) -> list[ResourceKey]:
+    """Every resource ``fn``'s policy names: its grants and the queue it consumes."""
+    keys: list[ResourceKey] = [(grant.kind, grant.resource) for grant in fn.grants]
+    if fn.queue:
+        keys.append(("queue", fn.queue))
+    return list(dict.fromkeys(keys))
+
+
+def execution_policy(
+    fn: Function, arns: Mapping[ResourceKey, str], log_group_arn: str
+) -> list[PolicyStatement]:
+    """The statements of ``fn``'s execution role, given the deployed ARNs."""
+    statements: list[PolicyStatement] = []
+    used: set[str] = set()
+
+    def add(name: str, actions: Sequence[str], resources: str | list[str]) -> None:
+        statement_id, n = name, 1
+        while statement_id in used:
+            n += 1
+            statement_id = f"{name}{n}"
+        used.add(statement_id)
+        statements.append(
+            {"Sid": statement_id, "Effect": "Allow", "Action": list(actions), "Resource": resources}
+        )
+
+    for grant in fn.grants:
+        add(
+            sid(grant.access, grant.kind, grant.resource),
+            iam_actions(grant),
+            grant_resources(grant.kind, arns[(grant.kind, grant.resource)]),
+        )
+    if fn.queue:
+        add(sid("consume queue", fn.queue), QUEUE_CONSUMER_ACTIONS, [arns[("queue", fn.queue)]])
+    add("WriteOwnLogs", LOG_ACTIONS, [f"{log_group_arn}:*"])
+    add("SendTraces", XRAY_ACTIONS, "*")
+    return statements
+
+
+class Functions(pulumi.ComponentResource):
+    """Every declared function with its role, log group and queue/schedule triggers."""
+
+    roles: dict[str, aws.iam.Role]
+    policies: dict[str, aws.iam.RolePolicy]
+    log_groups: dict[str, aws.cloudwatch.LogGroup]
+    functions: dict[str, aws.lambda_.Function]
+    event_source_mappings: dict[str, aws.lambda_.EventSourceMapping]
+    scheduler_roles: dict[str, aws.iam.Role]
+    schedules: dict[tuple[str, str], aws.scheduler.Schedule]
+    arns: dict[str, pulumi.Output[str]]
+    names: dict[str, pulumi.Output[str]]
+
+    def __init__(self, name: str, args: FunctionsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(f"{TYPE_PREFIX}:Functions", name, None, opts)
+        if args.log_retention_days is not None:
+            check_log_retention(args.log_retention_days)
+        self.roles, self.policies, self.log_groups, self.functions = {}, {}, {}, {}
+        self.event_source_mappings, self.scheduler_roles, self.schedules = {}, {}, {}
+        for fn in args.topology.functions:
+            self._add_function(name, fn, args)
+        self.arns = {key: f.arn for key, f in self.functions.items()}
+        self.names = {key: f.name for key, f in self.functions.items()}
+        self.register_outputs({"arns": self.arns, "names": self.names})
+
+    def _add_function(self, name: str, fn: Function, args: FunctionsArgs) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = f"{name}-{fn.name}"
+        deployed_name = physical_name(args.stage, fn.name)
+
+        log_group = aws.cloudwatch.LogGroup(
+            f"{prefix}-logs",
+            name=f"/aws/lambda/{deployed_name}",
+            retention_in_days=check_log_retention(args.log_retention_days or fn.log_retention_days),
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{prefix}-role",
+            description=f"Execution role of {deployed_name}.",
+            assume_role_policy=assume_role_policy("lambda.amazonaws.com"),
+            opts=child,
+        )
+        keys = policy_keys(fn)
+        policy = aws.iam.RolePolicy(
+            f"{prefix}-policy",
+            name="execution",
+            role=role.id,
+            policy=pulumi.Output.all(log_group.arn, *(args.resources[key].arn for key in keys)).apply(
+                lambda values: policy_json(
+                    execution_policy(fn, dict(zip(keys, values[1:], strict=True)), values[0])
+                )
+            ),
+            opts=child,
+        )
+        granted = [(grant.kind, grant.resource) for grant in fn.grants]
+        environment = pulumi.Output.all(*(args.resources[key].physical for key in granted)).apply(
+            lambda values: function_environment(
+                args.topology, fn, dict(zip(granted, values, strict=True)), args.stage
+            )
+        )
+        package = args.packages[fn.name]
+        function = aws.lambda_.Function(
+            prefix,
+            name=deployed_name,
+            description=fn.description,
+            role=role.arn,
+            runtime=RUNTIME,
+            architectures=[fn.architecture],
+            handler=fn.handler,
+            memory_size=fn.memory_mb,
+            timeout=fn.timeout_s,
+            code=package.archive,
+            code_sha256=package.code_sha256,
+            layers=list(args.layer_arns),
+            environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment),
+            tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="Text", log_group=log_group.name),
+            # The policy first, so the function can log (and its trigger can poll) from the start.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        )
+        self.log_groups[fn.name], self.roles[fn.name] = log_group, role
+        self.policies[fn.name], self.functions[fn.name] = policy, function
+
+        if fn.queue:
+            queue = args.topology.queue(fn.queue)
+            self.event_source_mappings[fn.name] = aws.lambda_.EventSourceMapping(
+                f"{prefix}-{queue.name}-source",
+                event_source_arn=args.resources[("queue", queue.name)].arn,
+                function_name=function.arn,
+                batch_size=queue.batch_size,
+                maximum_batching_window_in_seconds=queue.max_batching_window_s,
+                function_response_types=["ReportBatchItemFailures"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+            )
+        if fn.schedules:
+            self._add_schedules(prefix, fn, deployed_name, function)
+
+    def _add_schedules(
+        self, prefix: str, fn: Function, deployed_name: str, function: aws.lambda_.Function
+    ) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{prefix}-scheduler-role",
+            description=f"Lets EventBridge Scheduler invoke {deployed_name}.",
+            assume_role_policy=assume_role_policy("scheduler.amazonaws.com"),
+            opts=child,
+        )
+        policy = aws.iam.RolePolicy(
+            f"{prefix}-scheduler-policy",
+            name="invoke",
+            role=role.id,
+            policy=function.arn.apply(
+                lambda arn: policy_json(
+                    [
+                        {
+                            "Sid": "InvokeFunction",
+                            "Effect": "Allow",
+                            "Action": ["lambda:InvokeFunction"],
+                            "Resource": [arn],
+                        }
+                    ]
+                )
+            ),
+            opts=child,
+        )
+        self.scheduler_roles[fn.name] = role
+        for schedule in fn.schedules:
+            self.schedules[(fn.name, schedule.name)] = aws.scheduler.Schedule(
+                f"{prefix}-{schedule.name}",
+                name=f"{deployed_name}-{schedule.name}",
+                schedule_expression=schedule.expression,
+                flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
+                target=aws.scheduler.ScheduleTargetArgs(arn=function.arn, role_arn=role.arn),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+            )

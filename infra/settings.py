@@ -1,0 +1,59 @@
+"""The stack's settings, read from Pulumi config (``pulumi config set ...``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+
+from infra.components.common import check_log_retention
+from shared.topology import TOPOLOGY, Topology
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: Stage names end up in every physical name; the tightest limit is the bus archive's 48 characters.
+_STAGE = re.compile(r"[A-Za-z0-9_-]{1,23}")
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    #: The Pulumi stack name: ``omni-<stage>-<name>`` is the physical name of everything.
+    stage: str
+    #: Value of each declared secret, by declared name.
+    secret_values: Mapping[str, pulumi.Input[str]]
+    #: Protect tables and the user pool from deletion, keep deleted secrets 30 days.
+    deletion_protection: bool = True
+    #: Overrides the log retention of every function and of the API's access log.
+    log_retention_days: int | None = None
+    #: An external identity provider for the agent routes; a Cognito pool is created otherwise.
+    agent_jwt_issuer: str | None = None
+    agent_jwt_audience: str | None = None
+    repo_root: Path = REPO_ROOT
+    build_dir: Path = field(default=REPO_ROOT / "build")
+
+    def __post_init__(self) -> None:
+        if not _STAGE.fullmatch(self.stage):
+            raise ValueError(f"stack name {self.stage!r}: use 1-23 letters, digits, '-' or '_'")
+        if (self.agent_jwt_issuer is None) != (self.agent_jwt_audience is None):
+            raise ValueError("set both agentJwtIssuer and agentJwtAudience, or neither")
+        if self.log_retention_days is not None:
+            check_log_retention(self.log_retention_days)
+
+    @classmethod
+    def from_config(
+        cls, topology: Topology = TOPOLOGY, config: pulumi.Config | None = None, stage: str | None = None
+    ) -> StackSettings:
+        config = config or pulumi.Config()
+        return cls(
+            stage=stage or pulumi.get_stack(),
+            secret_values={
+                secret.name: config.require_secret(secret.config_key) for secret in topology.secrets
+            },
+            deletion_protection=config.get_bool("deletionProtection", True),
+            log_retention_days=config.get_int("logRetentionDays"),
+            agent_jwt_issuer=config.get("agentJwtIssuer") or None,
+            agent_jwt_audience=config.get("agentJwtAudience") or None,
+        )

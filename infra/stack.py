@@ -1,0 +1,166 @@
+"""The whole stack, built from :data:`shared.topology.TOPOLOGY` and the stack's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from infra.bundling import Bundle, LayerInstaller, build_bundle, pip_install
+from infra.components import (
+    AgentIdentity,
+    AgentIdentityArgs,
+    EventBusArgs,
+    EventBusComponent,
+    FunctionPackages,
+    FunctionPackagesArgs,
+    Functions,
+    FunctionsArgs,
+    HttpApi,
+    HttpApiArgs,
+    QueueRef,
+    Queues,
+    QueuesArgs,
+    ResourceRef,
+    Secrets,
+    SecretsArgs,
+    Tables,
+    TablesArgs,
+)
+from infra.components.functions import ResourceKey
+from infra.settings import StackSettings
+from shared.topology import TOPOLOGY, Topology, validate
+
+#: Access log retention of the API when ``logRetentionDays`` is not set.
+DEFAULT_API_LOG_RETENTION_DAYS = 30
+
+
+@dataclass(frozen=True)
+class OmniStack:
+    bundle: Bundle
+    tables: Tables
+    queues: Queues
+    events: EventBusComponent
+    secrets: Secrets
+    packages: FunctionPackages
+    functions: Functions
+    #: The Cognito pool for agents; None when an external JWT issuer is configured.
+    agent_identity: AgentIdentity | None
+    http_api: HttpApi
+
+
+def build_stack(
+    settings: StackSettings,
+    *,
+    topology: Topology = TOPOLOGY,
+    layer_installer: LayerInstaller = pip_install,
+) -> OmniStack:
+    problems = validate(topology)
+    if problems:
+        raise ValueError("the topology cannot be deployed:\n  " + "\n  ".join(problems))
+    stage = settings.stage
+    bundle = build_bundle(
+        settings.repo_root,
+        topology,
+        settings.build_dir,
+        installer=layer_installer,
+    )
+
+    tables = Tables("tables", TablesArgs(topology.tables, stage, settings.deletion_protection))
+    queues = Queues("queues", QueuesArgs(topology.queues, stage))
+    events = EventBusComponent(
+        "events",
+        EventBusArgs(
+            bus=topology.bus,
+            rules=topology.rules,
+            stage=stage,
+            queues={name: QueueRef(arn=queues.arns[name], url=queues.urls[name]) for name in queues.queues},
+        ),
+    )
+    secrets = Secrets(
+        "secrets",
+        SecretsArgs(
+            topology.secrets,
+            stage,
+            values=settings.secret_values,
+            recovery_window_in_days=30 if settings.deletion_protection else 0,
+        ),
+    )
+    packages = FunctionPackages("packages", FunctionPackagesArgs(bundle=bundle, stage=stage))
+
+    resources: dict[ResourceKey, ResourceRef] = {
+        ("bus", topology.bus.name): ResourceRef(physical=events.bus.name, arn=events.bus.arn)
+    }
+    for name in tables.tables:
+        resources[("table", name)] = ResourceRef(physical=tables.names[name], arn=tables.arns[name])
+    for name in queues.queues:
+        resources[("queue", name)] = ResourceRef(physical=queues.urls[name], arn=queues.arns[name])
+    for name in secrets.secrets:
+        resources[("secret", name)] = ResourceRef(physical=secrets.names[name], arn=secrets.arns[name])
+    functions = Functions(
+        "functions",
+        FunctionsArgs(
+            topology=topology,
+            stage=stage,
+            packages=packages.packages,
+            layer_arns=[packages.layer.arn],
+            resources=resources,
+            log_retention_days=settings.log_retention_days,
+        ),
+    )
+
+    identity: AgentIdentity | None = None
+    issuer: pulumi.Input[str] | None = settings.agent_jwt_issuer
+    audience: pulumi.Input[str] | None = settings.agent_jwt_audience
+    if issuer is None and any(route.auth == "agent" for route, _ in topology.routes()):
+        identity = AgentIdentity(
+            "agent-identity", AgentIdentityArgs(stage=stage, deletion_protection=settings.deletion_protection)
+        )
+        issuer, audience = identity.issuer, identity.audience
+    http_api = HttpApi(
+        "http-api",
+        HttpApiArgs(
+            topology=topology,
+            stage=stage,
+            function_arns=functions.arns,
+            function_names=functions.names,
+            jwt_issuer=issuer,
+            jwt_audience=audience,
+            log_retention_days=settings.log_retention_days or DEFAULT_API_LOG_RETENTION_DAYS,
+        ),
+    )
+    return OmniStack(
+        bundle=bundle,
+        tables=tables,
+        queues=queues,
+        events=events,
+        secrets=secrets,
+        packages=packages,
+        functions=functions,
+        agent_identity=identity,
+        http_api=http_api,
+    )
+
+
+def stack_outputs(stack: OmniStack) -> dict[str, Any]:
+    """What ``pulumi stack output`` shows (and what the README's curl examples use)."""
+    outputs: dict[str, Any] = {
+        "apiUrl": stack.http_api.url,
+        "tableNames": stack.tables.names,
+        "busName": stack.events.bus.name,
+        "queueUrls": stack.queues.urls,
+        "deadLetterQueueUrls": stack.queues.dlq_urls,
+        "functionNames": stack.functions.names,
+        "secretNames": stack.secrets.names,
+    }
+    if stack.agent_identity is not None:
+        outputs["cognitoUserPoolId"] = stack.agent_identity.user_pool.id
+        outputs["cognitoUserPoolClientId"] = stack.agent_identity.client.id
+        outputs["agentJwtIssuer"] = stack.agent_identity.issuer
+    return outputs
+
+
+def export_outputs(stack: OmniStack) -> None:
+    for key, value in stack_outputs(stack).items():
+        pulumi.export(key, value)

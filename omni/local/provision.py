@@ -1,0 +1,202 @@
+"""Create every resource of a topology in the emulator, idempotently.
+
+Running :func:`provision` twice against the same (external) emulator works: what
+already exists is kept and brought in line (queue attributes, secret values, rule
+targets). Physical names are ``omni-<stage>-<name>``, as in the cloud.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from shared.topology import PROJECT, Queue, ResourceKind, Secret, Table, Topology
+
+logger = logging.getLogger("omni.local.provision")
+
+DEFAULT_STAGE = "local"
+#: The id of the single target each rule sends to its queue.
+RULE_TARGET_ID = "queue"
+
+
+def physical_name(stage: str, name: str) -> str:
+    """The deployed name of a declared resource (or function) in ``stage``."""
+    return f"{PROJECT}-{stage}-{name}"
+
+
+@dataclass
+class QueueResources:
+    url: str
+    arn: str
+    dlq_url: str
+    dlq_arn: str
+
+
+@dataclass
+class Provisioned:
+    """What :func:`provision` created: the names functions learn, and the queues' details."""
+
+    stage: str
+    #: ``(kind, declared name)`` -> table name, queue URL, bus name, secret ARN.
+    physical: dict[tuple[ResourceKind, str], str] = field(default_factory=dict)
+    queues: dict[str, QueueResources] = field(default_factory=dict)
+    bus_arn: str = ""
+
+    def as_json(self) -> dict[str, str]:
+        """``physical`` with ``"kind:name"`` keys, for the state file and ``/healthz``."""
+        return {f"{kind}:{name}": value for (kind, name), value in sorted(self.physical.items())}
+
+
+def provision(topology: Topology, session: Any, *, stage: str = DEFAULT_STAGE) -> Provisioned:
+    """Create the tables, queues (+ DLQs), bus, rules and secrets of ``topology``.
+
+    ``session`` is a boto3 session whose clients reach the emulator.
+    """
+    result = Provisioned(stage=stage)
+    dynamodb = session.client("dynamodb")
+    sqs = session.client("sqs")
+    events = session.client("events")
+    secrets = session.client("secretsmanager")
+
+    for table in topology.tables:
+        result.physical[("table", table.name)] = _ensure_table(
+            dynamodb, table, physical_name(stage, table.name)
+        )
+    for queue in topology.queues:
+        resources = _ensure_queue(sqs, queue, stage)
+        result.queues[queue.name] = resources
+        result.physical[("queue", queue.name)] = resources.url
+    bus_name = physical_name(stage, topology.bus.name)
+    result.bus_arn = _ensure_bus(events, bus_name)
+    result.physical[("bus", topology.bus.name)] = bus_name
+    for rule in topology.rules:
+        rule_name = physical_name(stage, rule.name)
+        events.put_rule(
+            Name=rule_name,
+            EventBusName=bus_name,
+            EventPattern=json.dumps(rule.event_pattern),
+            State="ENABLED",
+            Description=rule.description,
+        )
+        events.put_targets(
+            Rule=rule_name,
+            EventBusName=bus_name,
+            Targets=[{"Id": RULE_TARGET_ID, "Arn": result.queues[rule.target_queue].arn}],
+        )
+    for secret in topology.secrets:
+        result.physical[("secret", secret.name)] = _ensure_secret(
+            secrets, secret, physical_name(stage, secret.name)
+        )
+    logger.info(
+        "provisioned %d tables, %d queues, %d rules, %d secrets (stage %s)",
+        len(topology.tables),
+        len(topology.queues),
+        len(topology.rules),
+        len(topology.secrets),
+        stage,
+    )
+    return result
+
+
+# --------------------------------------------------------------------------- #
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _ensure_table(client: Any, table: Table, name: str) -> str:
+    key_schema = [{"AttributeName": table.partition_key, "KeyType": "HASH"}]
+    if table.sort_key:
+        key_schema.append({"AttributeName": table.sort_key, "KeyType": "RANGE"})
+    request: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": key_schema,
+        "AttributeDefinitions": [
+            {"AttributeName": attr, "AttributeType": "S"} for attr in table.key_attributes
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if table.gsis:
+        indexes = []
+        for gsi in table.gsis:
+            schema = [{"AttributeName": gsi.partition_key, "KeyType": "HASH"}]
+            if gsi.sort_key:
+                schema.append({"AttributeName": gsi.sort_key, "KeyType": "RANGE"})
+            indexes.append(
+                {"IndexName": gsi.name, "KeySchema": schema, "Projection": {"ProjectionType": gsi.projection}}
+            )
+        request["GlobalSecondaryIndexes"] = indexes
+    try:
+        client.create_table(**request)
+    except ClientError as exc:
+        if _error_code(exc) not in {"ResourceInUseException", "TableAlreadyExistsException"}:
+            raise
+    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+    if table.ttl_attribute:
+        current = client.describe_time_to_live(TableName=name).get("TimeToLiveDescription", {})
+        enabled = current.get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}
+        if not enabled or current.get("AttributeName") != table.ttl_attribute:
+            client.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+            )
+    return name
+
+
+def _ensure_sqs_queue(client: Any, name: str, attributes: dict[str, str]) -> tuple[str, str]:
+    try:
+        url = client.get_queue_url(QueueName=name)["QueueUrl"]
+    except ClientError as exc:
+        if _error_code(exc) not in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
+            raise
+        url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    else:
+        client.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn
+
+
+def _ensure_queue(client: Any, queue: Queue, stage: str) -> QueueResources:
+    dlq_url, dlq_arn = _ensure_sqs_queue(
+        client,
+        physical_name(stage, queue.dlq_name),
+        {"MessageRetentionPeriod": str(queue.dlq_retention_s)},
+    )
+    url, arn = _ensure_sqs_queue(
+        client,
+        physical_name(stage, queue.name),
+        {
+            "VisibilityTimeout": str(queue.visibility_timeout_s),
+            "MessageRetentionPeriod": str(queue.retention_s),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(queue.max_receive_count)}
+            ),
+        },
+    )
+    return QueueResources(url=url, arn=arn, dlq_url=dlq_url, dlq_arn=dlq_arn)
+
+
+def _ensure_bus(client: Any, name: str) -> str:
+    try:
+        return str(client.create_event_bus(Name=name)["EventBusArn"])
+    except ClientError as exc:
+        if _error_code(exc) != "ResourceAlreadyExistsException":
+            raise
+    return str(client.describe_event_bus(Name=name)["Arn"])
+
+
+def _ensure_secret(client: Any, secret: Secret, name: str) -> str:
+    value = os.environ.get(secret.local_env_var) or secret.local_default
+    try:
+        return str(client.create_secret(Name=name, SecretString=value, Description=secret.description)["ARN"])
+    except ClientError as exc:
+        if _error_code(exc) != "ResourceExistsException":
+            raise
+    current = client.get_secret_value(SecretId=name)
+    if current.get("SecretString") != value:
+        client.put_secret_value(SecretId=name, SecretString=value)
+    return str(current["ARN"])

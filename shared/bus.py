@@ -1,0 +1,87 @@
+"""Publishing events to the EventBridge bus without losing any.
+
+``PutEvents`` can fail for single entries while the call itself succeeds
+(``FailedEntryCount`` > 0): the failed entries are sent again, with backoff, and if
+some still fail the caller gets :class:`PublishError` so it can refuse the work
+(a webhook answers 503 so the provider retries; a consumer reports the batch item
+as failed so SQS redelivers it). Entries go in chunks of ten, the API's limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared import aws
+from shared.config import require_env
+from shared.topology import EVENT_SOURCE_PREFIX
+
+MAX_ENTRIES_PER_CALL = 10
+
+
+class PublishError(RuntimeError):
+    """Some events could not be put on the bus after retries."""
+
+    def __init__(self, failures: list[dict[str, Any]]) -> None:
+        codes = sorted({str(f.get("ErrorCode")) for f in failures})
+        super().__init__(f"{len(failures)} event(s) not published: {', '.join(codes)}")
+        self.failures = failures
+
+
+class EventPublisher:
+    def __init__(
+        self,
+        source: str,
+        bus_name: str | None = None,
+        client: Any = None,
+        attempts: int = 4,
+        backoff_s: float = 0.05,
+    ) -> None:
+        if not source.startswith(EVENT_SOURCE_PREFIX):
+            raise ValueError(f"event source must start with {EVENT_SOURCE_PREFIX!r}")
+        self.source = source
+        self._bus_name = bus_name
+        self._client = client
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+
+    @property
+    def bus_name(self) -> str:
+        return self._bus_name or require_env("EVENT_BUS_NAME")
+
+    @property
+    def client(self) -> Any:
+        return self._client or aws.client("events")
+
+    def entry(self, detail_type: str, detail: BaseModel) -> dict[str, Any]:
+        return {
+            "Source": self.source,
+            "DetailType": detail_type,
+            "Detail": detail.model_dump_json(),
+            "EventBusName": self.bus_name,
+        }
+
+    def publish(self, events: Sequence[tuple[str, BaseModel]]) -> None:
+        """Put every ``(detail_type, detail)`` on the bus or raise :class:`PublishError`."""
+        pending = [self.entry(detail_type, detail) for detail_type, detail in events]
+        for start in range(0, len(pending), MAX_ENTRIES_PER_CALL):
+            self._put_all(pending[start : start + MAX_ENTRIES_PER_CALL])
+
+    def _put_all(self, entries: list[dict[str, Any]]) -> None:
+        failures: list[dict[str, Any]] = []
+        for attempt in range(self.attempts):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            response = self.client.put_events(Entries=entries)
+            if not response.get("FailedEntryCount"):
+                return
+            # Results come back in the order of the entries; resend only those that failed.
+            results = response["Entries"]
+            failures = [result for result in results if result.get("ErrorCode")]
+            entries = [
+                entry for entry, result in zip(entries, results, strict=True) if result.get("ErrorCode")
+            ]
+        raise PublishError(failures)

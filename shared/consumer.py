@@ -1,0 +1,52 @@
+"""SQS consumers: parse each record as the EventBridge event it carries, report failures per item.
+
+Every consumer function uses :func:`event_record_model` for its parser model and
+:class:`LoggedBatchProcessor`, which logs why a record failed (a poison message ends
+in the dead-letter queue after maxReceiveCount receives, and the log says why).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsRecordModel
+from pydantic import BaseModel, Json, create_model
+
+
+class BusEvent(EventBridgeModel):
+    # moto's default EventBridge -> SQS template leaves out "account"; AWS always sends it.
+    # Nothing here reads it, so the local stack and the cloud parse the same way.
+    account: str = ""
+
+
+def event_record_model(detail: type[BaseModel]) -> type[SqsRecordModel]:
+    """An SQS record model whose body is an EventBridge event with ``detail`` of that type."""
+    envelope = create_model(f"{detail.__name__}Event", __base__=BusEvent, detail=(detail, ...))
+    return create_model(f"{detail.__name__}Record", __base__=SqsRecordModel, body=(Json[envelope], ...))  # type: ignore[valid-type]
+
+
+class LoggedBatchProcessor(BatchProcessor):
+    def __init__(self, model: type[SqsRecordModel], logger: Logger) -> None:
+        super().__init__(event_type=EventType.SQS, model=model, raise_on_entire_batch_failure=False)
+        self._logger = logger
+
+    def failure_handler(self, record: Any, exception: Any) -> Any:
+        _, error, _ = exception
+        message_id = (
+            record.get("messageId") if isinstance(record, dict) else getattr(record, "messageId", None)
+        )
+        receive_count = None
+        if isinstance(record, dict):
+            receive_count = record.get("attributes", {}).get("ApproximateReceiveCount")
+        self._logger.warning(
+            "record failed; SQS will redeliver it, then move it to the dead-letter queue",
+            extra={
+                "message_id": message_id,
+                "receive_count": receive_count,
+                "error_type": type(error).__name__,
+                "error": str(error)[:500],
+            },
+        )
+        return super().failure_handler(record, exception)

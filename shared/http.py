@@ -1,0 +1,118 @@
+"""What every HTTP function does at its edge: size and content-type checks, errors as 4xx.
+
+Bad input gets a 4xx with a reason, never a 500: pydantic validation errors become
+400 (Powertools answers 422 by default), a body over the limit 413, a body that is
+not JSON 415. When the bus refuses an event we answer 503, so the caller retries and
+nothing accepted is lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+
+from shared.bus import PublishError
+
+Handler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """A payload-format-2.0 response, for answers given before the resolver runs."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON, **(headers or {})},
+        "body": json.dumps(body, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }
+
+
+def error(status: int, message: str, **extra: Any) -> Response:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body={"error": HTTPStatus(status).phrase, "message": message, **extra},
+    )
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+
+
+def documented(success: int, model: type[BaseModel], *errors: int) -> dict[int, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route: its success body and the errors it can answer."""
+    responses: dict[int, dict[str, Any]] = {
+        success: {
+            "description": HTTPStatus(success).phrase,
+            "content": {"application/json": {"model": model}},
+        }
+    }
+    for status in errors:
+        responses[status] = {
+            "description": HTTPStatus(status).phrase,
+            "content": {"application/json": {"model": ErrorBody}},
+        }
+    return responses
+
+
+def body_size(event: Mapping[str, Any]) -> int:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return len(base64.b64decode(body, validate=False))
+    return len(body.encode())
+
+
+def guard_body(max_bytes: int) -> Callable[[Handler], Handler]:
+    """Refuse oversized and non-JSON bodies before any parsing happens."""
+
+    def wrap(handler: Handler) -> Handler:
+        def guarded(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+            size = body_size(event)
+            if size > max_bytes:
+                return json_response(
+                    413,
+                    {
+                        "error": "Payload Too Large",
+                        "message": f"body is {size} bytes; the limit is {max_bytes}",
+                    },
+                )
+            if size:
+                headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+                content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+                if content_type != content_types.APPLICATION_JSON:
+                    return json_response(
+                        415,
+                        {
+                            "error": "Unsupported Media Type",
+                            "message": f"send application/json, not {content_type or 'no content type'}",
+                        },
+                    )
+            return handler(event, context)
+
+        return guarded
+
+    return wrap
+
+
+def install_error_handlers(app: APIGatewayHttpResolver) -> None:
+    @app.exception_handler(RequestValidationError)
+    def _invalid(exc: RequestValidationError) -> Response:
+        problems = []
+        for item in exc.errors():
+            location = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+            problems.append({"field": location or "body", "problem": item.get("msg", item.get("type"))})
+        summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems) or "invalid request"
+        return error(400, summary, problems=problems)
+
+    @app.exception_handler(PublishError)
+    def _bus_unavailable(exc: PublishError) -> Response:
+        response = error(503, "could not accept the message right now; retry")
+        response.headers["Retry-After"] = "1"
+        return response

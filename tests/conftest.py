@@ -1,0 +1,45 @@
+"""Fixtures shared by the suite: an emulated AWS account built from the one topology."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from shared import aws
+from shared.config import clear_secret_cache
+from shared.topology import TOPOLOGY, function_environment
+
+# No test may reach real AWS, whatever the developer's shell says.
+for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_var, None)
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_DEV": "false",
+    }
+)
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[tuple[str, str], str]]:
+    """Every table, queue, rule, bus and secret of TOPOLOGY in moto, and the functions' environment set."""
+    from omni.local.provision import provision  # noqa: PLC0415
+
+    with mock_aws():
+        aws.reset_clients()
+        clear_secret_cache()
+        provisioned = provision(TOPOLOGY, boto3.Session(region_name="us-east-1"), stage="test")
+        for fn in TOPOLOGY.functions:
+            for key, value in function_environment(TOPOLOGY, fn, provisioned.physical, "test").items():
+                monkeypatch.setenv(key, value)
+        yield provisioned.physical
+        aws.reset_clients()
+        clear_secret_cache()

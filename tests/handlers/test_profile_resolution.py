@@ -1,0 +1,89 @@
+"""Profile merge under retries, reordering and concurrency (repositories against moto)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.events import Identity, MessageReceived, format_timestamp, utc_now
+from shared.profiles import record_message
+from shared.repositories.conversations import ConversationRepository
+from shared.repositories.customers import CustomerRepository
+
+START = datetime(2026, 11, 25, 8, tzinfo=UTC)
+# Hypothesis runs many examples in one moto account: each example gets a new sender.
+_senders = itertools.count()
+
+
+def message(n: int, sender: str = "wcs_a", identities: tuple[Identity, ...] = ()) -> MessageReceived:
+    return MessageReceived(
+        channel="webchat",
+        provider="omni-webchat",
+        provider_message_id=f"{sender}:m{n}",
+        sender=Identity(type="webchat", value=sender, verified=True),
+        identities=identities,
+        text=f"message {n}",
+        sent_at=START + timedelta(seconds=n),
+        received_at=utc_now(),
+    )
+
+
+def repositories() -> tuple[CustomerRepository, ConversationRepository]:
+    customers = CustomerRepository()
+    return customers, ConversationRepository(customers=customers)
+
+
+def record(msg: MessageReceived) -> Any:
+    customers, conversations = repositories()
+    return record_message(customers, conversations, msg, format_timestamp(utc_now()))
+
+
+def test_concurrent_first_messages_of_one_sender_make_one_customer(stack: dict[Any, str]) -> None:
+    account = (Identity(type="account", value="acct-1", verified=True),)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(record, [message(n, sender=f"wcs_{n}", identities=account) for n in range(8)]))
+    assert len({r.customer_id for r in results}) == 1
+    assert len({r.conversation_id for r in results}) == 1
+    assert sum(r.new_customer for r in results) == 1
+    _, conversations = repositories()
+    conversation = conversations.get(results[0].conversation_id)
+    assert conversation is not None
+    assert conversation.message_count == 8
+    assert len(conversation.messages) == 8
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.permutations(list(range(6))), repeats=st.lists(st.integers(0, 5), max_size=6), seed=st.integers())
+def test_any_delivery_order_with_duplicates_gives_one_ordered_conversation(
+    stack: dict[Any, str], order: list[int], repeats: list[int], seed: int
+) -> None:
+    sender = f"wcs_example_{next(_senders)}"
+    deliveries = [message(n, sender) for n in order] + [message(n, sender) for n in repeats]
+    random.Random(seed).shuffle(deliveries)
+    results = [record(d) for d in deliveries]
+    assert sum(r.new_message for r in results) == 6  # each message recorded once
+    assert len({r.conversation_id for r in results}) == 1
+    _, conversations = repositories()
+    conversation = conversations.get(results[0].conversation_id)
+    assert conversation is not None
+    assert [m.text for m in conversation.messages] == [f"message {n}" for n in range(6)]
+    assert conversation.message_count == 6
+
+
+def test_verified_identity_owned_by_another_customer_is_not_merged(stack: dict[Any, str]) -> None:
+    email = Identity(type="email", value="ana@example.com", verified=True)
+    first = record(message(1, "wcs_a", (email,)))
+    other = record(message(1, "wcs_b", (Identity(type="account", value="acct-9", verified=True), email)))
+    assert other.customer_id == first.customer_id  # found by the e-mail: same person
+    third = record(message(1, "wcs_c", (Identity(type="account", value="acct-7", verified=True),)))
+    fourth = record(message(2, "wcs_c", (Identity(type="account", value="acct-9", verified=True),)))
+    # acct-9 belongs to Ana; the owner of wcs_c stays who they are and the clash is reported.
+    assert fourth.customer_id == third.customer_id != first.customer_id
+    assert [m.identity.key for m in fourth.possible_matches] == ["account:acct-9"]
+    assert fourth.possible_matches[0].other_customer_id == first.customer_id

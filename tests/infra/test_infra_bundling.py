@@ -1,0 +1,308 @@
+"""Packaging (infra/bundling.py): reproducible function zips and the cached dependency layer.
+
+Plain tests: no Pulumi, no pip, no network. A fake repository in a temporary folder
+stands in for the project where the test needs files it can change.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import hashlib
+import importlib.metadata
+import os
+import sys
+import tomllib
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from infra import bundling
+from shared.topology import TOPOLOGY, Function
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+FN = Function(
+    name="demo",
+    handler="functions.demo.handler.handler",
+    source_dir="functions/demo",
+    description="A function of the fake repository.",
+    routes=(),
+)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def fake_repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    files = {
+        "functions/__init__.py": "",
+        "functions/demo/__init__.py": "",
+        "functions/demo/handler.py": "def handler(event, context):\n    return event\n",
+        "functions/demo/templates/reply.txt": "Thanks!\n",
+        "functions/demo/__pycache__/handler.cpython-313.pyc": "junk",
+        "functions/other/handler.py": "# another function: not in demo's zip\n",
+        "shared/__init__.py": "",
+        "shared/events.py": "EVENTS = 1\n",
+        "shared/repositories/__init__.py": "",
+        "shared/repositories/tables.py": "TABLES = 1\n",
+        "shared/stale.pyc": "junk",
+        "shared/__pycache__/events.cpython-311.pyc": "junk",
+        "omni/cli.py": "# not Lambda code\n",
+    }
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+# --------------------------------------------------------------------------- #
+# Function zips
+# --------------------------------------------------------------------------- #
+
+
+def test_function_zip_holds_its_folder_functions_init_and_shared_only(
+    fake_repo: Path, tmp_path: Path
+) -> None:
+    artifact = bundling.build_function_zip(fake_repo, FN, tmp_path / "demo.zip")
+    with zipfile.ZipFile(artifact.path) as archive:
+        names = archive.namelist()
+    assert names == [
+        "functions/__init__.py",
+        "functions/demo/__init__.py",
+        "functions/demo/handler.py",
+        "functions/demo/templates/reply.txt",
+        "shared/__init__.py",
+        "shared/events.py",
+        "shared/repositories/__init__.py",
+        "shared/repositories/tables.py",
+    ]
+
+
+def test_zip_entries_have_fixed_timestamps_and_permissions(fake_repo: Path, tmp_path: Path) -> None:
+    artifact = bundling.build_function_zip(fake_repo, FN, tmp_path / "demo.zip")
+    with zipfile.ZipFile(artifact.path) as archive:
+        infos = archive.infolist()
+        assert [i.filename for i in infos] == sorted(i.filename for i in infos)
+        for info in infos:
+            assert info.date_time == (1980, 1, 1, 0, 0, 0)
+            assert info.external_attr >> 16 == 0o100644
+            assert info.create_system == 3
+        assert (
+            archive.read("functions/demo/handler.py")
+            == (fake_repo / "functions/demo/handler.py").read_bytes()
+        )
+
+
+def test_same_sources_give_byte_identical_zips(fake_repo: Path, tmp_path: Path) -> None:
+    first = bundling.build_function_zip(fake_repo, FN, tmp_path / "a" / "demo.zip")
+    # Touch, chmod and recreate files: none of it is content, so none of it may show.
+    handler = fake_repo / "functions/demo/handler.py"
+    os.utime(handler, (1_900_000_000, 1_900_000_000))
+    (fake_repo / "shared/events.py").chmod(0o755)
+    text = (fake_repo / "shared/repositories/tables.py").read_text()
+    (fake_repo / "shared/repositories/tables.py").unlink()
+    (fake_repo / "shared/repositories/tables.py").write_text(text)
+    (fake_repo / "functions/demo/__pycache__/new.cpython-313.pyc").write_text("more junk")
+    second = bundling.build_function_zip(fake_repo, FN, tmp_path / "b" / "demo.zip")
+    assert first.sha256 == second.sha256 == sha256(first.path) == sha256(second.path)
+    assert first.path.read_bytes() == second.path.read_bytes()
+
+    handler.write_text(handler.read_text() + "# changed\n")
+    third = bundling.build_function_zip(fake_repo, FN, tmp_path / "c" / "demo.zip")
+    assert third.sha256 != first.sha256
+
+
+def test_unchanged_zip_is_not_rewritten(fake_repo: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "demo.zip"
+    bundling.build_function_zip(fake_repo, FN, dest)
+    os.utime(dest, (1_000_000_000, 1_000_000_000))
+    bundling.build_function_zip(fake_repo, FN, dest)
+    assert dest.stat().st_mtime == 1_000_000_000
+
+
+def test_lambda_code_sha256_is_base64_of_the_digest(fake_repo: Path, tmp_path: Path) -> None:
+    artifact = bundling.build_function_zip(fake_repo, FN, tmp_path / "demo.zip")
+    assert (
+        artifact.base64_sha256
+        == base64.b64encode(hashlib.sha256(artifact.path.read_bytes()).digest()).decode()
+    )
+
+
+def test_a_missing_handler_module_fails_the_build(fake_repo: Path, tmp_path: Path) -> None:
+    (fake_repo / "functions/demo/handler.py").unlink()
+    with pytest.raises(FileNotFoundError, match=r"functions/demo/handler\.py"):
+        bundling.build_function_zip(fake_repo, FN, tmp_path / "demo.zip")
+
+
+def test_every_declared_function_of_the_project_is_zipped_with_its_handler(tmp_path: Path) -> None:
+    for fn in TOPOLOGY.functions:
+        artifact = bundling.build_function_zip(REPO_ROOT, fn, tmp_path / f"{fn.name}.zip")
+        with zipfile.ZipFile(artifact.path) as archive:
+            names = set(archive.namelist())
+        assert f"{fn.source_dir}/__init__.py" in names
+        assert bundling.handler_module_path(fn) in names
+        assert {"functions/__init__.py", "shared/__init__.py", "shared/events.py"} <= names
+        assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
+        # Only its own function folder.
+        assert all(
+            n.startswith((f"{fn.source_dir}/", "shared/")) or n == "functions/__init__.py" for n in names
+        )
+
+
+#: Marker environment of the Lambda runtime, to follow the dependencies it gets installed.
+_LAMBDA_MARKERS = {
+    "python_version": "3.13",
+    "python_full_version": "3.13.0",
+    "platform_machine": "aarch64",
+    "platform_system": "Linux",
+    "sys_platform": "linux",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+}
+
+
+def _shipped_distributions(requirements: Iterable[str]) -> set[str]:
+    """The distributions ``requirements`` install, with their dependencies (as installed here)."""
+    shipped: set[str] = set()
+    pending = [Requirement(r) for r in requirements]
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if name in shipped:
+            continue
+        shipped.add(name)
+        for raw in importlib.metadata.distribution(name).requires or []:
+            dependency = Requirement(raw)
+            extras = requirement.extras or {""}
+            if dependency.marker is None or any(
+                dependency.marker.evaluate({**_LAMBDA_MARKERS, "extra": extra}) for extra in extras
+            ):
+                pending.append(dependency)
+    return shipped
+
+
+def _imported_top_level_names(tree: ast.AST) -> Iterator[str]:
+    """Absolute imports, except those only type checkers see (``if TYPE_CHECKING:``)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            node.body = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module.split(".")[0]
+
+
+def test_lambda_code_imports_only_what_the_runtime_and_the_layer_provide(tmp_path: Path) -> None:
+    """A module imported by Lambda code but missing from the layer fails only in the cloud: catch it here."""
+    shipped = _shipped_distributions([*bundling.runtime_dependencies(REPO_ROOT / "pyproject.toml"), "boto3"])
+    importable = {
+        module
+        for module, distributions in importlib.metadata.packages_distributions().items()
+        if any(canonicalize_name(d) in shipped for d in distributions)
+    }
+    allowed = set(sys.stdlib_module_names) | {"functions", "shared"} | importable
+    for fn in TOPOLOGY.functions:
+        artifact = bundling.build_function_zip(REPO_ROOT, fn, tmp_path / f"{fn.name}.zip")
+        with zipfile.ZipFile(artifact.path) as archive:
+            for name in archive.namelist():
+                if name.endswith(".py"):
+                    tree = ast.parse(archive.read(name), filename=name)
+                    unknown = set(_imported_top_level_names(tree)) - allowed
+                    assert not unknown, f"{fn.name}: {name} imports {sorted(unknown)}, which Lambda lacks"
+
+
+# --------------------------------------------------------------------------- #
+# The dependency layer
+# --------------------------------------------------------------------------- #
+
+
+def test_runtime_dependencies_are_the_project_dependencies_minus_boto3() -> None:
+    with (REPO_ROOT / "pyproject.toml").open("rb") as handle:
+        declared = tomllib.load(handle)["project"]["dependencies"]
+    deps = bundling.runtime_dependencies(REPO_ROOT / "pyproject.toml")
+    assert deps == [d for d in declared if not d.lower().replace(" ", "").startswith("boto3")]
+    assert len(deps) == len(declared) - 1
+
+
+def test_boto3_is_recognised_however_it_is_spelled(tmp_path: Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "x"\ndependencies = ["Boto3 >= 1.35", "boto3[crt]", "boto3-stubs", "PyJWT>=2"]\n'
+    )
+    assert bundling.runtime_dependencies(pyproject) == ["boto3-stubs", "PyJWT>=2"]
+
+
+def test_pip_command_installs_arm64_wheels_for_the_lambda_python(tmp_path: Path) -> None:
+    command = bundling.pip_install_command(
+        ["pydantic>=2.7,<3", "pyjwt>=2.8,<3"], tmp_path / "layer" / "python"
+    )
+    assert command[1:4] == ["-m", "pip", "install"]
+    joined = " ".join(command)
+    assert "--platform manylinux2014_aarch64" in joined
+    assert "--only-binary=:all:" in command
+    assert "--python-version 3.13" in joined
+    assert "--implementation cp" in joined
+    assert f"--target {tmp_path / 'layer' / 'python'}" in joined
+    assert command[-2:] == ["pydantic>=2.7,<3", "pyjwt>=2.8,<3"]
+
+
+class FakeInstaller:
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], Path]] = []
+
+    def __call__(self, requirements: Sequence[str], target: Path) -> None:
+        self.calls.append((list(requirements), target))
+        (target / "dep").mkdir(parents=True)
+        (target / "dep" / "__init__.py").write_text(f"REQUIREMENTS = {sorted(requirements)!r}\n")
+        (target / "dep" / "__pycache__").mkdir()
+        (target / "dep" / "__pycache__" / "__init__.cpython-313.pyc").write_text("junk")
+
+
+def test_layer_is_built_once_then_reused_from_the_cache(tmp_path: Path) -> None:
+    installer = FakeInstaller()
+    first = bundling.build_layer(["pydantic>=2.7,<3"], tmp_path, installer)
+    assert len(installer.calls) == 1
+    assert installer.calls[0][1].name == "python"
+    with zipfile.ZipFile(first.path) as archive:
+        assert archive.namelist() == ["python/dep/__init__.py"]
+    again = bundling.build_layer(["pydantic>=2.7,<3"], tmp_path, installer)
+    assert len(installer.calls) == 1
+    assert again == first
+    # Other requirements, other layer.
+    other = bundling.build_layer(["pydantic>=2.8,<3"], tmp_path, installer)
+    assert len(installer.calls) == 2
+    assert other.path != first.path
+    assert other.sha256 != first.sha256
+
+
+def test_a_failed_install_leaves_no_cached_layer(tmp_path: Path) -> None:
+    def broken(requirements: Sequence[str], target: Path) -> None:
+        target.mkdir(parents=True)
+        (target / "half.py").write_text("")
+        raise RuntimeError("PyPI unreachable")
+
+    with pytest.raises(RuntimeError):
+        bundling.build_layer(["pyjwt"], tmp_path, broken)
+    installer = FakeInstaller()
+    artifact = bundling.build_layer(["pyjwt"], tmp_path, installer)
+    assert len(installer.calls) == 1
+    with zipfile.ZipFile(artifact.path) as archive:
+        assert "python/half.py" not in archive.namelist()
+
+
+def test_layer_zips_of_the_same_install_are_identical(tmp_path: Path) -> None:
+    a = bundling.build_layer(["pyjwt"], tmp_path / "a", FakeInstaller())
+    b = bundling.build_layer(["pyjwt"], tmp_path / "b", FakeInstaller())
+    assert a.sha256 == b.sha256
+    assert a.path.read_bytes() == b.path.read_bytes()
