@@ -224,6 +224,8 @@ class Topology:
     rules: tuple[EventRule, ...]
     secrets: tuple[Secret, ...]
     functions: tuple[Function, ...]
+    #: Throttle of the routes that declare none (the API stage's default route settings).
+    default_throttle: Throttle = field(default_factory=lambda: Throttle(rate_per_s=50, burst=100))
 
     # -- look-ups ---------------------------------------------------------- #
     def table(self, name: str) -> Table:
@@ -409,7 +411,7 @@ def validate(topology: Topology) -> list[str]:
 # The system
 # --------------------------------------------------------------------------- #
 
-BUS = EventBus(name="omni-events", archive_retention_days=30)
+BUS = EventBus(name="events", archive_retention_days=30)
 
 # Detail types of the events on the bus (their schemas live in shared/events.py).
 MESSAGE_RECEIVED = "message.received"

@@ -9,6 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from omni.local.atomic import make_moto_dynamodb_atomic
 from shared import aws
 from shared.config import clear_secret_cache
 from shared.topology import TOPOLOGY, function_environment
@@ -26,6 +27,8 @@ os.environ.update(
         "POWERTOOLS_DEV": "false",
     }
 )
+# moto checks conditions and writes without a lock; DynamoDB applies each request atomically.
+make_moto_dynamodb_atomic()
 
 
 @pytest.fixture

@@ -15,10 +15,9 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.common import TYPE_PREFIX, check_log_retention
-from shared.topology import HttpRoute, Throttle, Topology
+from shared.topology import HttpRoute, Topology
 
 #: Throttle of every route that declares none (steady requests per second, burst).
-DEFAULT_THROTTLE = Throttle(rate_per_s=50, burst=100)
 
 #: One JSON line per request in the access log.
 ACCESS_LOG_FORMAT = json.dumps(
@@ -49,7 +48,6 @@ class HttpApiArgs:
     jwt_issuer: pulumi.Input[str] | None = None
     jwt_audience: pulumi.Input[str] | None = None
     log_retention_days: int = 30
-    default_throttle: Throttle = DEFAULT_THROTTLE
 
 
 def route_slug(route: HttpRoute) -> str:
@@ -143,8 +141,8 @@ class HttpApi(pulumi.ComponentResource):
             name="$default",
             auto_deploy=True,
             default_route_settings=aws.apigatewayv2.StageDefaultRouteSettingsArgs(
-                throttling_rate_limit=args.default_throttle.rate_per_s,
-                throttling_burst_limit=args.default_throttle.burst,
+                throttling_rate_limit=args.topology.default_throttle.rate_per_s,
+                throttling_burst_limit=args.topology.default_throttle.burst,
             ),
             route_settings=[
                 aws.apigatewayv2.StageRouteSettingArgs(

@@ -64,6 +64,9 @@ class _EmbeddedServer:
             if self._server is None or not self._alive():
                 from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy, only when needed
 
+                from omni.local.atomic import make_moto_dynamodb_atomic  # noqa: PLC0415
+
+                make_moto_dynamodb_atomic()
                 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
                 server.start()
                 host, port = server.get_host_and_port()

@@ -47,7 +47,9 @@ def record(msg: MessageReceived) -> Any:
 def test_concurrent_first_messages_of_one_sender_make_one_customer(stack: dict[Any, str]) -> None:
     account = (Identity(type="account", value="acct-1", verified=True),)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(record, [message(n, sender=f"wcs_{n}", identities=account) for n in range(8)]))
+        results = list(
+            pool.map(record, [message(n, sender=f"wcs_{n}", identities=account) for n in range(8)])
+        )
     assert len({r.customer_id for r in results}) == 1
     assert len({r.conversation_id for r in results}) == 1
     assert sum(r.new_customer for r in results) == 1
@@ -59,7 +61,9 @@ def test_concurrent_first_messages_of_one_sender_make_one_customer(stack: dict[A
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(order=st.permutations(list(range(6))), repeats=st.lists(st.integers(0, 5), max_size=6), seed=st.integers())
+@given(
+    order=st.permutations(list(range(6))), repeats=st.lists(st.integers(0, 5), max_size=6), seed=st.integers()
+)
 def test_any_delivery_order_with_duplicates_gives_one_ordered_conversation(
     stack: dict[Any, str], order: list[int], repeats: list[int], seed: int
 ) -> None:

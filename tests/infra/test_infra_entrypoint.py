@@ -82,7 +82,7 @@ def test_entry_point_builds_the_stack_and_exports_its_outputs(tmp_path: Path) ->
         "agentJwtIssuer",
     }
     assert outputs["apiUrl"].startswith("https://")
-    assert outputs["busName"] == "omni-test-omni-events"
+    assert outputs["busName"] == "omni-test-events"
     assert outputs["tableNames"]["webchat"] == "omni-test-webchat"
     assert set(outputs["queueUrls"]) == {"profile-merge", "routing", "notify"}
     assert (

@@ -33,7 +33,6 @@ pulumi.runtime.set_all_config(CONFIG, secret_keys=list(CONFIG))
 from infra.bundling import runtime_dependencies  # noqa: E402
 from infra.components import Functions, FunctionsArgs, ResourceRef, Tables, TablesArgs  # noqa: E402
 from infra.components.common import RUNTIME  # noqa: E402
-from infra.components.http_api import DEFAULT_THROTTLE  # noqa: E402
 from infra.components.packages import FunctionPackage  # noqa: E402
 from infra.settings import REPO_ROOT, StackSettings  # noqa: E402
 from infra.stack import OmniStack, build_stack, stack_outputs  # noqa: E402
@@ -211,7 +210,7 @@ def test_function_environment_names_the_deployed_resources(built: Built) -> pulu
             assert env["OMNI_STAGE"] == STACK
         webchat = lambda_of(registry, TOPOLOGY.function("webchat")).inputs["environment"]["variables"]
         assert webchat["WEBCHAT_TABLE"] == "omni-test-webchat"
-        assert webchat["EVENT_BUS_NAME"] == "omni-test-omni-events"
+        assert webchat["EVENT_BUS_NAME"] == "omni-test-events"
         assert webchat["WEBCHAT_TOKEN_SECRET_ID"] == "omni-test-webchat-token"
         # Only granted resources: notify may not publish, so it does not learn the bus.
         assert (
@@ -301,8 +300,8 @@ def test_default_stage_throttles_and_logs(built: Built) -> pulumi.Output[None]:
         assert stage.inputs["autoDeploy"] is True
         assert stage.inputs["apiId"] == registry.one(API).id
         defaults = stage.inputs["defaultRouteSettings"]
-        assert defaults["throttlingRateLimit"] == DEFAULT_THROTTLE.rate_per_s > 0
-        assert defaults["throttlingBurstLimit"] == DEFAULT_THROTTLE.burst > 0
+        assert defaults["throttlingRateLimit"] == TOPOLOGY.default_throttle.rate_per_s > 0
+        assert defaults["throttlingBurstLimit"] == TOPOLOGY.default_throttle.burst > 0
         settings = {s["routeKey"]: s for s in stage.inputs["routeSettings"]}
         throttled = {route.route_key: route.throttle for route, _ in TOPOLOGY.routes() if route.throttle}
         assert set(settings) == set(throttled)

@@ -12,7 +12,9 @@ from shared.identity import InvalidIdentity, normalise, normalise_value, parse_i
     "raw",
     ["+49 151 12345678", "0049 151 12345678", "+49 (151) 123-456-78", "015112345678", "  +4915112345678 "],
 )
-def test_spellings_of_one_german_phone_number_normalise_alike(raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_spellings_of_one_german_phone_number_normalise_alike(
+    raw: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OMNI_DEFAULT_PHONE_REGION", "DE")
     assert normalise_value("phone", raw) == "+4915112345678"
 
@@ -27,7 +29,14 @@ def test_email_is_case_insensitive_and_not_rewritten() -> None:
 
 @pytest.mark.parametrize(
     ("identity_type", "raw"),
-    [("phone", "hello"), ("phone", "+1 2"), ("email", "no-at-sign"), ("email", "a@b"), ("shoe", "x"), ("account", "a b")],
+    [
+        ("phone", "hello"),
+        ("phone", "+1 2"),
+        ("email", "no-at-sign"),
+        ("email", "a@b"),
+        ("shoe", "x"),
+        ("account", "a b"),
+    ],
 )
 def test_invalid_values_are_refused_with_a_reason(identity_type: str, raw: str) -> None:
     with pytest.raises(InvalidIdentity):

@@ -1,0 +1,447 @@
+"""The whole topology running locally: emulator, resources, functions, HTTP and pollers.
+
+::
+
+    with LocalRuntime(port=0) as runtime:
+        requests.post(f"{runtime.base_url}/webchat/sessions", json={...})
+        runtime.wait_idle(timeout=10)
+
+Every function runs in this process with one environment: the union of every
+function's environment (``shared.topology.function_environment``) is exported to
+``os.environ`` while the runtime runs, and put back when it stops.
+``POWERTOOLS_SERVICE_NAME`` is the one per-function variable; it is set while a
+function's module is imported (see :mod:`omni.local.invoker`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from omni.local.emulator import DEFAULT_ACCOUNT_ID, Emulator
+from omni.local.http import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ApiGateway,
+    HttpServer,
+    LocalRequest,
+    LocalResponse,
+    Mount,
+)
+from omni.local.invoker import InvocationResult, Invoker
+from omni.local.pollers import QueueEndpoint, Scheduler, SqsPoller
+from omni.local.provision import DEFAULT_STAGE, Provisioned, physical_name, provision
+from omni.local.state import remove_state, write_state
+from shared.topology import (
+    PhysicalNames,
+    ResourceKind,
+    Throttle,
+    Topology,
+    function_environment,
+    validate,
+)
+
+logger = logging.getLogger("omni.local")
+
+#: Variables that differ per function by design and so are not exported process-wide.
+PER_FUNCTION_ENV = frozenset({"POWERTOOLS_SERVICE_NAME"})
+HEALTH_PATH = "/healthz"
+_QUEUE_COUNTS = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+
+
+def forget_cached_clients() -> None:
+    """Drop the boto3 clients ``shared.aws`` cached: they keep the endpoint they were made with."""
+    module = sys.modules.get("shared.aws")
+    reset = getattr(module, "reset_clients", None)
+    if callable(reset):
+        reset()
+
+
+class EmulatorSession:
+    """Makes boto3 clients bound to the emulator (explicit endpoint and region)."""
+
+    def __init__(self, endpoint_url: str, region: str, *, config: Config | None = None) -> None:
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self._session = boto3.session.Session(region_name=region)
+        self._config = config or Config(retries={"max_attempts": 3, "mode": "standard"})
+
+    def client(self, service: str, config: Config | None = None) -> Any:
+        session: Any = self._session  # boto3's stubs want a literal service name
+        return session.client(service, endpoint_url=self.endpoint_url, config=config or self._config)
+
+
+def merged_environment(topology: Topology, physical: PhysicalNames, stage: str) -> dict[str, str]:
+    """The union of every function's environment, without the per-function variables."""
+    merged: dict[str, str] = {}
+    for fn in topology.functions:
+        for key, value in function_environment(topology, fn, physical, stage).items():
+            if key in PER_FUNCTION_ENV:
+                continue
+            if merged.setdefault(key, value) != value:
+                logger.warning(
+                    "environment variable %s differs between functions; keeping %r", key, merged[key]
+                )
+    return merged
+
+
+class LocalRuntime:
+    """Runs ``topology`` locally. Use :meth:`start` / :meth:`stop` or ``with``.
+
+    :param topology: defaults to :data:`shared.topology.TOPOLOGY`.
+    :param host, port: where the HTTP API listens; ``port=0`` picks a free port.
+    :param stage: physical names are ``omni-<stage>-<name>``.
+    :param endpoint_url: an AWS emulator to use; default ``$AWS_ENDPOINT_URL``, or an
+        embedded moto server when that is unset.
+    :param retry_delay_s: seconds before a failed SQS record is retried (see
+        :mod:`omni.local.pollers`); default ``$OMNI_LOCAL_RETRY_DELAY`` or 1.
+    :param schedule_interval_s: fire every schedule this often instead of its rate.
+    :param state_file: where to write the state file (``omni local`` uses ``.omni/local.json``);
+        ``None`` writes none.
+    :param reset_emulator: start an embedded emulator empty (moto's state is per process).
+    :param serialize_invocations: one invocation at a time per function, like one container.
+    :param default_throttle: throttle of the routes that declare none; ``None`` means the
+        topology's ``default_throttle``, as on the cloud stage.
+    """
+
+    def __init__(
+        self,
+        topology: Topology | None = None,
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        stage: str = DEFAULT_STAGE,
+        endpoint_url: str | None = None,
+        retry_delay_s: float | None = None,
+        schedule_interval_s: float | None = None,
+        state_file: Path | str | None = None,
+        reset_emulator: bool = True,
+        serialize_invocations: bool = True,
+        default_throttle: Throttle | None = None,
+    ) -> None:
+        if topology is None:
+            from shared.topology import TOPOLOGY  # noqa: PLC0415
+
+            topology = TOPOLOGY
+        problems = validate(topology)
+        if problems:
+            raise ValueError("the topology is not valid:\n  " + "\n  ".join(problems))
+        self.topology = topology
+        self.host = host
+        self.requested_port = port
+        self.stage = stage
+        self.retry_delay_s = retry_delay_s
+        self.schedule_interval_s = schedule_interval_s
+        self.state_file = Path(state_file) if state_file is not None else None
+        self.serialize_invocations = serialize_invocations
+        self.default_throttle = default_throttle
+        self.account_id = DEFAULT_ACCOUNT_ID
+
+        self.emulator = Emulator(endpoint_url, reset=reset_emulator)
+        self.session: EmulatorSession | None = None
+        self.provisioned: Provisioned | None = None
+        self.environment: dict[str, str] = {}
+        self.invoker: Invoker | None = None
+        self.gateway: ApiGateway | None = None
+        self.http: HttpServer | None = None
+        self.pollers: dict[str, SqsPoller] = {}
+        self.scheduler: Scheduler | None = None
+        self.ready = False
+        self._mounts: dict[str, Mount] = {}
+        self._saved_env: dict[str, str | None] = {}
+        self._sqs: Any = None
+        self._health_sqs: Any = None
+
+    # ------------------------------------------------------------------ #
+    # Names
+    # ------------------------------------------------------------------ #
+    @property
+    def endpoint_url(self) -> str:
+        if self.emulator.endpoint_url is None:
+            raise RuntimeError("the runtime is not started")
+        return self.emulator.endpoint_url
+
+    @property
+    def region(self) -> str:
+        return self.emulator.region
+
+    @property
+    def base_url(self) -> str:
+        if self.http is None:
+            raise RuntimeError("the runtime is not started")
+        return self.http.base_url
+
+    @property
+    def port(self) -> int:
+        if self.http is None:
+            raise RuntimeError("the runtime is not started")
+        return self.http.port
+
+    @property
+    def physical(self) -> dict[tuple[ResourceKind, str], str]:
+        """``(kind, declared name)`` -> table name, queue URL, bus name or secret ARN."""
+        if self.provisioned is None:
+            raise RuntimeError("the runtime is not started")
+        names: dict[tuple[ResourceKind, str], str] = dict(self.provisioned.physical)
+        return names
+
+    def client(self, service: str) -> Any:
+        """A boto3 client bound to the emulator (for tests and tools)."""
+        if self.session is None:
+            raise RuntimeError("the runtime is not started")
+        return self.session.client(service)
+
+    # ------------------------------------------------------------------ #
+    # Life cycle
+    # ------------------------------------------------------------------ #
+    def start(self) -> LocalRuntime:
+        if self.ready:
+            return self
+        started = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self.ready = True
+        logger.info("omni local serving on %s (%.1f s)", self.base_url, time.monotonic() - started)
+        return self
+
+    def _start(self) -> None:
+        endpoint = self.emulator.start()
+        self.session = EmulatorSession(endpoint, self.emulator.region)
+        self._sqs = self.session.client("sqs")
+        self._health_sqs = self.session.client(
+            "sqs", Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1})
+        )
+        self.provisioned = provision(self.topology, self.session, stage=self.stage)
+        self.environment = merged_environment(self.topology, self.provisioned.physical, self.stage)
+        self._export(self.environment)
+        forget_cached_clients()
+
+        self.invoker = Invoker(
+            self.topology.functions,
+            stage=self.stage,
+            region=self.region,
+            account_id=self.account_id,
+            serialize=self.serialize_invocations,
+        )
+        for queue in self.topology.queues:
+            resources = self.provisioned.queues[queue.name]
+            poller = SqsPoller(
+                queue,
+                self.topology.consumer_of(queue.name),
+                QueueEndpoint(url=resources.url, arn=resources.arn),
+                sqs=self.session.client("sqs"),
+                invoker=self.invoker,
+                region=self.region,
+                retry_delay_s=self.retry_delay_s,
+            )
+            self.pollers[queue.name] = poller
+            poller.start()
+        entries = [
+            (
+                fn,
+                schedule,
+                # Named like the cloud's schedule: <deployed function name>-<schedule name>.
+                f"arn:aws:scheduler:{self.region}:{self.account_id}:schedule/default/"
+                f"{physical_name(self.stage, fn.name)}-{schedule.name}",
+            )
+            for fn in self.topology.functions
+            for schedule in fn.schedules
+        ]
+        self.scheduler = Scheduler(
+            entries,
+            invoker=self.invoker,
+            region=self.region,
+            account_id=self.account_id,
+            interval_s=self.schedule_interval_s,
+        )
+        self.scheduler.start()
+
+        self.gateway = ApiGateway(
+            self.topology,
+            self.invoker,
+            account_id=self.account_id,
+            default_throttle=self.default_throttle or self.topology.default_throttle,
+        )
+        self.gateway.mount(HEALTH_PATH, self._healthz)
+        for prefix, handler in self._mounts.items():
+            self.gateway.mount(prefix, handler)
+        self.http = HttpServer(self.gateway, self.host, self.requested_port)
+        self.http.start()
+        if self.state_file is not None:
+            write_state(
+                self.state_file,
+                {
+                    "stage": self.stage,
+                    "region": self.region,
+                    "endpoint_url": self.endpoint_url,
+                    "base_url": self.base_url,
+                    "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "physical": self.provisioned.as_json(),
+                },
+            )
+
+    def stop(self) -> None:
+        """Stop serving, stop the pollers and the emulator, restore the environment."""
+        self.ready = False
+        if self.state_file is not None:
+            remove_state(self.state_file)
+        if self.http is not None:
+            self.http.stop()
+        for poller in self.pollers.values():
+            poller.signal_stop()
+        if self.scheduler is not None:
+            self.scheduler.signal_stop()
+        for poller in self.pollers.values():
+            poller.join()
+        if self.scheduler is not None:
+            self.scheduler.join()
+        self.pollers = {}
+        self.scheduler = None
+        self._restore_env()
+        self.emulator.stop()
+        forget_cached_clients()
+
+    def __enter__(self) -> LocalRuntime:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _export(self, env: dict[str, str]) -> None:
+        for key, value in env.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def _restore_env(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+
+    # ------------------------------------------------------------------ #
+    # Extra HTTP routes
+    # ------------------------------------------------------------------ #
+    def mount(self, prefix: str, handler: Mount) -> None:
+        """Serve ``handler`` for every path under ``prefix`` (before the API's routes)."""
+        self._mounts[prefix] = handler
+        if self.gateway is not None:
+            self.gateway.mount(prefix, handler)
+
+    # ------------------------------------------------------------------ #
+    # Health and idleness
+    # ------------------------------------------------------------------ #
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        problems: list[str] = []
+        if not self.ready:
+            problems.append("not started")
+        if not self.emulator.running:
+            problems.append("emulator not running")
+        elif self._health_sqs is not None:
+            try:
+                self._health_sqs.list_queues(QueueNamePrefix=physical_name(self.stage, ""))
+            except Exception as exc:
+                problems.append(f"emulator unreachable: {type(exc).__name__}")
+        pollers = {name: poller.alive for name, poller in self.pollers.items()}
+        problems.extend(f"poller of {name} is down" for name, alive in pollers.items() if not alive)
+        if self.scheduler is not None and self.scheduler.entries and not self.scheduler.alive:
+            problems.append("scheduler is down")
+        if self.http is None or not self.http.running:
+            problems.append("HTTP server not running")
+        body: dict[str, Any] = {
+            "status": "ok" if not problems else "unavailable",
+            "stage": self.stage,
+            "endpoint_url": self.emulator.endpoint_url,
+            "functions": [fn.name for fn in self.topology.functions],
+            "pollers": pollers,
+        }
+        if problems:
+            body["problems"] = problems
+        if self.invoker is not None:
+            body["invocations"] = self.invoker.invocations
+            body["errors"] = self.invoker.errors
+        return not problems, body
+
+    def _healthz(self, request: LocalRequest) -> LocalResponse:
+        if request.path != HEALTH_PATH:
+            return LocalResponse.json(404, {"message": "Not Found"})
+        ok, body = self.health()
+        return LocalResponse.json(200 if ok else 503, body)
+
+    def queue_depth(self, queue: str, *, dlq: bool = False) -> dict[str, int]:
+        """Message counts of a declared queue (or of its DLQ): visible, in flight, delayed."""
+        if self.provisioned is None:
+            raise RuntimeError("the runtime is not started")
+        resources = self.provisioned.queues[queue]
+        attributes = self._sqs.get_queue_attributes(
+            QueueUrl=resources.dlq_url if dlq else resources.url, AttributeNames=list(_QUEUE_COUNTS)
+        )["Attributes"]
+        return {
+            "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
+            "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            "delayed": int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+        }
+
+    def _busy(self) -> list[str]:
+        busy: list[str] = []
+        if self.invoker is None:
+            return ["not started"]
+        if self.invoker.running:
+            busy.append(f"{self.invoker.running} invocation(s) running")
+        for name in self.pollers:
+            depth = self.queue_depth(name)
+            if any(depth.values()):
+                busy.append(f"queue {name}: {depth}")
+        return busy
+
+    def is_idle(self) -> bool:
+        """No invocation running and every queue (not the DLQs) empty, in flight included."""
+        if self.invoker is None:
+            return False
+        running, generation = self.invoker.activity()
+        if running or self._busy():
+            return False
+        return self.invoker.activity() == (0, generation)
+
+    def wait_idle(self, timeout: float = 30.0, poll_s: float = 0.05) -> None:
+        """Block until :meth:`is_idle`; raises ``TimeoutError`` (saying what is busy) after ``timeout`` s.
+
+        Messages in dead-letter queues do not count: a poison message makes the pipeline
+        busy until it has been moved to its DLQ.
+        """
+        deadline = time.monotonic() + timeout
+        while not self.is_idle():
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"not idle after {timeout} s: {'; '.join(self._busy()) or 'activity'}")
+            time.sleep(poll_s)
+
+    # ------------------------------------------------------------------ #
+    # Direct calls
+    # ------------------------------------------------------------------ #
+    def invoke(self, function: str, event: Any) -> InvocationResult:
+        """Invoke a function directly (as ``aws lambda invoke`` would)."""
+        if self.invoker is None:
+            raise RuntimeError("the runtime is not started")
+        return self.invoker.invoke(function, event)
+
+    def trigger_schedule(self, function: str, schedule: str) -> InvocationResult:
+        """Fire one schedule now."""
+        if self.scheduler is None:
+            raise RuntimeError("the runtime is not started")
+        return self.scheduler.fire(function, schedule)
