@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 #: Stage names end up in every physical name; the tightest limit is the bus archive's 48 characters.
 _STAGE = re.compile(r"[A-Za-z0-9_-]{1,23}")
+#: A receipt rule recipient: an address, a domain, or ``.domain`` for its subdomains.
+_RECIPIENT = re.compile(r"(?:[^@\s]+@)?\.?[a-z0-9-]+(?:\.[a-z0-9-]+)+")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,10 @@ class StackSettings:
     #: An external identity provider for the agent routes; a Cognito pool is created otherwise.
     agent_jwt_issuer: str | None = None
     agent_jwt_audience: str | None = None
+    #: Addresses or domains SES receives mail for (``emailRecipients``); none: no receipt rule.
+    email_recipients: tuple[str, ...] = ()
+    #: Make the stack's receipt rule set the account's active one (``activateReceiptRuleSet``).
+    activate_receipt_rule_set: bool = False
     repo_root: Path = REPO_ROOT
     build_dir: Path = field(default=REPO_ROOT / "build")
 
@@ -41,6 +48,9 @@ class StackSettings:
             raise ValueError("set both agentJwtIssuer and agentJwtAudience, or neither")
         if self.log_retention_days is not None:
             check_log_retention(self.log_retention_days)
+        for recipient in self.email_recipients:
+            if not _RECIPIENT.fullmatch(recipient):
+                raise ValueError(f"emailRecipients: {recipient!r} is not an e-mail address or domain")
 
     @classmethod
     def from_config(
@@ -56,4 +66,22 @@ class StackSettings:
             log_retention_days=config.get_int("logRetentionDays"),
             agent_jwt_issuer=config.get("agentJwtIssuer") or None,
             agent_jwt_audience=config.get("agentJwtAudience") or None,
+            email_recipients=parse_recipients(config.get("emailRecipients")),
+            activate_receipt_rule_set=config.get_bool("activateReceiptRuleSet", False) or False,
         )
+
+
+def parse_recipients(value: str | None) -> tuple[str, ...]:
+    """``emailRecipients``: a JSON list (``pulumi config set --path 'emailRecipients[0]' ...``)
+    or a comma-separated string."""
+    if not value or not value.strip():
+        return ()
+    items: Sequence[object]
+    if value.strip().startswith("["):
+        try:
+            items = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"emailRecipients is not a JSON list: {exc}") from None
+    else:
+        items = value.split(",")
+    return tuple(str(item).strip().lower() for item in items if str(item).strip())

@@ -6,11 +6,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 
 from infra.bundling import Bundle, LayerInstaller, build_bundle, pip_install
 from infra.components import (
     AgentIdentity,
     AgentIdentityArgs,
+    Buckets,
+    BucketsArgs,
+    EmailReceiving,
+    EmailReceivingArgs,
     EventBusArgs,
     EventBusComponent,
     FunctionPackages,
@@ -28,6 +33,8 @@ from infra.components import (
     Tables,
     TablesArgs,
 )
+from infra.components.alarms import Alarms, AlarmsArgs, stalled_conversations_alarm
+from infra.components.email_receiving import ses_writers
 from infra.components.functions import ResourceKey
 from infra.settings import StackSettings
 from shared.topology import TOPOLOGY, Topology, validate
@@ -48,6 +55,11 @@ class OmniStack:
     #: The Cognito pool for agents; None when an external JWT issuer is configured.
     agent_identity: AgentIdentity | None
     http_api: HttpApi
+    #: CloudWatch alarms (stalled conversations) and the topic they notify.
+    alarms: Alarms | None = None
+    buckets: Buckets | None = None
+    #: SES receiving (its rule set is empty of resources without ``emailRecipients``).
+    email: EmailReceiving | None = None
 
 
 def build_stack(
@@ -88,6 +100,22 @@ def build_stack(
         ),
     )
     packages = FunctionPackages("packages", FunctionPackagesArgs(bundle=bundle, stage=stage))
+    buckets: Buckets | None = None
+    region: pulumi.Output[str] | None = None
+    account_id: pulumi.Output[str] | None = None
+    if topology.buckets:
+        region = aws.get_region_output().region
+        account_id = aws.get_caller_identity_output().account_id
+        buckets = Buckets(
+            "buckets",
+            BucketsArgs(
+                topology.buckets,
+                stage,
+                account_id,
+                ses_writers=ses_writers(topology, stage, region, account_id),
+                force_destroy=not settings.deletion_protection,
+            ),
+        )
 
     resources: dict[ResourceKey, ResourceRef] = {
         ("bus", topology.bus.name): ResourceRef(physical=events.bus.name, arn=events.bus.arn)
@@ -98,6 +126,9 @@ def build_stack(
         resources[("queue", name)] = ResourceRef(physical=queues.urls[name], arn=queues.arns[name])
     for name in secrets.secrets:
         resources[("secret", name)] = ResourceRef(physical=secrets.names[name], arn=secrets.arns[name])
+    if buckets is not None:
+        for name in buckets.buckets:
+            resources[("bucket", name)] = ResourceRef(physical=buckets.names[name], arn=buckets.arns[name])
     functions = Functions(
         "functions",
         FunctionsArgs(
@@ -109,6 +140,24 @@ def build_stack(
             log_retention_days=settings.log_retention_days,
         ),
     )
+
+    email: EmailReceiving | None = None
+    if buckets is not None and region is not None and account_id is not None:
+        email = EmailReceiving(
+            "email",
+            EmailReceivingArgs(
+                topology=topology,
+                stage=stage,
+                region=region,
+                account_id=account_id,
+                function_arns=functions.arns,
+                function_names=functions.names,
+                bucket_names=buckets.names,
+                bucket_policies=buckets.policies,
+                recipients=settings.email_recipients,
+                activate=settings.activate_receipt_rule_set,
+            ),
+        )
 
     identity: AgentIdentity | None = None
     issuer: pulumi.Input[str] | None = settings.agent_jwt_issuer
@@ -130,7 +179,9 @@ def build_stack(
             log_retention_days=settings.log_retention_days or DEFAULT_API_LOG_RETENTION_DAYS,
         ),
     )
+    alarms = Alarms("alarms", AlarmsArgs(stage=stage, alarms=(stalled_conversations_alarm(stage),)))
     return OmniStack(
+        alarms=alarms,
         bundle=bundle,
         tables=tables,
         queues=queues,
@@ -140,6 +191,8 @@ def build_stack(
         functions=functions,
         agent_identity=identity,
         http_api=http_api,
+        buckets=buckets,
+        email=email,
     )
 
 
@@ -154,6 +207,10 @@ def stack_outputs(stack: OmniStack) -> dict[str, Any]:
         "functionNames": stack.functions.names,
         "secretNames": stack.secrets.names,
     }
+    if stack.buckets is not None:
+        outputs["bucketNames"] = stack.buckets.names
+    if stack.email is not None and stack.email.rule_set is not None:
+        outputs["receiptRuleSetName"] = stack.email.rule_set.rule_set_name
     if stack.agent_identity is not None:
         outputs["cognitoUserPoolId"] = stack.agent_identity.user_pool.id
         outputs["cognitoUserPoolClientId"] = stack.agent_identity.client.id

@@ -270,7 +270,7 @@ def cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
 
 
 # --------------------------------------------------------------------------- #
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="omni", description="Omnichannel customer service on your AWS account."
     )
@@ -304,11 +304,19 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--state-file", default=str(Path(".omni") / "local.json"), help=argparse.SUPPRESS)
     outbox.add_argument("--json", action="store_true", help="print the raw items as JSON")
     outbox.set_defaults(run=cmd_outbox)
+
+    send = commands.add_parser("send", help="act as a provider: send a signed webhook to the stack")
+    channels = send.add_subparsers(dest="channel", required=True, metavar="CHANNEL")
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["send"]:
+        from omni.send import register_all  # noqa: PLC0415 - only `omni send` pays for the senders
+
+        register_all(channels)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.run(args, sys.stdout))
     except BrokenPipeError:  # `omni outbox | head`

@@ -69,10 +69,20 @@ class Attachment(BaseModel):
     name: str | None = None
 
 
+MessageKind = Literal["message", "call", "call_status", "transcription", "consent"]
+ConsentKeyword = Literal["opt_out", "opt_in", "help"]
+
+
 class MessageReceived(_Event):
     """Detail of ``message.received``: one inbound message, in canonical form."""
 
     detail_type: Literal["message.received"] = topology.MESSAGE_RECEIVED
+    #: ``message`` for what the customer wrote; ``call``/``call_status``/``transcription`` for
+    #: voice; ``consent`` for an opt-out/opt-in keyword, which changes consent instead of
+    #: opening a conversation.
+    kind: MessageKind = "message"
+    #: Set when ``kind`` is ``consent``.
+    keyword: ConsentKeyword | None = None
     channel: Channel
     provider: Annotated[str, Field(min_length=1, max_length=50)]
     provider_message_id: Annotated[str, Field(min_length=1, max_length=200)]
@@ -88,6 +98,12 @@ class MessageReceived(_Event):
     #: When the provider says the message was sent; conversations are ordered by it.
     sent_at: AwareDatetime
     received_at: AwareDatetime
+    #: A conversation the channel threaded the message into (e-mail In-Reply-To, reply token).
+    #: Used only when it belongs to the customer the message resolves to.
+    conversation_hint: str | None = None
+    #: Channel-specific facts worth keeping: e-mail subject and SPF/DKIM/DMARC verdicts,
+    #: call status and duration, the provider's message type, ...
+    metadata: dict[str, str] = Field(default_factory=dict)
 
     @property
     def message_key(self) -> str:
@@ -131,6 +147,14 @@ class NotificationRequested(_Event):
     to: Identity | None = None
     #: Who wrote it: ``bot``, ``agent:<id>`` or the requesting system.
     author: str = "bot"
+    #: Template language wanted (BCP 47, e.g. ``pt-BR``); default: the customer's, then the template's.
+    language: Annotated[str, Field(max_length=35)] | None = None
+    #: Cannot wait for the end of the customer's quiet hours (security alerts, one-time codes).
+    urgent: bool = False
+    #: E-mail subject for free text (templates bring their own).
+    subject: Annotated[str, Field(max_length=300)] | None = None
+    #: E-mail: the Message-ID of the customer's e-mail this answers (default: their latest one).
+    in_reply_to: Annotated[str, Field(max_length=998)] | None = None
 
 
 EVENT_MODELS: dict[str, type[_Event]] = {
@@ -138,3 +162,48 @@ EVENT_MODELS: dict[str, type[_Event]] = {
     topology.MESSAGE_RECORDED: MessageRecorded,
     topology.NOTIFICATION_REQUESTED: NotificationRequested,
 }
+
+
+class AgentAssigned(_Event):
+    """Detail of ``agent.assigned``: a conversation was handed to an agent.
+
+    For a console or chat tool to tell the agent; ``handover_summary`` is the one-line
+    context (the full hand-over is on the conversation). Idempotency key:
+    ``(conversation_id, agent_id, assigned_at)``.
+    """
+
+    detail_type: Literal["agent.assigned"] = topology.AGENT_ASSIGNED
+    conversation_id: str
+    customer_id: str
+    agent_id: str
+    queue: str
+    intent: str | None = None
+    priority: int = 0
+    #: ``sticky`` (served this customer before), ``best_match``, ``transfer``, ``picked``.
+    reason: str
+    assigned_at: str
+    handover_summary: str = ""
+
+
+class ConversationStalled(_Event):
+    """Detail of ``conversation.stalled``: a customer has waited longer than the queue's SLA.
+
+    ``wait_kind`` is ``agent`` (nobody took the conversation) or ``reply`` (the agent has
+    not answered). Emitted once per wait: idempotency key ``(conversation_id, waiting_since)``.
+    """
+
+    detail_type: Literal["conversation.stalled"] = topology.CONVERSATION_STALLED
+    conversation_id: str
+    customer_id: str
+    queue: str
+    wait_kind: Literal["agent", "reply"]
+    waiting_since: str
+    waited_seconds: int
+    sla_seconds: int
+    assigned_agent: str | None = None
+    priority: int = 0
+    detected_at: str
+
+
+EVENT_MODELS[topology.AGENT_ASSIGNED] = AgentAssigned
+EVENT_MODELS[topology.CONVERSATION_STALLED] = ConversationStalled

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -69,8 +70,10 @@ def body_size(event: Mapping[str, Any]) -> int:
     return len(body.encode())
 
 
-def guard_body(max_bytes: int) -> Callable[[Handler], Handler]:
-    """Refuse oversized and non-JSON bodies before any parsing happens."""
+def guard_body(
+    max_bytes: int, accept: tuple[str, ...] = (content_types.APPLICATION_JSON,)
+) -> Callable[[Handler], Handler]:
+    """Refuse oversized bodies and bodies of another content type before any parsing happens."""
 
     def wrap(handler: Handler) -> Handler:
         def guarded(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -86,12 +89,12 @@ def guard_body(max_bytes: int) -> Callable[[Handler], Handler]:
             if size:
                 headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
                 content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-                if content_type != content_types.APPLICATION_JSON:
+                if content_type not in accept:
                     return json_response(
                         415,
                         {
                             "error": "Unsupported Media Type",
-                            "message": f"send application/json, not {content_type or 'no content type'}",
+                            "message": f"send {' or '.join(accept)}, not {content_type or 'no content type'}",
                         },
                     )
             return handler(event, context)
@@ -99,6 +102,31 @@ def guard_body(max_bytes: int) -> Callable[[Handler], Handler]:
         return guarded
 
     return wrap
+
+
+PUBLIC_BASE_URL_ENV = "OMNI_PUBLIC_BASE_URL"
+
+
+def public_url(event: Mapping[str, Any]) -> str:
+    """The URL the caller used, as providers sign it (Twilio signs the full URL).
+
+    ``OMNI_PUBLIC_BASE_URL`` wins when set (the local stack, a proxy in front of the API);
+    otherwise it is the API's own domain, which is also right for a custom domain.
+    """
+    path = event.get("rawPath") or "/"
+    query = event.get("rawQueryString") or ""
+    base = os.environ.get(PUBLIC_BASE_URL_ENV)
+    if not base:
+        base = f"https://{(event.get('requestContext') or {}).get('domainName', '')}"
+    return base.rstrip("/") + path + (f"?{query}" if query else "")
+
+
+def raw_body(event: Mapping[str, Any]) -> bytes:
+    """The body exactly as sent (signatures are computed over these bytes)."""
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return base64.b64decode(body)
+    return body.encode()
 
 
 def install_error_handlers(app: APIGatewayHttpResolver) -> None:

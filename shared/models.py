@@ -14,6 +14,65 @@ class CustomerIdentity(BaseModel):
     added_at: str
     #: The channel on which we first saw it.
     source: str | None = None
+    #: For a claimed identity another customer owns (verified): that customer, a possible match.
+    possible_match: str | None = None
+
+
+class Consent(BaseModel):
+    status: Literal["opted_in", "opted_out"]
+    at: str
+    #: What changed it: ``sms:STOP``, ``email:unsubscribe``, ``agent:<id>``, ...
+    source: str
+
+
+class AttributeValue(BaseModel):
+    """One profile attribute: merges keep the newer value per attribute, and where it came from."""
+
+    value: Any
+    at: str
+    #: ``sms``, ``webchat``, ``agent:<id>``, ``merge:<merge id>`` ...
+    source: str
+
+
+class MergeSummary(BaseModel):
+    merge_id: str
+    role: Literal["survivor", "merged"]
+    other_customer_id: str
+    at: str
+    #: ``agent:<id>`` or the message that linked the two (``sms#SM...``).
+    cause: str
+    status: Literal["merged", "unmerged"] = "merged"
+    unmerged_at: str | None = None
+
+
+class AttributeChange(BaseModel):
+    """What a merge changed on the survivor (``before`` absent = it had no value)."""
+
+    field: str
+    before: Any = None
+    after: Any = None
+
+
+class MergeRecord(BaseModel):
+    """The audit record of one merge; ``POST /customers/{id}/unmerge`` reverses it."""
+
+    merge_id: str
+    survivor_id: str
+    merged_id: str
+    at: str
+    cause: str
+    #: The verified identities of the message that linked the profiles (empty for an agent's merge).
+    linking_identities: list[str] = Field(default_factory=list)
+    #: Identities that moved to the survivor (``type:value``).
+    identities: list[str] = Field(default_factory=list)
+    changes: list[AttributeChange] = Field(default_factory=list)
+    #: Conversations of the merged profile now listed under the survivor.
+    conversations: list[str] = Field(default_factory=list)
+    #: ``{"source": ..., "target": ...}`` when two open conversations became one thread.
+    thread: dict[str, str] | None = None
+    status: Literal["merged", "unmerged"] = "merged"
+    unmerged_at: str | None = None
+    unmerged_by: str | None = None
 
 
 class Customer(BaseModel):
@@ -22,6 +81,27 @@ class Customer(BaseModel):
     created_at: str
     identities: list[CustomerIdentity] = Field(default_factory=list)
     open_conversation_id: str | None = None
+    #: Consent per channel; a channel missing here has no recorded choice.
+    consent: dict[str, Consent] = Field(default_factory=dict)
+    #: ``active``; ``merged`` for a profile merged into ``merged_into`` (read through it).
+    status: Literal["active", "merged", "erased"] = "active"
+    updated_at: str | None = None
+    language: str | None = None
+    timezone: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    #: Channels in the order the customer prefers to be reached on.
+    channel_preferences: list[str] = Field(default_factory=list)
+    #: Every attribute (name, language, timezone, channel_preferences, custom ones) with its source.
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+    #: Latest inbound message per channel.
+    last_seen: dict[str, str] = Field(default_factory=dict)
+    contacts_7d: int = 0
+    contacts_30d: int = 0
+    #: Merges this profile took part in, newest first (survivor or merged-away side).
+    merges: list[MergeSummary] = Field(default_factory=list)
+    merged_into: str | None = None
+    #: The id that was asked for when it had been merged into this customer.
+    redirected_from: str | None = None
 
 
 class Message(BaseModel):
@@ -50,6 +130,70 @@ class RoutingDecision(BaseModel):
     automated: bool
     message_id: str
     decided_at: str
+    #: Language the customer wrote in (answers use it).
+    language: str = "en"
+    #: 0 (normal) to 9; higher is served first.
+    priority: int = 0
+    priority_reasons: list[str] = Field(default_factory=list)
+    #: The customer asked for a person.
+    escalated: bool = False
+    #: What the bot answered (automated decisions), kept so a redelivery sends the same text.
+    answer: str | None = None
+    #: Version of the routing rules that decided.
+    rules_version: int | None = None
+
+
+class Transition(BaseModel):
+    """One change of a conversation's status: who, when, why."""
+
+    at: str
+    from_status: str
+    to_status: str
+    #: ``routing``, ``agent:<id>``, ``sla-sweep``, ``customer``.
+    by: str
+    reason: str
+    queue: str | None = None
+    agent_id: str | None = None
+
+
+class Note(BaseModel):
+    """An internal note on a conversation: agents see it, the customer never does."""
+
+    note_id: str
+    author: str
+    text: str
+    at: str
+
+
+class HandoverMessage(BaseModel):
+    channel: str
+    direction: str
+    author: str | None = None
+    text: str
+    timestamp: str
+
+
+class Handover(BaseModel):
+    """What an agent needs to continue without asking again, attached at escalation."""
+
+    summary: str
+    customer_id: str
+    display_name: str | None = None
+    vip: bool = False
+    tags: list[str] = Field(default_factory=list)
+    #: ``type:value`` of every identity on the profile.
+    identities: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
+    intent: str
+    queue: str
+    priority: int = 0
+    priority_reasons: list[str] = Field(default_factory=list)
+    #: What the bot already told the customer (automated answers, acknowledgements).
+    bot_answers: list[str] = Field(default_factory=list)
+    #: The latest messages across every channel, oldest first.
+    last_messages: list[HandoverMessage] = Field(default_factory=list)
+    previous_conversation_id: str | None = None
+    created_at: str
 
 
 class ConversationSummary(BaseModel):
@@ -62,6 +206,16 @@ class ConversationSummary(BaseModel):
     channels: list[str] = Field(default_factory=list)
     message_count: int = 0
     routing: RoutingDecision | None = None
+    #: The queue it is in (or was handed over from); the agent it is assigned to.
+    queue: str | None = None
+    priority: int = 0
+    assigned_agent: str | None = None
+    #: Since when the customer waits for us (an agent, or the agent's reply), if they do.
+    waiting_since: str | None = None
+    wait_kind: Literal["agent", "reply"] | None = None
+    resolved_at: str | None = None
+    #: The conversation this one follows (a new one after the reopen window).
+    previous_conversation_id: str | None = None
 
 
 class Conversation(ConversationSummary):
@@ -69,3 +223,7 @@ class Conversation(ConversationSummary):
     channel_switches: list[ChannelSwitch] = Field(default_factory=list)
     #: Where replies go: the identity of the customer's latest inbound message.
     reply_to: dict[str, Any] | None = None
+    handover: Handover | None = None
+    transitions: list[Transition] = Field(default_factory=list)
+    notes: list[Note] = Field(default_factory=list)
+    resolution: str | None = None

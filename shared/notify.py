@@ -1,138 +1,554 @@
 """Notify: deliver a requested notification once, on the right channel, and log it.
 
-The outbox item keyed by ``notification_id`` is written first (conditionally), so a
-request delivered twice by SQS or published twice by its sender is sent once. The
-channel adapters write with keys derived from the notification id as well, so a
-crash between sending and marking the item as sent cannot duplicate the message.
+The flow for one ``notification.requested``:
+
+1. The outbox item keyed by ``notification_id`` is written first (conditionally): a
+   request delivered twice by SQS, or published twice by its sender, is handled once;
+   a finished one is not touched again.
+2. Quiet hours: a notification that is not a reply and not urgent, arriving inside the
+   customer's quiet hours, is *deferred* (the caller re-queues it with a delay).
+3. Channel choice, consent, template rendering and the 24-hour windows
+   (:mod:`shared.outbound.policy`, :mod:`shared.outbound.templates`) give the channels to
+   try, in order. Each is tried through its provider adapter; a permanent failure falls
+   back to the next channel.
+4. Each channel attempt is recorded *before* the provider is called (conditional write:
+   ``attempting``) and *after* (``accepted``/``failed``). A retry that finds an attempt:
+   accepted -> not sent again; failed -> next channel; still ``attempting`` (the previous
+   run stopped between calling the provider and recording its answer) -> see
+   :meth:`Notifier._reconcile`: our own stores and the local outbox are idempotent and
+   simply resend; Twilio is asked whether the message exists; Meta and SES cannot be
+   asked and have no idempotency key, so the attempt is marked ``unconfirmed`` and
+   **not** resent (at most once: a customer never gets the same message twice).
+5. The message goes into the conversation timeline (once, keyed by the notification id)
+   with its status, and the outbox item gets its final status, channel and provider id
+   (delivery receipts move it on: :meth:`OutboxRepository.update_status`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
-from shared.events import Identity, NotificationRequested
+from shared.events import Identity, NotificationRequested, format_timestamp
+from shared.outbound.adapters import (
+    Accepted,
+    Adapter,
+    DeliveryFailed,
+    OutboundMessage,
+    OutcomeUnknown,
+    ProviderBusy,
+    ProviderRequest,
+)
+from shared.outbound.policy import (
+    CHANNEL_OF_IDENTITY,
+    Candidate,
+    ConversationFacts,
+    CustomerFacts,
+    QuietHours,
+    choose_channels,
+    defers_for_quiet_hours,
+    is_reply,
+    next_allowed_time,
+    window_open,
+)
+from shared.outbound.templates import Rendered, TemplateError, TemplateStore
 from shared.repositories.conversations import ConversationRepository
-from shared.repositories.outbox import OutboxRepository
+from shared.repositories.customers import CustomerRepository
+from shared.repositories.outbox import ATTEMPTING, OutboxRepository
 from shared.repositories.webchat import WebchatRepository
 
-#: The channel on which an identity is reached.
-CHANNEL_OF_IDENTITY = {
-    "webchat": "webchat",
-    "phone": "sms",
-    "whatsapp": "whatsapp",
-    "email": "email",
-    "messenger": "messenger",
-    "instagram": "instagram",
-}
+__all__ = [
+    "CHANNEL_OF_IDENTITY",
+    "DeliveryFailed",
+    "Notifier",
+    "Outcome",
+    "WebchatAdapter",
+]
+
+#: How long an ``attempting`` record belongs to the invocation that wrote it (> the
+#: longest provider call with its retries; < the notify queue's visibility timeout).
+ATTEMPT_LEASE = timedelta(seconds=120)
+FINAL_STATUSES = frozenset({"sent", "delivered", "read", "failed"})
 
 
-class DeliveryFailed(Exception):
-    """The provider refused the message for good (a transient failure raises anything else)."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
-
-
-class ChannelAdapter(Protocol):
-    channel: str
-
-    def send(self, to: Identity, text: str, notification_id: str, timestamp: str, epoch: int) -> str:
-        """Deliver ``text``; return the provider's message id. Idempotent per ``notification_id``."""
-        ...
+class AttemptInFlight(Exception):
+    """Another invocation is sending this notification on this channel right now; retry later."""
 
 
 class WebchatAdapter:
-    """Delivers into the web chat session, where the widget's polling picks it up."""
+    """Delivers into the web chat session, where the widget's polling picks it up.
+
+    Our own table, keyed by the notification id: sending twice stores one message.
+    """
 
     channel = "webchat"
+    provider = "webchat"
+    idempotent = True
 
     def __init__(self, sessions: WebchatRepository | None = None) -> None:
         self.sessions = sessions or WebchatRepository()
 
-    def send(self, to: Identity, text: str, notification_id: str, timestamp: str, epoch: int) -> str:
-        if to.type != "webchat":
-            raise DeliveryFailed("wrong_recipient", f"web chat cannot reach a {to.type} identity")
-        self.sessions.add_message(to.value, "outbound", notification_id, text, timestamp, epoch, author="bot")
-        return notification_id
+    def build(self, message: OutboundMessage) -> ProviderRequest:
+        if message.to.type != "webchat":
+            raise DeliveryFailed("wrong_recipient", f"web chat cannot reach a {message.to.type} identity")
+        body = {"session_id": message.to.value, "message_id": message.notification_id, "text": message.text}
+        return ProviderRequest(self.provider, "PUT", f"webchat:{message.to.value}", "api", body)
+
+    def send(self, request: ProviderRequest, message: OutboundMessage) -> Accepted:
+        self.sessions.add_message(
+            message.to.value,
+            "outbound",
+            message.notification_id,
+            message.text,
+            message.timestamp,
+            message.epoch,
+            author="bot",
+        )
+        return Accepted(message.notification_id)
+
+    def find_sent(self, request: ProviderRequest, message: OutboundMessage, since: datetime) -> str | None:
+        return None
+
+    def simulate(self, request: ProviderRequest, message: OutboundMessage) -> Accepted:
+        return self.send(request, message)
 
 
 @dataclass(frozen=True)
 class Outcome:
     notification_id: str
-    status: Literal["sent", "failed", "already_done"]
+    status: Literal["sent", "failed", "already_done", "deferred"]
     channel: str | None = None
     error: str | None = None
+    #: For ``deferred``: when the notification may go out (UTC).
+    until: datetime | None = None
+    #: Channels the message went out on (several when the customer asked for all).
+    channels: tuple[str, ...] = ()
+    #: ``(channel, reason)`` for every channel ruled out or failed.
+    skipped: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
-def deliver(
-    request: NotificationRequested,
-    conversations: ConversationRepository,
-    outbox: OutboxRepository,
-    adapters: dict[str, ChannelAdapter],
-    now: str,
-    now_epoch: int,
-) -> Outcome:
-    to = request.to
-    channel = request.channel
-    if to is None and request.conversation_id:
-        meta = conversations.get_meta(request.conversation_id)
-        if meta and meta.get("reply_to"):
-            to = Identity(**meta["reply_to"])
-    if to is not None and channel is None:
-        channel = CHANNEL_OF_IDENTITY.get(to.type)
+# --------------------------------------------------------------------------- #
+# Facts
+# --------------------------------------------------------------------------- #
+def customer_facts(customer_id: str, customers: CustomerRepository) -> CustomerFacts | None:
+    """What notify needs of a customer, read defensively from the profile.
 
-    item, new = outbox.start(
-        {
-            "notification_id": request.notification_id,
-            "customer_id": request.customer_id,
-            "conversation_id": request.conversation_id,
-            "kind": request.kind,
-            "urgency": request.urgency,
-            "channel": channel,
-            "recipient": to.key if to else None,
-            "text": request.text,
-            "author": request.author,
-            "created_at": now,
-        }
+    Profile attributes used: ``preferences.channels`` (ordered list), ``preferences.all``
+    (bool: every listed channel), ``language``, ``timezone`` (IANA), ``quiet_hours``
+    (``{"start": "HH:MM", "end": "HH:MM"}``, also accepted under ``preferences``) and
+    ``consent_<channel>`` (``{status, at, source}``) via :meth:`CustomerRepository.get`.
+    """
+    customer = customers.get(customer_id)
+    if customer is None:
+        return None
+    profile = customers.get_profile(customer_id) or {}
+    if profile.get("erased_at") or profile.get("erased"):
+        return CustomerFacts(customer_id)  # erased: no identities, nobody can be reached
+    preferences = profile.get("preferences") if isinstance(profile.get("preferences"), dict) else {}
+    channels = preferences.get("channels") or []
+    preferred = tuple(str(c) for c in channels if isinstance(c, str)) if isinstance(channels, list) else ()
+    quiet_raw = profile.get("quiet_hours") or preferences.get("quiet_hours")
+    identities = []
+    for known in customer.identities:
+        try:
+            identities.append(Identity(type=known.type, value=known.value, verified=known.verified))  # type: ignore[arg-type]
+        except ValueError:
+            continue
+    return CustomerFacts(
+        customer_id=customer_id,
+        identities=tuple(identities),
+        consent={channel: consent.status for channel, consent in customer.consent.items()},
+        preferred=preferred,
+        all_channels=bool(preferences.get("all") or preferences.get("all_channels")),
+        language=_str_or_none(profile.get("language") or preferences.get("language")),
+        timezone=_str_or_none(profile.get("timezone") or preferences.get("timezone")),
+        quiet_hours=QuietHours.parse(quiet_raw) if quiet_raw else QuietHours(),
     )
-    if not new and item["status"] != "queued":
-        return Outcome(request.notification_id, "already_done", item.get("channel"))
-    # Reuse the first attempt's time: every write below is keyed by it and stays idempotent.
-    sent_at = item["created_at"]
 
-    if to is None or channel is None:
-        return _fail(outbox, request, channel, "no_channel", "the customer has no reachable channel", now)
-    adapter = adapters.get(channel)
-    if adapter is None:
-        return _fail(outbox, request, channel, "channel_unavailable", f"no adapter for {channel} yet", now)
+
+def conversation_facts(
+    conversation_id: str, conversations: ConversationRepository
+) -> ConversationFacts | None:
+    conversation = conversations.get(conversation_id, message_limit=500)
+    if conversation is None:
+        return None
+    last_inbound: dict[str, datetime] = {}
+    last_email_id = None
+    for message in conversation.messages:
+        if message.direction != "inbound":
+            continue
+        at = _parse_time(message.timestamp)
+        if at is not None and (message.channel not in last_inbound or at > last_inbound[message.channel]):
+            last_inbound[message.channel] = at
+        if message.channel == "email":
+            last_email_id = message.message_id.removeprefix("email#")
+    reply_to = None
+    if conversation.reply_to:
+        try:
+            reply_to = Identity(**conversation.reply_to)
+        except ValueError:
+            reply_to = None
+    latest_channel = max(last_inbound, key=lambda c: last_inbound[c]) if last_inbound else None
+    return ConversationFacts(
+        conversation_id=conversation_id,
+        customer_opened=bool(last_inbound),
+        last_inbound_channel=latest_channel,
+        reply_to=reply_to,
+        last_inbound_at=last_inbound,
+        last_email_message_id=last_email_id,
+    )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return str(value) if isinstance(value, str) and value else None
+
+
+def _parse_time(value: str) -> datetime | None:
     try:
-        provider_id = adapter.send(to, request.text, request.notification_id, sent_at, now_epoch)
-    except DeliveryFailed as failure:
-        return _fail(outbox, request, channel, failure.code, failure.reason, now)
-    if request.conversation_id:
-        conversations.record_outbound(
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- #
+# Content per channel
+# --------------------------------------------------------------------------- #
+def compose(
+    request: NotificationRequested,
+    candidate: Candidate,
+    rendered: Rendered | None,
+    conversation: ConversationFacts | None,
+    now: datetime,
+) -> OutboundMessage:
+    """The message for one channel; raises :class:`DeliveryFailed` when it cannot go there."""
+    text = rendered.text if rendered else request.text
+    subject = (rendered.subject if rendered else None) or request.subject
+    whatsapp_template = None
+    if candidate.channel in ("whatsapp", "messenger", "instagram") and not window_open(
+        candidate.channel, conversation, now
+    ):
+        if candidate.channel == "whatsapp" and rendered is not None and rendered.whatsapp is not None:
+            whatsapp_template = rendered.whatsapp
+        elif candidate.channel == "whatsapp":
+            raise DeliveryFailed(
+                "outside_whatsapp_window",
+                "free text goes out on WhatsApp only within 24 h of the customer's last WhatsApp "
+                "message; this request has no approved WhatsApp template",
+            )
+        else:
+            raise DeliveryFailed(
+                f"outside_{candidate.channel}_window",
+                f"{candidate.channel} allows messages only within 24 h of the customer's last message",
+            )
+    if not text.strip() and whatsapp_template is None:
+        raise DeliveryFailed("empty_message", "the request has neither text nor a template")
+    in_reply_to = None
+    if candidate.channel == "email" and is_reply(request):
+        in_reply_to = request.in_reply_to or (conversation.last_email_message_id if conversation else None)
+    return OutboundMessage(
+        notification_id=request.notification_id,
+        channel=candidate.channel,
+        to=candidate.to,
+        text=text,
+        customer_id=request.customer_id,
+        kind=request.kind,
+        conversation_id=request.conversation_id,
+        subject=subject,
+        whatsapp_template=whatsapp_template,
+        in_reply_to=in_reply_to,
+        unsubscribe=not is_reply(request),
+    )
+
+
+# --------------------------------------------------------------------------- #
+# The notifier
+# --------------------------------------------------------------------------- #
+class Notifier:
+    def __init__(
+        self,
+        outbox: OutboxRepository,
+        conversations: ConversationRepository,
+        customers: CustomerRepository,
+        adapters: Mapping[str, Adapter],
+        templates: TemplateStore | None = None,
+        lease: timedelta = ATTEMPT_LEASE,
+    ) -> None:
+        self.outbox = outbox
+        self.conversations = conversations
+        self.customers = customers
+        self.adapters = adapters
+        self.templates = templates or TemplateStore()
+        self.lease = lease
+
+    def handle(self, request: NotificationRequested, now: datetime) -> Outcome:
+        at = format_timestamp(now)
+        item, _ = self.outbox.start(
+            {
+                "notification_id": request.notification_id,
+                "customer_id": request.customer_id,
+                "conversation_id": request.conversation_id,
+                "kind": request.kind,
+                "urgency": request.urgency,
+                "urgent": request.urgent,
+                "template": request.template,
+                "channel": request.channel,
+                "recipient": request.to.key if request.to else None,
+                "text": request.text,
+                "author": request.author,
+                "created_at": at,
+            }
+        )
+        if item.get("status") in FINAL_STATUSES:
+            return Outcome(request.notification_id, "already_done", item.get("channel"))
+        started = bool(item.get("attempts"))
+
+        customer = customer_facts(request.customer_id, self.customers)
+        if customer is None:
+            if request.to is None:
+                return self._fail(
+                    request, item, "unknown_customer", f"no customer {request.customer_id}", now
+                )
+            customer = CustomerFacts(request.customer_id, identities=(request.to,))
+        conversation = self._conversation(request, customer)
+
+        if not started and defers_for_quiet_hours(request):
+            until = next_allowed_time(now, customer.zone(), customer.quiet_hours)
+            if until is not None:
+                self.outbox.defer(request.notification_id, format_timestamp(until), at)
+                return Outcome(request.notification_id, "deferred", until=until)
+
+        rendered = None
+        if request.template:
+            try:
+                template = self.templates.get(request.template)
+                rendered = template.render(request.variables, request.language or customer.language)
+            except TemplateError as exc:
+                return self._fail(request, item, exc.code, str(exc), now)
+
+        plan = choose_channels(request, customer, conversation)
+        skipped = list(plan.skipped)
+        if not plan.candidates:
+            return self._fail(request, item, "no_channel", plan.reason(), now, skipped)
+
+        accepted: list[tuple[Candidate, OutboundMessage, Accepted]] = []
+        for candidate in plan.candidates:
+            adapter = self.adapters.get(candidate.channel)
+            try:
+                if adapter is None:
+                    raise DeliveryFailed("channel_unavailable", f"no adapter for {candidate.channel}")
+                message = compose(request, candidate, rendered, conversation, now)
+                message = _stamp(message, item["created_at"], now)
+                result = self._attempt(adapter, message, now)
+            except DeliveryFailed as failure:
+                skipped.append((candidate.channel, f"{failure.code}: {failure.reason}"))
+                continue
+            accepted.append((candidate, message, result))
+            if not plan.fan_out:
+                break
+        if not accepted:
+            return self._fail(request, item, "all_channels_failed", _describe(skipped), now, skipped)
+        return self._succeed(request, item, accepted, rendered, skipped, now)
+
+    # -- one channel ------------------------------------------------------ #
+    def _attempt(self, adapter: Adapter, message: OutboundMessage, now: datetime) -> Accepted:
+        request = adapter.build(message)
+        at = format_timestamp(now)
+        attempt, new = self.outbox.begin_attempt(
+            message.notification_id,
+            message.channel,
+            {
+                "key": message.idempotency_key,
+                "provider": adapter.provider,
+                "to": message.to.key,
+                "started_at": at,
+                "request": request.record(),
+            },
+        )
+        started_at = attempt["started_at"]
+        if not new:
+            settled = self._reconcile(adapter, request, message, attempt, now)
+            if settled is not None:
+                return settled
+            started_at = at
+        try:
+            result = adapter.send(request, message)
+        except DeliveryFailed as failure:
+            self.outbox.settle_attempt(
+                message.notification_id,
+                message.channel,
+                "failed",
+                at,
+                error=f"{failure.code}: {failure.reason}",
+            )
+            raise
+        except ProviderBusy:
+            # Not accepted: forget the attempt so the redelivered request starts afresh.
+            self.outbox.release_attempt(message.notification_id, message.channel, started_at)
+            raise
+        except OutcomeUnknown:
+            raise  # the attempt stays open; the retry reconciles it after the lease
+        self.outbox.settle_attempt(
+            message.notification_id,
+            message.channel,
+            "accepted",
+            at,
+            provider_message_id=result.provider_message_id,
+            details=dict(result.details) or None,
+        )
+        return result
+
+    def _reconcile(
+        self,
+        adapter: Adapter,
+        request: ProviderRequest,
+        message: OutboundMessage,
+        attempt: dict[str, Any],
+        now: datetime,
+    ) -> Accepted | None:
+        """Settle an attempt found from an earlier run; None means: send (again) now."""
+        state = attempt.get("state")
+        if state in ("accepted", "unconfirmed"):
+            return Accepted(str(attempt.get("provider_message_id") or ""), attempt.get("details") or {})
+        if state == "failed":
+            code, _, reason = str(attempt.get("error") or "failed: unknown").partition(": ")
+            raise DeliveryFailed(code, reason)
+        if state != ATTEMPTING:
+            raise RuntimeError(f"attempt {message.idempotency_key} is in unknown state {state!r}")
+        if adapter.idempotent:
+            return None  # sending the same key again has one effect
+        started = _parse_time(str(attempt.get("started_at"))) or now
+        if now - started < self.lease:
+            raise AttemptInFlight(
+                f"{message.idempotency_key} is being sent since {attempt.get('started_at')}"
+            )
+        at = format_timestamp(now)
+        stored = attempt.get("request") or {}
+        previous = ProviderRequest(
+            provider=str(stored.get("provider", adapter.provider)),
+            method=str(stored.get("method", request.method)),
+            url=str(stored.get("url", request.url)),
+            encoding=stored.get("encoding", request.encoding),
+            body=stored.get("body") or request.body,
+        )
+        try:
+            found = adapter.find_sent(previous, message, started)
+        except NotImplementedError:
+            # The provider can be neither asked nor given an idempotency key: the message
+            # may have gone out. At most once: record it as unconfirmed, do not resend.
+            self.outbox.settle_attempt(
+                message.notification_id,
+                message.channel,
+                "unconfirmed",
+                at,
+                error="unconfirmed: an earlier run stopped after calling the provider; not resent",
+            )
+            return Accepted("", {"unconfirmed": "true"})
+        if found:
+            self.outbox.settle_attempt(
+                message.notification_id, message.channel, "accepted", at, provider_message_id=found
+            )
+            return Accepted(found)
+        if not self.outbox.renew_attempt(
+            message.notification_id, message.channel, str(attempt["started_at"]), at
+        ):
+            raise AttemptInFlight(f"{message.idempotency_key} was taken over by another run")
+        return None
+
+    # -- endings -------------------------------------------------------------- #
+    def _conversation(
+        self, request: NotificationRequested, customer: CustomerFacts
+    ) -> ConversationFacts | None:
+        conversation_id = request.conversation_id
+        if conversation_id is None:
+            # A notification outside any conversation: the customer's open one still tells
+            # when they last wrote on WhatsApp (the 24-hour window).
+            profile = self.customers.get_profile(customer.customer_id) or {}
+            conversation_id = profile.get("open_conversation_id")
+        if not conversation_id:
+            return None
+        return conversation_facts(conversation_id, self.conversations)
+
+    def _succeed(
+        self,
+        request: NotificationRequested,
+        item: dict[str, Any],
+        accepted: list[tuple[Candidate, OutboundMessage, Accepted]],
+        rendered: Rendered | None,
+        skipped: list[tuple[str, str]],
+        now: datetime,
+    ) -> Outcome:
+        candidate, message, result = accepted[0]
+        self._timeline(request, item, candidate.channel, message.text, "sent")
+        self.outbox.mark(
+            request.notification_id,
+            "sent",
+            format_timestamp(now),
+            provider_message_id=result.provider_message_id or None,
+            extra={
+                "channel": candidate.channel,
+                "channels": [c.channel for c, _, _ in accepted],
+                "recipient": candidate.to.key,
+                "text": message.text,
+                "template_version": rendered.version if rendered else None,
+                "language": rendered.language if rendered else None,
+                "unconfirmed": True if result.details.get("unconfirmed") else None,
+                "skipped": [f"{c}: {why}" for c, why in skipped] or None,
+            },
+        )
+        return Outcome(
+            request.notification_id,
+            "sent",
+            candidate.channel,
+            channels=tuple(c.channel for c, _, _ in accepted),
+            skipped=tuple(skipped),
+        )
+
+    def _fail(
+        self,
+        request: NotificationRequested,
+        item: dict[str, Any],
+        code: str,
+        reason: str,
+        now: datetime,
+        skipped: list[tuple[str, str]] | None = None,
+    ) -> Outcome:
+        error = f"{code}: {reason}"
+        self._timeline(request, item, request.channel or "none", request.text, "failed")
+        self.outbox.mark(
+            request.notification_id,
+            "failed",
+            format_timestamp(now),
+            error=error,
+            extra={"skipped": [f"{c}: {why}" for c, why in skipped or []] or None},
+        )
+        return Outcome(
+            request.notification_id, "failed", request.channel, error, skipped=tuple(skipped or ())
+        )
+
+    def _timeline(
+        self, request: NotificationRequested, item: dict[str, Any], channel: str, text: str, status: str
+    ) -> None:
+        if not request.conversation_id or self.conversations.get_meta(request.conversation_id) is None:
+            return
+        self.conversations.record_outbound(
             request.conversation_id,
             message_id=request.notification_id,
             channel=channel,
-            text=request.text,
-            timestamp=sent_at,
+            text=text,
+            timestamp=item["created_at"],
             author=request.author,
-            status="sent",
+            status=status,
         )
-    outbox.mark(request.notification_id, "sent", now, provider_message_id=provider_id)
-    return Outcome(request.notification_id, "sent", channel)
 
 
-def _fail(
-    outbox: OutboxRepository,
-    request: NotificationRequested,
-    channel: str | None,
-    code: str,
-    reason: str,
-    now: str,
-) -> Outcome:
-    outbox.mark(request.notification_id, "failed", now, error=f"{code}: {reason}")
-    return Outcome(request.notification_id, "failed", channel, f"{code}: {reason}")
+def _stamp(message: OutboundMessage, timestamp: str, now: datetime) -> OutboundMessage:
+    from dataclasses import replace  # noqa: PLC0415
+
+    return replace(message, timestamp=timestamp, epoch=int(now.timestamp()))
+
+
+def _describe(skipped: list[tuple[str, str]]) -> str:
+    return "; ".join(f"{channel}: {why}" for channel, why in skipped) or "no channel could be used"

@@ -1,149 +1,368 @@
-"""Routing: who answers a message - an automated reply, or which human queue.
+"""Routing: who answers a message - an automated answer, or which human queue, how urgently.
 
-First version: intents recognised by keywords (English and German), each mapped to a
-queue; routine questions with a known answer are answered automatically. The decision
-is recorded on the conversation and, when the customer should hear from us, a
-``notification.requested`` goes out (an automated answer, or an acknowledgement that
-a person will reply).
+The rules are configuration (``shared/routing_rules.toml``, see :mod:`shared.routing_config`).
+Intent detection goes through the :class:`Classifier` interface; the built-in
+:class:`KeywordClassifier` matches the configured keywords and patterns per language, and
+a hosted model can be plugged in later by implementing the same one method. Asking for a
+person ("agent", "Mensch", "Mitarbeiter") always escalates to a human queue.
+
+Everything down to :func:`decide` and :func:`customer_reply` is pure; :class:`Router`
+applies a decision to the conversation (through :class:`shared.assignment.Desk`) and
+says what to publish.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.events import MessageRecorded, NotificationRequested
-from shared.models import RoutingDecision
-from shared.repositories.conversations import ConversationNotFound, ConversationRepository
+from pydantic import BaseModel
+
+from shared.events import MessageRecorded, NotificationRequested, format_timestamp
+from shared.models import ConversationSummary, Handover, RoutingDecision, Transition
+from shared.orders import OrderLookup, OrderStatus
+from shared.repositories.conversations import Change, ConversationNotFound, ConversationRepository
+from shared.routing_config import RoutingRules, load_rules
+from shared.topology import NOTIFICATION_REQUESTED
+
+if TYPE_CHECKING:
+    from shared.assignment import Desk
+
+#: An agent owns the conversation: new messages are for them, not for the bot.
+WITH_AGENT = ("assigned", "active")
 
 
 @dataclass(frozen=True)
-class Intent:
-    name: str
-    queue: str
-    #: Whole words (plural and past forms match too); a trailing ``*`` matches any ending.
-    keywords: tuple[str, ...]
-    #: Set for routine questions that the bot answers itself.
-    answer: str | None = None
+class Classification:
+    #: The first configured intent that matched, or None.
+    intent: str | None
+    language: str
+    #: The customer asked for a person.
+    escalate: bool
+    #: What matched (for the decision's reason).
+    matched: str | None = None
 
 
-INTENTS: tuple[Intent, ...] = (
-    Intent(
-        "cancellation",
-        "retention",
-        ("cancel*", "terminate", "close my account", "kündig*", "kuendig*", "vertrag beenden"),
-    ),
-    Intent(
-        "billing",
-        "billing",
-        ("invoice", "bill", "charge", "refund", "payment", "paid", "rechnung*", "zahlung*", "abbuchung*"),
-    ),
-    Intent(
-        "opening_hours",
-        "general",
-        ("opening hours", "open on", "when are you open", "öffnungszeiten", "geöffnet"),
-        answer="We are open Monday to Friday, 8:00-20:00, and Saturday, 9:00-14:00.",
-    ),
-    Intent(
-        "technical",
-        "technical",
-        ("error", "not working", "broken", "crash", "login", "password", "funktioniert nicht", "fehler*"),
-    ),
-)
-GENERAL = Intent("general", "general", ())
+class Classifier(Protocol):
+    """Recognises the intent of a message. Implement this to plug in a hosted model."""
 
-QUEUE_NAMES = {"billing": "billing team", "retention": "customer care team", "technical": "technical support"}
+    def classify(self, text: str) -> Classification: ...
 
 
-def _pattern(keyword: str) -> re.Pattern[str]:
-    if keyword.endswith("*"):
-        return re.compile(r"(?<!\w)" + re.escape(keyword[:-1]))
-    return re.compile(r"(?<!\w)" + re.escape(keyword) + r"(?:s|es|d|ed|ing)?(?!\w)")
+class KeywordClassifier:
+    """The configured keywords and patterns, tried in the order of the rules file."""
+
+    def __init__(self, rules: RoutingRules) -> None:
+        self.rules = rules
+        self._intents = [(intent.name, intent.matcher.compiled()) for intent in rules.intents]
+        self._escalation = rules.escalation.compiled()
+
+    def classify(self, text: str) -> Classification:
+        lowered = text.lower()
+        intent, intent_language, matched = None, None, None
+        for name, patterns in self._intents:
+            hit = next(((lang, p) for lang, p in patterns if p.search(lowered)), None)
+            if hit is not None:
+                intent, intent_language, matched = name, hit[0], hit[1].pattern
+                break
+        escalation = next((lang for lang, p in self._escalation if p.search(lowered)), None)
+        language = detect_language(self.rules, lowered, intent_language or escalation)
+        return Classification(
+            intent=intent, language=language, escalate=escalation is not None, matched=matched
+        )
 
 
-_PATTERNS = [(intent, [_pattern(k) for k in intent.keywords]) for intent in INTENTS]
+def detect_language(rules: RoutingRules, text: str, hint: str | None = None) -> str:
+    """The declared language with the most marker words; else ``hint``; else the default."""
+    words = re.findall(r"\w+", text.lower())
+    scores = {lang: sum(w in markers for w in words) for lang, markers in rules.languages.items()}
+    best = max(scores.values(), default=0)
+    leaders = [lang for lang, score in scores.items() if score == best]
+    if best > 0 and len(leaders) == 1:
+        return leaders[0]
+    if hint in rules.languages:
+        return hint
+    if re.search(r"[äöüß]", text):
+        return "de" if "de" in rules.languages else rules.default_language
+    return rules.default_language
 
 
-def classify(text: str) -> Intent:
+def priority_of(
+    rules: RoutingRules,
+    text: str,
+    tags: Sequence[str],
+    intent: str | None,
+    history: Sequence[ConversationSummary],
+    now: str,
+    conversation_id: str,
+) -> tuple[int, list[str]]:
+    """Priority from the profile (``vip`` tag), repeat contact on the same intent, negative words."""
+    rule = rules.priority
+    score, reasons = 0, []
+    if rule.vip_tag in {t.lower() for t in tags}:
+        score += rule.vip
+        reasons.append(f"{rule.vip_tag} customer")
+    if intent is not None:
+        since = format_timestamp(datetime.fromisoformat(now) - timedelta(days=rule.repeat_contact_days))
+        for past in history:
+            last = past.last_message_at or past.opened_at
+            if (
+                past.conversation_id != conversation_id
+                and past.routing
+                and past.routing.intent == intent
+                and last >= since
+            ):
+                score += rule.repeat_contact
+                reasons.append(f"contacted us about {intent} within {rule.repeat_contact_days} days")
+                break
     lowered = text.lower()
-    for intent, patterns in _PATTERNS:
-        if any(p.search(lowered) for p in patterns):
-            return intent
-    return GENERAL
+    negative = next((p.pattern for _, p in rule.negative_words.compiled() if p.search(lowered)), None)
+    if negative is not None:
+        score += rule.negative
+        reasons.append("negative words")
+    return min(score, rule.max), reasons
 
 
-def decide(text: str, message_id: str, decided_at: str) -> RoutingDecision:
-    intent = classify(text)
-    automated = intent.answer is not None
+def decide(
+    rules: RoutingRules,
+    classification: Classification,
+    message_id: str,
+    decided_at: str,
+    priority: tuple[int, list[str]] = (0, []),
+    order: OrderStatus | None = None,
+    order_lookup_available: bool = False,
+) -> RoutingDecision:
+    """The routing decision for one classified message (pure)."""
+    intent = next((i for i in rules.intents if i.name == classification.intent), None)
+    queue = (intent.queue if intent and intent.queue else None) or rules.default_queue
+    name = intent.name if intent else "general"
+    base = {
+        "intent": name,
+        "message_id": message_id,
+        "decided_at": decided_at,
+        "language": classification.language,
+        "priority": priority[0],
+        "priority_reasons": list(priority[1]),
+        "escalated": classification.escalate,
+        "rules_version": rules.version,
+    }
+    if classification.escalate:
+        reason = f"the customer asked for a person; intent '{name}' goes to the {queue} queue"
+        return RoutingDecision(queue=queue, reason=reason, automated=False, **base)
+    if intent is not None and intent.action == "template" and intent.template:
+        answer = rules.render(intent.template, classification.language)
+        return RoutingDecision(
+            queue=queue,
+            reason=f"routine question '{name}' answered automatically",
+            automated=True,
+            answer=answer,
+            **base,
+        )
+    if intent is not None and intent.action == "order_status":
+        if order is not None:
+            answer = rules.render(
+                "order_status",
+                classification.language,
+                order_id=order.order_id,
+                status=order.status,
+                eta=order.eta,
+            )
+            return RoutingDecision(
+                queue=queue,
+                reason=f"order status of {order.order_id} answered from the order lookup",
+                automated=True,
+                answer=answer,
+                **base,
+            )
+        why = "no order found" if order_lookup_available else "no order lookup configured"
+        return RoutingDecision(
+            queue=queue, reason=f"order status: {why}; goes to the {queue} queue", automated=False, **base
+        )
     reason = (
-        f"routine question '{intent.name}' answered automatically"
-        if automated
-        else f"intent '{intent.name}' goes to the {intent.queue} queue"
+        f"intent '{name}' goes to the {queue} queue"
+        if intent
+        else f"no intent recognised; goes to the {queue} queue"
     )
-    return RoutingDecision(
-        queue=intent.queue,
-        intent=intent.name,
-        reason=reason,
-        automated=automated,
-        message_id=message_id,
-        decided_at=decided_at,
-    )
+    return RoutingDecision(queue=queue, reason=reason, automated=False, **base)
 
 
 def customer_reply(
-    decision: RoutingDecision, previous: RoutingDecision | None, first_name: str | None
+    rules: RoutingRules,
+    decision: RoutingDecision,
+    previous: RoutingDecision | None,
+    first_name: str | None,
+    already_waiting: bool = False,
 ) -> str | None:
     """What the customer hears now: the automated answer, an acknowledgement, or nothing.
 
     A customer already waiting in the same queue is not acknowledged again.
     """
     if decision.automated:
-        return next(i.answer for i in INTENTS if i.name == decision.intent)
-    if previous is not None and not previous.automated and previous.queue == decision.queue:
+        return decision.answer
+    if (
+        already_waiting
+        and previous is not None
+        and not previous.automated
+        and previous.queue == decision.queue
+    ):
         return None
-    greeting = f"Thanks, {first_name}!" if first_name else "Thanks for your message!"
-    team = QUEUE_NAMES.get(decision.queue, "team")
-    return f"{greeting} It is with our {team} now; someone will reply here shortly."
-
-
-def route_message(
-    conversations: ConversationRepository, event: MessageRecorded, now: str, first_name: str | None = None
-) -> NotificationRequested | None:
-    """Record the routing decision for ``event`` and say what to send the customer.
-
-    Idempotent: a redelivered event finds its decision recorded and asks for the same
-    notification (same id), which notify sends only once.
-    """
-    meta = conversations.get_meta(event.conversation_id)
-    if meta is None:
-        raise ConversationNotFound(event.conversation_id)
-    previous_raw = meta.get("routing")
-    previous = RoutingDecision(**previous_raw) if previous_raw else None
-    if previous is not None and previous.message_id == event.message_id:
-        decision, previous = previous, _before(meta, previous)
-    elif event.message_id in meta.get("routed_messages", []):
-        return None  # routed before, and a later message has been routed since
-    else:
-        decision = decide(event.text, event.message_id, now)
-        status = "bot" if decision.automated else "queued"
-        if not conversations.set_routing(event.conversation_id, decision, status, previous):
-            return None  # a concurrent redelivery recorded it a moment ago and will notify
-    text = customer_reply(decision, previous, first_name)
-    if text is None:
-        return None
-    return NotificationRequested(
-        notification_id=f"route:{event.message_id}",
-        customer_id=event.customer_id,
-        conversation_id=event.conversation_id,
-        kind="reply" if decision.automated else "acknowledgement",
-        text=text,
-        channel=event.channel,
-        to=event.reply_to,
-        author="bot",
+    language = decision.language
+    greeting = (
+        rules.render("greeting_named", language, first_name=first_name)
+        if first_name
+        else rules.render("greeting", language)
+    )
+    return rules.render(
+        "acknowledgement", language, greeting=greeting, team=rules.label(decision.queue, language)
     )
 
 
-def _before(meta: dict[str, object], current: RoutingDecision) -> RoutingDecision | None:
-    """The decision that preceded ``current`` (kept when it is replaced), if any."""
-    raw = meta.get("previous_routing")
+# --------------------------------------------------------------------------- #
+# Applying a decision
+# --------------------------------------------------------------------------- #
+
+
+class Router:
+    """Routes recorded messages: decision, conversation change, customer reply, assignment."""
+
+    def __init__(
+        self,
+        conversations: ConversationRepository,
+        desk: Desk,
+        rules: RoutingRules | None = None,
+        classifier: Classifier | None = None,
+        orders: OrderLookup | None = None,
+    ) -> None:
+        self.conversations = conversations
+        self.desk = desk
+        self.rules = rules or load_rules()
+        self.classifier = classifier or KeywordClassifier(self.rules)
+        self.orders = orders
+
+    def route(self, event: MessageRecorded, now: str) -> list[tuple[str, BaseModel]]:
+        """Route ``event``; the events to publish (a notification, ``agent.assigned``).
+
+        Idempotent: a redelivered event finds its decision recorded, asks for the same
+        notification (same id; notify sends it once) and only retries the assignment.
+        """
+        meta = self.conversations.get_meta(event.conversation_id)
+        if meta is None:
+            raise ConversationNotFound(event.conversation_id)
+        if event.message_id in meta.get("routed_messages", []):
+            current = meta.get("routing") or {}
+            if current.get("message_id") != event.message_id:
+                return []  # routed before, and a later message has been routed since
+            decision = RoutingDecision(**current)
+            previous_raw = meta.get("previous_routing")
+            previous = RoutingDecision(**previous_raw) if previous_raw else None
+            return self._publishable(event, meta, decision, previous, meta.get("routing_waited", False), now)
+        if meta.get("status") in WITH_AGENT:
+            return []  # the agent has the conversation; the message is theirs to answer
+        profile = self.desk.customers.get_profile(event.customer_id) or {}
+        classification = self.classifier.classify(event.text)
+        history = self.conversations.list_for_customer(event.customer_id, limit=20)
+        priority = priority_of(
+            self.rules,
+            event.text,
+            list(profile.get("tags", [])),
+            classification.intent,
+            history,
+            now,
+            event.conversation_id,
+        )
+        order = None
+        intent = next((i for i in self.rules.intents if i.name == classification.intent), None)
+        if (
+            intent is not None
+            and intent.action == "order_status"
+            and not classification.escalate
+            and self.orders
+        ):
+            order = self.orders.latest_order(event.customer_id)
+        decision = decide(
+            self.rules, classification, event.message_id, now, priority, order, self.orders is not None
+        )
+        waited = meta.get("status") == "queued"
+        handover = None
+        if not decision.automated:
+            handover = self.desk.handover(event.customer_id, event.conversation_id, decision, profile, now)
+        _, change = self.conversations.update_meta(
+            event.conversation_id, lambda current: self._record(current, decision, handover, now)
+        )
+        if change.noop:
+            return []  # a concurrent redelivery routed it a moment ago and publishes
+        return self._publishable(event, meta, decision, _routing(meta), waited, now)
+
+    def _record(
+        self, meta: dict[str, Any], decision: RoutingDecision, handover: Handover | None, now: str
+    ) -> Change:
+        if decision.message_id in meta.get("routed_messages", []):
+            return Change(noop=True)
+        status = meta.get("status", "open")
+        if handover is not None and status not in WITH_AGENT:
+            change = self.desk.enqueue_change(
+                meta, decision.queue, decision.priority, now, by="routing", reason=decision.reason
+            )
+            change.set["handover"] = handover.model_dump(exclude_none=True)
+        else:
+            change = Change()
+        change.set.update(
+            {
+                "routing": decision.model_dump(exclude_none=True),
+                "routed_messages": [*meta.get("routed_messages", []), decision.message_id],
+                "routing_waited": status == "queued",
+            }
+        )
+        if meta.get("routing"):
+            change.set["previous_routing"] = meta["routing"]
+        if decision.automated and status in ("open", "bot"):
+            change.set["status"] = "bot"
+            if status != "bot":
+                change.transition = _transition(now, status, "bot", decision.reason)
+        return change
+
+    def _publishable(
+        self,
+        event: MessageRecorded,
+        meta: dict[str, Any],
+        decision: RoutingDecision,
+        previous: RoutingDecision | None,
+        waited: bool,
+        now: str,
+    ) -> list[tuple[str, BaseModel]]:
+        out: list[tuple[str, BaseModel]] = []
+        if not decision.automated:
+            out += self.desk.assign_waiting(event.conversation_id, now)
+        profile = self.desk.customers.get_profile(event.customer_id) or {}
+        name = profile.get("display_name")
+        text = customer_reply(self.rules, decision, previous, name.split()[0] if name else None, waited)
+        if text is not None:
+            out.insert(
+                0,
+                (
+                    NOTIFICATION_REQUESTED,
+                    NotificationRequested(
+                        notification_id=f"route:{event.message_id}",
+                        customer_id=event.customer_id,
+                        conversation_id=event.conversation_id,
+                        kind="reply" if decision.automated else "acknowledgement",
+                        text=text,
+                        channel=event.channel,
+                        to=event.reply_to,
+                        author="bot",
+                    ),
+                ),
+            )
+        return out
+
+
+def _routing(meta: dict[str, Any]) -> RoutingDecision | None:
+    raw = meta.get("routing")
     return RoutingDecision(**raw) if isinstance(raw, dict) else None
+
+
+def _transition(now: str, from_status: str, to_status: str, reason: str) -> Transition:
+    return Transition(at=now, from_status=from_status, to_status=to_status, by="routing", reason=reason)

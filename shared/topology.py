@@ -26,7 +26,7 @@ EVENT_SOURCE_PREFIX = "omni."
 # Building blocks
 # --------------------------------------------------------------------------- #
 
-ResourceKind = Literal["table", "queue", "bus", "secret"]
+ResourceKind = Literal["table", "queue", "bus", "secret", "bucket"]
 Access = Literal["read", "write", "readwrite", "publish", "send", "get"]
 RouteAuth = Literal["public", "agent"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -97,6 +97,28 @@ class Queue:
     @property
     def env_var(self) -> str:
         return f"{_env_name(self.name)}_QUEUE_URL"
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """An S3 bucket (private, encrypted, objects expire): raw e-mail, nothing per message else."""
+
+    name: str
+    #: Days until objects are deleted (raw e-mail is personal data).
+    expire_after_days: int = 30
+
+    @property
+    def env_var(self) -> str:
+        return f"{_env_name(self.name)}_BUCKET"
+
+
+@dataclass(frozen=True)
+class EmailReceiving:
+    """Amazon SES receiving: a receipt rule stores the raw MIME in ``bucket`` under ``prefix``,
+    then invokes the function with the SES event (the S3 action, then the Lambda action)."""
+
+    bucket: str
+    prefix: str = "inbound/"
 
 
 @dataclass(frozen=True)
@@ -203,6 +225,8 @@ class Function:
     #: Name of the queue whose batches this function consumes.
     queue: str | None = None
     schedules: tuple[Schedule, ...] = ()
+    #: Invoked by SES receiving for inbound e-mail.
+    email: EmailReceiving | None = None
     grants: tuple[Grant, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
     log_retention_days: int = 30
@@ -226,6 +250,7 @@ class Topology:
     functions: tuple[Function, ...]
     #: Throttle of the routes that declare none (the API stage's default route settings).
     default_throttle: Throttle = field(default_factory=lambda: Throttle(rate_per_s=50, burst=100))
+    buckets: tuple[Bucket, ...] = ()
 
     # -- look-ups ---------------------------------------------------------- #
     def table(self, name: str) -> Table:
@@ -236,6 +261,9 @@ class Topology:
 
     def secret(self, name: str) -> Secret:
         return _one(self.secrets, name, "secret")
+
+    def bucket(self, name: str) -> Bucket:
+        return _one(self.buckets, name, "bucket")
 
     def function(self, name: str) -> Function:
         return _one(self.functions, name, "function")
@@ -292,6 +320,8 @@ _ACTIONS: dict[tuple[ResourceKind, Access], tuple[str, ...]] = {
     ("bus", "publish"): ("events:PutEvents",),
     ("queue", "send"): ("sqs:SendMessage",),
     ("secret", "get"): ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"),
+    ("bucket", "read"): ("s3:GetObject",),
+    ("bucket", "write"): ("s3:PutObject",),
 }
 
 
@@ -316,6 +346,8 @@ def resource_env_var(topology: Topology, kind: ResourceKind, name: str) -> str:
         return topology.queue(name).env_var
     if kind == "secret":
         return topology.secret(name).env_var
+    if kind == "bucket":
+        return topology.bucket(name).env_var
     return topology.bus.env_var
 
 
@@ -347,6 +379,7 @@ def validate(topology: Topology) -> list[str]:
         "table": {t.name for t in topology.tables},
         "queue": {q.name for q in topology.queues},
         "secret": {s.name for s in topology.secrets},
+        "bucket": {b.name for b in topology.buckets},
         "bus": {topology.bus.name},
     }
     for kind, items in (
@@ -355,6 +388,7 @@ def validate(topology: Topology) -> list[str]:
         ("secret", topology.secrets),
         ("function", topology.functions),
         ("rule", topology.rules),
+        ("bucket", topology.buckets),
     ):
         seen: set[str] = set()
         for item in items:
@@ -364,7 +398,9 @@ def validate(topology: Topology) -> list[str]:
     route_keys: set[str] = set()
     consumers: dict[str, str] = {}
     for fn in topology.functions:
-        triggers = bool(fn.routes) + bool(fn.queue) + bool(fn.schedules)
+        triggers = bool(fn.routes) + bool(fn.queue) + bool(fn.schedules) + bool(fn.email)
+        if fn.email and fn.email.bucket not in names["bucket"]:
+            problems.append(f"function {fn.name!r} receives e-mail into unknown bucket {fn.email.bucket!r}")
         if triggers == 0:
             problems.append(f"function {fn.name!r} has no trigger")
         for route in fn.routes:
@@ -417,16 +453,32 @@ BUS = EventBus(name="events", archive_retention_days=30)
 MESSAGE_RECEIVED = "message.received"
 MESSAGE_RECORDED = "message.recorded"
 NOTIFICATION_REQUESTED = "notification.requested"
+AGENT_ASSIGNED = "agent.assigned"
+CONVERSATION_STALLED = "conversation.stalled"
 
 TABLES = (
     Table(
         name="customers",
-        description="Customer profiles, their identities, and one ownership item per normalised identity.",
+        description=(
+            "Customer profiles, their identities, one ownership item per normalised identity, merge "
+            "records, and erasure tombstones (which expire through the TTL attribute)."
+        ),
+        ttl_attribute="expires_at",
     ),
     Table(
         name="conversations",
         description="Conversations (META item) and their messages, sorted by provider timestamp.",
-        gsis=(Gsi(name="by-customer", partition_key="customer_id", sort_key="opened_at"),),
+        gsis=(
+            Gsi(name="by-customer", partition_key="customer_id", sort_key="opened_at"),
+            # Sparse: only conversations waiting in a queue for an agent (priority, then age).
+            Gsi(name="queued", partition_key="queued_in", sort_key="queue_rank"),
+            # Sparse: only conversations whose customer waits for us; the SLA sweep's index.
+            Gsi(name="waiting", partition_key="wait_queue", sort_key="waiting_since"),
+        ),
+    ),
+    Table(
+        name="agents",
+        description="Agents (skills, capacity, status, active conversations), skills, sticky agents.",
     ),
     Table(
         name="webchat",
@@ -486,9 +538,104 @@ SECRETS = (
         local_default="local-dev-webchat-token-secret-not-for-production",
         description="Signs the web chat session tokens we hand to browsers. Never leaves AWS.",
     ),
+    Secret(
+        name="twilio-auth-token",
+        config_key="twilioAuthToken",
+        local_env_var="OMNI_TWILIO_AUTH_TOKEN",
+        local_default="local-dev-twilio-auth-token-not-for-production",
+        description="Twilio account auth token: verifies X-Twilio-Signature on SMS and voice webhooks.",
+    ),
+    Secret(
+        name="meta-app-secret",
+        config_key="metaAppSecret",
+        local_env_var="OMNI_META_APP_SECRET",
+        local_default="local-dev-meta-app-secret-not-for-production",
+        description="Meta app secret: verifies X-Hub-Signature-256 on the WhatsApp and Messenger hooks.",
+    ),
+    Secret(
+        name="meta-verify-token",
+        config_key="metaVerifyToken",
+        local_env_var="OMNI_META_VERIFY_TOKEN",
+        local_default="local-dev-meta-verify-token",
+        description="The verify token Meta echoes in the webhook subscription handshake.",
+    ),
 )
 
+# Outbound provider settings (notify). JSON objects; the local defaults are never sent
+# anywhere: locally every delivery goes to the outbox (OMNI_OUTBOUND_MODE=local).
+SECRETS += (
+    Secret(
+        name="twilio-api",
+        config_key="twilioApi",
+        local_env_var="OMNI_TWILIO_API",
+        local_default=(
+            '{"account_sid": "AC00000000000000000000000000000000", '
+            '"auth_token": "local-dev-twilio-api-token-not-for-production", "from": "+15005550006"}'
+        ),
+        description="Twilio REST API for outbound SMS: account_sid, auth_token, from/messaging_service_sid.",
+    ),
+    Secret(
+        name="meta-outbound",
+        config_key="metaOutbound",
+        local_env_var="OMNI_META_OUTBOUND",
+        local_default=(
+            '{"access_token": "local-dev-meta-access-token", "whatsapp_phone_number_id": "100000000000000", '
+            '"messenger_page_access_token": "local-dev-page-access-token", "graph_version": "v21.0"}'
+        ),
+        description="Meta Graph API for outbound WhatsApp and Messenger: tokens and the phone number id.",
+    ),
+    Secret(
+        name="email-sender",
+        config_key="emailSender",
+        local_env_var="OMNI_EMAIL_SENDER",
+        local_default=(
+            '{"from": "Support <support@example.com>", "reply_mailbox": "support@reply.example.com"}'
+        ),
+        description="Outbound e-mail (SES v2): from (verified identity), reply_mailbox, configuration_set.",
+    ),
+)
+
+BUCKETS = (Bucket(name="inbound-email", expire_after_days=30),)
+
+#: Providers retry and burst; their webhooks get more room than the default route throttle.
+WEBHOOK_THROTTLE = Throttle(rate_per_s=500, burst=1000)
+
 _SESSION_MESSAGES = "/webchat/sessions/{session_id}/messages"
+# The agent API's routes, one tuple per router in functions/agent_api/.
+_CUSTOMER_ROUTES = (
+    HttpRoute("GET", "/customers", auth="agent"),
+    HttpRoute("GET", "/customers/{customer_id}", auth="agent"),
+    HttpRoute("PATCH", "/customers/{customer_id}", auth="agent"),
+    HttpRoute("DELETE", "/customers/{customer_id}", auth="agent"),
+    HttpRoute("GET", "/customers/{customer_id}/conversations", auth="agent"),
+    HttpRoute("GET", "/customers/{customer_id}/merges", auth="agent"),
+    HttpRoute("GET", "/customers/{customer_id}/export", auth="agent"),
+    HttpRoute("POST", "/customers/{customer_id}/merge", auth="agent"),
+    HttpRoute("POST", "/customers/{customer_id}/unmerge", auth="agent"),
+    HttpRoute("POST", "/customers/{customer_id}/identities/confirm", auth="agent"),
+)
+_CONVERSATION_ROUTES = (
+    HttpRoute("GET", "/conversations/{conversation_id}", auth="agent"),
+    HttpRoute("POST", "/conversations/{conversation_id}/accept", auth="agent"),
+    HttpRoute("POST", "/conversations/{conversation_id}/messages", auth="agent"),
+    HttpRoute("POST", "/conversations/{conversation_id}/notes", auth="agent"),
+    HttpRoute("POST", "/conversations/{conversation_id}/transfer", auth="agent"),
+    HttpRoute("POST", "/conversations/{conversation_id}/resolve", auth="agent"),
+)
+_NOTIFICATION_ROUTES = (HttpRoute("POST", "/notifications", auth="agent"),)
+_AGENT_ROUTES = (
+    HttpRoute("GET", "/agents/me", auth="agent"),
+    HttpRoute("PUT", "/agents/me/status", auth="agent"),
+    HttpRoute("GET", "/agents/me/conversations", auth="agent"),
+    HttpRoute("PUT", "/agents/{agent_id}", auth="agent"),
+    HttpRoute("GET", "/queues/{queue}", auth="agent"),
+)
+_META_GRANTS = (
+    Grant("bus", BUS.name, "publish"),
+    Grant("secret", "meta-app-secret", "get"),
+    Grant("secret", "meta-verify-token", "get"),
+    Grant("table", "outbox", "readwrite"),
+)
 
 FUNCTIONS = (
     Function(
@@ -508,6 +655,76 @@ FUNCTIONS = (
             Grant("bus", BUS.name, "publish"),
             Grant("secret", "webchat-identity", "get"),
             Grant("secret", "webchat-token", "get"),
+        ),
+    ),
+    Function(
+        name="sms",
+        handler="functions.sms.handler.handler",
+        source_dir="functions/sms",
+        description="SMS channel (Twilio Messaging): inbound messages, STOP/START, delivery status.",
+        routes=(
+            HttpRoute("POST", "/webhooks/sms", throttle=WEBHOOK_THROTTLE),
+            HttpRoute("POST", "/webhooks/sms/status", throttle=WEBHOOK_THROTTLE),
+        ),
+        grants=(
+            Grant("bus", BUS.name, "publish"),
+            Grant("secret", "twilio-auth-token", "get"),
+            Grant("table", "outbox", "readwrite"),
+        ),
+    ),
+    Function(
+        name="voice",
+        handler="functions.voice.handler.handler",
+        source_dir="functions/voice",
+        description="Voice channel (Twilio Voice): calls join the conversation; TwiML enqueues the caller.",
+        routes=(
+            HttpRoute("POST", "/webhooks/voice", throttle=WEBHOOK_THROTTLE),
+            HttpRoute("POST", "/webhooks/voice/status", throttle=WEBHOOK_THROTTLE),
+            HttpRoute("POST", "/webhooks/voice/transcription", throttle=WEBHOOK_THROTTLE),
+        ),
+        grants=(
+            Grant("bus", BUS.name, "publish"),
+            Grant("secret", "twilio-auth-token", "get"),
+            Grant("table", "customers", "read"),
+            Grant("table", "conversations", "read"),
+        ),
+    ),
+    Function(
+        name="whatsapp",
+        handler="functions.whatsapp.handler.handler",
+        source_dir="functions/whatsapp",
+        description="WhatsApp channel (Meta Cloud API): handshake, messages, delivery statuses.",
+        routes=(
+            HttpRoute("GET", "/webhooks/whatsapp", throttle=WEBHOOK_THROTTLE),
+            HttpRoute("POST", "/webhooks/whatsapp", throttle=WEBHOOK_THROTTLE),
+        ),
+        grants=_META_GRANTS,
+    ),
+    Function(
+        name="messenger",
+        handler="functions.messenger.handler.handler",
+        source_dir="functions/messenger",
+        description="Messenger and Instagram channels (Meta): handshake, messages, postbacks.",
+        routes=(
+            HttpRoute("GET", "/webhooks/messenger", throttle=WEBHOOK_THROTTLE),
+            HttpRoute("POST", "/webhooks/messenger", throttle=WEBHOOK_THROTTLE),
+        ),
+        grants=_META_GRANTS,
+    ),
+    Function(
+        name="email",
+        handler="functions.email.handler.handler",
+        source_dir="functions/email",
+        description="E-mail channel (Amazon SES receiving): raw MIME from S3, threading, sender verdicts.",
+        memory_mb=512,
+        timeout_s=30,
+        email=EmailReceiving(bucket="inbound-email", prefix="inbound/"),
+        # The Lambda action's event does not say where the S3 action stored the mail.
+        environment={"INBOUND_EMAIL_PREFIX": "inbound/"},
+        grants=(
+            Grant("bucket", "inbound-email", "read"),
+            Grant("bus", BUS.name, "publish"),
+            Grant("table", "outbox", "read"),
         ),
     ),
     Function(
@@ -535,6 +752,22 @@ FUNCTIONS = (
         grants=(
             Grant("table", "conversations", "readwrite"),
             Grant("table", "customers", "read"),
+            Grant("table", "agents", "readwrite"),
+            Grant("bus", BUS.name, "publish"),
+        ),
+    ),
+    Function(
+        name="sla-sweep",
+        handler="functions.sla_sweep.handler.handler",
+        source_dir="functions/sla_sweep",
+        description="Every minute: stalled conversations (event + metric), overflow, assignment.",
+        memory_mb=256,
+        timeout_s=50,
+        schedules=(Schedule(name="sweep", rate_minutes=1),),
+        grants=(
+            Grant("table", "conversations", "readwrite"),
+            Grant("table", "customers", "read"),
+            Grant("table", "agents", "readwrite"),
             Grant("bus", BUS.name, "publish"),
         ),
     ),
@@ -550,6 +783,12 @@ FUNCTIONS = (
             Grant("table", "conversations", "readwrite"),
             Grant("table", "webchat", "readwrite"),
             Grant("table", "outbox", "readwrite"),
+            Grant("table", "customers", "read"),
+            # Quiet hours: the request goes back on its own queue with DelaySeconds.
+            Grant("queue", "notify", "send"),
+            Grant("secret", "twilio-api", "get"),
+            Grant("secret", "meta-outbound", "get"),
+            Grant("secret", "email-sender", "get"),
         ),
     ),
     Function(
@@ -560,15 +799,17 @@ FUNCTIONS = (
         memory_mb=512,
         timeout_s=10,
         routes=(
-            HttpRoute("GET", "/customers", auth="agent"),
-            HttpRoute("GET", "/customers/{customer_id}", auth="agent"),
-            HttpRoute("GET", "/customers/{customer_id}/conversations", auth="agent"),
-            HttpRoute("GET", "/conversations/{conversation_id}", auth="agent"),
+            *_CUSTOMER_ROUTES,
+            *_CONVERSATION_ROUTES,
+            *_AGENT_ROUTES,
+            *_NOTIFICATION_ROUTES,
             HttpRoute("GET", "/openapi.json"),
         ),
         grants=(
-            Grant("table", "customers", "read"),
-            Grant("table", "conversations", "read"),
+            Grant("table", "customers", "readwrite"),
+            Grant("table", "conversations", "readwrite"),
+            Grant("table", "agents", "readwrite"),
+            Grant("bus", BUS.name, "publish"),
         ),
     ),
 )
@@ -580,4 +821,5 @@ TOPOLOGY = Topology(
     rules=RULES,
     secrets=SECRETS,
     functions=FUNCTIONS,
+    buckets=BUCKETS,
 )

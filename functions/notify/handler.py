@@ -1,37 +1,130 @@
 """Notify: deliver each requested notification once, on the customer's channel.
 
 Consumes ``notification.requested`` from the notify queue (published by routing, the
-agent API, or any company system).
+agent API, or any company system). A record whose provider is busy (429/5xx) or whose
+outcome is not known yet raises, so SQS redelivers it later (after the visibility
+timeout; the dead-letter queue after maxReceiveCount). A notification inside the
+customer's quiet hours is put back on the queue with ``DelaySeconds`` (at most 15
+minutes per hop, SQS's limit) until the quiet hours end: no polling loop, no table scan.
+
+Locally (``OMNI_OUTBOUND_MODE=local``, set by ``omni local``) every provider adapter is
+wrapped so the provider request lands in the outbox instead of being sent.
 """
 
 from __future__ import annotations
 
-import time
+import json
+import math
+import os
+import uuid
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared import aws
+from shared.config import require_env
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import NotificationRequested, format_timestamp, utc_now
-from shared.notify import ChannelAdapter, WebchatAdapter, deliver
+from shared.notify import Notifier, WebchatAdapter
+from shared.outbound.adapters import (
+    OUTBOUND_MODE_ENV,
+    Adapter,
+    LocalOutboxAdapter,
+    MessengerAdapter,
+    SesEmailAdapter,
+    TwilioSmsAdapter,
+    WhatsAppAdapter,
+)
 from shared.repositories.conversations import ConversationRepository
+from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import OutboxRepository
+from shared.topology import NOTIFICATION_REQUESTED
 
 logger = Logger()
 Record = event_record_model(NotificationRequested)
 processor = LoggedBatchProcessor(Record, logger)
-conversations = ConversationRepository()
-outbox = OutboxRepository()
-adapters: dict[str, ChannelAdapter] = {"webchat": WebchatAdapter()}
+
+#: The time notify believes it is; tests and the local end-to-end test replace it.
+clock: Callable[[], datetime] = utc_now
+#: SQS allows at most 15 minutes of DelaySeconds; a longer wait takes several hops.
+MAX_DEFER_S = 900
+NOTIFY_QUEUE_ENV = "NOTIFY_QUEUE_URL"
+#: Source of the re-queued (deferred) requests.
+DEFER_SOURCE = "omni.notify"
+
+_notifier: Notifier | None = None
+
+
+def build_adapters(mode: str | None = None) -> dict[str, Adapter]:
+    providers: list[Adapter] = [TwilioSmsAdapter(), WhatsAppAdapter(), MessengerAdapter(), SesEmailAdapter()]
+    if (mode if mode is not None else os.environ.get(OUTBOUND_MODE_ENV)) == "local":
+        providers = [LocalOutboxAdapter(adapter) for adapter in providers]
+    adapters: dict[str, Adapter] = {adapter.channel: adapter for adapter in providers}
+    adapters["webchat"] = WebchatAdapter()
+    return adapters
+
+
+def notifier() -> Notifier:
+    global _notifier  # noqa: PLW0603 - one per container, built on first use
+    if _notifier is None:
+        customers = CustomerRepository()
+        _notifier = Notifier(
+            outbox=OutboxRepository(),
+            conversations=ConversationRepository(customers=customers),
+            customers=customers,
+            adapters=build_adapters(),
+        )
+    return _notifier
+
+
+def defer(request: NotificationRequested, until: datetime, now: datetime) -> int:
+    """Put the request back on the notify queue, due at ``until`` or after one 15-minute hop."""
+    delay = max(1, min(MAX_DEFER_S, math.ceil((until - now).total_seconds())))
+    envelope = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": NOTIFICATION_REQUESTED,
+        "source": DEFER_SOURCE,
+        "account": "",
+        "time": format_timestamp(now),
+        "region": os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "")),
+        "resources": [],
+        "detail": request.model_dump(mode="json"),
+    }
+    aws.client("sqs").send_message(
+        QueueUrl=require_env(NOTIFY_QUEUE_ENV), MessageBody=json.dumps(envelope), DelaySeconds=delay
+    )
+    return delay
 
 
 def record_handler(record: Any) -> None:
     request: NotificationRequested = record.body.detail
-    outcome = deliver(request, conversations, outbox, adapters, format_timestamp(utc_now()), int(time.time()))
+    now = clock()
+    outcome = notifier().handle(request, now)
+    if outcome.status == "deferred" and outcome.until is not None:
+        delay = defer(request, outcome.until, now)
+        logger.info(
+            "notification deferred for quiet hours",
+            extra={"notification_id": request.notification_id, "until": outcome.until, "delay_s": delay},
+        )
+        return
     log = logger.warning if outcome.status == "failed" else logger.info
-    log("notification handled", extra={**outcome.__dict__, "kind": request.kind})
+    log(
+        "notification handled",
+        extra={
+            "notification_id": outcome.notification_id,
+            "status": outcome.status,
+            "channel": outcome.channel,
+            "channels": list(outcome.channels),
+            "error": outcome.error,
+            "skipped": [f"{c}: {why}" for c, why in outcome.skipped],
+            "kind": request.kind,
+        },
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,6 +1,8 @@
 """Profile merge: each inbound message -> one customer, recorded in their open conversation.
 
 Consumes ``message.received`` from the profile-merge queue; publishes ``message.recorded``.
+A message whose verified identities belong to several customers merges them (see
+``shared.profiles``); a replay of a message of an erased person is dropped.
 """
 
 from __future__ import annotations
@@ -41,8 +43,12 @@ def record_handler(record: Any) -> None:
             "new_conversation": recorded.new_conversation,
             "duplicate": not recorded.new_message,
             "possible_matches": [m.identity.key for m in recorded.possible_matches],
+            "merges": recorded.merges,
+            "dropped": recorded.dropped,
         },
     )
+    if recorded.customer_id is None or recorded.conversation_id is None:
+        return  # a consent keyword, or a replay of an erased person's message: nothing to route
     # Published for a duplicate too: the first attempt may have stopped before publishing;
     # routing is idempotent on the message id.
     publisher.publish(

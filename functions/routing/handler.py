@@ -1,6 +1,8 @@
-"""Routing: decide who answers each recorded message and tell the customer.
+"""Routing: decide who answers each recorded message, tell the customer, hand over to agents.
 
-Consumes ``message.recorded`` from the routing queue; publishes ``notification.requested``.
+Consumes ``message.recorded`` from the routing queue; publishes ``notification.requested``
+(automated answers, acknowledgements) and ``agent.assigned``. The rules are
+``shared/routing_rules.toml`` (see ``shared/routing_config.py``).
 """
 
 from __future__ import annotations
@@ -11,41 +13,48 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared.assignment import Desk
 from shared.bus import EventPublisher
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import MessageRecorded, format_timestamp, utc_now
+from shared.orders import order_lookup_from_env
+from shared.repositories.agents import AgentRepository
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
-from shared.routing import route_message
-from shared.topology import NOTIFICATION_REQUESTED
+from shared.routing import Router
 
 logger = Logger()
 Record = event_record_model(MessageRecorded)
 processor = LoggedBatchProcessor(Record, logger)
 customers = CustomerRepository()
 conversations = ConversationRepository(customers=customers)
+agents = AgentRepository()
 publisher = EventPublisher(source="omni.routing")
+_router: Router | None = None
 
 
-def _first_name(customer_id: str) -> str | None:
-    profile = customers.get_profile(customer_id)
-    name = (profile or {}).get("display_name")
-    return name.split()[0] if name else None
+def router() -> Router:
+    """Built on first use: the rules file is read and validated once per container."""
+    global _router  # noqa: PLW0603 - one per container
+    if _router is None:
+        desk = Desk(conversations, agents, customers)
+        _router = Router(conversations, desk, rules=desk.rules, orders=order_lookup_from_env())
+    return _router
 
 
 def record_handler(record: Any) -> None:
     event: MessageRecorded = record.body.detail
-    request = route_message(conversations, event, format_timestamp(utc_now()), _first_name(event.customer_id))
+    events = router().route(event, format_timestamp(utc_now()))
     logger.info(
         "message routed",
         extra={
             "conversation_id": event.conversation_id,
             "message_id": event.message_id,
-            "notification_id": request.notification_id if request else None,
+            "published": [detail_type for detail_type, _ in events],
         },
     )
-    if request is not None:
-        publisher.publish([(NOTIFICATION_REQUESTED, request)])
+    if events:
+        publisher.publish(events)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -46,7 +46,7 @@ XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
 class ResourceRef:
     """A deployed resource a function may be granted."""
 
-    #: What the function's environment gets: table name, queue URL, bus name, secret name.
+    #: What the function's environment gets: table name, queue URL, bus name, secret name, bucket name.
     physical: pulumi.Input[str]
     arn: pulumi.Input[str]
 
@@ -58,16 +58,19 @@ class FunctionsArgs:
     #: The code of each function by declared name.
     packages: Mapping[str, FunctionPackage]
     layer_arns: Sequence[pulumi.Input[str]]
-    #: Every table, queue, bus and secret, by (kind, declared name).
+    #: Every table, queue, bus, secret and bucket, by (kind, declared name).
     resources: Mapping[ResourceKey, ResourceRef]
     #: Overrides every function's ``log_retention_days``.
     log_retention_days: int | None = None
 
 
 def grant_resources(kind: ResourceKind, arn: str) -> list[str]:
-    """The IAM resources of a grant: a table's indexes are resources of their own."""
+    """The IAM resources of a grant: a table's indexes are resources of their own; a
+    bucket grant is about its objects (``s3:GetObject`` on the bucket ARN grants nothing)."""
     if kind == "table":
         return [arn, f"{arn}/index/*"]
+    if kind == "bucket":
+        return [f"{arn}/*"]
     return [arn]
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.topology import PROJECT, Queue, ResourceKind, Secret, Table, Topology
+from shared.topology import PROJECT, Bucket, Queue, ResourceKind, Secret, Table, Topology
 
 logger = logging.getLogger("omni.local.provision")
 
@@ -27,6 +28,23 @@ RULE_TARGET_ID = "queue"
 def physical_name(stage: str, name: str) -> str:
     """The deployed name of a declared resource (or function) in ``stage``."""
     return f"{PROJECT}-{stage}-{name}"
+
+
+#: S3 bucket names: 3-63 lower-case letters, digits and hyphens (dots left out on purpose).
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+
+
+def bucket_name(stage: str, name: str, account_id: str) -> str:
+    """The deployed name of a declared bucket: ``omni-<stage>-<name>-<account id>``.
+
+    Bucket names are global across every AWS account, hence the account id; they are
+    lower case without ``_``, hence the stage is lower-cased and ``_`` becomes ``-``.
+    The same rule as the Pulumi program's (``infra/components/buckets.py``).
+    """
+    value = re.sub(r"[^a-z0-9-]", "-", f"{PROJECT}-{stage}-{name}-{account_id}".lower())
+    if not _BUCKET_NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid S3 bucket name (at most 63 characters)")
+    return value
 
 
 @dataclass
@@ -42,7 +60,7 @@ class Provisioned:
     """What :func:`provision` created: the names functions learn, and the queues' details."""
 
     stage: str
-    #: ``(kind, declared name)`` -> table name, queue URL, bus name, secret ARN.
+    #: ``(kind, declared name)`` -> table name, queue URL, bus name, secret ARN, bucket name.
     physical: dict[tuple[ResourceKind, str], str] = field(default_factory=dict)
     queues: dict[str, QueueResources] = field(default_factory=dict)
     bus_arn: str = ""
@@ -53,7 +71,7 @@ class Provisioned:
 
 
 def provision(topology: Topology, session: Any, *, stage: str = DEFAULT_STAGE) -> Provisioned:
-    """Create the tables, queues (+ DLQs), bus, rules and secrets of ``topology``.
+    """Create the tables, queues (+ DLQs), bus, rules, secrets and buckets of ``topology``.
 
     ``session`` is a boto3 session whose clients reach the emulator.
     """
@@ -92,12 +110,20 @@ def provision(topology: Topology, session: Any, *, stage: str = DEFAULT_STAGE) -
         result.physical[("secret", secret.name)] = _ensure_secret(
             secrets, secret, physical_name(stage, secret.name)
         )
+    if topology.buckets:
+        s3 = session.client("s3")
+        account_id = str(session.client("sts").get_caller_identity()["Account"])
+        for bucket in topology.buckets:
+            result.physical[("bucket", bucket.name)] = _ensure_bucket(
+                s3, bucket, bucket_name(stage, bucket.name, account_id)
+            )
     logger.info(
-        "provisioned %d tables, %d queues, %d rules, %d secrets (stage %s)",
+        "provisioned %d tables, %d queues, %d rules, %d secrets, %d buckets (stage %s)",
         len(topology.tables),
         len(topology.queues),
         len(topology.rules),
         len(topology.secrets),
+        len(topology.buckets),
         stage,
     )
     return result
@@ -200,3 +226,45 @@ def _ensure_secret(client: Any, secret: Secret, name: str) -> str:
     if current.get("SecretString") != value:
         client.put_secret_value(SecretId=name, SecretString=value)
     return str(current["ARN"])
+
+
+def _ensure_bucket(client: Any, bucket: Bucket, name: str) -> str:
+    """A private, encrypted bucket whose objects expire, as in the cloud."""
+    request: dict[str, Any] = {"Bucket": name}
+    region = client.meta.region_name
+    if region and region != "us-east-1":
+        request["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        client.create_bucket(**request)
+    except ClientError as exc:
+        if _error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+            raise
+    client.put_public_access_block(
+        Bucket=name,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    client.put_bucket_encryption(
+        Bucket=name,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    client.put_bucket_lifecycle_configuration(
+        Bucket=name,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "expire-objects",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": ""},
+                    "Expiration": {"Days": bucket.expire_after_days},
+                }
+            ]
+        },
+    )
+    return name

@@ -26,6 +26,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from omni.local.email import CONTROL_PREFIX as EMAIL_CONTROL_PREFIX
+from omni.local.email import SesReceiving
 from omni.local.emulator import DEFAULT_ACCOUNT_ID, Emulator
 from omni.local.http import (
     DEFAULT_HOST,
@@ -40,6 +42,7 @@ from omni.local.invoker import InvocationResult, Invoker
 from omni.local.pollers import QueueEndpoint, Scheduler, SqsPoller
 from omni.local.provision import DEFAULT_STAGE, Provisioned, physical_name, provision
 from omni.local.state import remove_state, write_state
+from shared.http import PUBLIC_BASE_URL_ENV
 from shared.topology import (
     PhysicalNames,
     ResourceKind,
@@ -158,6 +161,8 @@ class LocalRuntime:
         self.http: HttpServer | None = None
         self.pollers: dict[str, SqsPoller] = {}
         self.scheduler: Scheduler | None = None
+        #: SES receiving for the functions with an e-mail trigger (see omni.local.email).
+        self.email: SesReceiving | None = None
         self.ready = False
         self._mounts: dict[str, Mount] = {}
         self._saved_env: dict[str, str | None] = {}
@@ -229,6 +234,7 @@ class LocalRuntime:
         self.provisioned = provision(self.topology, self.session, stage=self.stage)
         self.environment = merged_environment(self.topology, self.provisioned.physical, self.stage)
         self._export(self.environment)
+        self._export({"OMNI_OUTBOUND_MODE": "local"})  # notify: outbound to the outbox, not providers
         forget_cached_clients()
 
         self.invoker = Invoker(
@@ -278,10 +284,26 @@ class LocalRuntime:
             default_throttle=self.default_throttle or self.topology.default_throttle,
         )
         self.gateway.mount(HEALTH_PATH, self._healthz)
+        self.email = SesReceiving(
+            self.topology,
+            self.provisioned.physical,
+            s3=self.session.client("s3"),
+            invoker=self.invoker,
+            region=self.region,
+            account_id=self.account_id,
+            stage=self.stage,
+            retry_delay_s=self.retry_delay_s,
+        )
+        if self.email.triggers:
+            self.gateway.mount(EMAIL_CONTROL_PREFIX, self.email.handle)
         for prefix, handler in self._mounts.items():
             self.gateway.mount(prefix, handler)
         self.http = HttpServer(self.gateway, self.host, self.requested_port)
         self.http.start()
+        # Webhook signatures (Twilio) cover the URL the provider called: in the cloud the
+        # functions derive it from the request; locally it is this server unless set.
+        if not os.environ.get(PUBLIC_BASE_URL_ENV):
+            self._export({PUBLIC_BASE_URL_ENV: self.base_url})
         if self.state_file is not None:
             write_state(
                 self.state_file,
@@ -310,6 +332,8 @@ class LocalRuntime:
             poller.join()
         if self.scheduler is not None:
             self.scheduler.join()
+        if self.email is not None:
+            self.email.stop()
         self.pollers = {}
         self.scheduler = None
         self._restore_env()
@@ -404,6 +428,8 @@ class LocalRuntime:
             return ["not started"]
         if self.invoker.running:
             busy.append(f"{self.invoker.running} invocation(s) running")
+        if self.email is not None and self.email.pending:
+            busy.append(f"{self.email.pending} e-mail deliveries pending")
         for name in self.pollers:
             depth = self.queue_depth(name)
             if any(depth.values()):
@@ -439,6 +465,23 @@ class LocalRuntime:
         if self.invoker is None:
             raise RuntimeError("the runtime is not started")
         return self.invoker.invoke(function, event)
+
+    def receive_email(
+        self,
+        raw: bytes,
+        *,
+        function: str | None = None,
+        verdicts: dict[str, str] | None = None,
+        recipients: list[str] | None = None,
+    ) -> str:
+        """Receive a raw mail as SES would (stored in the bucket, function invoked asynchronously).
+
+        ``verdicts`` overrides SES's checks (``{"dmarc": "FAIL"}``; the others stay PASS).
+        Returns the SES message id; :meth:`wait_idle` waits for the delivery.
+        """
+        if self.email is None:
+            raise RuntimeError("the runtime is not started")
+        return self.email.receive(raw, function=function, verdicts=verdicts, recipients=recipients).message_id
 
     def trigger_schedule(self, function: str, schedule: str) -> InvocationResult:
         """Fire one schedule now."""

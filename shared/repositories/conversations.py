@@ -6,7 +6,23 @@ Items (``pk`` / ``sk``):
   ``customer_id`` and ``opened_at``, the keys of the ``by-customer`` index;
 * ``CONV#<id>`` / ``MSG#<timestamp>#<message id>`` - one message. The sort key starts
   with the provider's timestamp, so a query returns the conversation in the order the
-  customer wrote it, whatever order the messages arrived in.
+  customer wrote it, whatever order the messages arrived in;
+* ``SEEN#<message id>`` / ``SEEN`` - that a message was recorded, and where: the
+  idempotency key, independent of timestamps and conversations;
+* ``CONV#<id>`` / ``NOTE#<timestamp>#<note id>`` - an internal note of an agent.
+
+The META item also carries the keys of two sparse indexes, present only while they apply:
+
+* ``queued`` (``queued_in`` / ``queue_rank`` = ``<9 - priority>#<waiting since>``) - the
+  conversations waiting in a queue for an agent, highest priority and longest waiting first;
+* ``waiting`` (``wait_queue`` / ``waiting_since``) - every conversation whose customer
+  waits for us: for an agent (queued or assigned but not accepted, ``wait_kind`` agent) or
+  for the accepted agent's reply (``wait_kind`` reply). The SLA sweep queries it.
+
+Status: ``open`` -> ``bot`` | ``queued``; ``queued`` -> ``assigned`` (an agent was chosen)
+-> ``active`` (the agent accepted); any -> ``resolved``; a resolved conversation reopens
+(``open``) when the customer writes within the reopen window. Every change of status is
+appended to ``transitions`` with who made it and why, and bumps ``version``.
 
 A message is written together with the update of its META item in one transaction
 whose condition is that the message does not exist yet: a redelivered message has no
@@ -17,26 +33,55 @@ messages of one conversation cannot lose each other's channel switches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.events import Identity
-from shared.models import ChannelSwitch, Conversation, ConversationSummary, Message, RoutingDecision
-from shared.repositories.customers import CustomerRepository
-from shared.repositories.dynamo import DynamoTable, cancellation_codes, serialise
+from shared.events import Identity, format_timestamp
+from shared.models import (
+    ChannelSwitch,
+    Conversation,
+    ConversationSummary,
+    Handover,
+    Message,
+    Note,
+    RoutingDecision,
+    Transition,
+)
+from shared.repositories.customers import PROFILE, CustomerRepository, customer_pk
+from shared.repositories.dynamo import DynamoTable, cancellation_codes, deserialise, serialise
 
 META = "META"
+SEEN = "SEEN"
 BY_CUSTOMER_INDEX = "by-customer"
+QUEUED_INDEX = "queued"
+WAITING_INDEX = "waiting"
 MAX_ATTEMPTS = 5
+#: Conversations that are not finished: a new message joins them.
+UNFINISHED = ("open", "bot", "queued", "assigned", "active")
+#: Attributes of the ``waiting`` index and the SLA bookkeeping that goes with it.
+WAIT_ATTRIBUTES = ("wait_queue", "waiting_since", "wait_kind", "stalled_for")
+QUEUE_ATTRIBUTES = ("queued_in", "queue_rank")
 
 
 def conversation_pk(conversation_id: str) -> str:
     return f"CONV#{conversation_id}"
 
 
+def seen_pk(message_id: str) -> str:
+    return f"SEEN#{message_id}"
+
+
 def message_sk(timestamp: str, message_id: str) -> str:
     return f"MSG#{timestamp}#{message_id}"
+
+
+def queue_rank(priority: int, waiting_since: str) -> str:
+    """Sort key in a queue: higher priority first, then longest waiting."""
+    return f"{9 - max(0, min(priority, 9))}#{waiting_since}"
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -45,6 +90,32 @@ class ConcurrentUpdate(RuntimeError):
 
 class ConversationNotFound(LookupError):
     pass
+
+
+class IllegalTransition(Exception):
+    """The conversation is not in a state that allows the change (HTTP 409 with ``reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Change:
+    """An update of a conversation's META item, made by :meth:`ConversationRepository.update_meta`.
+
+    ``also`` are further transaction items written atomically with it (an agent's
+    capacity, the customer's open conversation); when one of their conditions fails,
+    ``on_conflict(index)`` gives the exception to raise (``index`` into ``also``).
+    """
+
+    set: dict[str, Any] = field(default_factory=dict)
+    remove: tuple[str, ...] = ()
+    transition: Transition | None = None
+    also: list[dict[str, Any]] = field(default_factory=list)
+    on_conflict: Callable[[int], Exception] | None = None
+    #: Nothing to write: ``update_meta`` returns without touching the item.
+    noop: bool = False
 
 
 class ConversationRepository:
@@ -73,11 +144,65 @@ class ConversationRepository:
         if meta is None:
             return None
         messages = [_message(i) for i in items if i["sk"].startswith("MSG#")]
+        notes = [
+            Note(note_id=i["note_id"], author=i["author"], text=i["text"], at=i["at"])
+            for i in items
+            if i["sk"].startswith("NOTE#")
+        ]
+        handover = meta.get("handover")
         return Conversation(
-            **_summary(meta).model_dump(),
+            **summary_of(meta).model_dump(),
             messages=messages,
             channel_switches=[ChannelSwitch(**s) for s in meta.get("channel_switches", [])],
             reply_to=meta.get("reply_to"),
+            handover=Handover(**handover) if handover else None,
+            transitions=[Transition(**t) for t in meta.get("transitions", [])],
+            notes=notes,
+            resolution=meta.get("resolution"),
+        )
+
+    def messages(self, conversation_id: str, limit: int = 50) -> list[Message]:
+        """The latest ``limit`` messages, oldest first."""
+        items = self.table.query_all(
+            limit=limit,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :msg)",
+            ExpressionAttributeValues={":pk": {"S": conversation_pk(conversation_id)}, ":msg": {"S": "MSG#"}},
+            ScanIndexForward=False,
+            ConsistentRead=True,
+        )
+        return [_message(i) for i in reversed(items)]
+
+    def get_many(self, conversation_ids: list[str]) -> list[ConversationSummary]:
+        found: list[ConversationSummary] = []
+        for start in range(0, len(conversation_ids), 100):
+            chunk = conversation_ids[start : start + 100]
+            request = {
+                self.table.name: {"Keys": [serialise({"pk": conversation_pk(c), "sk": META}) for c in chunk]}
+            }
+            while request:
+                response = self.table.client.batch_get_item(RequestItems=request)
+                found += [
+                    summary_of(deserialise(raw)) for raw in response["Responses"].get(self.table.name, [])
+                ]
+                request = response.get("UnprocessedKeys") or {}
+        return sorted(found, key=lambda c: c.conversation_id)
+
+    def queued(self, queue: str, limit: int = 50) -> list[dict[str, Any]]:
+        """META items waiting in ``queue`` for an agent, in the order they are served."""
+        return self.table.query_all(
+            limit=limit,
+            IndexName=QUEUED_INDEX,
+            KeyConditionExpression="queued_in = :q",
+            ExpressionAttributeValues={":q": {"S": queue}},
+        )
+
+    def waiting_since_before(self, queue: str, before: str, limit: int = 500) -> list[dict[str, Any]]:
+        """META items of ``queue`` whose customer has waited for us since before ``before``."""
+        return self.table.query_all(
+            limit=limit,
+            IndexName=WAITING_INDEX,
+            KeyConditionExpression="wait_queue = :q AND waiting_since < :before",
+            ExpressionAttributeValues={":q": {"S": queue}, ":before": {"S": before}},
         )
 
     def list_for_customer(self, customer_id: str, limit: int = 100) -> list[ConversationSummary]:
@@ -88,15 +213,61 @@ class ConversationRepository:
             ExpressionAttributeValues={":c": {"S": customer_id}},
             ScanIndexForward=False,
         )
-        return [_summary(i) for i in items]
+        return [summary_of(i) for i in items]
+
+    def latest_for_customer(self, customer_id: str) -> dict[str, Any] | None:
+        items = self.table.query_all(
+            limit=1,
+            IndexName=BY_CUSTOMER_INDEX,
+            KeyConditionExpression="customer_id = :c",
+            ExpressionAttributeValues={":c": {"S": customer_id}},
+            ScanIndexForward=False,
+        )
+        return items[0] if items else None
 
     # -- writes ------------------------------------------------------------ #
-    def open_for(self, customer_id: str, conversation_id: str, now: str, channel: str) -> bool:
+    def open_for(
+        self,
+        customer_id: str,
+        conversation_id: str,
+        now: str,
+        channel: str,
+        reopen_window_hours: int | None = None,
+    ) -> bool:
         """Create conversation ``conversation_id`` and make it the customer's open one.
 
-        False when the customer got an open conversation in the meantime (then nothing
-        was written and the caller uses that one).
+        Unless the customer's latest conversation should take the message: one that is
+        not finished (its open marker was lost in a race with resolving), or one resolved
+        within the reopen window (default from the routing rules, 72 h), which reopens.
+        A later message starts a new conversation linked to the previous one
+        (``previous_conversation_id``).
+
+        False when the customer has an open conversation now that is not
+        ``conversation_id`` (one opened concurrently, or the latest one reattached or
+        reopened): the caller reads the profile again and uses that one.
         """
+        if reopen_window_hours is None:
+            from shared.routing_config import load_rules  # noqa: PLC0415 - only on a first message
+
+            reopen_window_hours = load_rules().reopen_window_hours
+        latest = self.latest_for_customer(customer_id)
+        previous_id: str | None = None
+        if latest is not None:
+            status = latest.get("status")
+            cutoff = format_timestamp(datetime.fromisoformat(now) - timedelta(hours=reopen_window_hours))
+            if status in UNFINISHED:
+                return self._attach(latest, customer_id, now, None)
+            if status == "resolved" and latest.get("resolved_at", "") >= cutoff:
+                reopen = Transition(
+                    at=now,
+                    from_status="resolved",
+                    to_status="open",
+                    by="customer",
+                    reason=f"the customer wrote again within {reopen_window_hours} h of the resolution",
+                    queue=latest.get("queue"),
+                )
+                return self._attach(latest, customer_id, now, reopen)
+            previous_id = latest["conversation_id"]
         meta = {
             "pk": conversation_pk(conversation_id),
             "sk": META,
@@ -109,6 +280,17 @@ class ConversationRepository:
             "message_count": 0,
             "channels": [],
             "channel_switches": [],
+            "previous_conversation_id": previous_id,
+            "transitions": [
+                Transition(
+                    at=now,
+                    from_status="new",
+                    to_status="open",
+                    by="customer",
+                    reason=f"first message on {channel}"
+                    + (f" (follows {previous_id})" if previous_id else ""),
+                ).model_dump(exclude_none=True)
+            ],
         }
         try:
             self.table.client.transact_write_items(
@@ -128,6 +310,40 @@ class ConversationRepository:
                 return False
             raise
         return True
+
+    def _attach(self, meta: dict[str, Any], customer_id: str, now: str, reopen: Transition | None) -> bool:
+        """Make ``meta``'s conversation the customer's open one again (reopening it); always False."""
+        values: dict[str, Any] = {":version": meta["version"], ":next": meta["version"] + 1}
+        expression = "SET version = :next"
+        if reopen is not None:
+            expression += (
+                ", #status = :open, reopened_at = :now, "
+                "transitions = list_append(if_not_exists(transitions, :empty), :t)"
+            )
+            values.update(
+                {":open": "open", ":now": now, ":empty": [], ":t": [reopen.model_dump(exclude_none=True)]}
+            )
+            expression += " REMOVE resolved_at, resolution"
+        update: dict[str, Any] = {
+            "TableName": self.table.name,
+            "Key": serialise({"pk": meta["pk"], "sk": META}),
+            "UpdateExpression": expression,
+            "ConditionExpression": "version = :version",
+            "ExpressionAttributeValues": serialise(values),
+        }
+        if reopen is not None:
+            update["ExpressionAttributeNames"] = {"#status": "status"}
+        try:
+            self.table.client.transact_write_items(
+                TransactItems=[
+                    {"Update": update},
+                    self.customers.set_open_conversation(customer_id, meta["conversation_id"]),
+                ]
+            )
+        except ClientError as error:
+            if "ConditionalCheckFailed" not in cancellation_codes(error):
+                raise
+        return False
 
     def record_inbound(
         self,
@@ -180,6 +396,27 @@ class ConversationRepository:
                 )
             if sent_at > meta.get("last_message_at", ""):
                 expression += ", last_message_at = :ts"
+            status = meta.get("status")
+            if status == "active" and not meta.get("waiting_since") and meta.get("queue"):
+                # The customer now waits for the agent's reply: the SLA clock starts.
+                expression += ", wait_queue = :queue, waiting_since = :ts, wait_kind = :reply"
+                values.update({":queue": meta["queue"], ":reply": "reply"})
+            elif status == "resolved":
+                # Resolved while this message was on its way: the customer is not finished.
+                reopen = Transition(
+                    at=sent_at,
+                    from_status="resolved",
+                    to_status="open",
+                    by="customer",
+                    reason="the customer wrote while the conversation was being resolved",
+                    queue=meta.get("queue"),
+                )
+                expression += (
+                    ", #status = :open, reopened_at = :ts, "
+                    "transitions = list_append(if_not_exists(transitions, :empty), :reopen)"
+                )
+                values.update({":open": "open", ":reopen": [reopen.model_dump(exclude_none=True)]})
+                return expression, values, ("resolved_at", "resolution")
             return expression, values
 
         return self._append(conversation_id, item, change)
@@ -207,13 +444,19 @@ class ConversationRepository:
             "status": status,
         }
 
-        def change(meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        def change(meta: dict[str, Any]) -> tuple[str, dict[str, Any], tuple[str, ...]]:
             expression = (
                 "SET message_count = message_count + :one, last_outbound_at = :ts, last_channel = :channel"
             )
             if timestamp > meta.get("last_message_at", ""):
                 expression += ", last_message_at = :ts"
-            return expression, {":one": 1, ":ts": timestamp, ":channel": channel}
+            # The agent answered: the customer no longer waits for a reply.
+            answered = author.startswith("agent:") and meta.get("wait_kind") == "reply"
+            return (
+                expression,
+                {":one": 1, ":ts": timestamp, ":channel": channel},
+                WAIT_ATTRIBUTES if answered else (),
+            )
 
         return self._append(conversation_id, item, change)
 
@@ -223,9 +466,21 @@ class ConversationRepository:
             meta = self.table.get(key)
             if meta is None:
                 raise ConversationNotFound(conversation_id)
-            expression, values = change(meta)
+            expression, values, *removed = change(meta)
             values[":version"] = meta["version"]
             values[":next"] = meta["version"] + 1
+            expression += ", version = :next"
+            if removed and removed[0]:
+                expression += " REMOVE " + ", ".join(removed[0])
+            update: dict[str, Any] = {
+                "TableName": self.table.name,
+                "Key": serialise(key),
+                "UpdateExpression": expression,
+                "ConditionExpression": "version = :version",
+                "ExpressionAttributeValues": serialise(values),
+            }
+            if "#status" in expression:
+                update["ExpressionAttributeNames"] = {"#status": "status"}
             try:
                 self.table.client.transact_write_items(
                     TransactItems=[
@@ -237,19 +492,28 @@ class ConversationRepository:
                             }
                         },
                         {
-                            "Update": {
+                            # Keyed by the message id alone: a provider retry with another
+                            # timestamp, or one arriving after the conversation changed, is
+                            # still recognised as the same message.
+                            "Put": {
                                 "TableName": self.table.name,
-                                "Key": serialise(key),
-                                "UpdateExpression": expression + ", version = :next",
-                                "ConditionExpression": "version = :version",
-                                "ExpressionAttributeValues": serialise(values),
+                                "Item": serialise(
+                                    {
+                                        "pk": seen_pk(item["message_id"]),
+                                        "sk": SEEN,
+                                        "conversation_id": conversation_id,
+                                        "message_sk": item["sk"],
+                                    }
+                                ),
+                                "ConditionExpression": "attribute_not_exists(pk)",
                             }
                         },
+                        {"Update": update},
                     ]
                 )
             except ClientError as error:
                 codes = cancellation_codes(error)
-                if codes and codes[0] == "ConditionalCheckFailed":
+                if "ConditionalCheckFailed" in codes[:2]:
                     return False  # the message is there already
                 if "ConditionalCheckFailed" in codes:
                     continue  # META changed since we read it: read again
@@ -257,47 +521,132 @@ class ConversationRepository:
             return True
         raise ConcurrentUpdate(conversation_id)
 
-    def set_routing(
-        self, conversation_id: str, decision: RoutingDecision, status: str, previous: RoutingDecision | None
-    ) -> bool:
-        """Record the routing decision for a message; False if that message was routed before.
+    def update_meta(
+        self, conversation_id: str, decide: Callable[[dict[str, Any]], Change]
+    ) -> tuple[dict[str, Any], Change]:
+        """Read META, let ``decide`` say what changes, write it if META is unchanged; repeat on races.
 
-        The decision it replaces is kept as ``previous_routing`` so a redelivered message
-        can tell what the customer was told before.
+        ``decide`` raises :class:`IllegalTransition` when the change is not allowed in the
+        state it sees. Returns the META item ``decide`` saw and the change written.
         """
-        values: dict[str, Any] = {
-            ":decision": decision.model_dump(),
-            ":status": status,
-            ":empty": [],
-            ":message_list": [decision.message_id],
-            ":message": decision.message_id,
-        }
-        expression = (
-            "SET routing = :decision, #status = :status, "
-            "routed_messages = list_append(if_not_exists(routed_messages, :empty), :message_list)"
-        )
-        if previous is not None:
-            expression += ", previous_routing = :previous"
-            values[":previous"] = previous.model_dump()
+        key = serialise({"pk": conversation_pk(conversation_id), "sk": META})
+        for _ in range(MAX_ATTEMPTS):
+            meta = self.get_meta(conversation_id)
+            if meta is None:
+                raise ConversationNotFound(conversation_id)
+            change = decide(meta)
+            if change.noop:
+                return meta, change
+            names: dict[str, str] = {}
+            values: dict[str, Any] = {":version": meta["version"], ":next": meta["version"] + 1}
+            sets = ["version = :next"]
+            for i, (attr, value) in enumerate(change.set.items()):
+                names[f"#s{i}"] = attr
+                values[f":s{i}"] = value
+                sets.append(f"#s{i} = :s{i}")
+            if change.transition is not None:
+                names["#transitions"] = "transitions"
+                values[":empty"] = []
+                values[":transition"] = [change.transition.model_dump(exclude_none=True)]
+                sets.append("#transitions = list_append(if_not_exists(#transitions, :empty), :transition)")
+            expression = "SET " + ", ".join(sets)
+            removed = [a for a in change.remove if a not in change.set]
+            if removed:
+                for i, attr in enumerate(removed):
+                    names[f"#r{i}"] = attr
+                expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
+            update: dict[str, Any] = {
+                "TableName": self.table.name,
+                "Key": key,
+                "UpdateExpression": expression,
+                "ConditionExpression": "version = :version",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": serialise(values),
+            }
+            try:
+                if change.also:
+                    self.table.client.transact_write_items(TransactItems=[{"Update": update}, *change.also])
+                else:
+                    self.table.client.update_item(**update)
+            except ClientError as error:
+                codes = cancellation_codes(error)
+                if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    continue  # META changed since we read it
+                if not codes:
+                    raise
+                if codes[0] == "ConditionalCheckFailed":
+                    continue
+                failed = [i for i, code in enumerate(codes[1:]) if code == "ConditionalCheckFailed"]
+                if failed and change.on_conflict is not None:
+                    raise change.on_conflict(failed[0]) from error
+                if "TransactionConflict" in codes:
+                    continue  # another transaction touched the same items: read again
+                raise
+            return meta, change
+        raise ConcurrentUpdate(conversation_id)
+
+    def mark_stalled(self, conversation_id: str, waiting_since: str, at: str) -> bool:
+        """Claim the stall of the wait that began at ``waiting_since``; False if claimed before or over."""
         try:
             self.table.client.update_item(
                 TableName=self.table.name,
                 Key=serialise({"pk": conversation_pk(conversation_id), "sk": META}),
-                UpdateExpression=expression,
-                ConditionExpression="attribute_exists(pk) AND NOT contains(routed_messages, :message)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=serialise(values),
+                UpdateExpression="SET stalled_for = :ws, stalled_at = :at, version = version + :one",
+                ConditionExpression=(
+                    "waiting_since = :ws AND (attribute_not_exists(stalled_for) OR stalled_for <> :ws)"
+                ),
+                ExpressionAttributeValues=serialise({":ws": waiting_since, ":at": at, ":one": 1}),
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                if self.get_meta(conversation_id) is None:
-                    raise ConversationNotFound(conversation_id) from error
                 return False
             raise
         return True
 
+    def unmark_stalled(self, conversation_id: str, waiting_since: str) -> None:
+        """Give the claim back (the event could not be published; the next sweep tries again)."""
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=serialise({"pk": conversation_pk(conversation_id), "sk": META}),
+                UpdateExpression="REMOVE stalled_for, stalled_at SET version = version + :one",
+                ConditionExpression="stalled_for = :ws",
+                ExpressionAttributeValues=serialise({":ws": waiting_since, ":one": 1}),
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
 
-def _summary(meta: dict[str, Any]) -> ConversationSummary:
+    def add_note(self, conversation_id: str, note: Note) -> None:
+        if self.get_meta(conversation_id) is None:
+            raise ConversationNotFound(conversation_id)
+        self.table.put_new(
+            {
+                "pk": conversation_pk(conversation_id),
+                "sk": f"NOTE#{note.at}#{note.note_id}",
+                **note.model_dump(),
+            },
+            key_attr="sk",
+        )
+
+    def close_for_customer(self, customer_id: str, conversation_id: str) -> dict[str, Any]:
+        """Transaction item: the customer has no open conversation any more (it was this one).
+
+        Kept here rather than in the customers repository because it only ever goes with a
+        conversation's resolution; it writes nothing but ``open_conversation_id``.
+        """
+        return {
+            "Update": {
+                "TableName": self.customers.table.name,
+                "Key": serialise({"pk": customer_pk(customer_id), "sk": PROFILE}),
+                "UpdateExpression": "REMOVE open_conversation_id",
+                "ConditionExpression": "open_conversation_id = :c",
+                "ExpressionAttributeValues": {":c": {"S": conversation_id}},
+            }
+        }
+
+
+def summary_of(meta: dict[str, Any]) -> ConversationSummary:
     routing = meta.get("routing")
     return ConversationSummary(
         conversation_id=meta["conversation_id"],
@@ -309,6 +658,13 @@ def _summary(meta: dict[str, Any]) -> ConversationSummary:
         channels=meta.get("channels", []),
         message_count=meta.get("message_count", 0),
         routing=RoutingDecision(**routing) if routing else None,
+        queue=meta.get("queue"),
+        priority=meta.get("priority", 0),
+        assigned_agent=meta.get("assigned_agent"),
+        waiting_since=meta.get("waiting_since"),
+        wait_kind=meta.get("wait_kind"),
+        resolved_at=meta.get("resolved_at"),
+        previous_conversation_id=meta.get("previous_conversation_id"),
     )
 
 

@@ -3,15 +3,29 @@
 The item is written before anything is sent, with a condition on the notification id,
 so a notification requested twice is delivered once; its ``created_at`` is reused as
 the message timestamp by every retry, which keeps the downstream writes idempotent.
+
+Each channel tried gets an *attempt* in the item's ``attempts`` map, keyed by channel
+(the idempotency key is ``<notification id>#<channel>``):
+``{state, key, provider, started_at, request, provider_message_id, details, error}``
+with ``state`` ``attempting`` (written with a condition before the provider is
+called), then ``accepted``, ``failed`` or ``unconfirmed`` (written after). ``request``
+is the provider request as sent (locally: instead of sending).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.repositories.dynamo import DynamoTable, serialise
+from botocore.exceptions import ClientError
+
+from shared.repositories.dynamo import DynamoTable, is_condition_failure, serialise
 
 Status = str  # queued | sent | delivered | read | failed
+BY_PROVIDER_ID_INDEX = "by-provider-id"
+#: Provider callbacks arrive out of order; a status never goes back to an earlier one.
+STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
+ATTEMPTING = "attempting"
+_SAME_ATTEMPT = "#attempts.#c.#state = :attempting AND #attempts.#c.started_at = :started"
 
 
 class OutboxRepository:
@@ -20,7 +34,13 @@ class OutboxRepository:
 
     def start(self, item: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Record a delivery as queued; returns the stored item and whether it is new."""
-        stored = {**item, "status": "queued"}
+        stored = {
+            **item,
+            "status": "queued",
+            "status_rank": 0,
+            "status_history": {"queued": item["created_at"]},
+            "attempts": {},
+        }
         if self.table.put_new(stored, key_attr="notification_id"):
             return stored, True
         existing = self.table.get({"notification_id": item["notification_id"]})
@@ -36,10 +56,18 @@ class OutboxRepository:
         at: str,
         provider_message_id: str | None = None,
         error: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
-        names = {"#status": "status"}
-        values: dict[str, Any] = {":status": status, ":at": at}
-        expression = "SET #status = :status, updated_at = :at"
+        """Set the delivery's status (never back to an earlier one); ``extra`` attributes too."""
+        names = {"#status": "status", "#history": "status_history", "#s": status}
+        values: dict[str, Any] = {":status": status, ":at": at, ":rank": STATUS_RANK[status]}
+        expression = "SET #status = :status, status_rank = :rank, updated_at = :at, #history.#s = :at"
+        for index, (name, value) in enumerate((extra or {}).items()):
+            if value is None:
+                continue
+            names[f"#x{index}"] = name
+            values[f":x{index}"] = value
+            expression += f", #x{index} = :x{index}"
         if provider_message_id:
             expression += ", provider_message_id = :pid"
             values[":pid"] = provider_message_id
@@ -47,13 +75,189 @@ class OutboxRepository:
             expression += ", #error = :error"
             names["#error"] = "error"
             values[":error"] = error
-        self.table.client.update_item(
-            TableName=self.table.name,
-            Key=serialise({"notification_id": notification_id}),
-            UpdateExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=serialise(values),
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=serialise({"notification_id": notification_id}),
+                UpdateExpression=expression,
+                # A fast provider's "delivered" callback may have come first: keep it.
+                ConditionExpression="attribute_not_exists(status_rank) OR status_rank < :rank",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=serialise(values),
+            )
+        except ClientError as failure:
+            if not is_condition_failure(failure):
+                raise
+            if provider_message_id:  # the status stays, but the id must be known for callbacks
+                self.table.client.update_item(
+                    TableName=self.table.name,
+                    Key=serialise({"notification_id": notification_id}),
+                    UpdateExpression="SET provider_message_id = :pid",
+                    ExpressionAttributeValues=serialise({":pid": provider_message_id}),
+                )
+
+    def notification_for_provider_id(self, provider_message_id: str) -> str | None:
+        items = self.table.query_all(
+            limit=1,
+            IndexName=BY_PROVIDER_ID_INDEX,
+            KeyConditionExpression="provider_message_id = :p",
+            ExpressionAttributeValues={":p": {"S": provider_message_id}},
         )
+        return items[0]["notification_id"] if items else None
+
+    def update_status(
+        self, provider_message_id: str, status: Status, at: str, error_code: str | None = None
+    ) -> str | None:
+        """Apply a provider's delivery-status callback to the delivery it sent.
+
+        Returns the notification id, or None when the id is not one of ours. A status
+        earlier than the stored one (``sent`` after ``delivered``) is ignored.
+        """
+        if status not in STATUS_RANK:
+            raise ValueError(f"unknown delivery status {status!r}")
+        notification_id = self.notification_for_provider_id(provider_message_id)
+        if notification_id is None:
+            return None
+        names = {"#status": "status"}
+        values: dict[str, Any] = {":status": status, ":at": at, ":rank": STATUS_RANK[status]}
+        expression = "SET #status = :status, status_rank = :rank, updated_at = :at, #history.#s = :at"
+        names["#history"] = "status_history"
+        names["#s"] = status
+        if error_code:
+            expression += ", error_code = :code"
+            values[":code"] = error_code
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=serialise({"notification_id": notification_id}),
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(notification_id) AND "
+                "(attribute_not_exists(status_rank) OR status_rank < :rank)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=serialise(values),
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+        return notification_id
 
     def get(self, notification_id: str) -> dict[str, Any] | None:
         return self.table.get({"notification_id": notification_id})
+
+    # -- deferral ------------------------------------------------------------ #
+    def defer(self, notification_id: str, until: str, at: str) -> None:
+        """Note that the delivery waits (quiet hours) until ``until``; the status stays queued."""
+        self.table.client.update_item(
+            TableName=self.table.name,
+            Key=serialise({"notification_id": notification_id}),
+            UpdateExpression="SET deferred_until = :until, updated_at = :at ADD deferrals :one",
+            ExpressionAttributeValues=serialise({":until": until, ":at": at, ":one": 1}),
+        )
+
+    # -- attempts (one per channel) --------------------------------------------- #
+    def begin_attempt(
+        self, notification_id: str, channel: str, attempt: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """Record an attempt on ``channel`` unless there is one; returns it and whether it is new."""
+        stored = {**attempt, "state": ATTEMPTING}
+        for _ in range(2):
+            try:
+                self.table.client.update_item(
+                    TableName=self.table.name,
+                    Key=serialise({"notification_id": notification_id}),
+                    UpdateExpression="SET #attempts.#c = :attempt",
+                    ConditionExpression=(
+                        "attribute_exists(notification_id) AND attribute_not_exists(#attempts.#c)"
+                    ),
+                    ExpressionAttributeNames={"#attempts": "attempts", "#c": channel},
+                    ExpressionAttributeValues=serialise({":attempt": stored}),
+                )
+                return stored, True
+            except ClientError as error:
+                if is_condition_failure(error):
+                    break
+                if error.response.get("Error", {}).get("Code") != "ValidationException":
+                    raise
+                # An item written before attempts existed: give it the map, then try again.
+                self.table.client.update_item(
+                    TableName=self.table.name,
+                    Key=serialise({"notification_id": notification_id}),
+                    UpdateExpression="SET #attempts = if_not_exists(#attempts, :empty)",
+                    ExpressionAttributeNames={"#attempts": "attempts"},
+                    ExpressionAttributeValues=serialise({":empty": {}}),
+                )
+        item = self.get(notification_id) or {}
+        existing = (item.get("attempts") or {}).get(channel)
+        if existing is None:
+            raise RuntimeError(f"attempt {notification_id}#{channel} vanished")
+        return existing, False
+
+    def renew_attempt(self, notification_id: str, channel: str, started_at: str, now: str) -> bool:
+        """Take over a stale attempt (new lease); False when someone else did first."""
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=serialise({"notification_id": notification_id}),
+                UpdateExpression="SET #attempts.#c.started_at = :now, #attempts.#c.renewed = :true",
+                ConditionExpression=_SAME_ATTEMPT,
+                ExpressionAttributeNames={"#attempts": "attempts", "#c": channel, "#state": "state"},
+                ExpressionAttributeValues=serialise(
+                    {":now": now, ":started": started_at, ":attempting": ATTEMPTING, ":true": True}
+                ),
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def settle_attempt(
+        self,
+        notification_id: str,
+        channel: str,
+        state: str,
+        at: str,
+        provider_message_id: str | None = None,
+        details: dict[str, str] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Move an attempt from ``attempting`` to ``accepted``/``failed``/``unconfirmed`` (once)."""
+        names = {"#attempts": "attempts", "#c": channel, "#state": "state"}
+        values: dict[str, Any] = {":state": state, ":at": at, ":attempting": ATTEMPTING}
+        expression = "SET #attempts.#c.#state = :state, #attempts.#c.finished_at = :at"
+        for name, value in (
+            ("provider_message_id", provider_message_id),
+            ("details", details),
+            ("error", error),
+        ):
+            if value:
+                names[f"#{name}"] = name
+                values[f":{name}"] = value
+                expression += f", #attempts.#c.#{name} = :{name}"
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=serialise({"notification_id": notification_id}),
+                UpdateExpression=expression,
+                ConditionExpression="#attempts.#c.#state = :attempting",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=serialise(values),
+            )
+        except ClientError as failure:
+            if not is_condition_failure(failure):
+                raise
+
+    def release_attempt(self, notification_id: str, channel: str, started_at: str) -> None:
+        """Forget an attempt the provider did not accept (busy), so the retry starts afresh."""
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=serialise({"notification_id": notification_id}),
+                UpdateExpression="REMOVE #attempts.#c",
+                ConditionExpression=_SAME_ATTEMPT,
+                ExpressionAttributeNames={"#attempts": "attempts", "#c": channel, "#state": "state"},
+                ExpressionAttributeValues=serialise({":attempting": ATTEMPTING, ":started": started_at}),
+            )
+        except ClientError as failure:
+            if not is_condition_failure(failure):
+                raise

@@ -80,14 +80,55 @@ def test_any_delivery_order_with_duplicates_gives_one_ordered_conversation(
     assert conversation.message_count == 6
 
 
-def test_verified_identity_owned_by_another_customer_is_not_merged(stack: dict[Any, str]) -> None:
+def test_verified_identities_of_two_customers_in_one_message_merge_them(stack: dict[Any, str]) -> None:
     email = Identity(type="email", value="ana@example.com", verified=True)
     first = record(message(1, "wcs_a", (email,)))
     other = record(message(1, "wcs_b", (Identity(type="account", value="acct-9", verified=True), email)))
     assert other.customer_id == first.customer_id  # found by the e-mail: same person
     third = record(message(1, "wcs_c", (Identity(type="account", value="acct-7", verified=True),)))
+    assert third.customer_id != first.customer_id
+    # wcs_c's session now proves acct-9 too: Ana and the owner of wcs_c are one person.
     fourth = record(message(2, "wcs_c", (Identity(type="account", value="acct-9", verified=True),)))
-    # acct-9 belongs to Ana; the owner of wcs_c stays who they are and the clash is reported.
-    assert fourth.customer_id == third.customer_id != first.customer_id
-    assert [m.identity.key for m in fourth.possible_matches] == ["account:acct-9"]
-    assert fourth.possible_matches[0].other_customer_id == first.customer_id
+    assert fourth.customer_id == first.customer_id  # the older profile survives
+    assert len(fourth.merges) == 1
+    customers, _ = repositories()
+    survivor = customers.get(first.customer_id)
+    assert survivor is not None
+    assert {i.value for i in survivor.identities} >= {"wcs_a", "wcs_b", "wcs_c", "acct-7", "acct-9"}
+    assert customers.owner_of(Identity(type="account", value="acct-7")) == first.customer_id
+    merged = customers.get_profile(third.customer_id)
+    assert merged is not None
+    assert (merged["status"], merged["merged_into"]) == ("merged", first.customer_id)
+
+
+def test_a_claimed_identity_is_never_merged_but_reported(stack: dict[Any, str]) -> None:
+    ana = record(message(1, "wcs_ana2", (Identity(type="email", value="ana2@example.com", verified=True),)))
+    claim = Identity(type="email", value="ana2@example.com", verified=False)
+    mallory = record(message(1, "wcs_mallory", (claim,)))
+    assert mallory.customer_id != ana.customer_id
+    assert [(m.identity.key, m.other_customer_id) for m in mallory.possible_matches] == [
+        ("email:ana2@example.com", ana.customer_id)
+    ]
+    assert mallory.merges == []
+
+
+def test_a_retry_with_another_timestamp_is_still_recorded_once(stack: dict[Any, str]) -> None:
+    first = message(1, "wcs_retry")
+    retry = first.model_copy(update={"sent_at": first.sent_at + timedelta(seconds=30)})
+    assert record(first).new_message is True
+    again = record(retry)
+    assert again.new_message is False
+    _, conversations = repositories()
+    conversation = conversations.get(again.conversation_id)
+    assert conversation is not None
+    assert len(conversation.messages) == 1
+
+
+def test_conversation_hint_is_used_only_for_the_customers_own_conversation(stack: dict[Any, str]) -> None:
+    ana = record(message(1, "wcs_ana"))
+    bob = record(message(1, "wcs_bob"))
+    # Bob's mail claims to answer Ana's conversation: it stays in Bob's.
+    forged = message(2, "wcs_bob").model_copy(update={"conversation_hint": ana.conversation_id})
+    assert record(forged).conversation_id == bob.conversation_id
+    own = message(3, "wcs_ana").model_copy(update={"conversation_hint": ana.conversation_id})
+    assert record(own).conversation_id == ana.conversation_id

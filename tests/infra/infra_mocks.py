@@ -119,6 +119,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["endpoint"] = f"cognito-idp.{REGION}.amazonaws.com/{rid}"
         elif typ == "aws:scheduler/schedule:Schedule":
             state["arn"] = _arn("scheduler", f"schedule/default/{physical}")
+        elif typ == "aws:s3/bucket:Bucket":
+            rid = state["bucket"] = str(inputs.get("bucket") or f"{args.name}-a1b2c3d")
+            state["arn"] = f"arn:aws:s3:::{rid}"
+        elif typ == "aws:ses/receiptRuleSet:ReceiptRuleSet":
+            rid = str(inputs["ruleSetName"])
+            state["arn"] = _arn("ses", f"receipt-rule-set/{rid}")
+        elif typ == "aws:ses/receiptRule:ReceiptRule":
+            state["arn"] = _arn("ses", f"receipt-rule-set/{inputs['ruleSetName']}:receipt-rule/{physical}")
         with self._lock:
             self._seen.append(Registered(typ=typ, name=args.name, id=rid, inputs=inputs, state=state))
         return rid, state
@@ -126,4 +134,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         if args.token == "aws:index/getRegion:getRegion":
             return {"region": REGION, "name": REGION, "id": REGION, "description": "Europe (Paris)"}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/deployer",
+                "id": ACCOUNT,
+                "userId": "AIDAEXAMPLEDEPLOYER",
+            }
         raise NotImplementedError(f"the program called {args.token}, which the mocks do not know")

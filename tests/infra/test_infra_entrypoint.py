@@ -26,7 +26,9 @@ import pulumi
 from infra_mocks import PROJECT, STACK, RecordingMocks
 
 pulumi.runtime.set_mocks(RecordingMocks(), project=PROJECT, stack=STACK, preview=False)
-keys = ["omni:webchatIdentitySecret", "omni:webchatTokenSecret"]
+from shared.topology import TOPOLOGY
+
+keys = [f"omni:{secret.config_key}" for secret in TOPOLOGY.secrets]
 pulumi.runtime.set_all_config({key: "secret-value" for key in keys}, secret_keys=keys)
 
 import infra.stack
@@ -77,6 +79,7 @@ def test_entry_point_builds_the_stack_and_exports_its_outputs(tmp_path: Path) ->
         "deadLetterQueueUrls",
         "functionNames",
         "secretNames",
+        "bucketNames",
         "cognitoUserPoolId",
         "cognitoUserPoolClientId",
         "agentJwtIssuer",
@@ -84,6 +87,7 @@ def test_entry_point_builds_the_stack_and_exports_its_outputs(tmp_path: Path) ->
     assert outputs["apiUrl"].startswith("https://")
     assert outputs["busName"] == "omni-test-events"
     assert outputs["tableNames"]["webchat"] == "omni-test-webchat"
+    assert outputs["bucketNames"] == {"inbound-email": "omni-test-inbound-email-123456789012"}
     assert set(outputs["queueUrls"]) == {"profile-merge", "routing", "notify"}
     assert (
         outputs["agentJwtIssuer"]

@@ -18,12 +18,16 @@ import pytest
 from infra_mocks import ACCOUNT, PROJECT, REGION, STACK, VARIANT_PREFIX, RecordingMocks, Registered, Registry
 
 # pulumi_aws warns about one of its own deprecated resources when its lambda module loads.
-pytestmark = pytest.mark.filterwarnings("ignore:aws.lambda/microvmsimage:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:aws.lambda/microvmsimage:DeprecationWarning"),
+    # ... and about its own deprecated S3 "V2" resources when its s3 module loads (buckets).
+    pytest.mark.filterwarnings("ignore:.*deprecated in favor of.*:DeprecationWarning"),
+]
 
-CONFIG = {
-    "omni:webchatIdentitySecret": "identity-secret-for-tests",
-    "omni:webchatTokenSecret": "token-secret-for-tests",
-}
+from shared.topology import TOPOLOGY  # noqa: E402 - stdlib only, safe before the mocks
+
+# Every declared secret's config key, each with its own value (tests compare them).
+CONFIG = {f"omni:{secret.config_key}": f"{secret.name}-value-for-tests" for secret in TOPOLOGY.secrets}
 
 # The mocks and the config must be in place before the program is imported.
 MOCKS = RecordingMocks()
@@ -73,6 +77,7 @@ STAGE = "aws:apigatewayv2/stage:Stage"
 USER_POOL = "aws:cognito/userPool:UserPool"
 USER_POOL_CLIENT = "aws:cognito/userPoolClient:UserPoolClient"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
+BUCKET = "aws:s3/bucket:Bucket"
 
 # How a secret value travels over Pulumi's RPC (part of its wire protocol).
 _SIG_KEY, _SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
@@ -159,10 +164,13 @@ def expected_physical_names(registry: Registry) -> dict[tuple[ResourceKind, str]
     names.update({("secret", s.name): physical(s.name) for s in TOPOLOGY.secrets})
     for queue in TOPOLOGY.queues:
         names[("queue", queue.name)] = registry.one(QUEUE, name=physical(queue.name)).state["url"]
+    names.update({("bucket", b.name): f"{physical(b.name)}-{ACCOUNT}" for b in TOPOLOGY.buckets})
     return names
 
 
 def arn_of(registry: Registry, kind: str, name: str) -> str:
+    if kind == "bucket":  # bucket names end with the account id: they are global
+        return registry.one(BUCKET, bucket=f"{physical(name)}-{ACCOUNT}").arn
     typ = {"table": TABLE, "queue": QUEUE, "bus": BUS_TYPE, "secret": SECRET}[kind]
     return registry.one(typ, name=physical(name)).arn
 
@@ -447,9 +455,11 @@ def test_no_policy_statement_anywhere_has_a_wildcard_action(built: Built) -> pul
 @pulumi.runtime.test
 def test_each_function_role_grants_exactly_its_declared_access(built: Built) -> pulumi.Output[None]:
     def check(registry: Registry) -> None:
+        # One role per function, plus one per schedule (EventBridge Scheduler's own role).
+        schedules = sum(len(fn.schedules) for fn in TOPOLOGY.functions)
         roles = registry.of_type(ROLE)
-        assert len(roles) == len(TOPOLOGY.functions)
-        assert len(registry.of_type(ROLE_POLICY)) == len(TOPOLOGY.functions)
+        assert len(roles) == len(TOPOLOGY.functions) + schedules
+        assert len(registry.of_type(ROLE_POLICY)) == len(TOPOLOGY.functions) + schedules
         for fn in TOPOLOGY.functions:
             role = next(r for r in roles if r.arn == lambda_of(registry, fn).inputs["role"])
             assert not role.inputs.get("managedPolicyArns")
@@ -465,6 +475,8 @@ def test_each_function_role_grants_exactly_its_declared_access(built: Built) -> 
             for grant in fn.grants:
                 arn = arn_of(registry, grant.kind, grant.resource)
                 resources = [arn, f"{arn}/index/*"] if grant.kind == "table" else [arn]
+                if grant.kind == "bucket":  # object actions: on the objects, not the bucket
+                    resources = [f"{arn}/*"]
                 expected |= {(action, res) for action in iam_actions(grant) for res in resources}
             if fn.queue:
                 queue_arn = arn_of(registry, "queue", fn.queue)
@@ -652,8 +664,7 @@ def test_deletion_protection_can_be_turned_off() -> pulumi.Output[None]:
 def test_settings_from_config_with_an_external_issuer() -> None:
     namespace = "omni-external-idp"
     for key, value in {
-        "webchatIdentitySecret": "a",
-        "webchatTokenSecret": "b",
+        **{secret.config_key: secret.name for secret in TOPOLOGY.secrets},
         "agentJwtIssuer": "https://idp.example.com/",
         "agentJwtAudience": "omni-agents",
         "deletionProtection": "false",

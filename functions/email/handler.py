@@ -1,0 +1,149 @@
+"""E-mail channel (Amazon SES receiving): one invocation per received mail.
+
+The receipt rule stores the raw MIME in S3 (S3 action) and then invokes this function
+asynchronously (Lambda action, invocation type ``Event``) with the mail's headers and
+SES's verdicts, but not its body. The function reads the raw mail, threads it into its
+conversation, turns it into the canonical message and publishes ``message.received``.
+
+What a failure does, given Lambda's asynchronous retries (two more attempts):
+
+* transient (S3, DynamoDB or the bus unavailable or throttled): raised, so Lambda
+  retries; publishing the same mail again is harmless (same ``provider_message_id`` and
+  ``sent_at``: profile merge records it once);
+* permanent (:class:`InvalidSesEvent`, :class:`~functions.email.repositories.RawMailMissing`,
+  :class:`~shared.channels.email.UnparseableEmail`): retrying cannot help, so the error is
+  logged with its name and the SES message id and the invocation succeeds (no retry).
+  The raw mail stays in the bucket until the lifecycle rule expires it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+
+from functions.email.models import SesEvent, SesPayload, SesVerdict
+from functions.email.repositories import OutboxThreads, RawMailMissing, RawMailStore
+from shared.bus import EventPublisher
+from shared.channels import email as email_channel
+from shared.config import require_env
+from shared.events import utc_now
+from shared.topology import MESSAGE_RECEIVED
+
+BUCKET_ENV = "INBOUND_EMAIL_BUCKET"
+PREFIX_ENV = "INBOUND_EMAIL_PREFIX"
+
+logger = Logger()
+publisher = EventPublisher(source="omni.email")
+store = RawMailStore()
+threads = OutboxThreads()
+
+
+class InvalidSesEvent(ValueError):
+    """The invocation's event is not an SES receiving event."""
+
+
+def _status(verdict: SesVerdict | None) -> str:
+    return verdict.status.upper() if verdict else email_channel.MISSING
+
+
+def mail_location(payload: SesPayload, bucket: str, prefix: str) -> tuple[str, str]:
+    """Where the S3 action stored the mail: named by an S3-action event, else prefix + messageId."""
+    action = payload.receipt.action
+    if action.type == "S3" and action.bucket_name and action.object_key:
+        return action.bucket_name, action.object_key
+    return bucket, f"{prefix}{payload.mail.message_id}"
+
+
+def receipt_of(payload: SesPayload, bucket: str, key: str) -> email_channel.Receipt:
+    receipt = payload.receipt
+    return email_channel.Receipt(
+        ses_message_id=payload.mail.message_id,
+        timestamp=payload.mail.timestamp,
+        recipients=tuple(receipt.recipients),
+        envelope_from=payload.mail.source,
+        verdicts=email_channel.Verdicts(
+            spf=_status(receipt.spf_verdict),
+            dkim=_status(receipt.dkim_verdict),
+            dmarc=_status(receipt.dmarc_verdict),
+            spam=_status(receipt.spam_verdict),
+            virus=_status(receipt.virus_verdict),
+            dmarc_policy=receipt.dmarc_policy,
+        ),
+        bucket=bucket,
+        key=key,
+    )
+
+
+def thread(
+    parsed: email_channel.ParsedEmail, receipt: email_channel.Receipt
+) -> tuple[str | None, str | None]:
+    """``(conversation hint, how it was found)``: a Message-ID we sent, else a plus-address token."""
+    ids = email_channel.thread_ids(parsed.in_reply_to, parsed.references)
+    if ids:
+        try:
+            found = threads.conversation_for(ids)
+        except (ClientError, BotoCoreError) as exc:
+            # Threading is a hint: the mail still goes to the customer's open conversation.
+            logger.warning("delivery log look-up failed; not threading by headers", extra={"error": str(exc)})
+            found = None
+        if found:
+            return found[0], "in-reply-to"
+    token = email_channel.reply_token(email_channel.our_addresses(parsed, receipt))
+    return (token, "reply-token") if token else (None, None)
+
+
+def process(payload: SesPayload) -> dict[str, Any]:
+    """Publish one received mail; returns what happened (permanent failures are skipped)."""
+    ses_id = payload.mail.message_id
+    bucket, key = mail_location(payload, require_env(BUCKET_ENV), require_env(PREFIX_ENV))
+    try:
+        raw = store.get(bucket, key)
+        parsed = email_channel.parse_email(raw)
+        receipt = receipt_of(payload, bucket, key)
+        hint, threaded_by = thread(parsed, receipt)
+        message = email_channel.inbound_message(parsed, receipt, utc_now(), hint, threaded_by)
+    except (RawMailMissing, email_channel.UnparseableEmail) as exc:
+        logger.error(
+            "e-mail skipped: it cannot become a message",
+            extra={"error": type(exc).__name__, "reason": str(exc), "ses_message_id": ses_id, "key": key},
+        )
+        return {
+            "ses_message_id": ses_id,
+            "status": "skipped",
+            "error": type(exc).__name__,
+            "reason": str(exc),
+        }
+    publisher.publish([(MESSAGE_RECEIVED, message)])
+    logger.info(
+        "e-mail accepted",
+        extra={
+            "ses_message_id": ses_id,
+            "sender_verified": message.sender.verified,
+            "dmarc": message.metadata.get("dmarc"),
+            "threaded_by": threaded_by,
+            "attachments": len(message.attachments),
+            "defects": parsed.defects,
+        },
+    )
+    return {"ses_message_id": ses_id, "status": "published", "conversation_hint": hint}
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        ses_event = SesEvent.model_validate(event)
+    except ValidationError as exc:
+        error = InvalidSesEvent(f"not an SES receiving event: {exc.error_count()} problem(s)")
+        logger.error(
+            "event skipped: it is not an SES receiving event",
+            extra={
+                "error": type(error).__name__,
+                "problems": exc.errors(include_url=False, include_input=False),
+            },
+        )
+        return {"results": [{"status": "skipped", "error": type(error).__name__, "reason": str(error)}]}
+    return {"results": [process(record.ses) for record in ses_event.records]}

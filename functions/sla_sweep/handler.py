@@ -1,0 +1,63 @@
+"""SLA sweep, every minute: ``conversation.stalled`` events and metrics, overflow, assignment.
+
+Metrics (CloudWatch embedded metric format, namespace ``omni``, dimensions ``service`` and
+``stage``): ``StalledConversations`` (the alarm in ``infra/components/alarms.py`` watches
+it), ``OverflowedConversations``, ``AssignedBySweep``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.assignment import Desk
+from shared.bus import EventPublisher
+from shared.events import utc_now
+from shared.repositories.agents import AgentRepository
+from shared.repositories.conversations import ConversationRepository
+from shared.repositories.customers import CustomerRepository
+from shared.sla import sweep
+
+STALLED_METRIC = "StalledConversations"
+
+logger = Logger()
+metrics = Metrics()
+customers = CustomerRepository()
+conversations = ConversationRepository(customers=customers)
+agents = AgentRepository()
+publisher = EventPublisher(source="omni.sla-sweep")
+_desk: Desk | None = None
+
+
+def desk() -> Desk:
+    global _desk  # noqa: PLW0603 - one per container
+    if _desk is None:
+        _desk = Desk(conversations, agents, customers)
+    return _desk
+
+
+def _publish(events: Any) -> None:
+    if events:
+        publisher.publish(events)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    metrics.set_default_dimensions(stage=os.environ.get("OMNI_STAGE", "local"))
+    result = sweep(conversations, desk(), _publish, utc_now())
+    # Always emitted (zero included), so the alarm sees data rather than "missing".
+    metrics.add_metric(name=STALLED_METRIC, unit=MetricUnit.Count, value=len(result.stalled))
+    metrics.add_metric(name="OverflowedConversations", unit=MetricUnit.Count, value=len(result.overflowed))
+    metrics.add_metric(name="AssignedBySweep", unit=MetricUnit.Count, value=result.assigned)
+    summary = {
+        "stalled": [s.conversation_id for s in result.stalled],
+        "overflowed": result.overflowed,
+        "assigned": result.assigned,
+    }
+    logger.info("sla sweep done", extra=summary)
+    return summary

@@ -1,0 +1,134 @@
+"""SMS channel (Twilio Messaging): inbound messages, STOP/START/HELP, delivery statuses.
+
+Thin: the signature and form parsing, the keywords and the canonical message are in
+``shared.channels.twilio``; every accepted message is published as ``message.received``
+and answered with empty TwiML. Refusals: 401 (signature), 400 (malformed form),
+413/415 (size, content type); 503 when the bus refuses the event, so Twilio may retry.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ValidationError
+
+from functions.sms.models import InboundSms, MessageStatusCallback
+from shared.bus import EventPublisher
+from shared.channels import twilio
+from shared.config import get_secret
+from shared.events import format_timestamp, utc_now
+from shared.http import error, guard_body, install_error_handlers, public_url, raw_body
+from shared.identity import InvalidIdentity
+from shared.repositories.outbox import OutboxRepository
+from shared.topology import MESSAGE_RECEIVED
+
+#: Twilio's webhooks are a few kilobytes; an MMS with ten media URLs stays well below this.
+MAX_BODY_BYTES = 64 * 1024
+
+M = TypeVar("M", bound=BaseModel)
+
+logger = Logger()
+app = APIGatewayHttpResolver()
+install_error_handlers(app)
+
+publisher = EventPublisher(source="omni.sms")
+outbox = OutboxRepository()
+
+
+@app.exception_handler(twilio.TwilioRequestError)
+def _refused(exc: twilio.TwilioRequestError) -> Response:
+    logger.info("Twilio request refused", extra={"status": exc.status, "reason": str(exc)})
+    return error(exc.status, str(exc))
+
+
+@app.exception_handler(ValidationError)
+def _malformed(exc: ValidationError) -> Response:
+    problems = [
+        {"field": ".".join(str(p) for p in item["loc"]) or "body", "problem": item["msg"]}
+        for item in exc.errors()
+    ]
+    logger.info("Twilio request malformed", extra={"problems": problems})
+    return error(400, "; ".join(f"{p['field']}: {p['problem']}" for p in problems), problems=problems)
+
+
+def _form(model: type[M]) -> M:
+    """The request's parameters, after the signature check, validated as ``model``."""
+    event = app.current_event.raw_event
+    params = twilio.verified_form(
+        get_secret("TWILIO_AUTH_TOKEN_SECRET_ID"),
+        public_url(event),
+        raw_body(event),
+        app.current_event.headers.get(twilio.SIGNATURE_HEADER),
+    )
+    return model.model_validate(params)
+
+
+def _twiml(body: str = twilio.EMPTY_TWIML) -> Response:
+    return Response(status_code=200, content_type=twilio.TWIML_CONTENT_TYPE, body=body)
+
+
+@app.post("/webhooks/sms")
+def inbound() -> Response:
+    form = _form(InboundSms)
+    try:
+        sender = twilio.phone_identity(form.from_)
+    except InvalidIdentity as exc:
+        return error(400, f"From: {exc}")
+    metadata = {"account_sid": form.account_sid}
+    if form.num_segments:
+        metadata["num_segments"] = form.num_segments
+    if form.messaging_service_sid:
+        metadata["messaging_service_sid"] = form.messaging_service_sid
+    message = twilio.inbound_sms(
+        message_sid=form.message_sid,
+        sender=sender,
+        to=form.to,
+        body=form.body,
+        media=[(m.url, m.content_type) for m in form.media],
+        received_at=utc_now(),
+        opt_out_type=form.opt_out_type,
+        metadata=metadata,
+    )
+    # A retry of the same MessageSid is published again: downstream records it once.
+    publisher.publish([(MESSAGE_RECEIVED, message)])
+    logger.info(
+        "SMS accepted",
+        extra={"message_sid": form.message_sid, "kind": message.kind, "media": len(form.media)},
+    )
+    return _twiml()
+
+
+@app.post("/webhooks/sms/status")
+def status_callback() -> Response:
+    form = _form(MessageStatusCallback)
+    status = twilio.delivery_status(form.message_status)
+    if status is None:
+        logger.info(
+            "SMS status ignored", extra={"message_sid": form.message_sid, "status": form.message_status}
+        )
+        return _twiml()
+    notification_id = outbox.update_status(
+        form.message_sid, status, format_timestamp(utc_now()), form.error_code or None
+    )
+    # Twilio does not retry a status callback, so an id we do not know is answered 200 too.
+    log = logger.warning if notification_id is None else logger.info
+    log(
+        "SMS status applied" if notification_id else "SMS status for an unknown message",
+        extra={
+            "message_sid": form.message_sid,
+            "twilio_status": form.message_status,
+            "status": status,
+            "error_code": form.error_code,
+            "notification_id": notification_id,
+        },
+    )
+    return _twiml()
+
+
+@guard_body(MAX_BODY_BYTES, accept=(twilio.FORM_CONTENT_TYPE,))
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

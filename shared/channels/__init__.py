@@ -1,0 +1,1 @@
+"""Provider-specific parsing and signatures of the channels (pure, no AWS)."""

@@ -1,0 +1,91 @@
+"""SLA sweep: stalled hand-overs, overflow to broader queues, assignment as a safety net.
+
+Runs on a schedule. Per queue it queries the sparse ``waiting`` index for conversations
+whose customer has waited longer than the queue allows - for an agent (``sla_minutes``)
+or for the agent's reply (``reply_sla_minutes``) - and emits ``conversation.stalled``
+once per wait (a conditional claim on the conversation, given back if publishing fails).
+Conversations still queued after ``overflow_after_minutes`` move to ``overflow_to``.
+No table scans: every read is a query on an index partition of one queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared.assignment import Desk
+from shared.events import ConversationStalled, format_timestamp
+from shared.repositories.conversations import ConversationRepository
+from shared.routing_config import QueueRule
+from shared.topology import CONVERSATION_STALLED
+
+Publish = Callable[[Sequence[tuple[str, BaseModel]]], None]
+
+
+@dataclass
+class SweepResult:
+    stalled: list[ConversationStalled] = field(default_factory=list)
+    overflowed: list[str] = field(default_factory=list)
+    assigned: int = 0
+
+
+def sla_seconds(queue: QueueRule, wait_kind: str) -> int:
+    return 60 * (queue.sla_minutes if wait_kind == "agent" else queue.reply_sla_minutes)
+
+
+def is_stalled(item: dict[str, Any], queue: QueueRule, now: datetime) -> bool:
+    """Waiting longer than its SLA and not reported for this wait yet (pure)."""
+    since = item.get("waiting_since")
+    if not since or item.get("stalled_for") == since:
+        return False
+    waited = (now - datetime.fromisoformat(since)).total_seconds()
+    return waited > sla_seconds(queue, item.get("wait_kind", "agent"))
+
+
+def sweep(conversations: ConversationRepository, desk: Desk, publish: Publish, now: datetime) -> SweepResult:
+    result = SweepResult()
+    stamp = format_timestamp(now)
+    for queue in desk.rules.queues.values():
+        shortest = min(queue.sla_minutes, queue.reply_sla_minutes)
+        before = format_timestamp(now - timedelta(minutes=shortest))
+        for item in conversations.waiting_since_before(queue.name, before):
+            if not is_stalled(item, queue, now):
+                continue
+            since = item["waiting_since"]
+            if not conversations.mark_stalled(item["conversation_id"], since, stamp):
+                continue  # reported by a concurrent sweep, or the wait ended meanwhile
+            event = ConversationStalled(
+                conversation_id=item["conversation_id"],
+                customer_id=item["customer_id"],
+                queue=queue.name,
+                wait_kind=item.get("wait_kind", "agent"),
+                waiting_since=since,
+                waited_seconds=int((now - datetime.fromisoformat(since)).total_seconds()),
+                sla_seconds=sla_seconds(queue, item.get("wait_kind", "agent")),
+                assigned_agent=item.get("assigned_agent"),
+                priority=int(item.get("priority", 0)),
+                detected_at=stamp,
+            )
+            try:
+                publish([(CONVERSATION_STALLED, event)])
+            except Exception:
+                conversations.unmark_stalled(item["conversation_id"], since)
+                raise
+            result.stalled.append(event)
+        if queue.overflow_to and queue.overflow_after_minutes is not None:
+            cutoff = format_timestamp(now - timedelta(minutes=queue.overflow_after_minutes))
+            for item in conversations.waiting_since_before(queue.name, cutoff):
+                if item.get("status") == "queued" and item.get("queue") == queue.name:
+                    events = desk.overflow(item["conversation_id"], queue.name, queue.overflow_to, stamp)
+                    publish(events)
+                    result.overflowed.append(item["conversation_id"])
+                    result.assigned += len(events)
+    for queue in desk.rules.queues.values():
+        events = desk.assign_queue(queue.name, stamp)
+        publish(events)
+        result.assigned += len(events)
+    return result
