@@ -27,6 +27,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## make bench: cost per 1M messages, cold start, handler overhead, scaling -> bench/results.md
+bench: $(STAMP)
+	$(BIN)/python -m bench.run --out bench/results.md
+
 ## make deploy: pulumi up for the currently selected stack (see README).
 deploy: $(STAMP)
 	pulumi up

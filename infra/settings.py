@@ -19,6 +19,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _STAGE = re.compile(r"[A-Za-z0-9_-]{1,23}")
 #: A receipt rule recipient: an address, a domain, or ``.domain`` for its subdomains.
 _RECIPIENT = re.compile(r"(?:[^@\s]+@)?\.?[a-z0-9-]+(?:\.[a-z0-9-]+)+")
+#: An SES identity: a domain or an address (no wildcards: the grant is scoped to it).
+_SES_IDENTITY = re.compile(r"(?:[^@\s*]+@)?[a-z0-9-]+(?:\.[a-z0-9-]+)+")
+#: An SES configuration set name.
+_CONFIGURATION_SET = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,12 @@ class StackSettings:
     email_recipients: tuple[str, ...] = ()
     #: Make the stack's receipt rule set the account's active one (``activateReceiptRuleSet``).
     activate_receipt_rule_set: bool = False
+    #: The SES identity (domain or address) of each declared e-mail identity, by declared
+    #: name (``emailSenderIdentity``): sending is granted on that identity only.
+    email_identities: Mapping[str, str] = field(default_factory=dict)
+    #: The SES configuration set of an e-mail identity's sends, by declared name (optional,
+    #: ``emailConfigurationSet``); when set, the send grant also names the configuration set.
+    email_configuration_sets: Mapping[str, str] = field(default_factory=dict)
     repo_root: Path = REPO_ROOT
     build_dir: Path = field(default=REPO_ROOT / "build")
 
@@ -51,6 +61,14 @@ class StackSettings:
         for recipient in self.email_recipients:
             if not _RECIPIENT.fullmatch(recipient):
                 raise ValueError(f"emailRecipients: {recipient!r} is not an e-mail address or domain")
+        for name, identity in self.email_identities.items():
+            if not _SES_IDENTITY.fullmatch(identity):
+                raise ValueError(f"e-mail identity {name!r}: {identity!r} is not an e-mail address or domain")
+        for name, configuration_set in self.email_configuration_sets.items():
+            if not _CONFIGURATION_SET.fullmatch(configuration_set):
+                raise ValueError(
+                    f"e-mail identity {name!r}: {configuration_set!r} is not a configuration set"
+                )
 
     @classmethod
     def from_config(
@@ -68,7 +86,31 @@ class StackSettings:
             agent_jwt_audience=config.get("agentJwtAudience") or None,
             email_recipients=parse_recipients(config.get("emailRecipients")),
             activate_receipt_rule_set=config.get_bool("activateReceiptRuleSet", False) or False,
+            **email_identity_settings(topology, config),
         )
+
+
+def email_identity_settings(topology: Topology, config: pulumi.Config) -> dict[str, dict[str, str]]:
+    """The SES identity (and configuration set) of each declared e-mail identity.
+
+    An identity some function is granted must be configured: secrets are not readable
+    when the policy is planned, so the sender's domain cannot come from ``emailSender``.
+    """
+    granted = {g.resource for fn in topology.functions for g in fn.grants if g.kind == "email-identity"}
+    identities: dict[str, str] = {}
+    configuration_sets: dict[str, str] = {}
+    for identity in topology.email_identities:
+        if identity.name in granted:
+            value: str | None = config.require(identity.config_key)
+        else:
+            value = config.get(identity.config_key)
+        if value and value.strip():
+            identities[identity.name] = value.strip().lower()
+        if identity.configuration_set_config_key:
+            configuration_set = config.get(identity.configuration_set_config_key)
+            if configuration_set and configuration_set.strip():
+                configuration_sets[identity.name] = configuration_set.strip()
+    return {"email_identities": identities, "email_configuration_sets": configuration_sets}
 
 
 def parse_recipients(value: str | None) -> tuple[str, ...]:

@@ -34,6 +34,8 @@ from infra.components import (
     TablesArgs,
 )
 from infra.components.alarms import Alarms, AlarmsArgs, stalled_conversations_alarm
+from infra.components.console import Console, ConsoleArgs, api_path_patterns
+from infra.components.dashboard import Dashboard, DashboardArgs
 from infra.components.email_receiving import ses_writers
 from infra.components.functions import ResourceKey
 from infra.settings import StackSettings
@@ -60,6 +62,10 @@ class OmniStack:
     buckets: Buckets | None = None
     #: SES receiving (its rule set is empty of resources without ``emailRecipients``).
     email: EmailReceiving | None = None
+    #: The operations dashboard and the pipeline alarms (DLQs, error rates, webhook 4xx).
+    dashboard: Dashboard | None = None
+    #: The agent console: S3 + CloudFront, the agent API on the same origin.
+    console: Console | None = None
 
 
 def build_stack(
@@ -129,6 +135,10 @@ def build_stack(
     if buckets is not None:
         for name in buckets.buckets:
             resources[("bucket", name)] = ResourceRef(physical=buckets.names[name], arn=buckets.arns[name])
+    if topology.email_identities:
+        region = region or aws.get_region_output().region
+        account_id = account_id or aws.get_caller_identity_output().account_id
+        resources.update(email_identity_resources(settings, region, account_id))
     functions = Functions(
         "functions",
         FunctionsArgs(
@@ -180,8 +190,31 @@ def build_stack(
         ),
     )
     alarms = Alarms("alarms", AlarmsArgs(stage=stage, alarms=(stalled_conversations_alarm(stage),)))
+    dashboard = Dashboard(
+        "dashboard",
+        DashboardArgs(
+            topology=topology,
+            stage=stage,
+            api_id=http_api.api.id,
+            region=region or aws.get_region_output().region,
+            topic_arn=alarms.topic.arn,
+        ),
+    )
+    console = Console(
+        "console",
+        ConsoleArgs(
+            stage=stage,
+            account_id=account_id or aws.get_caller_identity_output().account_id,
+            api_endpoint=http_api.url,
+            api_paths=api_path_patterns(topology),
+            cognito_region=(region or aws.get_region_output().region) if identity else None,
+            cognito_client_id=identity.client.id if identity else None,
+            force_destroy=not settings.deletion_protection,
+        ),
+    )
     return OmniStack(
         alarms=alarms,
+        dashboard=dashboard,
         bundle=bundle,
         tables=tables,
         queues=queues,
@@ -193,7 +226,34 @@ def build_stack(
         http_api=http_api,
         buckets=buckets,
         email=email,
+        console=console,
     )
+
+
+def ses_arn(region: pulumi.Input[str], account_id: pulumi.Input[str], resource: str) -> pulumi.Output[str]:
+    return pulumi.Output.all(region, account_id).apply(
+        lambda values: f"arn:aws:ses:{values[0]}:{values[1]}:{resource}"
+    )
+
+
+def email_identity_resources(
+    settings: StackSettings, region: pulumi.Input[str], account_id: pulumi.Input[str]
+) -> dict[ResourceKey, ResourceRef]:
+    """The configured SES identities: a send grant names the identity's ARN (and the
+    configuration set's, when one is configured). The identities are verified outside
+    the stack (DNS records of the company's domain), so they are referenced, not created."""
+    resources: dict[ResourceKey, ResourceRef] = {}
+    for name, identity in settings.email_identities.items():
+        configuration_set = settings.email_configuration_sets.get(name)
+        extra = (
+            (ses_arn(region, account_id, f"configuration-set/{configuration_set}"),)
+            if configuration_set
+            else ()
+        )
+        resources[("email-identity", name)] = ResourceRef(
+            physical=identity, arn=ses_arn(region, account_id, f"identity/{identity}"), extra_arns=extra
+        )
+    return resources
 
 
 def stack_outputs(stack: OmniStack) -> dict[str, Any]:
@@ -211,6 +271,8 @@ def stack_outputs(stack: OmniStack) -> dict[str, Any]:
         outputs["bucketNames"] = stack.buckets.names
     if stack.email is not None and stack.email.rule_set is not None:
         outputs["receiptRuleSetName"] = stack.email.rule_set.rule_set_name
+    if stack.console is not None:
+        outputs["consoleUrl"] = stack.console.url
     if stack.agent_identity is not None:
         outputs["cognitoUserPoolId"] = stack.agent_identity.user_pool.id
         outputs["cognitoUserPoolClientId"] = stack.agent_identity.client.id

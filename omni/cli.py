@@ -105,8 +105,8 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
             print(f"omni local: cannot start: {hint}", file=sys.stderr)
             return 1
         print(
-            f"  AWS emulator {runtime.endpoint_url}; agent token: omni token --agent ID; "
-            "deliveries: omni outbox; Ctrl-C stops",
+            f"  AWS emulator {runtime.endpoint_url}; agent console: {runtime.base_url}/console/; "
+            "agent token: omni token --agent ID; deliveries: omni outbox; Ctrl-C stops",
             file=out,
             flush=True,
         )
@@ -304,6 +304,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     outbox.add_argument("--state-file", default=str(Path(".omni") / "local.json"), help=argparse.SUPPRESS)
     outbox.add_argument("--json", action="store_true", help="print the raw items as JSON")
     outbox.set_defaults(run=cmd_outbox)
+
+    from omni.kpis import register as register_kpis  # noqa: PLC0415
+
+    register_kpis(commands)
 
     send = commands.add_parser("send", help="act as a provider: send a signed webhook to the stack")
     channels = send.add_subparsers(dest="channel", required=True, metavar="CHANNEL")

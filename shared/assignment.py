@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared.events import AgentAssigned, format_timestamp
+from shared.events import AgentAssigned, ConversationResolved, format_timestamp
 from shared.handover import build_handover
 from shared.models import Handover, RoutingDecision, Transition
 from shared.repositories.agents import Agent, AgentNotFound, AgentRepository, AgentStatus
@@ -33,7 +33,7 @@ from shared.repositories.conversations import (
 )
 from shared.repositories.customers import CustomerRepository
 from shared.routing_config import RoutingRules, load_rules
-from shared.topology import AGENT_ASSIGNED
+from shared.topology import AGENT_ASSIGNED, CONVERSATION_RESOLVED
 
 Events = list[tuple[str, BaseModel]]
 #: Most conversations one call hands to a freed-up agent (bounded work per request).
@@ -388,13 +388,13 @@ class Desk:
 
         for _ in range(3):
             try:
-                self.conversations.update_meta(conversation_id, decide)
+                meta, _ = self.conversations.update_meta(conversation_id, decide)
                 break
             except _Retry:
                 continue
         else:
             raise IllegalTransition("the conversation kept changing; try again")
-        return self.assign_next_for_agent(agent_id, now)
+        return [resolved_event(meta, now, by), *self.assign_next_for_agent(agent_id, now)]
 
     # -- overflow ------------------------------------------------------------ #
     def overflow(self, conversation_id: str, from_queue: str, to_queue: str, now: str) -> Events:
@@ -424,6 +424,28 @@ class Desk:
 
         _, change = self.conversations.update_meta(conversation_id, decide)
         return [] if change.noop else self.assign_waiting(conversation_id, now)
+
+
+def resolved_event(meta: dict[str, Any], resolved_at: str, resolved_by: str) -> tuple[str, BaseModel]:
+    """``conversation.resolved`` for the META item as it was just before the resolution."""
+    routing = meta.get("routing") or {}
+    transitions = meta.get("transitions") or []
+    return (
+        CONVERSATION_RESOLVED,
+        ConversationResolved(
+            conversation_id=meta["conversation_id"],
+            customer_id=meta["customer_id"],
+            intent=routing.get("intent") or "general",
+            channels=tuple(meta.get("channels") or ()),
+            channel_switches=len(meta.get("channel_switches") or ()),
+            opened_at=meta["opened_at"],
+            resolved_at=resolved_at,
+            resolved_by=resolved_by,
+            escalated=bool(routing.get("escalated") or meta.get("handover") or meta.get("queue")),
+            reopened=sum(1 for t in transitions if t.get("from_status") == "resolved"),
+            language=routing.get("language"),
+        ),
+    )
 
 
 class _Retry(Exception):

@@ -115,6 +115,8 @@ class MessageRecorded(_Event):
     """Detail of ``message.recorded``: profile merge put the message in a conversation."""
 
     detail_type: Literal["message.recorded"] = topology.MESSAGE_RECORDED
+    #: As on ``message.received``: routing decides on what customers say, not on call events.
+    kind: MessageKind = "message"
     customer_id: str
     conversation_id: str
     message_id: str
@@ -125,6 +127,8 @@ class MessageRecorded(_Event):
     reply_to: Identity
     #: The conversation was opened by this message.
     new_conversation: bool = False
+    #: The inbound message this event stems from (default: ``message_id``); logged by every consumer.
+    correlation_id: str | None = None
 
 
 class NotificationRequested(_Event):
@@ -155,6 +159,8 @@ class NotificationRequested(_Event):
     subject: Annotated[str, Field(max_length=300)] | None = None
     #: E-mail: the Message-ID of the customer's e-mail this answers (default: their latest one).
     in_reply_to: Annotated[str, Field(max_length=998)] | None = None
+    #: The inbound message (or API request) that caused it; logged by every consumer.
+    correlation_id: Annotated[str, Field(max_length=300)] | None = None
 
 
 EVENT_MODELS: dict[str, type[_Event]] = {
@@ -183,6 +189,7 @@ class AgentAssigned(_Event):
     reason: str
     assigned_at: str
     handover_summary: str = ""
+    correlation_id: str | None = None
 
 
 class ConversationStalled(_Event):
@@ -203,7 +210,78 @@ class ConversationStalled(_Event):
     assigned_agent: str | None = None
     priority: int = 0
     detected_at: str
+    correlation_id: str | None = None
 
 
 EVENT_MODELS[topology.AGENT_ASSIGNED] = AgentAssigned
 EVENT_MODELS[topology.CONVERSATION_STALLED] = ConversationStalled
+
+
+class ConversationResolved(_Event):
+    """Detail of ``conversation.resolved``: a conversation was resolved (by an agent or the bot).
+
+    For the KPIs (``functions/kpi``). Idempotency key: ``(conversation_id, resolved_at)``.
+    """
+
+    detail_type: Literal["conversation.resolved"] = topology.CONVERSATION_RESOLVED
+    conversation_id: str
+    customer_id: str
+    #: The routing intent (``general`` when none was recognised).
+    intent: str = "general"
+    #: Channels the customer used in it, in order of first use.
+    channels: tuple[str, ...] = ()
+    channel_switches: int = 0
+    opened_at: str
+    resolved_at: str
+    first_response_at: str | None = None
+    #: ``bot`` or ``agent:<id>``.
+    resolved_by: str
+    #: A human was involved (asked for, or routed to a queue).
+    escalated: bool = False
+    #: How often it was reopened before this resolution.
+    reopened: int = 0
+    #: Language of the conversation (routing), for the CES question.
+    language: str | None = None
+    correlation_id: str | None = None
+
+
+class ConversationReopened(_Event):
+    """Detail of ``conversation.reopened``: the customer wrote again after a resolution.
+
+    Idempotency key: ``(conversation_id, reopened_at)``.
+    """
+
+    detail_type: Literal["conversation.reopened"] = topology.CONVERSATION_REOPENED
+    conversation_id: str
+    customer_id: str
+    reopened_at: str
+    resolved_at: str | None = None
+    message_id: str | None = None
+    correlation_id: str | None = None
+
+
+EVENT_MODELS[topology.CONVERSATION_RESOLVED] = ConversationResolved
+EVENT_MODELS[topology.CONVERSATION_REOPENED] = ConversationReopened
+
+
+class DeliveryStatusChanged(_Event):
+    """Detail of ``delivery.status_changed``: a provider's receipt for a message we sent.
+
+    Published by the channel webhooks for every receipt of a delivery in the outbox
+    (duplicates included: the consumer is monotonic, so a repeat or a late ``sent`` after
+    ``delivered`` has no effect). ``notification_id`` is the outbound message's id in the
+    conversation timeline.
+    """
+
+    detail_type: Literal["delivery.status_changed"] = topology.DELIVERY_STATUS_CHANGED
+    notification_id: Annotated[str, Field(min_length=1, max_length=200)]
+    channel: Channel
+    provider_message_id: Annotated[str, Field(min_length=1, max_length=300)]
+    status: Literal["queued", "sent", "delivered", "read", "failed"]
+    #: When the provider says it happened (ISO 8601, UTC).
+    at: str
+    error_code: Annotated[str, Field(max_length=100)] | None = None
+    correlation_id: str | None = None
+
+
+EVENT_MODELS[topology.DELIVERY_STATUS_CHANGED] = DeliveryStatusChanged

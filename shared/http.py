@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from shared.bus import PublishError
 
-Handler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -76,7 +76,7 @@ def guard_body(
     """Refuse oversized bodies and bodies of another content type before any parsing happens."""
 
     def wrap(handler: Handler) -> Handler:
-        def guarded(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        def guarded(event: dict[str, Any], context: Any) -> dict[str, Any]:
             size = body_size(event)
             if size > max_bytes:
                 return json_response(

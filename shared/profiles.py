@@ -55,6 +55,17 @@ from shared.repositories.customers import (
     link_identity,
     tombstone_retention_days,
 )
+from shared.retention import (
+    RETAIN_ATTRIBUTE,
+    contact_day,
+    day_of,
+    due_buckets,
+    is_due,
+    later,
+    profile_retain_until,
+    retain_until,
+    retention_days,
+)
 
 MAX_ATTEMPTS = 5
 #: Attempts of a merge racing other merges of overlapping profiles.
@@ -188,6 +199,9 @@ def plan_merge(survivor: ProfileState, other: ProfileState, merge_id: str, now: 
     for day, count in (o.get("contacts") or {}).items():
         contacts[day] = contacts.get(day, 0) + count
     wanted["contacts"] = contacts
+    keep = later(s.get(RETAIN_ATTRIBUTE), o.get(RETAIN_ATTRIBUTE))
+    if keep:
+        wanted[RETAIN_ATTRIBUTE] = keep  # the person's latest contact, on either side
     thread = None
     if o.get("open_conversation_id"):
         if s.get("open_conversation_id"):
@@ -202,7 +216,7 @@ def plan_merge(survivor: ProfileState, other: ProfileState, merge_id: str, now: 
         if before_attrs.get(attr) != value:
             changes.append({"field": f"attributes.{attr}", "before": before_attrs.get(attr), "after": value})
     for key, value in survivor_set.items():
-        if key in ("attributes", "display_name", "last_seen", "contacts"):
+        if key in ("attributes", "display_name", "last_seen", "contacts", RETAIN_ATTRIBUTE):
             continue
         label = f"consent.{key.removeprefix(CONSENT_PREFIX)}" if key.startswith(CONSENT_PREFIX) else key
         changes.append({"field": label, "before": s.get(key), "after": value})
@@ -484,6 +498,9 @@ def unmerge_customers(
                 continue
             moves_back.append((original, move.get("restored")))
         plan = plan_unmerge(record, survivor, other)
+        # Back in the retention index, from its own last contact (due at once if that ran out).
+        own = profile_retain_until(other.profile, retention_days())
+        plan.other_set[RETAIN_ATTRIBUTE] = later(own, day_of(now))
         if customers.commit_unmerge(
             survivor,
             other,
@@ -619,19 +636,31 @@ def resolve_customer(
     raise ResolutionConflict(f"could not resolve the sender of {message.message_key}")
 
 
-def apply_consent(customers: CustomerRepository, customer_id: str, message: MessageReceived) -> bool:
+def apply_consent(
+    customers: CustomerRepository,
+    customer_id: str,
+    message: MessageReceived,
+    conversations: ConversationRepository | None = None,
+) -> bool:
     """An opt-out or opt-in keyword changes the customer's consent for that channel.
 
-    HELP changes nothing. Returns whether the stored consent changed.
+    HELP changes nothing. Returns whether the stored consent changed. A keyword seen
+    before is not applied again: an SMS carries no send time, so a provider's retry of
+    an old STOP gets a new timestamp and would otherwise undo a later START.
     """
     if message.keyword not in ("opt_out", "opt_in"):
+        return False
+    if conversations is not None and conversations.was_seen(message.message_key):
         return False
     consent = Consent(
         status="opted_out" if message.keyword == "opt_out" else "opted_in",
         at=format_timestamp(message.sent_at),
         source=f"{message.channel}:{message.text.strip().upper()[:20] or message.keyword}",
     )
-    return customers.set_consent(customer_id, message.channel, consent)
+    changed = customers.set_consent(customer_id, message.channel, consent)
+    if conversations is not None:
+        conversations.mark_seen(message.message_key, what="consent")
+    return changed
 
 
 def _hinted_conversation(
@@ -695,7 +724,7 @@ def record_message(
         resolution = Resolution(None, False, dropped="erased")
     else:
         resolution = resolve_customer(customers, message, now, make_id, merger)
-    base = {
+    base: dict[str, Any] = {
         "message_id": message.message_key,
         "possible_matches": resolution.possible_matches,
         "merges": resolution.merges,
@@ -712,7 +741,7 @@ def record_message(
         )
     customer_id = resolution.customer_id
     if message.kind == "consent":
-        apply_consent(customers, customer_id, message)
+        apply_consent(customers, customer_id, message, conversations)
         return RecordedMessage(
             customer_id=customer_id,
             conversation_id=None,
@@ -750,6 +779,10 @@ def record_message(
                 day,
                 _old_contact_days(profile, day),
                 newer=sent_at > (profile.get("last_seen") or {}).get(message.channel, ""),
+                # Only ever forward: a replayed old message does not shorten retention.
+                retain_until_day=later(
+                    profile.get(RETAIN_ATTRIBUTE), retain_until(contact_day(sent_at, now), retention_days())
+                ),
             )
         return RecordedMessage(
             customer_id=customer_id,
@@ -775,10 +808,23 @@ class Erasure:
     profiles: list[str] = field(default_factory=list)
     identities: int = 0
     conversations: int = 0
+    #: Not erased: a retention erasure found a contact that extends the customer's retention.
+    retained: bool = False
+
+
+def _half_erased(state: ProfileState) -> bool:
+    """Marked erased, but the erasure stopped before the profile became the bare marker."""
+    return state.status == ERASED and ("version" in state.profile or bool(state.links) or bool(state.history))
 
 
 def erase_customer(
-    customers: CustomerRepository, merger: ConversationMerger, customer_id: str, now: str, now_epoch: int
+    customers: CustomerRepository,
+    merger: ConversationMerger,
+    customer_id: str,
+    now: str,
+    now_epoch: int,
+    *,
+    due_before: str | None = None,
 ) -> Erasure:
     """Erase the person: profile, identities, merge records, conversations and their messages.
 
@@ -786,21 +832,33 @@ def erase_customer(
     leaves a tombstone (a hash, no value) so a replay of an event sent before the
     erasure is dropped instead of re-creating the person; a message sent after it is a
     new contact. Tombstones expire after ``OMNI_TOMBSTONE_RETENTION_DAYS``.
+
+    Safe to repeat: an erasure that stopped half-way (a timeout) is finished by the next
+    call, and one that is complete answers ``already``. With ``due_before`` (the
+    retention sweep) the customer is only erased while ``retain_until_day`` is before
+    that day; otherwise the answer is ``retained`` and nothing changed.
     """
     for attempt in range(MERGE_ATTEMPTS):
         state = customers.load(customer_id)
         if state is None:
             raise MergeRefused(404, f"no customer {customer_id}")
         if state.status == ERASED:
-            return Erasure(customer_id, str(state.profile.get("erased_at")), already=True)
+            erased_at = str(state.profile.get("erased_at"))
+            if not _half_erased(state):
+                return Erasure(customer_id, erased_at, already=True)
+            now = erased_at  # finish it, with the tombstones dated as it began
+            tree = merged_tree(customers, state)
+            break
         if state.status == MERGED:
             raise MergeRefused(
                 409,
                 f"customer {customer_id} was merged into {state.profile['merged_into']}; "
                 "erase that customer (or unmerge first)",
             )
+        if due_before and not is_due(str(state.profile.get(RETAIN_ATTRIBUTE) or due_before), due_before):
+            return Erasure(customer_id, "", retained=True)
         tree = merged_tree(customers, state)
-        if customers.begin_erasure(state, now):
+        if customers.begin_erasure(state, now, due_before):
             break
         _pause(attempt)
     else:
@@ -819,10 +877,71 @@ def erase_customer(
     for conversation_id in conversation_ids:
         merger.erase(conversation_id)
     result.conversations = len(conversation_ids)
-    for member in tree:
-        result.identities += len(customers.erase_partition(member.customer_id, now, expires))
     for merge_id in merge_ids:
         customers.delete_merge_record(merge_id)
+    # Merged-away profiles before the ones they were merged into, this customer last: until
+    # its profile is the bare marker, a repeat finds the whole tree again through the history.
+    for member in reversed(tree):
+        result.identities += len(customers.erase_partition(member.customer_id, now, expires))
+    return result
+
+
+@dataclass
+class RetentionSweep:
+    erased: list[str] = field(default_factory=list)
+    #: Customers whose index day was stale (an earlier contact): moved to the right day.
+    moved: list[str] = field(default_factory=list)
+    #: Index entries looked at.
+    checked: int = 0
+    #: False when the run stopped early (out of time); the next run carries on.
+    complete: bool = True
+
+
+def sweep_retention(
+    customers: CustomerRepository,
+    merger: ConversationMerger,
+    now: str,
+    now_epoch: int,
+    lookback: int | None = None,
+    keep_going: Callable[[], bool] = lambda: True,
+) -> RetentionSweep:
+    """Erase every customer whose retention ended before today (see :mod:`shared.retention`).
+
+    Reads the retention index one past day at a time (no scan). Each customer found is
+    checked against the profile itself: a contact the index does not show yet moves the
+    customer to the right day instead of erasing them, and the erasure is conditional
+    on ``retain_until_day`` still being past, so a message arriving meanwhile wins.
+    """
+    days = retention_days()
+    today = day_of(now)
+    result = RetentionSweep()
+    for bucket in due_buckets(today, lookback) if lookback else due_buckets(today):
+        for customer_id in customers.retention_bucket(bucket):
+            if not keep_going():
+                result.complete = False
+                return result
+            result.checked += 1
+            profile = customers.get_profile(customer_id)
+            if profile is None:
+                continue
+            if profile.get("status") == MERGED:
+                customers.leave_retention(customer_id)
+                continue
+            if profile.get("status") != ERASED:
+                stored = profile.get(RETAIN_ATTRIBUTE)
+                if not stored or not is_due(str(stored), today):
+                    continue  # a message moved it since the index was written
+                wanted = profile_retain_until(profile, days)
+                if wanted and not is_due(wanted, today):
+                    if customers.move_retention(customer_id, str(stored), wanted):
+                        result.moved.append(customer_id)
+                    continue
+            try:
+                erasure = erase_customer(customers, merger, customer_id, now, now_epoch, due_before=today)
+            except MergeRefused:
+                continue  # merged or changing right now: the next run looks again
+            if not erasure.retained and not erasure.already:
+                result.erased.append(customer_id)
     return result
 
 

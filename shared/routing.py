@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 #: An agent owns the conversation: new messages are for them, not for the bot.
 WITH_AGENT = ("assigned", "active")
+#: Message kinds that never change routing (the call itself, its end).
+NOT_ROUTED = frozenset({"call", "call_status"})
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,8 @@ class Router:
         Idempotent: a redelivered event finds its decision recorded, asks for the same
         notification (same id; notify sends it once) and only retries the assignment.
         """
+        if event.kind in NOT_ROUTED:
+            return []  # a call starting or ending says nothing to route on; its queue stays
         meta = self.conversations.get_meta(event.conversation_id)
         if meta is None:
             raise ConversationNotFound(event.conversation_id)
@@ -350,7 +354,8 @@ class Router:
                         conversation_id=event.conversation_id,
                         kind="reply" if decision.automated else "acknowledgement",
                         text=text,
-                        channel=event.channel,
+                        # Nothing can be said back into a finished call: answer a voicemail by SMS.
+                        channel="sms" if event.channel == "voice" else event.channel,
                         to=event.reply_to,
                         author="bot",
                     ),

@@ -26,7 +26,7 @@ EVENT_SOURCE_PREFIX = "omni."
 # Building blocks
 # --------------------------------------------------------------------------- #
 
-ResourceKind = Literal["table", "queue", "bus", "secret", "bucket"]
+ResourceKind = Literal["table", "queue", "bus", "secret", "bucket", "email-identity"]
 Access = Literal["read", "write", "readwrite", "publish", "send", "get"]
 RouteAuth = Literal["public", "agent"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -110,6 +110,29 @@ class Bucket:
     @property
     def env_var(self) -> str:
         return f"{_env_name(self.name)}_BUCKET"
+
+
+@dataclass(frozen=True)
+class EmailIdentity:
+    """An Amazon SES identity (a verified domain or address) functions may send e-mail from.
+
+    Which identity is deployment configuration, not topology: Pulumi reads it from
+    ``config_key`` (required when a function is granted the identity), the local runtime
+    uses ``local_default``. The grant is scoped to that identity (and to the optional
+    configuration set named by ``configuration_set_config_key``), never to ``*``.
+    """
+
+    name: str
+    #: Pulumi config key: the identity, a domain (``example.com``) or an address.
+    config_key: str
+    #: Optional Pulumi config key: the SES configuration set the sends name.
+    configuration_set_config_key: str | None = None
+    local_default: str = "example.com"
+    description: str = ""
+
+    @property
+    def env_var(self) -> str:
+        return f"{_env_name(self.name)}_EMAIL_IDENTITY"
 
 
 @dataclass(frozen=True)
@@ -251,6 +274,7 @@ class Topology:
     #: Throttle of the routes that declare none (the API stage's default route settings).
     default_throttle: Throttle = field(default_factory=lambda: Throttle(rate_per_s=50, burst=100))
     buckets: tuple[Bucket, ...] = ()
+    email_identities: tuple[EmailIdentity, ...] = ()
 
     # -- look-ups ---------------------------------------------------------- #
     def table(self, name: str) -> Table:
@@ -267,6 +291,9 @@ class Topology:
 
     def function(self, name: str) -> Function:
         return _one(self.functions, name, "function")
+
+    def email_identity(self, name: str) -> EmailIdentity:
+        return _one(self.email_identities, name, "email identity")
 
     def consumer_of(self, queue_name: str) -> Function:
         for fn in self.functions:
@@ -322,6 +349,9 @@ _ACTIONS: dict[tuple[ResourceKind, Access], tuple[str, ...]] = {
     ("secret", "get"): ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"),
     ("bucket", "read"): ("s3:GetObject",),
     ("bucket", "write"): ("s3:PutObject",),
+    # SES v2 SendEmail (simple, raw or template content) is authorised as ses:SendEmail;
+    # ses:SendRawEmail covers the v1 raw API on the same identity.
+    ("email-identity", "send"): ("ses:SendEmail", "ses:SendRawEmail"),
 }
 
 
@@ -348,6 +378,8 @@ def resource_env_var(topology: Topology, kind: ResourceKind, name: str) -> str:
         return topology.secret(name).env_var
     if kind == "bucket":
         return topology.bucket(name).env_var
+    if kind == "email-identity":
+        return topology.email_identity(name).env_var
     return topology.bus.env_var
 
 
@@ -380,6 +412,7 @@ def validate(topology: Topology) -> list[str]:
         "queue": {q.name for q in topology.queues},
         "secret": {s.name for s in topology.secrets},
         "bucket": {b.name for b in topology.buckets},
+        "email-identity": {i.name for i in topology.email_identities},
         "bus": {topology.bus.name},
     }
     for kind, items in (
@@ -389,6 +422,7 @@ def validate(topology: Topology) -> list[str]:
         ("function", topology.functions),
         ("rule", topology.rules),
         ("bucket", topology.buckets),
+        ("email identity", topology.email_identities),
     ):
         seen: set[str] = set()
         for item in items:
@@ -449,12 +483,33 @@ def validate(topology: Topology) -> list[str]:
 
 BUS = EventBus(name="events", archive_retention_days=30)
 
+#: Customers are erased this many days after their last contact (shared/retention.py). Every
+#: function that writes or sweeps ``retain_until_day`` gets the same value.
+RETENTION_ENVIRONMENT = {"OMNI_RETENTION_DAYS": "365"}
+
 # Detail types of the events on the bus (their schemas live in shared/events.py).
 MESSAGE_RECEIVED = "message.received"
 MESSAGE_RECORDED = "message.recorded"
 NOTIFICATION_REQUESTED = "notification.requested"
+#: A provider's delivery receipt for a message we sent (published by the channel webhooks).
+DELIVERY_STATUS_CHANGED = "delivery.status_changed"
 AGENT_ASSIGNED = "agent.assigned"
 CONVERSATION_STALLED = "conversation.stalled"
+CONVERSATION_RESOLVED = "conversation.resolved"
+CONVERSATION_REOPENED = "conversation.reopened"
+#: Behaviour events the company's systems publish (source ``omni.<system>``; see shared/proactive.py).
+ORDER_STATUS_CHECKED = "order.status_checked"
+PAGE_VIEWED = "page.viewed"
+BEHAVIOUR_EVENTS = (ORDER_STATUS_CHECKED, PAGE_VIEWED)
+#: Events the KPI function counts (see docs/kpis.md).
+KPI_EVENTS = (
+    MESSAGE_RECORDED,
+    NOTIFICATION_REQUESTED,
+    AGENT_ASSIGNED,
+    CONVERSATION_STALLED,
+    CONVERSATION_RESOLVED,
+    CONVERSATION_REOPENED,
+)
 
 TABLES = (
     Table(
@@ -464,6 +519,15 @@ TABLES = (
             "records, and erasure tombstones (which expire through the TTL attribute)."
         ),
         ttl_attribute="expires_at",
+        gsis=(
+            # Sparse: active profiles by the last day their data is kept; the retention sweep's index.
+            Gsi(
+                name="retention",
+                partition_key="retain_until_day",
+                sort_key="customer_id",
+                projection="KEYS_ONLY",
+            ),
+        ),
     ),
     Table(
         name="conversations",
@@ -492,12 +556,31 @@ TABLES = (
         sort_key=None,
         gsis=(Gsi(name="by-provider-id", partition_key="provider_message_id", projection="KEYS_ONLY"),),
     ),
+    Table(
+        name="behaviour",
+        description=(
+            "Proactive service: per customer and rule, the recent behaviour events counted and when "
+            "the rule last fired (expire via TTL)."
+        ),
+        ttl_attribute="expires_at",
+    ),
+    Table(
+        name="kpis",
+        description=(
+            "Customer-experience KPI counters per day, intent and channel (docs/kpis.md), the KPI "
+            "function's per-conversation state and its per-event seen markers (expire via TTL)."
+        ),
+        ttl_attribute="expires_at",
+    ),
 )
 
 QUEUES = (
     Queue(name="profile-merge", batch_size=10, visibility_timeout_s=180),
     Queue(name="routing", batch_size=10, visibility_timeout_s=180),
     Queue(name="notify", batch_size=10, visibility_timeout_s=180),
+    Queue(name="delivery-status", batch_size=10, visibility_timeout_s=60),
+    Queue(name="kpi", batch_size=10, visibility_timeout_s=180),
+    Queue(name="proactive", batch_size=10, visibility_timeout_s=180),
 )
 
 RULES = (
@@ -518,6 +601,24 @@ RULES = (
         detail_types=(NOTIFICATION_REQUESTED,),
         target_queue="notify",
         description="Replies, acknowledgements and notifications go out through notify.",
+    ),
+    EventRule(
+        name="delivery-status-changed",
+        detail_types=(DELIVERY_STATUS_CHANGED,),
+        target_queue="delivery-status",
+        description="Delivery receipts update the outbound message in the conversation timeline.",
+    ),
+    EventRule(
+        name="kpi-events",
+        detail_types=KPI_EVENTS,
+        target_queue="kpi",
+        description="Conversation lifecycle events are counted into the KPI table.",
+    ),
+    EventRule(
+        name="behaviour-events",
+        detail_types=BEHAVIOUR_EVENTS,
+        target_queue="proactive",
+        description="Behaviour events of the company's systems (source omni.*) feed the proactive rules.",
     ),
 )
 
@@ -597,6 +698,16 @@ SECRETS += (
 
 BUCKETS = (Bucket(name="inbound-email", expire_after_days=30),)
 
+EMAIL_IDENTITIES = (
+    EmailIdentity(
+        name="sender",
+        config_key="emailSenderIdentity",
+        configuration_set_config_key="emailConfigurationSet",
+        local_default="example.com",
+        description="The verified SES identity (domain or address) of the email-sender secret's from.",
+    ),
+)
+
 #: Providers retry and burst; their webhooks get more room than the default route throttle.
 WEBHOOK_THROTTLE = Throttle(rate_per_s=500, burst=1000)
 
@@ -623,6 +734,7 @@ _CONVERSATION_ROUTES = (
     HttpRoute("POST", "/conversations/{conversation_id}/resolve", auth="agent"),
 )
 _NOTIFICATION_ROUTES = (HttpRoute("POST", "/notifications", auth="agent"),)
+_KPI_ROUTES = (HttpRoute("GET", "/kpis", auth="agent"),)
 _AGENT_ROUTES = (
     HttpRoute("GET", "/agents/me", auth="agent"),
     HttpRoute("PUT", "/agents/me/status", auth="agent"),
@@ -735,6 +847,7 @@ FUNCTIONS = (
         memory_mb=256,
         timeout_s=30,
         queue="profile-merge",
+        environment=RETENTION_ENVIRONMENT,
         grants=(
             Grant("table", "customers", "readwrite"),
             Grant("table", "conversations", "readwrite"),
@@ -772,6 +885,20 @@ FUNCTIONS = (
         ),
     ),
     Function(
+        name="retention-sweep",
+        handler="functions.retention_sweep.handler.handler",
+        source_dir="functions/retention_sweep",
+        description="Hourly: erases customers whose last contact is older than OMNI_RETENTION_DAYS.",
+        memory_mb=256,
+        timeout_s=300,
+        schedules=(Schedule(name="sweep", rate_minutes=60),),
+        environment=RETENTION_ENVIRONMENT,
+        grants=(
+            Grant("table", "customers", "readwrite"),
+            Grant("table", "conversations", "readwrite"),
+        ),
+    ),
+    Function(
         name="notify",
         handler="functions.notify.handler.handler",
         source_dir="functions/notify",
@@ -789,7 +916,19 @@ FUNCTIONS = (
             Grant("secret", "twilio-api", "get"),
             Grant("secret", "meta-outbound", "get"),
             Grant("secret", "email-sender", "get"),
+            # SES v2 SendEmail from the configured sender identity only.
+            Grant("email-identity", "sender", "send"),
         ),
+    ),
+    Function(
+        name="delivery-status",
+        handler="functions.delivery_status.handler.handler",
+        source_dir="functions/delivery_status",
+        description="Applies delivery receipts (delivered/read/failed) to the conversation timeline.",
+        memory_mb=256,
+        timeout_s=10,
+        queue="delivery-status",
+        grants=(Grant("table", "conversations", "readwrite"),),
     ),
     Function(
         name="agent-api",
@@ -803,9 +942,47 @@ FUNCTIONS = (
             *_CONVERSATION_ROUTES,
             *_AGENT_ROUTES,
             *_NOTIFICATION_ROUTES,
+            *_KPI_ROUTES,
             HttpRoute("GET", "/openapi.json"),
         ),
+        environment=RETENTION_ENVIRONMENT,
         grants=(
+            Grant("table", "customers", "readwrite"),
+            Grant("table", "conversations", "readwrite"),
+            Grant("table", "agents", "readwrite"),
+            Grant("bus", BUS.name, "publish"),
+            Grant("table", "kpis", "read"),
+        ),
+    ),
+    Function(
+        name="kpi",
+        handler="functions.kpi.handler.handler",
+        source_dir="functions/kpi",
+        description="Counts conversation events into the KPI table; asks for and records CES answers.",
+        memory_mb=256,
+        timeout_s=30,
+        queue="kpi",
+        grants=(
+            Grant("table", "kpis", "readwrite"),
+            # Intent and opening facts from META; the CES answer is stored on the conversation.
+            Grant("table", "conversations", "readwrite"),
+            # The CES question (notification.requested).
+            Grant("bus", BUS.name, "publish"),
+            # The CES question waits a while on the KPI queue (DelaySeconds) before it is asked.
+            Grant("queue", "kpi", "send"),
+        ),
+    ),
+    Function(
+        name="proactive",
+        handler="functions.proactive.handler.handler",
+        source_dir="functions/proactive",
+        description="Turns behaviour events into proactive notifications and retention tasks.",
+        memory_mb=256,
+        timeout_s=30,
+        queue="proactive",
+        grants=(
+            Grant("table", "behaviour", "readwrite"),
+            # The customer's open conversation is set when a task opens one.
             Grant("table", "customers", "readwrite"),
             Grant("table", "conversations", "readwrite"),
             Grant("table", "agents", "readwrite"),
@@ -822,4 +999,5 @@ TOPOLOGY = Topology(
     secrets=SECRETS,
     functions=FUNCTIONS,
     buckets=BUCKETS,
+    email_identities=EMAIL_IDENTITIES,
 )

@@ -10,6 +10,7 @@ from functions.agent_api.deps import conversations, customers
 from shared.assignment import Desk
 from shared.bus import EventPublisher
 from shared.events import format_timestamp, utc_now
+from shared.observability import current_correlation, with_correlation
 from shared.repositories.agents import AgentRepository
 
 agents = AgentRepository()
@@ -31,4 +32,4 @@ def now() -> str:
 
 def publish(events: Sequence[tuple[str, BaseModel]]) -> None:
     if events:
-        publisher.publish(events)
+        publisher.publish(with_correlation(events, current_correlation()))

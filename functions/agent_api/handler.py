@@ -15,8 +15,9 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.agent_api import agents, conversations, customers, notifications, queues
+from functions.agent_api import agents, conversations, customers, kpis, notifications, queues
 from shared.http import install_error_handlers, json_response
+from shared.observability import set_correlation
 
 OPENAPI_PATH = "/openapi.json"
 
@@ -33,6 +34,7 @@ app.include_router(conversations.router)
 app.include_router(agents.router)
 app.include_router(queues.router)
 app.include_router(notifications.router)
+app.include_router(kpis.router)
 
 
 @app.get(OPENAPI_PATH, include_in_schema=False)
@@ -55,4 +57,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if agent is None:
             return json_response(401, {"error": "Unauthorized", "message": "a valid agent token is required"})
         logger.append_keys(agent_id=agent)
+    # Events this request causes carry its id as their correlation id.
+    set_correlation(logger, (event.get("requestContext") or {}).get("requestId"))
     return app.resolve(event, context)

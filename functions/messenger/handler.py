@@ -23,10 +23,10 @@ from functions.messenger.models import EventReceived
 from shared.bus import EventPublisher
 from shared.channels import meta
 from shared.config import get_secret
-from shared.events import format_timestamp, utc_now
+from shared.events import DeliveryStatusChanged, format_timestamp, utc_now
 from shared.http import error, guard_body, install_error_handlers, raw_body
 from shared.repositories.outbox import OutboxRepository
-from shared.topology import MESSAGE_RECEIVED
+from shared.topology import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
 
 #: Meta batches up to 1,000 updates per notification; real ones stay far below this.
 MAX_BODY_BYTES = 1024 * 1024
@@ -80,10 +80,22 @@ def receive() -> Response[dict[str, Any]]:
     if not notification.known_object:
         logger.warning("notification for another object ignored", extra={"object": notification.object})
     publisher.publish([(MESSAGE_RECEIVED, message) for message in notification.messages])
+    receipts: list[DeliveryStatusChanged] = []
     for update in notification.statuses:
         notification_id = outbox.update_status(
             update.provider_message_id, update.status, format_timestamp(update.at), update.error_code
         )
+        if notification_id is not None:
+            receipts.append(
+                DeliveryStatusChanged(
+                    notification_id=notification_id,
+                    channel="instagram" if notification.object == "instagram" else "messenger",
+                    provider_message_id=update.provider_message_id,
+                    status=update.status,
+                    at=format_timestamp(update.at),
+                    error_code=update.error_code,
+                )
+            )
         logger.info(
             "delivery status",
             extra={
@@ -93,6 +105,8 @@ def receive() -> Response[dict[str, Any]]:
                 "notification_id": notification_id,
             },
         )
+    # Every receipt of ours, repeats included (Meta retries): the timeline update is monotonic.
+    publisher.publish([(DELIVERY_STATUS_CHANGED, receipt) for receipt in receipts])
     logger.info(
         "messenger notification accepted",
         extra={

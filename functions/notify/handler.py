@@ -21,7 +21,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -30,6 +29,7 @@ from shared.config import require_env
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import NotificationRequested, format_timestamp, utc_now
 from shared.notify import Notifier, WebchatAdapter
+from shared.observability import new_logger, set_correlation
 from shared.outbound.adapters import (
     OUTBOUND_MODE_ENV,
     Adapter,
@@ -44,7 +44,7 @@ from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import OutboxRepository
 from shared.topology import NOTIFICATION_REQUESTED
 
-logger = Logger()
+logger = new_logger()
 Record = event_record_model(NotificationRequested)
 processor = LoggedBatchProcessor(Record, logger)
 
@@ -103,6 +103,7 @@ def defer(request: NotificationRequested, until: datetime, now: datetime) -> int
 
 def record_handler(record: Any) -> None:
     request: NotificationRequested = record.body.detail
+    set_correlation(logger, request.correlation_id or request.notification_id)
     now = clock()
     outcome = notifier().handle(request, now)
     if outcome.status == "deferred" and outcome.until is not None:

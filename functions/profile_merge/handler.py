@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -17,12 +16,13 @@ from shared.bus import EventPublisher
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import MessageReceived, MessageRecorded, format_timestamp, utc_now
 from shared.identity import normalise
+from shared.observability import new_logger, set_correlation
 from shared.profiles import record_message
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.topology import MESSAGE_RECORDED
 
-logger = Logger()
+logger = new_logger()
 Record = event_record_model(MessageReceived)
 processor = LoggedBatchProcessor(Record, logger)
 customers = CustomerRepository()
@@ -32,6 +32,8 @@ publisher = EventPublisher(source="omni.profile-merge")
 
 def record_handler(record: Any) -> None:
     message: MessageReceived = record.body.detail
+    # The inbound message's id follows it through every function's logs and events.
+    set_correlation(logger, message.message_key)
     recorded = record_message(customers, conversations, message, format_timestamp(utc_now()))
     logger.info(
         "message recorded",
@@ -56,6 +58,8 @@ def record_handler(record: Any) -> None:
             (
                 MESSAGE_RECORDED,
                 MessageRecorded(
+                    kind=message.kind,
+                    correlation_id=message.message_key,
                     customer_id=recorded.customer_id,
                     conversation_id=recorded.conversation_id,
                     message_id=recorded.message_id,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -17,13 +16,14 @@ from shared.assignment import Desk
 from shared.bus import EventPublisher
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import MessageRecorded, format_timestamp, utc_now
+from shared.observability import new_logger, set_correlation, with_correlation
 from shared.orders import order_lookup_from_env
 from shared.repositories.agents import AgentRepository
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.routing import Router
 
-logger = Logger()
+logger = new_logger()
 Record = event_record_model(MessageRecorded)
 processor = LoggedBatchProcessor(Record, logger)
 customers = CustomerRepository()
@@ -44,7 +44,9 @@ def router() -> Router:
 
 def record_handler(record: Any) -> None:
     event: MessageRecorded = record.body.detail
-    events = router().route(event, format_timestamp(utc_now()))
+    correlation_id = event.correlation_id or event.message_id
+    set_correlation(logger, correlation_id)
+    events = with_correlation(router().route(event, format_timestamp(utc_now())), correlation_id)
     logger.info(
         "message routed",
         extra={

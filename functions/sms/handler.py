@@ -19,11 +19,11 @@ from functions.sms.models import InboundSms, MessageStatusCallback
 from shared.bus import EventPublisher
 from shared.channels import twilio
 from shared.config import get_secret
-from shared.events import format_timestamp, utc_now
+from shared.events import DeliveryStatusChanged, format_timestamp, utc_now
 from shared.http import error, guard_body, install_error_handlers, public_url, raw_body
 from shared.identity import InvalidIdentity
 from shared.repositories.outbox import OutboxRepository
-from shared.topology import MESSAGE_RECEIVED
+from shared.topology import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
 
 #: Twilio's webhooks are a few kilobytes; an MMS with ten media URLs stays well below this.
 MAX_BODY_BYTES = 64 * 1024
@@ -110,9 +110,19 @@ def status_callback() -> Response:
             "SMS status ignored", extra={"message_sid": form.message_sid, "status": form.message_status}
         )
         return _twiml()
-    notification_id = outbox.update_status(
-        form.message_sid, status, format_timestamp(utc_now()), form.error_code or None
-    )
+    at = format_timestamp(utc_now())
+    notification_id = outbox.update_status(form.message_sid, status, at, form.error_code or None)
+    if notification_id is not None:
+        # Every receipt of ours, repeats included: the timeline update is monotonic.
+        receipt = DeliveryStatusChanged(
+            notification_id=notification_id,
+            channel="sms",
+            provider_message_id=form.message_sid,
+            status=status,
+            at=at,
+            error_code=form.error_code or None,
+        )
+        publisher.publish([(DELIVERY_STATUS_CHANGED, receipt)])
     # Twilio does not retry a status callback, so an id we do not know is answered 200 too.
     log = logger.warning if notification_id is None else logger.info
     log(

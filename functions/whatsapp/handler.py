@@ -21,10 +21,10 @@ from functions.whatsapp.models import EventReceived
 from shared.bus import EventPublisher
 from shared.channels import meta
 from shared.config import get_secret
-from shared.events import format_timestamp, utc_now
+from shared.events import DeliveryStatusChanged, format_timestamp, utc_now
 from shared.http import error, guard_body, install_error_handlers, raw_body
 from shared.repositories.outbox import OutboxRepository
-from shared.topology import MESSAGE_RECEIVED
+from shared.topology import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
 
 #: Meta batches up to 1,000 updates per notification; real ones stay far below this.
 MAX_BODY_BYTES = 1024 * 1024
@@ -78,10 +78,33 @@ def receive() -> Response[dict[str, Any]]:
     if not notification.known_object:
         logger.warning("notification for another object ignored", extra={"object": notification.object})
     publisher.publish([(MESSAGE_RECEIVED, message) for message in notification.messages])
+    receipts: list[DeliveryStatusChanged] = []
     for update in notification.statuses:
         notification_id = outbox.update_status(
             update.provider_message_id, update.status, format_timestamp(update.at), update.error_code
         )
+        if notification_id is None and update.callback_data:
+            # A send whose outcome notify could not record (unconfirmed): the echoed
+            # idempotency key proves it went out and gives its id.
+            notification_id = outbox.confirm_attempt(
+                update.callback_data,
+                "whatsapp",
+                update.provider_message_id,
+                update.status,
+                format_timestamp(update.at),
+                update.error_code,
+            )
+        if notification_id is not None:
+            receipts.append(
+                DeliveryStatusChanged(
+                    notification_id=notification_id,
+                    channel="whatsapp",
+                    provider_message_id=update.provider_message_id,
+                    status=update.status,
+                    at=format_timestamp(update.at),
+                    error_code=update.error_code,
+                )
+            )
         logger.info(
             "delivery status",
             extra={
@@ -91,6 +114,8 @@ def receive() -> Response[dict[str, Any]]:
                 "notification_id": notification_id,
             },
         )
+    # Every receipt of ours, repeats included (Meta retries): the timeline update is monotonic.
+    publisher.publish([(DELIVERY_STATUS_CHANGED, receipt) for receipt in receipts])
     logger.info(
         "whatsapp notification accepted",
         extra={

@@ -49,6 +49,8 @@ class ResourceRef:
     #: What the function's environment gets: table name, queue URL, bus name, secret name, bucket name.
     physical: pulumi.Input[str]
     arn: pulumi.Input[str]
+    #: More ARNs a grant on this resource covers (an e-mail identity's configuration set).
+    extra_arns: tuple[pulumi.Input[str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,9 +85,10 @@ def policy_keys(fn: Function) -> list[ResourceKey]:
 
 
 def execution_policy(
-    fn: Function, arns: Mapping[ResourceKey, str], log_group_arn: str
+    fn: Function, arns: Mapping[ResourceKey, str | Sequence[str]], log_group_arn: str
 ) -> list[PolicyStatement]:
-    """The statements of ``fn``'s execution role, given the deployed ARNs."""
+    """The statements of ``fn``'s execution role, given the deployed ARNs (one per
+    resource, or several: an e-mail identity and the configuration set its sends use)."""
     statements: list[PolicyStatement] = []
     used: set[str] = set()
 
@@ -103,13 +106,21 @@ def execution_policy(
         add(
             sid(grant.access, grant.kind, grant.resource),
             iam_actions(grant),
-            grant_resources(grant.kind, arns[(grant.kind, grant.resource)]),
+            [
+                resource
+                for arn in _as_list(arns[(grant.kind, grant.resource)])
+                for resource in grant_resources(grant.kind, arn)
+            ],
         )
     if fn.queue:
-        add(sid("consume queue", fn.queue), QUEUE_CONSUMER_ACTIONS, [arns[("queue", fn.queue)]])
+        add(sid("consume queue", fn.queue), QUEUE_CONSUMER_ACTIONS, _as_list(arns[("queue", fn.queue)]))
     add("WriteOwnLogs", LOG_ACTIONS, [f"{log_group_arn}:*"])
     add("SendTraces", XRAY_ACTIONS, "*")
     return statements
+
+
+def _as_list(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
 
 
 class Functions(pulumi.ComponentResource):
@@ -159,7 +170,13 @@ class Functions(pulumi.ComponentResource):
             f"{prefix}-policy",
             name="execution",
             role=role.id,
-            policy=pulumi.Output.all(log_group.arn, *(args.resources[key].arn for key in keys)).apply(
+            policy=pulumi.Output.all(
+                log_group.arn,
+                *(
+                    pulumi.Output.all(args.resources[key].arn, *args.resources[key].extra_arns)
+                    for key in keys
+                ),
+            ).apply(
                 lambda values: policy_json(
                     execution_policy(fn, dict(zip(keys, values[1:], strict=True)), values[0])
                 )

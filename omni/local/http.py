@@ -60,6 +60,8 @@ LOCAL_API_ID = "omnilocal1"
 _MAX_DRAIN_BYTES = 64 * 1024 * 1024
 STAGE = "$default"
 
+#: Serialises HTTP invocations: see ApiGateway._handle.
+_EVENT_HANDLER_LOCK = threading.Lock()
 _TEXT_TYPES = {"application/json", "application/xml", "application/javascript"}
 _PARAM = re.compile(r"^\{([A-Za-z0-9_.-]+)(\+?)\}$")
 
@@ -476,7 +478,12 @@ class ApiGateway:
         )
         if len(json.dumps(event)) > MAX_LAMBDA_PAYLOAD_BYTES:
             return _message(413, "Request Entity Too Large")
-        result = self.invoker.invoke(compiled.function, event)
+        # Powertools' event handler keeps the current event on a class attribute
+        # (BaseRouter.current_event) that every resolver in the process shares. In Lambda
+        # each function has a process of its own; here they share one, so two HTTP
+        # functions running at once would read each other's request. One at a time.
+        with _EVENT_HANDLER_LOCK:
+            result = self.invoker.invoke(compiled.function, event)
         if not result.ok:
             return _message(500, "Internal Server Error")
         if len(json.dumps(result.value)) > MAX_LAMBDA_PAYLOAD_BYTES:

@@ -60,7 +60,8 @@ class Provisioned:
     """What :func:`provision` created: the names functions learn, and the queues' details."""
 
     stage: str
-    #: ``(kind, declared name)`` -> table name, queue URL, bus name, secret ARN, bucket name.
+    #: ``(kind, declared name)`` -> table name, queue URL, bus name, secret ARN, bucket name,
+    #: e-mail identity.
     physical: dict[tuple[ResourceKind, str], str] = field(default_factory=dict)
     queues: dict[str, QueueResources] = field(default_factory=dict)
     bus_arn: str = ""
@@ -110,6 +111,9 @@ def provision(topology: Topology, session: Any, *, stage: str = DEFAULT_STAGE) -
         result.physical[("secret", secret.name)] = _ensure_secret(
             secrets, secret, physical_name(stage, secret.name)
         )
+    for identity in topology.email_identities:
+        # Nothing to create: locally no e-mail leaves the outbox; functions learn the name.
+        result.physical[("email-identity", identity.name)] = identity.local_default
     if topology.buckets:
         s3 = session.client("s3")
         account_id = str(session.client("sts").get_caller_identity()["Account"])

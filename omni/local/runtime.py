@@ -26,6 +26,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from omni.local.console import mount_console
 from omni.local.email import CONTROL_PREFIX as EMAIL_CONTROL_PREFIX
 from omni.local.email import SesReceiving
 from omni.local.emulator import DEFAULT_ACCOUNT_ID, Emulator
@@ -284,6 +285,8 @@ class LocalRuntime:
             default_throttle=self.default_throttle or self.topology.default_throttle,
         )
         self.gateway.mount(HEALTH_PATH, self._healthz)
+        # The agent console (/console) and its local sign-in (/_local/token).
+        mount_console(self.gateway.mount, self.gateway.handle)
         self.email = SesReceiving(
             self.topology,
             self.provisioned.physical,

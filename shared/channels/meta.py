@@ -120,6 +120,8 @@ class StatusUpdate:
     status: Literal["sent", "delivered", "read", "failed"]
     at: datetime
     error_code: str | None = None
+    #: WhatsApp: the ``biz_opaque_callback_data`` we sent with the message, echoed back.
+    callback_data: str | None = None
 
 
 @dataclass
@@ -256,6 +258,7 @@ class WaStatus(_Model):
     timestamp: UnixTime
     recipient_id: str | None = None
     errors: list[WaError] = Field(default_factory=list)
+    biz_opaque_callback_data: Annotated[str, Field(max_length=512)] | None = None
 
 
 class WaValue(_Model):
@@ -525,7 +528,7 @@ def _whatsapp_status(status: WaStatus) -> StatusUpdate | None:
     if mapped is None:
         return None
     code = next((e.code for e in status.errors if e.code), None)
-    return StatusUpdate(status.id, mapped, status.timestamp, code)  # type: ignore[arg-type]
+    return StatusUpdate(status.id, mapped, status.timestamp, code, status.biz_opaque_callback_data)  # type: ignore[arg-type]
 
 
 def parse_messenger(body: bytes, received_at: datetime) -> Notification:

@@ -52,7 +52,13 @@ from shared.models import (
     Transition,
 )
 from shared.repositories.customers import PROFILE, CustomerRepository, customer_pk
-from shared.repositories.dynamo import DynamoTable, cancellation_codes, deserialise, serialise
+from shared.repositories.dynamo import (
+    DynamoTable,
+    cancellation_codes,
+    deserialise,
+    is_condition_failure,
+    serialise,
+)
 
 META = "META"
 SEEN = "SEEN"
@@ -65,6 +71,9 @@ UNFINISHED = ("open", "bot", "queued", "assigned", "active")
 #: Attributes of the ``waiting`` index and the SLA bookkeeping that goes with it.
 WAIT_ATTRIBUTES = ("wait_queue", "waiting_since", "wait_kind", "stalled_for")
 QUEUE_ATTRIBUTES = ("queued_in", "queue_rank")
+#: Order of an outbound message's delivery statuses (as the outbox's): never back from
+#: ``delivered``/``read`` to ``sent``; ``failed`` is final.
+MESSAGE_STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
 
 
 def conversation_pk(conversation_id: str) -> str:
@@ -130,6 +139,14 @@ class ConversationRepository:
         return self._customers
 
     # -- reads ------------------------------------------------------------- #
+    def was_seen(self, message_id: str) -> bool:
+        """Whether a message (or keyword) with this id was recorded before."""
+        return self.table.get({"pk": seen_pk(message_id), "sk": SEEN}) is not None
+
+    def mark_seen(self, message_id: str, what: str) -> bool:
+        """Record that ``message_id`` was handled outside any conversation; False if it was before."""
+        return self.table.put_new({"pk": seen_pk(message_id), "sk": SEEN, "what": what})
+
     def get_meta(self, conversation_id: str) -> dict[str, Any] | None:
         return self.table.get({"pk": conversation_pk(conversation_id), "sk": META})
 
@@ -421,6 +438,59 @@ class ConversationRepository:
 
         return self._append(conversation_id, item, change)
 
+    def set_message_status(
+        self,
+        conversation_id: str | None,
+        message_id: str,
+        status: str,
+        at: str,
+        error_code: str | None = None,
+    ) -> bool:
+        """Move an outbound message's delivery status forward (a provider's receipt).
+
+        The message is found through its ``SEEN#<message id>`` item; ``conversation_id``
+        None means the conversation it was recorded in. Monotonic like the outbox: a
+        status that is not later than the stored one changes nothing. Returns whether
+        the status changed (False for an unknown message, another conversation's
+        message, an inbound message, or an earlier or equal status).
+        """
+        if status not in MESSAGE_STATUS_RANK:
+            raise ValueError(f"unknown delivery status {status!r}")
+        seen = self.table.get({"pk": seen_pk(message_id), "sk": SEEN})
+        if seen is None or not seen.get("message_sk"):
+            return False
+        if conversation_id is not None and seen.get("conversation_id") != conversation_id:
+            return False
+        rank = MESSAGE_STATUS_RANK[status]
+        earlier = [name for name, value in MESSAGE_STATUS_RANK.items() if value < rank]
+        values: dict[str, Any] = {":status": status, ":rank": rank, ":at": at, ":outbound": "outbound"}
+        # Items written before ranks were stored carry only their status name.
+        unranked = "attribute_not_exists(#status)"
+        if earlier:
+            values.update({f":e{i}": name for i, name in enumerate(earlier)})
+            unranked += " OR #status IN (" + ", ".join(f":e{i}" for i in range(len(earlier))) + ")"
+        expression = "SET #status = :status, status_rank = :rank, status_at = :at"
+        if error_code:
+            expression += ", error_code = :code"
+            values[":code"] = error_code
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=serialise({"pk": conversation_pk(seen["conversation_id"]), "sk": seen["message_sk"]}),
+                UpdateExpression=expression,
+                ConditionExpression=(
+                    "attribute_exists(pk) AND direction = :outbound AND (status_rank < :rank OR "
+                    f"(attribute_not_exists(status_rank) AND ({unranked})))"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=serialise(values),
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
     def record_outbound(
         self,
         conversation_id: str,
@@ -520,6 +590,22 @@ class ConversationRepository:
                 raise
             return True
         raise ConcurrentUpdate(conversation_id)
+
+    def ces_answer_item(
+        self, conversation_id: str, score: int, answered_at: str, message_id: str
+    ) -> dict[str, Any]:
+        """Transaction item storing a Customer Effort Score answer (1-7) on the conversation."""
+        return {
+            "Update": {
+                "TableName": self.table.name,
+                "Key": serialise({"pk": conversation_pk(conversation_id), "sk": META}),
+                "UpdateExpression": "SET ces = :ces",
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeValues": serialise(
+                    {":ces": {"score": score, "answered_at": answered_at, "message_id": message_id}}
+                ),
+            }
+        }
 
     def update_meta(
         self, conversation_id: str, decide: Callable[[dict[str, Any]], Change]

@@ -9,7 +9,9 @@ Items (``pk`` / ``sk``):
   ``timezone``, ``channel_preferences`` and custom ones), ``tags`` (list),
   ``consent_<channel>`` (``{status, at, source}``), ``last_seen`` (map: channel -> latest
   provider timestamp), ``contacts`` (map: ``YYYY-MM-DD`` -> inbound messages that day, the
-  last 30 days), ``open_conversation_id``. A merged-away profile also has ``merged_into``,
+  last 30 days), ``retain_until_day`` (``YYYY-MM-DD``, the last day the data is kept: the last
+  contact plus ``OMNI_RETENTION_DAYS``; the key of the sparse ``retention`` index, see
+  :mod:`shared.retention`), ``open_conversation_id``. A merged-away profile also has ``merged_into``,
   ``merge_id``, ``merged_at`` and, until its identities and conversations have all moved,
   ``merge_pending``. An erased profile keeps only ``customer_id``, ``status`` and
   ``erased_at``: its id answers "erased", and nothing about the person is left;
@@ -40,6 +42,7 @@ from botocore.exceptions import ClientError
 from shared.events import Identity
 from shared.models import AttributeValue, Consent, Customer, CustomerIdentity, MergeSummary
 from shared.repositories.dynamo import DynamoTable, cancellation_codes, deserialise, serialise
+from shared.retention import RETAIN_ATTRIBUTE, RETENTION_INDEX, day_of, retain_until, retention_days
 
 PROFILE = "PROFILE"
 OWNER = "OWNER"
@@ -362,6 +365,7 @@ class CustomerRepository:
                     "tags": [],
                     "last_seen": {},
                     "contacts": {},
+                    RETAIN_ATTRIBUTE: retain_until(day_of(now), retention_days()),
                 },
                 "attribute_not_exists(pk)",
             )
@@ -521,12 +525,26 @@ class CustomerRepository:
         return True
 
     def record_contact(
-        self, customer_id: str, channel: str, sent_at: str, day: str, forget_days: list[str], newer: bool
+        self,
+        customer_id: str,
+        channel: str,
+        sent_at: str,
+        day: str,
+        forget_days: list[str],
+        newer: bool,
+        retain_until_day: str | None = None,
     ) -> None:
-        """Count an inbound message (per day) and remember the latest one per channel."""
+        """Count an inbound message (per day) and remember the latest one per channel.
+
+        ``retain_until_day`` (the retention index key) is written in the same request.
+        """
         names = {"#day": day}
         values: Item = {":zero": 0, ":one": 1, ":ts": sent_at}
         expression = "SET contacts.#day = if_not_exists(contacts.#day, :zero) + :one, updated_at = :ts"
+        if retain_until_day:
+            names["#keep"] = RETAIN_ATTRIBUTE
+            values[":keep"] = retain_until_day
+            expression += ", #keep = :keep"
         if newer:
             names["#ch"] = channel
             expression += ", last_seen.#ch = :ts"
@@ -611,7 +629,8 @@ class CustomerRepository:
                     "updated_at": now,
                     "version": other.version + 1,
                 },
-                remove=["open_conversation_id"],
+                # Out of the retention index: it is erased with the survivor it belongs to now.
+                remove=["open_conversation_id", RETAIN_ATTRIBUTE],
                 condition=ACTIVE_AT_VERSION,
                 condition_values={":active": ACTIVE, ":version": other.version},
             ),
@@ -750,9 +769,74 @@ class CustomerRepository:
         return self._transact(actions) is None
 
     # -- erasure ------------------------------------------------------------- #
-    def begin_erasure(self, state: ProfileState, now: str) -> bool:
-        """Mark the profile erased first: from then on nothing attaches to it or merges with it."""
-        return self.update_profile(state.customer_id, state.version, {"status": ERASED, "erased_at": now})
+    def begin_erasure(self, state: ProfileState, now: str, due_before: str | None = None) -> bool:
+        """Mark the profile erased first: from then on nothing attaches to it or merges with it.
+
+        With ``due_before`` (a day) only while its retention ends before that day: a message
+        recorded since the profile was read moves ``retain_until_day`` and cancels the erasure.
+        """
+        action = _update(
+            self.table.name,
+            _profile_key(state.customer_id),
+            {"status": ERASED, "erased_at": now, "version": state.version + 1},
+            condition=ACTIVE_AT_VERSION + (" AND #keep < :before" if due_before else ""),
+            condition_values={
+                ":active": ACTIVE,
+                ":version": state.version,
+                **({":before": due_before} if due_before else {}),
+            },
+        )["Update"]
+        if due_before:
+            action["ExpressionAttributeNames"]["#keep"] = RETAIN_ATTRIBUTE
+        try:
+            self.table.client.update_item(**action)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # -- retention ------------------------------------------------------------ #
+    def retention_bucket(self, day: str) -> list[str]:
+        """Customers whose retention ends on ``day`` (the sparse index; eventually consistent)."""
+        items = self.table.query_all(
+            IndexName=RETENTION_INDEX,
+            KeyConditionExpression="#keep = :day",
+            ExpressionAttributeNames={"#keep": RETAIN_ATTRIBUTE},
+            ExpressionAttributeValues={":day": {"S": day}},
+        )
+        return [str(i["customer_id"]) for i in items]
+
+    def move_retention(self, customer_id: str, stored: str, wanted: str) -> bool:
+        """Set ``retain_until_day`` of an active profile still at ``stored``; False when it moved."""
+        return self._conditional_update(
+            customer_id,
+            "SET #keep = :wanted",
+            "#status = :active AND #keep = :stored",
+            {":wanted": wanted, ":stored": stored, ":active": ACTIVE},
+        )
+
+    def leave_retention(self, customer_id: str) -> bool:
+        """Take a merged-away profile out of the retention index (its survivor's day counts)."""
+        return self._conditional_update(
+            customer_id, "REMOVE #keep", "#status = :merged AND attribute_exists(#keep)", {":merged": MERGED}
+        )
+
+    def _conditional_update(self, customer_id: str, expression: str, condition: str, values: Item) -> bool:
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=serialise(_profile_key(customer_id)),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#keep": RETAIN_ATTRIBUTE, "#status": "status"},
+                ExpressionAttributeValues=serialise(values),
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def erase_partition(self, customer_id: str, erased_at: str, expires_at: int) -> list[Identity]:
         """Delete everything of one customer's partition; tombstone and release its identities.
@@ -848,7 +932,7 @@ def to_customer(state: ProfileState, today: str | None = None) -> Customer:
     return Customer(
         customer_id=state.customer_id,
         display_name=profile.get("display_name"),
-        created_at=profile.get("created_at", profile.get("erased_at", "")),
+        created_at=str(profile.get("created_at") or profile.get("erased_at") or ""),
         identities=[
             CustomerIdentity(
                 type=i["type"],

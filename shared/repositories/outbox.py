@@ -118,6 +118,59 @@ class OutboxRepository:
         notification_id = self.notification_for_provider_id(provider_message_id)
         if notification_id is None:
             return None
+        self._apply_status(notification_id, status, at, error_code)
+        return notification_id
+
+    def confirm_attempt(
+        self,
+        idempotency_key: str,
+        channel: str,
+        provider_message_id: str,
+        status: Status,
+        at: str,
+        error_code: str | None = None,
+    ) -> str | None:
+        """Confirm an ``unconfirmed`` attempt from a receipt that echoes its idempotency key
+        (WhatsApp's ``biz_opaque_callback_data``), then apply the receipt's status.
+
+        The attempt becomes ``accepted`` with the provider's id, which later receipts find
+        by. Returns the notification id, or None when the key names no unconfirmed
+        attempt on ``channel`` (nothing is changed then).
+        """
+        if status not in STATUS_RANK:
+            raise ValueError(f"unknown delivery status {status!r}")
+        notification_id, _, key_channel = idempotency_key.rpartition("#")
+        if not notification_id or key_channel != channel:
+            return None
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=serialise({"notification_id": notification_id}),
+                UpdateExpression=(
+                    "SET #attempts.#c.#state = :accepted, #attempts.#c.provider_message_id = :pid, "
+                    "#attempts.#c.confirmed_at = :at, provider_message_id = :pid REMOVE unconfirmed"
+                ),
+                ConditionExpression=(
+                    "#attempts.#c.#state = :unconfirmed AND attribute_not_exists(provider_message_id)"
+                ),
+                ExpressionAttributeNames={"#attempts": "attempts", "#c": channel, "#state": "state"},
+                ExpressionAttributeValues=serialise(
+                    {
+                        ":accepted": "accepted",
+                        ":unconfirmed": "unconfirmed",
+                        ":pid": provider_message_id,
+                        ":at": at,
+                    }
+                ),
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return None
+            raise
+        self._apply_status(notification_id, status, at, error_code)
+        return notification_id
+
+    def _apply_status(self, notification_id: str, status: Status, at: str, error_code: str | None) -> None:
         names = {"#status": "status"}
         values: dict[str, Any] = {":status": status, ":at": at, ":rank": STATUS_RANK[status]}
         expression = "SET #status = :status, status_rank = :rank, updated_at = :at, #history.#s = :at"
@@ -139,7 +192,6 @@ class OutboxRepository:
         except ClientError as error:
             if not is_condition_failure(error):
                 raise
-        return notification_id
 
     def get(self, notification_id: str) -> dict[str, Any] | None:
         return self.table.get({"notification_id": notification_id})

@@ -7,6 +7,7 @@ callback, ``<Record transcribeCallback>``); signatures come from Twilio's valida
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 import json
 import threading
 import xml.etree.ElementTree as ET
@@ -21,12 +22,13 @@ from twilio.request_validator import RequestValidator
 from functions.profile_merge.handler import handler as profile_merge
 from functions.sms.handler import handler as sms_handler
 from functions.voice import handler as voice
-from shared.events import Identity, MessageReceived, format_timestamp, utc_now
+from shared.events import Identity, MessageReceived, MessageRecorded, format_timestamp, utc_now
 from shared.models import Conversation, RoutingDecision
 from shared.profiles import record_message
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.dynamo import serialise, serialise_value
+from shared.routing import NOT_ROUTED, Router
 from shared.topology import TOPOLOGY
 from tests.helpers import context, http_event, sqs_event
 
@@ -448,3 +450,26 @@ def test_size_and_content_type_limits(twilio_stack: dict[Any, str]) -> None:
     assert call(event("/webhooks/voice", params, content_type="application/json"))[0] == 415
     big = {**params, "CallerName": "x" * (voice.MAX_BODY_BYTES + 1)}
     assert call(event("/webhooks/voice", big))[0] == 413
+
+
+def test_routing_ignores_the_call_itself_and_keeps_the_conversations_queue() -> None:
+    """A call starting or ending is not something the customer said: it changes no routing."""
+    assert {"call", "call_status"} == set(NOT_ROUTED)
+    event = MessageRecorded(
+        kind="call",
+        customer_id="cus_x",
+        conversation_id="conv_x",
+        message_id="voice#CA1",
+        channel="voice",
+        text="Incoming call",
+        sent_at=_dt.datetime.now(_dt.UTC),
+        reply_to=Identity(type="phone", value="+4915112345678", verified=True),
+    )
+
+    class NoConversations:
+        def get_meta(self, conversation_id: str) -> None:
+            raise AssertionError("a call must not be routed")
+
+    router = Router.__new__(Router)
+    router.conversations = NoConversations()  # type: ignore[assignment]
+    assert router.route(event, "2026-11-25T08:00:00.000000Z") == []

@@ -121,9 +121,9 @@ def test_escalation_goes_to_the_best_agent_with_context_and_the_journey_is_recor
     add_agent("novice", {"billing": 3})
     add_agent("expert", {"billing": 9, "technical": 5})
     session = open_session(verified_ana())
-    say(session, "m-0", "What are your opening hours?", "2026-11-25T08:00:00Z")
+    say(session, "m-0", "What are your opening hours?")
     run_pipeline(stack)
-    say(session, "m-1", "I want to talk to a person about my invoice", "2026-11-25T08:01:00Z")
+    say(session, "m-1", "I want to talk to a person about my invoice")
     run_pipeline(stack)
     conversation_id = conversation_of(session)
 
@@ -234,12 +234,12 @@ def test_sticky_agent_is_preferred_for_a_returning_customer(stack: dict[Any, str
 def test_a_resolved_conversation_reopens_within_the_window(stack: dict[Any, str]) -> None:
     add_agent("ines", {"billing": 5, "general": 5})
     session = open_session(verified_ana())
-    say(session, "m-1", "invoice wrong", "2026-11-25T08:00:00Z")
+    say(session, "m-1", "invoice wrong")
     run_pipeline(stack)
     first = conversation_of(session)
     conv("POST", "accept", first, "ines")
     conv("POST", "resolve", first, "ines", {"resolution": "explained"})
-    say(session, "m-2", "sorry, one more thing about the invoice", "2026-11-25T09:00:00Z")
+    say(session, "m-2", "sorry, one more thing about the invoice")
     run_pipeline(stack)
     assert conversation_of(session) == first
     conversation = conv("GET", "", first, "ines")[1]

@@ -7,6 +7,7 @@ the batch SQS really holds (put there by the EventBridge rules), as Lambda would
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -75,7 +76,9 @@ def open_session(customer: dict[str, Any] | None = None) -> dict[str, Any]:
     return json.loads(response["body"])
 
 
-def say(session: dict[str, Any], message_id: str, text: str, sent_at: str = "2026-11-25T08:00:00Z") -> None:
+def say(session: dict[str, Any], message_id: str, text: str, sent_at: str | None = None) -> None:
+    """Post a message; by default sent now (acknowledgements are stamped with the real time)."""
+    sent_at = sent_at or datetime.now(UTC).isoformat()
     response = webchat(
         http_event(
             "POST",
@@ -188,10 +191,10 @@ def test_redelivered_events_have_no_second_effect(stack: dict[Any, str]) -> None
 
 def test_second_session_of_same_verified_customer_joins_the_same_conversation(stack: dict[Any, str]) -> None:
     first = open_session(verified_ana())
-    say(first, "m-1", "My invoice is wrong", "2026-11-25T08:00:00Z")
+    say(first, "m-1", "My invoice is wrong")
     run_pipeline(stack)
     second = open_session(verified_ana())
-    say(second, "m-1", "Any news on my invoice?", "2026-11-25T09:00:00Z")
+    say(second, "m-1", "Any news on my invoice?")
     run_pipeline(stack)
     _, found = api("/customers", "/customers", query={"identity": "account:acct-42"})
     [customer] = found["customers"]

@@ -132,3 +132,32 @@ def test_conversation_hint_is_used_only_for_the_customers_own_conversation(stack
     assert record(forged).conversation_id == bob.conversation_id
     own = message(3, "wcs_ana").model_copy(update={"conversation_hint": ana.conversation_id})
     assert record(own).conversation_id == ana.conversation_id
+
+
+def test_a_retried_stop_does_not_undo_a_later_start(stack: dict[Any, str]) -> None:
+    phone = Identity(type="phone", value="+4915112345678", verified=True)
+
+    def keyword(sid: str, text: str, word: str, at: datetime) -> MessageReceived:
+        return MessageReceived(
+            kind="consent",
+            keyword=word,  # type: ignore[arg-type]
+            channel="sms",
+            provider="twilio",
+            provider_message_id=sid,
+            sender=phone,
+            text=text,
+            sent_at=at,
+            received_at=at,
+        )
+
+    stop = keyword("SM1", "STOP", "opt_out", START)
+    record(stop)
+    record(keyword("SM2", "START", "opt_in", START + timedelta(minutes=1)))
+    # Twilio retries the STOP; an SMS carries no send time, so the retry looks newer.
+    record(stop.model_copy(update={"sent_at": START + timedelta(minutes=2)}))
+    customers, _ = repositories()
+    owner = customers.owner_of(phone)
+    assert owner is not None
+    customer = customers.get(owner)
+    assert customer is not None
+    assert customer.consent["sms"].status == "opted_in"

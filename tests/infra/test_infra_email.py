@@ -170,7 +170,7 @@ def as_list(value: str | list[str]) -> list[str]:
 
 # --------------------------------------------------------------------------- #
 def test_inbound_bucket_is_private_encrypted_and_expiring(receiving: Registry) -> None:
-    bucket = receiving.one(BUCKET)
+    bucket = receiving.one(BUCKET, bucket=BUCKET_NAME)
     assert bucket["inputs"]["bucket"] == BUCKET_NAME
     assert bucket["inputs"]["forceDestroy"] is False  # deletionProtection defaults to on
     assert receiving.one(PUBLIC_ACCESS, bucket=bucket["id"])["inputs"] == {
@@ -192,7 +192,7 @@ def test_inbound_bucket_is_private_encrypted_and_expiring(receiving: Registry) -
 
 
 def test_only_the_stacks_receipt_rule_may_write_and_only_under_the_prefix(receiving: Registry) -> None:
-    bucket = receiving.one(BUCKET)
+    bucket = receiving.one(BUCKET, bucket=BUCKET_NAME)
     [statement] = statements(receiving.one(BUCKET_POLICY, bucket=bucket["id"])["inputs"]["policy"])
     assert statement["Effect"] == "Allow"
     assert statement["Principal"] == {"Service": "ses.amazonaws.com"}
@@ -251,7 +251,7 @@ def test_the_email_function_may_read_the_buckets_objects_only(receiving: Registr
 
 
 def test_without_recipients_the_bucket_waits_for_a_rule(bucket_only: Registry) -> None:
-    bucket = bucket_only.one(BUCKET)
+    bucket = bucket_only.one(BUCKET, bucket=BUCKET_NAME)
     assert bucket["inputs"]["bucket"] == BUCKET_NAME
     assert bucket_only.one(BUCKET_POLICY, bucket=bucket["id"])
     for typ in (RULE_SET, RULE, ACTIVE, PERMISSION):

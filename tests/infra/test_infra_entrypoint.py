@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shared.topology import TOPOLOGY
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
@@ -29,7 +31,8 @@ pulumi.runtime.set_mocks(RecordingMocks(), project=PROJECT, stack=STACK, preview
 from shared.topology import TOPOLOGY
 
 keys = [f"omni:{secret.config_key}" for secret in TOPOLOGY.secrets]
-pulumi.runtime.set_all_config({key: "secret-value" for key in keys}, secret_keys=keys)
+identities = {f"omni:{identity.config_key}": "shop.example" for identity in TOPOLOGY.email_identities}
+pulumi.runtime.set_all_config({**{key: "secret-value" for key in keys}, **identities}, secret_keys=keys)
 
 import infra.stack
 
@@ -83,12 +86,13 @@ def test_entry_point_builds_the_stack_and_exports_its_outputs(tmp_path: Path) ->
         "cognitoUserPoolId",
         "cognitoUserPoolClientId",
         "agentJwtIssuer",
+        "consoleUrl",
     }
     assert outputs["apiUrl"].startswith("https://")
     assert outputs["busName"] == "omni-test-events"
     assert outputs["tableNames"]["webchat"] == "omni-test-webchat"
     assert outputs["bucketNames"] == {"inbound-email": "omni-test-inbound-email-123456789012"}
-    assert set(outputs["queueUrls"]) == {"profile-merge", "routing", "notify"}
+    assert set(outputs["queueUrls"]) == {queue.name for queue in TOPOLOGY.queues}
     assert (
         outputs["agentJwtIssuer"]
         == f"https://cognito-idp.eu-west-3.amazonaws.com/{outputs['cognitoUserPoolId']}"

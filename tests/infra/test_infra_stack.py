@@ -28,6 +28,9 @@ from shared.topology import TOPOLOGY  # noqa: E402 - stdlib only, safe before th
 
 # Every declared secret's config key, each with its own value (tests compare them).
 CONFIG = {f"omni:{secret.config_key}": f"{secret.name}-value-for-tests" for secret in TOPOLOGY.secrets}
+# The SES identity every e-mail identity grant is scoped to (required config).
+SENDER_IDENTITY = "mail.shop.example"
+CONFIG |= {f"omni:{identity.config_key}": SENDER_IDENTITY for identity in TOPOLOGY.email_identities}
 
 # The mocks and the config must be in place before the program is imported.
 MOCKS = RecordingMocks()
@@ -165,12 +168,15 @@ def expected_physical_names(registry: Registry) -> dict[tuple[ResourceKind, str]
     for queue in TOPOLOGY.queues:
         names[("queue", queue.name)] = registry.one(QUEUE, name=physical(queue.name)).state["url"]
     names.update({("bucket", b.name): f"{physical(b.name)}-{ACCOUNT}" for b in TOPOLOGY.buckets})
+    names.update({("email-identity", i.name): SENDER_IDENTITY for i in TOPOLOGY.email_identities})
     return names
 
 
 def arn_of(registry: Registry, kind: str, name: str) -> str:
     if kind == "bucket":  # bucket names end with the account id: they are global
         return registry.one(BUCKET, bucket=f"{physical(name)}-{ACCOUNT}").arn
+    if kind == "email-identity":  # verified outside the stack: referenced by its configured name
+        return f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/{SENDER_IDENTITY}"
     typ = {"table": TABLE, "queue": QUEUE, "bus": BUS_TYPE, "secret": SECRET}[kind]
     return registry.one(typ, name=physical(name)).arn
 
@@ -665,6 +671,7 @@ def test_settings_from_config_with_an_external_issuer() -> None:
     namespace = "omni-external-idp"
     for key, value in {
         **{secret.config_key: secret.name for secret in TOPOLOGY.secrets},
+        **{identity.config_key: "Shop.Example" for identity in TOPOLOGY.email_identities},
         "agentJwtIssuer": "https://idp.example.com/",
         "agentJwtAudience": "omni-agents",
         "deletionProtection": "false",
@@ -678,6 +685,7 @@ def test_settings_from_config_with_an_external_issuer() -> None:
     assert settings.deletion_protection is False
     assert settings.log_retention_days == 90
     assert set(settings.secret_values) == {s.name for s in TOPOLOGY.secrets}
+    assert settings.email_identities == {i.name: "shop.example" for i in TOPOLOGY.email_identities}
 
 
 def test_settings_refuse_what_cannot_be_deployed() -> None:

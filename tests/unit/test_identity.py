@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.events import Identity
-from shared.identity import InvalidIdentity, normalise, normalise_value, parse_identity
+from shared.identity import InvalidIdentity, derived_identities, normalise, normalise_value, parse_identity
 
 
 @pytest.mark.parametrize(
@@ -53,3 +53,31 @@ def test_parse_identity() -> None:
 def test_email_normalisation_is_idempotent(email: str) -> None:
     once = normalise(Identity(type="email", value=email))
     assert normalise(once) == once
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["+55 11 98765-4321", "+55 11 8765-4321", "+551187654321", "0055 11 98765 4321", "+00 55 (11) 8765-4321"],
+)
+def test_a_brazilian_mobile_with_or_without_the_ninth_digit_is_one_key(raw: str) -> None:
+    assert normalise_value("phone", raw) == "+5511987654321"
+
+
+def test_a_brazilian_landline_keeps_its_eight_digits() -> None:
+    assert normalise_value("phone", "+55 11 3456-7890") == "+551134567890"
+
+
+def test_an_old_brazilian_wa_id_is_the_same_phone_as_the_sms_sender() -> None:
+    assert normalise_value("whatsapp", "551187654321") == normalise_value("phone", "+55 11 98765-4321")
+
+
+def test_a_wa_id_implies_the_phone_identity_as_strongly() -> None:
+    wa = normalise(Identity(type="whatsapp", value="4915112345678", verified=True))
+    assert derived_identities(wa) == [Identity(type="phone", value="+4915112345678", verified=True)]
+    assert derived_identities(Identity(type="email", value="a@b.co")) == []
+
+
+def test_the_default_region_applies_to_national_numbers_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMNI_DEFAULT_PHONE_REGION", "BR")
+    assert normalise_value("phone", "(11) 8765-4321") == "+5511987654321"
+    assert normalise_value("phone", "+49 151 12345678") == "+4915112345678"

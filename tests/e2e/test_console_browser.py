@@ -1,0 +1,283 @@
+"""The agent console in a real browser: Debian's Chromium, driven by Playwright.
+
+Journey: an agent signs in at ``/console`` (local dev sign-in) and goes available; a
+customer texts "my invoice is wrong" by SMS, then continues on WhatsApp from the same
+number; the conversation appears in the agent's list without a reload; the agent opens
+it (one customer card, both channels in the timeline, the channel switch), accepts,
+replies - the reply lands in the outbox (``omni outbox``) on the customer's current
+channel - and resolves.
+
+Needs ``/usr/bin/chromium`` (``apt-get install chromium``; ``.ci/run`` installs it) and the
+``playwright`` Python package; no browser is ever downloaded. Without them the test is
+skipped and says why, loudly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from omni import cli
+from omni.local.auth import issue_agent_token
+from omni.local.console import TOKEN_PATH, LocalConsole
+from omni.local.http import LocalRequest, LocalResponse
+from omni.local.runtime import LocalRuntime
+from omni.send import meta as meta_sender
+from omni.send import twilio as twilio_sender
+from shared.http import PUBLIC_BASE_URL_ENV
+from shared.topology import TOPOLOGY
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = os.environ.get("OMNI_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# The README's picture is refreshed only on request (OMNI_UPDATE_SCREENSHOT=1), so a test
+# run leaves the work tree as it was.
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
+STAGE = "console-e2e"
+AGENT = "ines"
+CUSTOMER_PHONE = "+14155550147"
+TWILIO_TOKEN = TOPOLOGY.secret("twilio-auth-token").local_default
+META_SECRET = TOPOLOGY.secret("meta-app-secret").local_default
+WAIT_MS = 15_000
+
+
+def _skip(reason: str) -> None:
+    message = f"BROWSER TEST DID NOT RUN: {reason}"
+    print(f"\n*** {message} ***", file=sys.stderr)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)) and not shutil.which(CHROMIUM):
+        _skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: PLC0415
+    except ImportError:
+        _skip("the playwright Python package is not installed (pip install -e '.[dev]')")
+    # launch() gives every run a new, empty profile directory of its own.
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[LocalRuntime]:
+    with LocalRuntime(port=0, stage=STAGE) as running:
+        yield running
+
+
+def supervisor(runtime: LocalRuntime, method: str, path: str, body: Any = None) -> requests.Response:
+    token = issue_agent_token("supervisor", 600, extra_claims={"cognito:groups": ["supervisors"]})
+    return requests.request(
+        method,
+        f"{runtime.base_url}{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+
+
+def customer_texts(runtime: LocalRuntime, text: str) -> None:
+    sid = twilio_sender.new_sid("SM")
+    result = twilio_sender.post_signed(
+        runtime.base_url,
+        twilio_sender.SMS_PATH,
+        twilio_sender.sms_payload(sid, CUSTOMER_PHONE, text),
+        TWILIO_TOKEN,
+        signed_base=os.environ[PUBLIC_BASE_URL_ENV],
+    )
+    assert result.status == 200, result.describe()
+    runtime.wait_idle(timeout=30)
+
+
+def customer_whatsapps(runtime: LocalRuntime, text: str) -> None:
+    payload = meta_sender.whatsapp_message(
+        CUSTOMER_PHONE.lstrip("+"), text, name="Ana Lima", timestamp=int(time.time()) + 1
+    )
+    result = meta_sender.post_signed(f"{runtime.base_url}/webhooks/whatsapp", payload, META_SECRET)
+    assert result.status == 200, result.describe()
+    runtime.wait_idle(timeout=30)
+
+
+def outbox(runtime: LocalRuntime) -> list[dict[str, Any]]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = cli.main(["outbox", "--endpoint", runtime.endpoint_url, "--stage", STAGE, "--json"])
+    assert code == 0
+    return list(json.loads(out.getvalue()))
+
+
+def test_console_serves_its_files_and_a_local_sign_in(runtime: LocalRuntime) -> None:
+    base = runtime.base_url
+    redirect = requests.get(f"{base}/console", allow_redirects=False, timeout=10)
+    assert (redirect.status_code, redirect.headers["location"]) == (301, "/console/")
+    page = requests.get(f"{base}/console/", timeout=10)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<script src="app.js"' in page.text
+    config = requests.get(f"{base}/console/config.js", timeout=10).text
+    assert config.startswith("window.OMNI_CONSOLE = ")
+    assert json.loads(config.split("=", 1)[1].rstrip().rstrip(";"))["localTokenUrl"] == "/_local/token"
+    assert requests.get(f"{base}/console/../shared/topology.py", timeout=10).status_code == 404
+    assert requests.get(f"{base}/console/nope.js", timeout=10).status_code == 404
+    assert requests.post(f"{base}/console/", timeout=10).status_code == 405
+
+    bad = requests.post(f"{base}/_local/token", json={"agent_id": "no spaces"}, timeout=10)
+    assert bad.status_code == 400
+    assert "agent_id" in bad.json()["message"]
+    assert requests.post(f"{base}/_local/token", data=b"{", timeout=10).status_code == 400
+    assert requests.get(f"{base}/_local/token", timeout=10).status_code == 405
+
+    # A new agent gets every queue's skill; an existing one keeps its record unless told otherwise.
+    signed = requests.post(f"{base}/_local/token", json={"agent_id": "otto", "name": "Otto"}, timeout=10)
+    assert signed.status_code == 200, signed.text
+    body = signed.json()
+    assert body["agent"]["name"] == "Otto"
+    assert {"billing", "general"} <= set(body["agent"]["skills"])
+    me = requests.get(
+        f"{base}/agents/me", headers={"Authorization": f"Bearer {body['token']}"}, timeout=10
+    ).json()
+    assert me["agent_id"] == "otto"
+    changed = requests.post(
+        f"{base}/_local/token", json={"agent_id": "otto", "skills": {"sales": 7}}, timeout=10
+    ).json()
+    assert changed["agent"]["skills"] == {"sales": 7}
+    assert changed["agent"]["name"] == "Otto"
+    again = requests.post(f"{base}/_local/token", json={"agent_id": "otto"}, timeout=10).json()
+    assert again["agent"]["skills"] == {"sales": 7}
+
+
+def test_local_sign_in_is_refused_to_other_machines() -> None:
+    def api(request: LocalRequest) -> LocalResponse:
+        raise AssertionError(f"no API call expected, got {request.method} {request.path}")
+
+    console = LocalConsole(api)
+    asked = LocalRequest("POST", TOKEN_PATH, body=b'{"agent_id": "ines"}', source_ip="192.0.2.7")
+    refused = console.local(asked)
+    assert refused.status == 403
+    assert b"paste a token" in refused.body
+    assert console.local(LocalRequest("POST", "/_local/other", source_ip="127.0.0.1")).status == 404
+
+
+def test_agent_takes_an_sms_then_whatsapp_conversation_and_answers_it(
+    runtime: LocalRuntime, browser: Any
+) -> None:
+    from playwright.sync_api import expect  # noqa: PLC0415
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-GB", timezone_id="UTC")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        # 1. Sign in (local dev sign-in) and go available.
+        page.goto(f"{runtime.base_url}/console/")
+        page.fill("#local-agent-id", AGENT)
+        page.fill("#local-agent-name", "Ines Duarte")
+        page.click("#local-sign-in-button")
+        expect(page.locator("#agent-name")).to_contain_text("Ines Duarte", timeout=WAIT_MS)
+        expect(page.locator("#agent-name")).to_contain_text("billing")
+        expect(page.locator("#mine")).to_contain_text("Nothing assigned to you")
+        page.click("button.status[data-status='available']")
+        expect(page.locator("body")).to_have_attribute("data-agent-status", "available", timeout=WAIT_MS)
+
+        # 2. The customer texts, then continues on WhatsApp from the same number.
+        customer_texts(runtime, "my invoice is wrong")
+        item = page.locator("#mine .conversation-item")
+        expect(item).to_have_count(1, timeout=WAIT_MS)  # appears without a reload
+        expect(item).to_have_class(re.compile(r"(^|\s)new(\s|$)"))  # marked new
+        expect(item).to_contain_text("assigned")
+        customer_whatsapps(runtime, "It charged me twice for November, can you fix it?")
+        [customer] = supervisor(runtime, "GET", f"/customers?identity=phone:{CUSTOMER_PHONE}").json()[
+            "customers"
+        ]
+        tagged = supervisor(runtime, "PATCH", f"/customers/{customer['customer_id']}", {"tags": ["vip"]})
+        assert tagged.status_code == 200, tagged.text
+        expect(item).to_contain_text("WhatsApp", timeout=WAIT_MS)
+
+        # 3. Open it: one customer across both channels, the switch, the hand-over context.
+        item.click()
+        timeline = page.locator("#timeline")
+        expect(timeline.locator(".message.inbound")).to_have_count(2, timeout=WAIT_MS)
+        expect(timeline.locator(".message.inbound").nth(0)).to_contain_text("SMS")
+        expect(timeline.locator(".message.inbound").nth(0)).to_contain_text("my invoice is wrong")
+        expect(timeline.locator(".message.inbound").nth(1)).to_contain_text("WhatsApp")
+        expect(timeline.locator(".message.inbound").nth(1)).to_contain_text("charged me twice")
+        expect(timeline.locator(".switch")).to_contain_text("SMS")
+        expect(timeline.locator(".switch")).to_contain_text("WhatsApp")
+        card = page.locator("#customer-card")
+        expect(card).to_contain_text("Ana Lima")
+        expect(card.locator(".vip")).to_have_text("VIP", timeout=WAIT_MS)
+        expect(card.locator(".identities li.verified")).to_have_count(2)
+        expect(card.locator(".identities")).to_contain_text(CUSTOMER_PHONE)
+        expect(page.locator("#conversation-status")).to_have_text("assigned")
+        expect(page.locator("#send-reply")).to_be_disabled()
+
+        # 4. Accept, reply; the reply goes out on WhatsApp, the channel the customer uses now.
+        page.click("#accept")
+        expect(page.locator("#conversation-status")).to_have_text("active", timeout=WAIT_MS)
+        expect(page.locator("#reply-channel")).to_contain_text("WhatsApp")
+        reply = "Sorry about that, Ana - the double charge is refunded."
+        page.fill("#reply-text", reply)
+        page.click("#send-reply")
+        expect(page.locator("#reply-text")).to_have_value("", timeout=WAIT_MS)
+        runtime.wait_idle(timeout=30)
+        [sent] = [item for item in outbox(runtime) if item.get("text") == reply]
+        assert sent["channel"] == "whatsapp", sent
+        assert sent["conversation_id"] == customer_conversation(runtime, customer["customer_id"])
+        mine = timeline.locator(".message.outbound.author-agent")
+        expect(mine).to_have_count(1, timeout=WAIT_MS)
+        expect(mine).to_contain_text(reply)
+        expect(mine).to_contain_text("WhatsApp")
+        page.fill("#reply-text", "Refund reference RF-2231 sent by mail.")
+        page.click("#add-note")
+        expect(timeline.locator(".note")).to_contain_text("RF-2231", timeout=WAIT_MS)
+        shot = page.screenshot(path=str(SCREENSHOT) if os.environ.get("OMNI_UPDATE_SCREENSHOT") else None)
+        assert len(shot) > 10_000  # a rendered page, not a blank one
+
+        # 5. Resolve.
+        page.fill("#resolution", "double charge refunded")
+        page.click("#resolve")
+        expect(page.locator("#conversation-status")).to_have_text("resolved", timeout=WAIT_MS)
+        expect(page.locator("#conversation-meta")).to_contain_text("double charge refunded")
+        final = supervisor(runtime, "GET", f"/conversations/{sent['conversation_id']}").json()
+        assert (final["status"], final["resolution"]) == ("resolved", "double charge refunded")
+        assert [(t["to_status"], t["by"]) for t in final["transitions"]][-2:] == [
+            ("active", f"agent:{AGENT}"),
+            ("resolved", f"agent:{AGENT}"),
+        ]
+        assert [n["text"] for n in final["notes"]] == ["Refund reference RF-2231 sent by mail."]
+        assert [m["channel"] for m in final["messages"] if m["direction"] == "inbound"] == ["sms", "whatsapp"]
+        assert errors == []
+    finally:
+        context.close()
+
+
+def customer_conversation(runtime: LocalRuntime, customer_id: str) -> str:
+    found = supervisor(runtime, "GET", f"/customers/{customer_id}/conversations").json()["conversations"]
+    assert len(found) == 1, found
+    return str(found[0]["conversation_id"])
