@@ -86,6 +86,9 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
 
     # Powertools reads POWERTOOLS_LOG_LEVEL before the functions' LOG_LEVEL.
     os.environ["POWERTOOLS_LOG_LEVEL"] = args.log_level
+    if args.log_level in ("WARNING", "ERROR"):
+        # Metrics (EMF) go to stdout like logs; keep the quiet default readable.
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -1,0 +1,256 @@
+"""Cold start: each function's handler import time against ``import boto3``, and its package size.
+
+::
+
+    .venv/bin/python -m bench.coldstart [--repeat 5]
+
+For every function of the topology, ``--repeat`` fresh interpreters each time
+``import boto3`` and then the handler's module (what Lambda's init does before the
+first event), with the function's environment. The ratio is the handler import
+(boto3 already loaded) over the boto3 import of the same launch; target ≤ 1.3. The
+median launch is reported. For a function over the target, ``python -X importtime``
+names its heaviest imports.
+
+Sizes: the function's zip as ``infra.bundling.build_function_zip`` builds it for
+deployment; the dependency layer's zip when ``build/layer/`` has one for the current
+requirements (``make deploy`` builds it, needs PyPI), otherwise an estimate: the
+installed size of the runtime dependencies in this virtual environment (x86_64 wheels
+for this Python, not the arm64 ones the layer holds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from infra.bundling import build_function_zip, distribution_name, layer_key, runtime_dependencies
+from shared.topology import TOPOLOGY, Function, function_environment
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_RATIO = 1.3
+#: Distributions the Lambda Python runtime provides (boto3 and what it pulls in).
+RUNTIME_PROVIDED = frozenset(
+    {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
+)
+
+_PROBE = """
+import json, sys, time
+t0 = time.perf_counter()
+import boto3
+t1 = time.perf_counter()
+import importlib
+importlib.import_module(sys.argv[1])
+t2 = time.perf_counter()
+print(json.dumps({"boto3_ms": (t1 - t0) * 1000, "handler_ms": (t2 - t1) * 1000}))
+"""
+
+
+def environment(fn: Function) -> dict[str, str]:
+    physical: dict[tuple[Any, str], str] = {("bus", TOPOLOGY.bus.name): f"omni-bench-{TOPOLOGY.bus.name}"}
+    for kind, resources in (
+        ("table", TOPOLOGY.tables),
+        ("secret", TOPOLOGY.secrets),
+        ("bucket", TOPOLOGY.buckets),
+    ):
+        for resource in resources:
+            physical[(kind, resource.name)] = f"omni-bench-{resource.name}"
+    for queue in TOPOLOGY.queues:
+        physical[("queue", queue.name)] = (
+            f"https://sqs.us-east-1.amazonaws.com/123456789012/omni-bench-{queue.name}"
+        )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNI_", "POWERTOOLS_"))}
+    with contextlib.suppress(KeyError):
+        env.update(function_environment(TOPOLOGY, fn, physical, "bench"))
+    env.update({"AWS_DEFAULT_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(ROOT)})
+    return env
+
+
+def probe(fn: Function) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, fn.module],
+        capture_output=True,
+        text=True,
+        env=environment(fn),
+        cwd=ROOT,
+        check=True,
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def heaviest_imports(fn: Function, top: int = 6) -> list[tuple[str, float]]:
+    """Where the handler's import time goes: self time summed per top-level package (ms).
+
+    ``python -X importtime`` after ``import boto3`` (whose modules are then cached and
+    cost nothing), so only what the handler adds is counted.
+    """
+    code = f"import boto3, importlib; importlib.import_module({fn.module!r})"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        capture_output=True,
+        text=True,
+        env=environment(fn),
+        cwd=ROOT,
+        check=True,
+    )
+    per_package: dict[str, float] = {}
+    seen_boto = False
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        self_us, _, name = (part.strip() for part in line[len("import time:") :].split("|"))
+        if not self_us.isdigit():
+            continue
+        if name == "boto3":
+            seen_boto = True
+            continue
+        if seen_boto:
+            parts = name.split(".")
+            package = ".".join(parts[:2]) if parts[0] in ("shared", "functions") else parts[0]
+            per_package[package] = per_package.get(package, 0.0) + int(self_us) / 1000
+    return sorted(per_package.items(), key=lambda x: -x[1])[:top]
+
+
+def zip_size(fn: Function, build: Path) -> int:
+    artifact = build_function_zip(ROOT, fn, build / f"{fn.name}.zip")
+    return artifact.path.stat().st_size
+
+
+def _requirements(dist: metadata.Distribution, extras: set[str]) -> list[tuple[str, set[str]]]:
+    out = []
+    for raw in dist.requires or []:
+        name_part, _, marker = raw.partition(";")
+        if marker and "extra" in marker:
+            if not any(f'extra == "{extra}"' in marker for extra in extras):
+                continue
+        elif marker:
+            try:
+                from packaging.markers import Marker  # noqa: PLC0415
+
+                if not Marker(marker).evaluate({"extra": ""}):
+                    continue
+            except Exception:
+                pass
+        requested = set()
+        if "[" in name_part:
+            requested = {e.strip() for e in name_part.split("[", 1)[1].split("]", 1)[0].split(",")}
+        out.append((distribution_name(name_part), requested))
+    return out
+
+
+def installed_runtime_size() -> tuple[int, list[str]]:
+    """Bytes the runtime dependencies (and theirs) take in this environment, minus the runtime's own."""
+    pending = [
+        (
+            distribution_name(r),
+            {e.strip() for e in r.split("[", 1)[1].split("]", 1)[0].split(",")} if "[" in r else set(),
+        )
+        for r in runtime_dependencies(ROOT / "pyproject.toml")
+    ]
+    seen: set[str] = set()
+    total = 0
+    while pending:
+        name, extras = pending.pop()
+        if name in seen or name in RUNTIME_PROVIDED:
+            continue
+        seen.add(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        for file in dist.files or []:
+            path = Path(str(dist.locate_file(file)))
+            if path.is_file() and "__pycache__" not in path.parts:
+                total += path.stat().st_size
+        pending.extend(_requirements(dist, extras))
+    return total, sorted(seen)
+
+
+def layer_size() -> tuple[int, str]:
+    key = layer_key(runtime_dependencies(ROOT / "pyproject.toml"))
+    built = ROOT / "build" / "layer" / f"{key}.zip"
+    if built.is_file():
+        return built.stat().st_size, f"layer zip {built.relative_to(ROOT)} (arm64, built by make deploy)"
+    size, names = installed_runtime_size()
+    return size, (
+        "estimate: installed size (unzipped, no __pycache__) of " + ", ".join(names) + " in .venv; "
+        "the arm64 layer was not built (needs PyPI: make deploy builds it)"
+    )
+
+
+def run(repeat: int, out: Any) -> list[dict[str, Any]]:
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for fn in TOPOLOGY.functions:
+            try:
+                samples = [probe(fn) for _ in range(repeat)]
+            except subprocess.CalledProcessError as exc:
+                results.append({"function": fn.name, "error": (exc.stderr or "").strip().splitlines()[-1:]})
+                continue
+            samples.sort(key=lambda s: s["handler_ms"] / s["boto3_ms"])
+            median = samples[len(samples) // 2]
+            ratio = median["handler_ms"] / median["boto3_ms"]
+            row: dict[str, Any] = {
+                "function": fn.name,
+                "boto3_ms": median["boto3_ms"],
+                "handler_ms": median["handler_ms"],
+                "ratio": ratio,
+                "handler_ms_median": statistics.median(s["handler_ms"] for s in samples),
+                "zip_bytes": zip_size(fn, Path(tmp)),
+            }
+            if ratio > TARGET_RATIO:
+                row["heaviest"] = heaviest_imports(fn)
+            results.append(row)
+    layer_bytes, layer_note = layer_size()
+    out.write(
+        "## Cold start (imports) and package size\n\n"
+        f"Fresh interpreter per launch ({repeat} launches per function, median launch), Python "
+        f"{sys.version.split()[0]} on this machine; the Lambda runtime is python3.13 arm64, where "
+        "absolute times differ but the ratio is what the target is about.\n\n"
+        "| function | import boto3 ms | handler import ms (after boto3) | ratio | target ≤ 1.3x | zip KiB |\n"
+        "|---|---:|---:|---:|---|---:|\n"
+    )
+    for row in results:
+        if "error" in row:
+            out.write(f"| {row['function']} | | import failed: {' '.join(row['error'])} | | | |\n")
+            continue
+        verdict = "meets" if row["ratio"] <= TARGET_RATIO else f"misses by {row['ratio'] - TARGET_RATIO:.2f}x"
+        out.write(
+            f"| {row['function']} | {row['boto3_ms']:.0f} | {row['handler_ms']:.0f} | {row['ratio']:.2f} "
+            f"| {verdict} | {row['zip_bytes'] / 1024:.0f} |\n"
+        )
+    out.write(f"\nDependency layer: {layer_bytes / 1024 / 1024:.1f} MiB — {layer_note}.\n")
+    heavy = [row for row in results if row.get("heaviest")]
+    if heavy:
+        out.write(
+            "\nWhere the import time of the functions over the target goes "
+            "(self time per package, ms, `python -X importtime` after boto3):\n\n"
+        )
+        for row in heavy:
+            listed = ", ".join(f"{name} {ms:.0f}" for name, ms in row["heaviest"])
+            out.write(f"- {row['function']}: {listed}\n")
+    out.write("\n")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args(argv)
+    results = run(args.repeat, sys.stdout)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
