@@ -38,6 +38,12 @@ from infra.components.console import Console, ConsoleArgs, api_path_patterns
 from infra.components.dashboard import Dashboard, DashboardArgs
 from infra.components.email_receiving import ses_writers
 from infra.components.functions import ResourceKey
+from infra.components.websocket_api import (
+    WebSocketApis,
+    WebSocketApisArgs,
+    WebSocketRoutes,
+    WebSocketRoutesArgs,
+)
 from infra.settings import StackSettings
 from shared.topology import TOPOLOGY, Topology, validate
 
@@ -66,6 +72,9 @@ class OmniStack:
     dashboard: Dashboard | None = None
     #: The agent console: S3 + CloudFront, the agent API on the same origin.
     console: Console | None = None
+    #: WebSocket APIs (web chat push) and their routes to the functions.
+    websocket_apis: WebSocketApis | None = None
+    websocket_routes: WebSocketRoutes | None = None
 
 
 def build_stack(
@@ -139,6 +148,13 @@ def build_stack(
         region = region or aws.get_region_output().region
         account_id = account_id or aws.get_caller_identity_output().account_id
         resources.update(email_identity_resources(settings, region, account_id))
+    websocket_apis: WebSocketApis | None = None
+    if topology.websocket_apis:
+        websocket_apis = WebSocketApis("websocket-apis", WebSocketApisArgs(topology=topology, stage=stage))
+        for name in websocket_apis.apis:
+            resources[("websocket", name)] = ResourceRef(
+                physical=websocket_apis.management_endpoints[name], arn=websocket_apis.connections_arns[name]
+            )
     functions = Functions(
         "functions",
         FunctionsArgs(
@@ -189,6 +205,18 @@ def build_stack(
             log_retention_days=settings.log_retention_days or DEFAULT_API_LOG_RETENTION_DAYS,
         ),
     )
+    websocket_routes: WebSocketRoutes | None = None
+    if websocket_apis is not None:
+        websocket_routes = WebSocketRoutes(
+            "websocket-routes",
+            WebSocketRoutesArgs(
+                topology=topology,
+                stage=stage,
+                apis=websocket_apis,
+                function_invoke_arns={key: f.invoke_arn for key, f in functions.functions.items()},
+                function_names=functions.names,
+            ),
+        )
     alarms = Alarms("alarms", AlarmsArgs(stage=stage, alarms=(stalled_conversations_alarm(stage),)))
     dashboard = Dashboard(
         "dashboard",
@@ -227,6 +255,8 @@ def build_stack(
         buckets=buckets,
         email=email,
         console=console,
+        websocket_apis=websocket_apis,
+        websocket_routes=websocket_routes,
     )
 
 
@@ -273,6 +303,8 @@ def stack_outputs(stack: OmniStack) -> dict[str, Any]:
         outputs["receiptRuleSetName"] = stack.email.rule_set.rule_set_name
     if stack.console is not None:
         outputs["consoleUrl"] = stack.console.url
+    if stack.websocket_apis is not None:
+        outputs["websocketUrls"] = stack.websocket_apis.urls
     if stack.agent_identity is not None:
         outputs["cognitoUserPoolId"] = stack.agent_identity.user_pool.id
         outputs["cognitoUserPoolClientId"] = stack.agent_identity.client.id

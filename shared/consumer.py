@@ -34,12 +34,7 @@ class LoggedBatchProcessor(BatchProcessor):
 
     def failure_handler(self, record: Any, exception: Any) -> Any:
         _, error, _ = exception
-        message_id = (
-            record.get("messageId") if isinstance(record, dict) else getattr(record, "messageId", None)
-        )
-        receive_count = None
-        if isinstance(record, dict):
-            receive_count = record.get("attributes", {}).get("ApproximateReceiveCount")
+        message_id, receive_count = _identify(record)
         self._logger.warning(
             "record failed; SQS will redeliver it, then move it to the dead-letter queue",
             extra={
@@ -50,3 +45,16 @@ class LoggedBatchProcessor(BatchProcessor):
             },
         )
         return super().failure_handler(record, exception)
+
+
+def _identify(record: Any) -> tuple[str | None, str | None]:
+    """Message id and receive count of a record: a raw dict, the parsed model, or (for a record
+    that failed validation, a poison message) Powertools' ``SQSRecord`` data class."""
+    if isinstance(record, dict):
+        return record.get("messageId"), record.get("attributes", {}).get("ApproximateReceiveCount")
+    message_id = getattr(record, "messageId", None) or getattr(record, "message_id", None)
+    attributes = getattr(record, "attributes", None)
+    receive_count = getattr(attributes, "ApproximateReceiveCount", None) or getattr(
+        attributes, "approximate_receive_count", None
+    )
+    return message_id, receive_count

@@ -139,6 +139,11 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
         summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems) or "invalid request"
         return error(400, summary, problems=problems)
 
+    @app.exception_handler(UnicodeDecodeError)
+    def _not_text(exc: UnicodeDecodeError) -> Response:
+        # Raised while the body is decoded for validation, before any route code runs.
+        return error(400, "the body is not UTF-8 text")
+
     @app.exception_handler(PublishError)
     def _bus_unavailable(exc: PublishError) -> Response:
         response = error(503, "could not accept the message right now; retry")

@@ -58,6 +58,7 @@ from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import ATTEMPTING, OutboxRepository
 from shared.repositories.webchat import WebchatRepository
+from shared.webchat_push import WebchatPusher
 
 __all__ = [
     "CHANNEL_OF_IDENTITY",
@@ -78,17 +79,21 @@ class AttemptInFlight(Exception):
 
 
 class WebchatAdapter:
-    """Delivers into the web chat session, where the widget's polling picks it up.
+    """Delivers into the web chat session, where the widget's polling picks it up, and
+    pushes it to the session's open WebSockets (:mod:`shared.webchat_push`).
 
-    Our own table, keyed by the notification id: sending twice stores one message.
+    Our own table, keyed by the notification id: sending twice stores (and pushes) one message.
     """
 
     channel = "webchat"
     provider = "webchat"
     idempotent = True
 
-    def __init__(self, sessions: WebchatRepository | None = None) -> None:
+    def __init__(
+        self, sessions: WebchatRepository | None = None, pusher: WebchatPusher | None = None
+    ) -> None:
         self.sessions = sessions or WebchatRepository()
+        self.pusher = pusher or WebchatPusher()
 
     def build(self, message: OutboundMessage) -> ProviderRequest:
         if message.to.type != "webchat":
@@ -97,7 +102,7 @@ class WebchatAdapter:
         return ProviderRequest(self.provider, "PUT", f"webchat:{message.to.value}", "api", body)
 
     def send(self, request: ProviderRequest, message: OutboundMessage) -> Accepted:
-        self.sessions.add_message(
+        stored = self.sessions.add_message(
             message.to.value,
             "outbound",
             message.notification_id,
@@ -106,6 +111,17 @@ class WebchatAdapter:
             message.epoch,
             author="bot",
         )
+        if stored:
+            self.pusher.push(
+                message.to.value,
+                {
+                    "message_id": message.notification_id,
+                    "direction": "outbound",
+                    "text": message.text,
+                    "timestamp": message.timestamp,
+                    "author": "bot",
+                },
+            )
         return Accepted(message.notification_id)
 
     def find_sent(self, request: ProviderRequest, message: OutboundMessage, since: datetime) -> str | None:

@@ -26,8 +26,8 @@ EVENT_SOURCE_PREFIX = "omni."
 # Building blocks
 # --------------------------------------------------------------------------- #
 
-ResourceKind = Literal["table", "queue", "bus", "secret", "bucket", "email-identity"]
-Access = Literal["read", "write", "readwrite", "publish", "send", "get"]
+ResourceKind = Literal["table", "queue", "bus", "secret", "bucket", "email-identity", "websocket"]
+Access = Literal["read", "write", "readwrite", "publish", "send", "get", "manage"]
 RouteAuth = Literal["public", "agent"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -212,6 +212,32 @@ class HttpRoute:
 
 
 @dataclass(frozen=True)
+class WebSocketApi:
+    """An API Gateway WebSocket API (one stage). A function granted ``manage`` on it may
+    push to its connections (``execute-api:ManageConnections``) and learns its management
+    endpoint (``https://<api>.execute-api.<region>.amazonaws.com/<stage>``) from ``env_var``."""
+
+    name: str
+    description: str = ""
+
+    @property
+    def env_var(self) -> str:
+        return f"{_env_name(self.name)}_WEBSOCKET_ENDPOINT"
+
+
+#: Route keys API Gateway gives a meaning of its own; others match the ``action`` of a message.
+WEBSOCKET_SPECIAL_ROUTES = ("$connect", "$disconnect", "$default")
+
+
+@dataclass(frozen=True)
+class WebSocketRoute:
+    """A route of a WebSocket API handled by the function declaring it."""
+
+    api: str
+    route_key: str
+
+
+@dataclass(frozen=True)
 class Schedule:
     """Invoke a function on a schedule (EventBridge Scheduler ``rate(...)`` expression)."""
 
@@ -245,6 +271,7 @@ class Function:
     timeout_s: int = 10
     architecture: Literal["arm64"] = "arm64"
     routes: tuple[HttpRoute, ...] = ()
+    websocket_routes: tuple[WebSocketRoute, ...] = ()
     #: Name of the queue whose batches this function consumes.
     queue: str | None = None
     schedules: tuple[Schedule, ...] = ()
@@ -275,6 +302,7 @@ class Topology:
     default_throttle: Throttle = field(default_factory=lambda: Throttle(rate_per_s=50, burst=100))
     buckets: tuple[Bucket, ...] = ()
     email_identities: tuple[EmailIdentity, ...] = ()
+    websocket_apis: tuple[WebSocketApi, ...] = ()
 
     # -- look-ups ---------------------------------------------------------- #
     def table(self, name: str) -> Table:
@@ -294,6 +322,12 @@ class Topology:
 
     def email_identity(self, name: str) -> EmailIdentity:
         return _one(self.email_identities, name, "email identity")
+
+    def websocket_api(self, name: str) -> WebSocketApi:
+        return _one(self.websocket_apis, name, "websocket api")
+
+    def websocket_routes(self, api: str) -> list[tuple[WebSocketRoute, Function]]:
+        return [(route, fn) for fn in self.functions for route in fn.websocket_routes if route.api == api]
 
     def consumer_of(self, queue_name: str) -> Function:
         for fn in self.functions:
@@ -352,6 +386,8 @@ _ACTIONS: dict[tuple[ResourceKind, Access], tuple[str, ...]] = {
     # SES v2 SendEmail (simple, raw or template content) is authorised as ses:SendEmail;
     # ses:SendRawEmail covers the v1 raw API on the same identity.
     ("email-identity", "send"): ("ses:SendEmail", "ses:SendRawEmail"),
+    # Post to, look up and close the connections of a WebSocket API's stage.
+    ("websocket", "manage"): ("execute-api:ManageConnections",),
 }
 
 
@@ -380,6 +416,8 @@ def resource_env_var(topology: Topology, kind: ResourceKind, name: str) -> str:
         return topology.bucket(name).env_var
     if kind == "email-identity":
         return topology.email_identity(name).env_var
+    if kind == "websocket":
+        return topology.websocket_api(name).env_var
     return topology.bus.env_var
 
 
@@ -413,6 +451,7 @@ def validate(topology: Topology) -> list[str]:
         "secret": {s.name for s in topology.secrets},
         "bucket": {b.name for b in topology.buckets},
         "email-identity": {i.name for i in topology.email_identities},
+        "websocket": {a.name for a in topology.websocket_apis},
         "bus": {topology.bus.name},
     }
     for kind, items in (
@@ -423,6 +462,7 @@ def validate(topology: Topology) -> list[str]:
         ("rule", topology.rules),
         ("bucket", topology.buckets),
         ("email identity", topology.email_identities),
+        ("websocket api", topology.websocket_apis),
     ):
         seen: set[str] = set()
         for item in items:
@@ -432,7 +472,9 @@ def validate(topology: Topology) -> list[str]:
     route_keys: set[str] = set()
     consumers: dict[str, str] = {}
     for fn in topology.functions:
-        triggers = bool(fn.routes) + bool(fn.queue) + bool(fn.schedules) + bool(fn.email)
+        triggers = (
+            bool(fn.routes) + bool(fn.websocket_routes) + bool(fn.queue) + bool(fn.schedules) + bool(fn.email)
+        )
         if fn.email and fn.email.bucket not in names["bucket"]:
             problems.append(f"function {fn.name!r} receives e-mail into unknown bucket {fn.email.bucket!r}")
         if triggers == 0:
@@ -441,6 +483,14 @@ def validate(topology: Topology) -> list[str]:
             if route.route_key in route_keys:
                 problems.append(f"route {route.route_key!r} is declared twice")
             route_keys.add(route.route_key)
+        for ws in fn.websocket_routes:
+            if ws.api not in names["websocket"]:
+                problems.append(f"function {fn.name!r} has a route of unknown websocket api {ws.api!r}")
+            if ws.route_key.startswith("$") and ws.route_key not in WEBSOCKET_SPECIAL_ROUTES:
+                problems.append(f"websocket route {ws.route_key!r} is not one of {WEBSOCKET_SPECIAL_ROUTES}")
+            if f"{ws.api} {ws.route_key}" in route_keys:
+                problems.append(f"websocket route {ws.route_key!r} of {ws.api!r} is declared twice")
+            route_keys.add(f"{ws.api} {ws.route_key}")
         if fn.queue:
             if fn.queue not in names["queue"]:
                 problems.append(f"function {fn.name!r} consumes unknown queue {fn.queue!r}")
@@ -742,6 +792,11 @@ _AGENT_ROUTES = (
     HttpRoute("PUT", "/agents/{agent_id}", auth="agent"),
     HttpRoute("GET", "/queues/{queue}", auth="agent"),
 )
+#: Pushes to the web chat widget (the widget still polls; the push just makes it instant).
+WEBSOCKET_APIS = (
+    WebSocketApi(name="webchat", description="Web chat push: a session's messages as they are delivered."),
+)
+
 _META_GRANTS = (
     Grant("bus", BUS.name, "publish"),
     Grant("secret", "meta-app-secret", "get"),
@@ -768,6 +823,16 @@ FUNCTIONS = (
             Grant("secret", "webchat-identity", "get"),
             Grant("secret", "webchat-token", "get"),
         ),
+    ),
+    Function(
+        name="webchat-socket",
+        handler="functions.webchat_socket.handler.handler",
+        source_dir="functions/webchat_socket",
+        description="Web chat push: WebSocket $connect (session token checked) and $disconnect.",
+        memory_mb=256,
+        timeout_s=10,
+        websocket_routes=(WebSocketRoute("webchat", "$connect"), WebSocketRoute("webchat", "$disconnect")),
+        grants=(Grant("table", "webchat", "readwrite"), Grant("secret", "webchat-token", "get")),
     ),
     Function(
         name="sms",
@@ -916,6 +981,7 @@ FUNCTIONS = (
             Grant("secret", "twilio-api", "get"),
             Grant("secret", "meta-outbound", "get"),
             Grant("secret", "email-sender", "get"),
+            Grant("websocket", "webchat", "manage"),
             # SES v2 SendEmail from the configured sender identity only.
             Grant("email-identity", "sender", "send"),
         ),
@@ -1000,4 +1066,5 @@ TOPOLOGY = Topology(
     functions=FUNCTIONS,
     buckets=BUCKETS,
     email_identities=EMAIL_IDENTITIES,
+    websocket_apis=WEBSOCKET_APIS,
 )

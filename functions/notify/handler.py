@@ -37,6 +37,7 @@ from shared.outbound.adapters import (
     MessengerAdapter,
     SesEmailAdapter,
     TwilioSmsAdapter,
+    TwilioVoiceAdapter,
     WhatsAppAdapter,
 )
 from shared.repositories.conversations import ConversationRepository
@@ -60,7 +61,13 @@ _notifier: Notifier | None = None
 
 
 def build_adapters(mode: str | None = None) -> dict[str, Adapter]:
-    providers: list[Adapter] = [TwilioSmsAdapter(), WhatsAppAdapter(), MessengerAdapter(), SesEmailAdapter()]
+    providers: list[Adapter] = [
+        TwilioSmsAdapter(),
+        TwilioVoiceAdapter(),
+        WhatsAppAdapter(),
+        MessengerAdapter(),
+        SesEmailAdapter(),
+    ]
     if (mode if mode is not None else os.environ.get(OUTBOUND_MODE_ENV)) == "local":
         providers = [LocalOutboxAdapter(adapter) for adapter in providers]
     adapters: dict[str, Adapter] = {adapter.channel: adapter for adapter in providers}

@@ -114,6 +114,11 @@ def provision(topology: Topology, session: Any, *, stage: str = DEFAULT_STAGE) -
     for identity in topology.email_identities:
         # Nothing to create: locally no e-mail leaves the outbox; functions learn the name.
         result.physical[("email-identity", identity.name)] = identity.local_default
+    for api in topology.websocket_apis:
+        # Nothing to create in the emulator: the local runtime serves each WebSocket API
+        # itself and puts its management endpoint here when it starts (empty until then:
+        # nothing is pushed, the web chat's polling still shows every message).
+        result.physical[("websocket", api.name)] = ""
     if topology.buckets:
         s3 = session.client("s3")
         account_id = str(session.client("sts").get_caller_identity()["Account"])

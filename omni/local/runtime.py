@@ -43,6 +43,7 @@ from omni.local.invoker import InvocationResult, Invoker
 from omni.local.pollers import QueueEndpoint, Scheduler, SqsPoller
 from omni.local.provision import DEFAULT_STAGE, Provisioned, physical_name, provision
 from omni.local.state import remove_state, write_state
+from omni.local.websocket import LocalWebSocketApi
 from shared.http import PUBLIC_BASE_URL_ENV
 from shared.topology import (
     PhysicalNames,
@@ -164,6 +165,8 @@ class LocalRuntime:
         self.scheduler: Scheduler | None = None
         #: SES receiving for the functions with an e-mail trigger (see omni.local.email).
         self.email: SesReceiving | None = None
+        #: The WebSocket APIs, each on a port of its own (see omni.local.websocket).
+        self.websockets: dict[str, LocalWebSocketApi] = {}
         self.ready = False
         self._mounts: dict[str, Mount] = {}
         self._saved_env: dict[str, str | None] = {}
@@ -233,6 +236,17 @@ class LocalRuntime:
             "sqs", Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1})
         )
         self.provisioned = provision(self.topology, self.session, stage=self.stage)
+        for api in self.topology.websocket_apis:
+            socket_api = LocalWebSocketApi(
+                api,
+                self.topology.websocket_routes(api.name),
+                host=self.host,
+                stage=self.stage,
+                account_id=self.account_id,
+            ).start()
+            self.websockets[api.name] = socket_api
+            # Functions granted ``manage`` get the management endpoint, as in the cloud.
+            self.provisioned.physical[("websocket", api.name)] = socket_api.management_endpoint
         self.environment = merged_environment(self.topology, self.provisioned.physical, self.stage)
         self._export(self.environment)
         self._export({"OMNI_OUTBOUND_MODE": "local"})  # notify: outbound to the outbox, not providers
@@ -245,6 +259,8 @@ class LocalRuntime:
             account_id=self.account_id,
             serialize=self.serialize_invocations,
         )
+        for socket_api in self.websockets.values():
+            socket_api.invoker = self.invoker
         for queue in self.topology.queues:
             resources = self.provisioned.queues[queue.name]
             poller = SqsPoller(
@@ -315,6 +331,7 @@ class LocalRuntime:
                     "region": self.region,
                     "endpoint_url": self.endpoint_url,
                     "base_url": self.base_url,
+                    "websocket_urls": {name: api.url for name, api in self.websockets.items()},
                     "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                     "physical": self.provisioned.as_json(),
                 },
@@ -327,6 +344,9 @@ class LocalRuntime:
             remove_state(self.state_file)
         if self.http is not None:
             self.http.stop()
+        for socket_api in self.websockets.values():
+            socket_api.stop()
+        self.websockets = {}
         for poller in self.pollers.values():
             poller.signal_stop()
         if self.scheduler is not None:

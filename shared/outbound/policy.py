@@ -34,6 +34,10 @@ CHANNEL_OF_IDENTITY = {
 }
 #: The identity type each channel sends to.
 IDENTITY_OF_CHANNEL = {channel: identity for identity, channel in CHANNEL_OF_IDENTITY.items()}
+#: A voice callback rings the customer's phone; never chosen by default (not in the order below).
+IDENTITY_OF_CHANNEL["voice"] = "phone"
+#: A channel without a consent record of its own follows this one's (a STOP on the number covers calls).
+CONSENT_FALLBACK = {"voice": "sms"}
 #: Order used for a customer who stated no preference: richest reach first.
 DEFAULT_CHANNEL_ORDER = ("whatsapp", "sms", "email", "messenger", "webchat")
 #: Channels whose provider allows free text only within a window after the customer wrote.
@@ -100,6 +104,13 @@ class CustomerFacts:
             return None
         verified = [i for i in matches if i.verified]
         return (verified or matches)[-1]
+
+    def consent_for(self, channel: str) -> str | None:
+        """The channel's recorded consent, else the one it follows (voice follows SMS)."""
+        status = self.consent.get(channel)
+        if status is None and channel in CONSENT_FALLBACK:
+            status = self.consent.get(CONSENT_FALLBACK[channel])
+        return status
 
     def zone(self) -> ZoneInfo:
         return zone_or_default(self.timezone)
@@ -195,7 +206,7 @@ def choose_channels(
         if to is None:
             skipped.append((channel, "no_address"))
             continue
-        refusal = consent_refusal(customer.consent.get(channel), request.urgency, exempt)
+        refusal = consent_refusal(customer.consent_for(channel), request.urgency, exempt)
         if refusal:
             skipped.append((channel, refusal))
             continue
@@ -217,7 +228,7 @@ def _reply_channel(
     if channel is None or to is None:
         return ChannelPlan((), (("conversation", "no_reply_address"),))
     exempt = conversation is not None and conversation.customer_opened
-    refusal = consent_refusal(customer.consent.get(channel), request.urgency, exempt)
+    refusal = consent_refusal(customer.consent_for(channel), request.urgency, exempt)
     if refusal:
         return ChannelPlan((), ((channel, refusal),))
     return ChannelPlan((Candidate(channel, to),))

@@ -6,6 +6,8 @@ Items (``pk`` / ``sk``):
 * ``SESSION#<id>`` / ``IN#<message_id>`` - a message the customer sent (the browser's
   message id is the key, so a resent message is stored once);
 * ``SESSION#<id>`` / ``OUT#<notification_id>`` - a message we delivered to the session.
+* ``SESSION#<id>`` / ``CONN#<connection id>`` - an open WebSocket of the session
+  (:mod:`shared.repositories.webchat_connections`).
 
 Every item has ``expires_at`` (epoch seconds), the table's TTL attribute.
 """
@@ -86,7 +88,7 @@ class WebchatRepository:
                 "author": i.get("author"),
             }
             for i in items
-            if i["sk"] != "META"
+            if i["sk"].startswith(("IN#", "OUT#"))  # not META, nor the session's CONN# items
         ]
         messages.sort(key=lambda m: (m["timestamp"], m["message_id"]))
         return messages

@@ -87,6 +87,7 @@ def test_entry_point_builds_the_stack_and_exports_its_outputs(tmp_path: Path) ->
         "cognitoUserPoolClientId",
         "agentJwtIssuer",
         "consoleUrl",
+        "websocketUrls",
     }
     assert outputs["apiUrl"].startswith("https://")
     assert outputs["busName"] == "omni-test-events"

@@ -169,6 +169,9 @@ def expected_physical_names(registry: Registry) -> dict[tuple[ResourceKind, str]
         names[("queue", queue.name)] = registry.one(QUEUE, name=physical(queue.name)).state["url"]
     names.update({("bucket", b.name): f"{physical(b.name)}-{ACCOUNT}" for b in TOPOLOGY.buckets})
     names.update({("email-identity", i.name): SENDER_IDENTITY for i in TOPOLOGY.email_identities})
+    for ws in TOPOLOGY.websocket_apis:
+        api = registry.one(API, name=physical(f"{ws.name}-ws"))
+        names[("websocket", ws.name)] = f"https://{api.id}.execute-api.{REGION}.amazonaws.com/{STACK}"
     return names
 
 
@@ -177,6 +180,9 @@ def arn_of(registry: Registry, kind: str, name: str) -> str:
         return registry.one(BUCKET, bucket=f"{physical(name)}-{ACCOUNT}").arn
     if kind == "email-identity":  # verified outside the stack: referenced by its configured name
         return f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/{SENDER_IDENTITY}"
+    if kind == "websocket":  # posting to the stage's connections, nothing else
+        api = registry.one(API, name=physical(f"{name}-ws"))
+        return f"{api.state['executionArn']}/{STACK}/POST/@connections/*"
     typ = {"table": TABLE, "queue": QUEUE, "bus": BUS_TYPE, "secret": SECRET}[kind]
     return registry.one(typ, name=physical(name)).arn
 
@@ -238,26 +244,26 @@ def test_function_environment_names_the_deployed_resources(built: Built) -> pulu
 @pulumi.runtime.test
 def test_every_http_route_is_wired_to_its_function(built: Built) -> pulumi.Output[None]:
     def check(registry: Registry) -> None:
-        api = registry.one(API)
+        api = registry.one(API, protocolType="HTTP")
         assert api.inputs["protocolType"] == "HTTP"
         declared = TOPOLOGY.routes()
-        assert sorted(r.inputs["routeKey"] for r in registry.of_type(ROUTE)) == sorted(
+        assert sorted(r.inputs["routeKey"] for r in registry.where(ROUTE, apiId=api.id)) == sorted(
             route.route_key for route, _ in declared
         )
         for route, fn in declared:
             registered = registry.one(ROUTE, routeKey=route.route_key)
             assert registered.inputs["apiId"] == api.id
             integration_id = registered.inputs["target"].removeprefix("integrations/")
-            integration = next(i for i in registry.of_type(INTEGRATION) if i.id == integration_id)
+            integration = next(i for i in registry.where(INTEGRATION, apiId=api.id) if i.id == integration_id)
             assert integration.inputs["apiId"] == api.id
             assert integration.inputs["integrationType"] == "AWS_PROXY"
             assert integration.inputs["integrationUri"] == lambda_of(registry, fn).arn
             assert integration.inputs["payloadFormatVersion"] == "2.0"
         # One integration per function with routes, none for the others.
         with_routes = [fn for fn in TOPOLOGY.functions if fn.routes]
-        assert sorted(i.inputs["integrationUri"] for i in registry.of_type(INTEGRATION)) == sorted(
-            lambda_of(registry, fn).arn for fn in with_routes
-        )
+        assert sorted(
+            i.inputs["integrationUri"] for i in registry.where(INTEGRATION, apiId=api.id)
+        ) == sorted(lambda_of(registry, fn).arn for fn in with_routes)
 
     return run_checks(built, check)
 
@@ -293,8 +299,13 @@ def test_agent_routes_use_the_jwt_authorizer_and_public_routes_do_not(built: Bui
 @pulumi.runtime.test
 def test_api_gateway_may_invoke_exactly_the_functions_with_routes(built: Built) -> pulumi.Output[None]:
     def check(registry: Registry) -> None:
-        api = registry.one(API)
-        permissions = registry.of_type(PERMISSION)
+        api = registry.one(API, protocolType="HTTP")
+        # Those of the HTTP API (the WebSocket API's are checked with it, below).
+        permissions = [
+            p
+            for p in registry.of_type(PERMISSION)
+            if p.inputs["sourceArn"].startswith(api.state["executionArn"] + "/")
+        ]
         assert sorted(p.inputs["function"] for p in permissions) == sorted(
             physical(fn.name) for fn in TOPOLOGY.functions if fn.routes
         )
@@ -307,12 +318,56 @@ def test_api_gateway_may_invoke_exactly_the_functions_with_routes(built: Built) 
 
 
 @pulumi.runtime.test
+def test_websocket_api_routes_invoke_their_functions_from_its_stage_only(built: Built) -> pulumi.Output[None]:
+    def check(registry: Registry) -> None:
+        assert TOPOLOGY.websocket_apis, "the topology declares a WebSocket API"
+        for ws in TOPOLOGY.websocket_apis:
+            api = registry.one(API, name=physical(f"{ws.name}-ws"))
+            assert api.inputs["protocolType"] == "WEBSOCKET"
+            assert api.inputs["routeSelectionExpression"] == "$request.body.action"
+            stage = registry.one(STAGE, apiId=api.id)
+            assert stage.inputs["name"] == STACK
+            assert stage.inputs["autoDeploy"] is True
+            declared = TOPOLOGY.websocket_routes(ws.name)
+            assert {route.route_key for route, _ in declared} >= {"$connect", "$disconnect"}
+            assert sorted(r.inputs["routeKey"] for r in registry.where(ROUTE, apiId=api.id)) == sorted(
+                route.route_key for route, _ in declared
+            )
+            for route, fn in declared:
+                registered = registry.one(ROUTE, apiId=api.id, routeKey=route.route_key)
+                # No authorizer: $connect checks the session token itself.
+                assert registered.inputs.get("authorizationType", "NONE") == "NONE"
+                integration_id = registered.inputs["target"].removeprefix("integrations/")
+                integration = next(
+                    i for i in registry.where(INTEGRATION, apiId=api.id) if i.id == integration_id
+                )
+                assert integration.inputs["integrationType"] == "AWS_PROXY"
+                assert integration.inputs["integrationUri"] == lambda_of(registry, fn).state["invokeArn"]
+            permissions = [
+                p
+                for p in registry.of_type(PERMISSION)
+                if p.inputs["sourceArn"].startswith(api.state["executionArn"] + "/")
+            ]
+            assert sorted(p.inputs["function"] for p in permissions) == sorted(
+                {physical(fn.name) for _, fn in declared}
+            )
+            for permission in permissions:
+                assert permission.inputs["principal"] == "apigateway.amazonaws.com"
+                assert permission.inputs["sourceArn"] == f"{api.state['executionArn']}/{STACK}/*"
+        # notify may post to the web chat connections, and no other function may.
+        managers = [fn.name for fn in TOPOLOGY.functions if any(g.kind == "websocket" for g in fn.grants)]
+        assert managers == ["notify"]
+
+    return run_checks(built, check)
+
+
+@pulumi.runtime.test
 def test_default_stage_throttles_and_logs(built: Built) -> pulumi.Output[None]:
     def check(registry: Registry) -> None:
-        stage = registry.one(STAGE)
+        stage = registry.one(STAGE, name="$default")
         assert stage.inputs["name"] == "$default"
         assert stage.inputs["autoDeploy"] is True
-        assert stage.inputs["apiId"] == registry.one(API).id
+        assert stage.inputs["apiId"] == registry.one(API, protocolType="HTTP").id
         defaults = stage.inputs["defaultRouteSettings"]
         assert defaults["throttlingRateLimit"] == TOPOLOGY.default_throttle.rate_per_s > 0
         assert defaults["throttlingBurstLimit"] == TOPOLOGY.default_throttle.burst > 0
@@ -585,7 +640,7 @@ def test_stack_outputs(built: Built) -> pulumi.Output[None]:
 
     def check(values: dict[str, Any]) -> None:
         registry = MOCKS.registry().main()
-        api = registry.one(API)
+        api = registry.one(API, protocolType="HTTP")
         assert values["apiUrl"] == api.state["apiEndpoint"]
         assert values["tableNames"] == {t.name: physical(t.name) for t in TOPOLOGY.tables}
         assert values["busName"] == physical(BUS.name)
