@@ -8,19 +8,17 @@ and answered with empty TwiML. Refusals: 401 (signature), 400 (malformed form),
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ValidationError
 
 from functions.sms.models import InboundSms, MessageStatusCallback
 from shared.bus import EventPublisher
-from shared.channels import twilio
-from shared.config import get_secret
+from shared.channels import twilio, twilio_webhook
 from shared.events import DeliveryStatusChanged, format_timestamp, utc_now
-from shared.http import error, guard_body, install_error_handlers, public_url, raw_body
+from shared.http import error, guard_body
 from shared.identity import InvalidIdentity
 from shared.repositories.outbox import OutboxRepository
 from shared.topology import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
@@ -28,51 +26,17 @@ from shared.topology import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
 #: Twilio's webhooks are a few kilobytes; an MMS with ten media URLs stays well below this.
 MAX_BODY_BYTES = 64 * 1024
 
-M = TypeVar("M", bound=BaseModel)
-
 logger = Logger()
 app = APIGatewayHttpResolver()
-install_error_handlers(app)
+twilio_webhook.install(app, logger)
 
 publisher = EventPublisher(source="omni.sms")
 outbox = OutboxRepository()
 
 
-@app.exception_handler(twilio.TwilioRequestError)
-def _refused(exc: twilio.TwilioRequestError) -> Response:
-    logger.info("Twilio request refused", extra={"status": exc.status, "reason": str(exc)})
-    return error(exc.status, str(exc))
-
-
-@app.exception_handler(ValidationError)
-def _malformed(exc: ValidationError) -> Response:
-    problems = [
-        {"field": ".".join(str(p) for p in item["loc"]) or "body", "problem": item["msg"]}
-        for item in exc.errors()
-    ]
-    logger.info("Twilio request malformed", extra={"problems": problems})
-    return error(400, "; ".join(f"{p['field']}: {p['problem']}" for p in problems), problems=problems)
-
-
-def _form(model: type[M]) -> M:
-    """The request's parameters, after the signature check, validated as ``model``."""
-    event = app.current_event.raw_event
-    params = twilio.verified_form(
-        get_secret("TWILIO_AUTH_TOKEN_SECRET_ID"),
-        public_url(event),
-        raw_body(event),
-        app.current_event.headers.get(twilio.SIGNATURE_HEADER),
-    )
-    return model.model_validate(params)
-
-
-def _twiml(body: str = twilio.EMPTY_TWIML) -> Response:
-    return Response(status_code=200, content_type=twilio.TWIML_CONTENT_TYPE, body=body)
-
-
 @app.post("/webhooks/sms")
 def inbound() -> Response:
-    form = _form(InboundSms)
+    form = twilio_webhook.verified_form(app, InboundSms)
     try:
         sender = twilio.phone_identity(form.from_)
     except InvalidIdentity as exc:
@@ -98,18 +62,18 @@ def inbound() -> Response:
         "SMS accepted",
         extra={"message_sid": form.message_sid, "kind": message.kind, "media": len(form.media)},
     )
-    return _twiml()
+    return twilio_webhook.twiml()
 
 
 @app.post("/webhooks/sms/status")
 def status_callback() -> Response:
-    form = _form(MessageStatusCallback)
+    form = twilio_webhook.verified_form(app, MessageStatusCallback)
     status = twilio.delivery_status(form.message_status)
     if status is None:
         logger.info(
             "SMS status ignored", extra={"message_sid": form.message_sid, "status": form.message_status}
         )
-        return _twiml()
+        return twilio_webhook.twiml()
     at = format_timestamp(utc_now())
     notification_id = outbox.update_status(form.message_sid, status, at, form.error_code or None)
     if notification_id is not None:
@@ -135,7 +99,7 @@ def status_callback() -> Response:
             "notification_id": notification_id,
         },
     )
-    return _twiml()
+    return twilio_webhook.twiml()
 
 
 @guard_body(MAX_BODY_BYTES, accept=(twilio.FORM_CONTENT_TYPE,))

@@ -10,66 +10,30 @@ message of that conversation, so the agent who takes it sees the earlier chat.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ValidationError
 
 from functions.voice.models import CallStatusCallback, IncomingCall, TranscriptionCallback
 from shared.bus import EventPublisher, PublishError
-from shared.channels import twilio
-from shared.config import get_secret
+from shared.channels import twilio, twilio_webhook
 from shared.events import Identity, utc_now
-from shared.http import error, guard_body, install_error_handlers, public_url, raw_body
+from shared.http import error, guard_body
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.topology import MESSAGE_RECEIVED
 
 MAX_BODY_BYTES = 64 * 1024
 
-M = TypeVar("M", bound=BaseModel)
-
 logger = Logger()
 app = APIGatewayHttpResolver()
-install_error_handlers(app)
+twilio_webhook.install(app, logger)
 
 publisher = EventPublisher(source="omni.voice")
 customers = CustomerRepository()
 conversations = ConversationRepository(customers=customers)
-
-
-@app.exception_handler(twilio.TwilioRequestError)
-def _refused(exc: twilio.TwilioRequestError) -> Response:
-    logger.info("Twilio request refused", extra={"status": exc.status, "reason": str(exc)})
-    return error(exc.status, str(exc))
-
-
-@app.exception_handler(ValidationError)
-def _malformed(exc: ValidationError) -> Response:
-    problems = [
-        {"field": ".".join(str(p) for p in item["loc"]) or "body", "problem": item["msg"]}
-        for item in exc.errors()
-    ]
-    logger.info("Twilio request malformed", extra={"problems": problems})
-    return error(400, "; ".join(f"{p['field']}: {p['problem']}" for p in problems), problems=problems)
-
-
-def _form(model: type[M]) -> M:
-    """The request's parameters, after the signature check, validated as ``model``."""
-    event = app.current_event.raw_event
-    params = twilio.verified_form(
-        get_secret("TWILIO_AUTH_TOKEN_SECRET_ID"),
-        public_url(event),
-        raw_body(event),
-        app.current_event.headers.get(twilio.SIGNATURE_HEADER),
-    )
-    return model.model_validate(params)
-
-
-def _twiml(body: str = twilio.EMPTY_TWIML) -> Response:
-    return Response(status_code=200, content_type=twilio.TWIML_CONTENT_TYPE, body=body)
 
 
 def _queue_for(caller: Identity, call_sid: str) -> str:
@@ -82,7 +46,7 @@ def _queue_for(caller: Identity, call_sid: str) -> str:
 
 @app.post("/webhooks/voice")
 def incoming_call() -> Response:
-    form = _form(IncomingCall)
+    form = twilio_webhook.verified_form(app, IncomingCall)
     caller = twilio.caller_identity(form.from_, form.call_sid)
     queue = _queue_for(caller, form.call_sid)
     message = twilio.incoming_call(
@@ -105,16 +69,16 @@ def incoming_call() -> Response:
         "incoming call enqueued",
         extra={"call_sid": form.call_sid, "queue": queue, "caller_type": caller.type},
     )
-    return _twiml(twilio.enqueue_twiml(queue, twilio.greeting(queue)))
+    return twilio_webhook.twiml(twilio.enqueue_twiml(queue, twilio.greeting(queue)))
 
 
 @app.post("/webhooks/voice/status")
 def call_status() -> Response:
-    form = _form(CallStatusCallback)
+    form = twilio_webhook.verified_form(app, CallStatusCallback)
     if form.call_status not in twilio.TERMINAL_CALL_STATUSES:
         # Progress events (ringing, answered) only if someone subscribed to them: not messages.
         logger.info("call progress ignored", extra={"call_sid": form.call_sid, "status": form.call_status})
-        return _twiml()
+        return twilio_webhook.twiml()
     ended_at = None
     if form.timestamp:
         try:
@@ -134,12 +98,12 @@ def call_status() -> Response:
     logger.info(
         "call ended", extra={"call_sid": form.call_sid, "status": form.call_status, "s": form.call_duration}
     )
-    return _twiml()
+    return twilio_webhook.twiml()
 
 
 @app.post("/webhooks/voice/transcription")
 def transcription() -> Response:
-    form = _form(TranscriptionCallback)
+    form = twilio_webhook.verified_form(app, TranscriptionCallback)
     message = twilio.transcription(
         transcription_sid=form.transcription_sid,
         call_sid=form.call_sid,
@@ -160,7 +124,7 @@ def transcription() -> Response:
             "status": form.transcription_status,
         },
     )
-    return _twiml()
+    return twilio_webhook.twiml()
 
 
 @guard_body(MAX_BODY_BYTES, accept=(twilio.FORM_CONTENT_TYPE,))

@@ -320,6 +320,19 @@ def reply_token(addresses: Iterable[str]) -> str | None:
     return None
 
 
+#: The plus tag notify puts into ``List-Unsubscribe`` (``<mailbox>+unsubscribe-<customer id>@``).
+UNSUBSCRIBE_TAG_PREFIX = "unsubscribe-"
+
+
+def unsubscribe_requested(addresses: Iterable[str]) -> bool:
+    """Whether the mail went to our ``List-Unsubscribe`` address (a mail client's unsubscribe)."""
+    for address in addresses:
+        _, tag = split_plus_address(address.strip())
+        if tag and tag.lower().startswith(UNSUBSCRIBE_TAG_PREFIX):
+            return True
+    return False
+
+
 # --------------------------------------------------------------------------- #
 # The raw mail
 # --------------------------------------------------------------------------- #
@@ -572,9 +585,14 @@ def inbound_message(
     threaded_by: str | None = None,
 ) -> MessageReceived:
     """The canonical ``message.received`` of one mail; the same mail always gives the same one
-    (apart from ``received_at``), so a redelivery is recorded once downstream."""
+    (apart from ``received_at``), so a redelivery is recorded once downstream.
+
+    A mail to our ``List-Unsubscribe`` address is an opt-out of e-mail for the customer the
+    sender resolves to (only a verified sender reaches an existing customer).
+    """
     sender, display_name, sender_source = _sender(parsed, receipt)
     ours = our_addresses(parsed, receipt)
+    unsubscribe = unsubscribe_requested(ours)
     recipient = None
     for address in ours:
         try:
@@ -614,6 +632,8 @@ def inbound_message(
         for info in parsed.attachments[:MAX_ATTACHMENTS]
     )
     return MessageReceived(
+        kind="consent" if unsubscribe else "message",
+        keyword="opt_out" if unsubscribe else None,
         channel=CHANNEL,
         provider=PROVIDER,
         provider_message_id=receipt.ses_message_id,

@@ -295,3 +295,14 @@ def test_reply_token_needs_a_conversation_id() -> None:
     assert mail.reply_token(["support+conv_short@shop.example"]) is None
     assert mail.reply_token([f"Support+{TOKEN.upper()}@shop.example"]) == TOKEN
     assert mail.split_plus_address("a+b+c@x.example") == ("a@x.example", "b+c")
+
+
+def test_a_mail_to_the_list_unsubscribe_address_is_an_opt_out() -> None:
+    # SES's envelope recipient is the List-Unsubscribe address notify wrote.
+    message = message_of("plain.eml", recipients=("support+unsubscribe-cus_01m8abc@shop.example",))
+    assert (message.kind, message.keyword) == ("consent", "opt_out")
+    assert message.sender.verified is True  # DMARC passed: it reaches the existing customer
+    ordinary = message_of("plain.eml")
+    assert (ordinary.kind, ordinary.keyword) == ("message", None)
+    assert mail.unsubscribe_requested(["Support <support+UNSUBSCRIBE-cus_1@shop.example>"])
+    assert not mail.unsubscribe_requested(["support+conv_01m88xwbstv2gb0cpyxfmw27cw@shop.example"])
