@@ -252,27 +252,34 @@ class _Configured:
 # --------------------------------------------------------------------------- #
 # Twilio REST API 2010-04-01: Messages (SMS) and Calls (voice callback)
 # --------------------------------------------------------------------------- #
-class _TwilioAdapter(_Configured):
+class _HttpAdapter(_Configured):
+    """An adapter that calls its provider's HTTP API (``api_base`` replaceable in tests)."""
+
+    default_api_base = ""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | ConfigSource | None = None,
+        http: HttpClient | None = None,
+        api_base: str | None = None,
+    ) -> None:
+        super().__init__(config)
+        self._http = http
+        self.api_base = (api_base or self.default_api_base).rstrip("/")
+
+    @property
+    def http(self) -> HttpClient:
+        return self._http or default_http()
+
+
+class _TwilioAdapter(_HttpAdapter):
     """What the Twilio adapters share: the ``twilio-api`` secret, Basic auth, form POSTs
     to ``/2010-04-01/Accounts/{AccountSid}/<resource>.json`` and Twilio's error format."""
 
     provider = "twilio"
     idempotent = False
     secret_env_var = "TWILIO_API_SECRET_ID"
-
-    def __init__(
-        self,
-        config: Mapping[str, Any] | ConfigSource | None = None,
-        http: HttpClient | None = None,
-        api_base: str = TWILIO_API_BASE,
-    ) -> None:
-        super().__init__(config)
-        self._http = http
-        self.api_base = api_base.rstrip("/")
-
-    @property
-    def http(self) -> HttpClient:
-        return self._http or default_http()
+    default_api_base = TWILIO_API_BASE
 
     def _account_url(self, resource: str) -> str:
         return f"{self.api_base}/2010-04-01/Accounts/{self.setting('account_sid')}/{resource}.json"
@@ -468,25 +475,12 @@ def _meta_outcome(response: HttpResponse, provider: str) -> dict[str, Any]:
     raise DeliveryFailed(f"{provider}_{code or response.status}", str(details or message))
 
 
-class _GraphAdapter(_Configured):
+class _GraphAdapter(_HttpAdapter):
     secret_env_var = "META_OUTBOUND_SECRET_ID"
+    default_api_base = GRAPH_API_BASE
     idempotent = False
     provider = "meta"
     token_setting = ""
-
-    def __init__(
-        self,
-        config: Mapping[str, Any] | ConfigSource | None = None,
-        http: HttpClient | None = None,
-        api_base: str = GRAPH_API_BASE,
-    ) -> None:
-        super().__init__(config)
-        self._http = http
-        self.api_base = api_base.rstrip("/")
-
-    @property
-    def http(self) -> HttpClient:
-        return self._http or default_http()
 
     def _url(self, node: str) -> str:
         version = self.config.get("graph_version") or GRAPH_API_VERSION
