@@ -285,3 +285,27 @@ class DeliveryStatusChanged(_Event):
 
 
 EVENT_MODELS[topology.DELIVERY_STATUS_CHANGED] = DeliveryStatusChanged
+
+
+class FeedbackSubmitted(_Event):
+    """Detail of ``feedback.submitted``: a customer answered a survey through a signed link.
+
+    Published by the public links endpoint (``shared/links.py``) when a customer clicks a
+    score in an e-mail or in the web chat; a survey answered by a plain reply is read
+    from the message itself. Idempotency key: ``(conversation_id, survey)`` - the first
+    answer counts, a second click changes nothing.
+    """
+
+    detail_type: Literal["feedback.submitted"] = topology.FEEDBACK_SUBMITTED
+    customer_id: Annotated[str, Field(min_length=1, max_length=100)]
+    conversation_id: Annotated[str, Field(min_length=1, max_length=100)]
+    survey: Literal["ces", "csat"]
+    #: CES 1-7 (7 = very easy), CSAT 1-5 (5 = very satisfied); checked against the survey's scale.
+    score: Annotated[int, Field(ge=1, le=7)]
+    #: The channel the survey was sent on (where the link was).
+    channel: Channel
+    answered_at: str
+    correlation_id: str | None = None
+
+
+EVENT_MODELS[topology.FEEDBACK_SUBMITTED] = FeedbackSubmitted

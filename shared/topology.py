@@ -547,6 +547,8 @@ AGENT_ASSIGNED = "agent.assigned"
 CONVERSATION_STALLED = "conversation.stalled"
 CONVERSATION_RESOLVED = "conversation.resolved"
 CONVERSATION_REOPENED = "conversation.reopened"
+#: A customer answered a survey (CES or CSAT) through a signed link (e-mail, web chat).
+FEEDBACK_SUBMITTED = "feedback.submitted"
 #: Behaviour events the company's systems publish (source ``omni.<system>``; see shared/proactive.py).
 ORDER_STATUS_CHECKED = "order.status_checked"
 PAGE_VIEWED = "page.viewed"
@@ -559,6 +561,7 @@ KPI_EVENTS = (
     CONVERSATION_STALLED,
     CONVERSATION_RESOLVED,
     CONVERSATION_REOPENED,
+    FEEDBACK_SUBMITTED,
 )
 
 TABLES = (
@@ -743,6 +746,17 @@ SECRETS += (
             '{"from": "Support <support@example.com>", "reply_mailbox": "support@reply.example.com"}'
         ),
         description="Outbound e-mail (SES v2): from (verified identity), reply_mailbox, configuration_set.",
+    ),
+)
+
+# Signed links in messages to customers (one-click unsubscribe, survey answers): shared/links.py.
+SECRETS += (
+    Secret(
+        name="links-signing",
+        config_key="linksSigningSecret",
+        local_env_var="OMNI_LINKS_SIGNING_SECRET",
+        local_default="local-dev-links-signing-secret-not-for-production",
+        description="Signs the links we put in messages (unsubscribe, survey answers). Never leaves AWS.",
     ),
 )
 
