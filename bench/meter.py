@@ -107,6 +107,31 @@ class TableSchema:
 # --------------------------------------------------------------------------- #
 # The meter
 # --------------------------------------------------------------------------- #
+#: Assumed in-region round trip of one AWS API call from Lambda, ms (typical p50; DynamoDB
+#: documents "single-digit millisecond" latency). The cloud estimate of an invocation's duration
+#: replaces the time the call took against the local emulator with these.
+CALL_LATENCY_MS: dict[tuple[str, str], float] = {
+    ("dynamodb", "GetItem"): 5,
+    ("dynamodb", "PutItem"): 6,
+    ("dynamodb", "UpdateItem"): 6,
+    ("dynamodb", "DeleteItem"): 6,
+    ("dynamodb", "Query"): 7,
+    ("dynamodb", "BatchGetItem"): 8,
+    ("dynamodb", "BatchWriteItem"): 10,
+    ("dynamodb", "TransactGetItems"): 10,
+    ("dynamodb", "TransactWriteItems"): 15,
+    ("events", "PutEvents"): 20,
+    ("secretsmanager", "GetSecretValue"): 25,
+    ("s3", "GetObject"): 25,
+}
+SERVICE_LATENCY_MS = {"sqs": 10.0, "sesv2": 60.0, "apigatewaymanagementapi": 20.0}
+DEFAULT_LATENCY_MS = 15.0
+
+
+def call_latency_ms(service: str, operation: str) -> float:
+    return CALL_LATENCY_MS.get((service, operation), SERVICE_LATENCY_MS.get(service, DEFAULT_LATENCY_MS))
+
+
 @dataclass
 class Invocation:
     function: str
@@ -115,6 +140,15 @@ class Invocation:
     ok: bool
     #: The function's first invocation in this process: its duration includes the imports.
     cold: bool = False
+    #: Of ``duration_ms``: time spent waiting for the local emulator's answers.
+    aws_ms: float = 0.0
+    #: What the same AWS calls are assumed to take in the cloud (:data:`CALL_LATENCY_MS`).
+    modelled_aws_ms: float = 0.0
+
+    @property
+    def cloud_ms(self) -> float:
+        """Estimated duration in Lambda: the function's own time plus modelled AWS round trips."""
+        return max(1.0, self.duration_ms - self.aws_ms + self.modelled_aws_ms)
 
 
 @dataclass
@@ -131,6 +165,8 @@ class Snapshot:
     #: (table, item kind) -> WRU those writes would cost if every item were at most 1 KB.
     wru_small: Counter[tuple[str, str]] = field(default_factory=Counter)
     put_event_entries: Counter[str] = field(default_factory=Counter)  # function -> 64 KB chunks
+    #: (function, detail type) -> 64 KB chunks published.
+    put_event_types: Counter[tuple[str, str]] = field(default_factory=Counter)
     sqs_chunks: Counter[str] = field(default_factory=Counter)  # function -> 64 KB request chunks
     invocations: list[Invocation] = field(default_factory=list)
     batches: Counter[str] = field(default_factory=Counter)  # queue -> batches
@@ -174,8 +210,11 @@ class Meter:
             body = _json_body(request_dict) if service in ("dynamodb", "events", "sqs") else {}
             before = meter._before(operation, body) if service == "dynamodb" and function != OUTSIDE else None
             overhead = time.perf_counter() - overhead_started
+            call_started = time.perf_counter()
             http, parsed = original_request(client, operation_model, request_dict, request_context)
             overhead_started = time.perf_counter()
+            _local.aws = getattr(_local, "aws", 0.0) + overhead_started - call_started
+            _local.modelled = getattr(_local, "modelled", 0.0) + call_latency_ms(service, operation) / 1000
             with meter._lock:
                 meter.data.calls[(function, service, operation)] += 1
                 meter.total_calls[(function, service, operation)] += 1
@@ -195,6 +234,8 @@ class Meter:
             previous = getattr(_local, "function", None)
             _local.function = name
             _local.overhead = 0.0
+            _local.aws = 0.0
+            _local.modelled = 0.0
             try:
                 if name in HTTP_FUNCTIONS:
                     with HTTP_TURNS:
@@ -209,7 +250,16 @@ class Meter:
             with meter._lock:
                 cold = name not in meter.warm
                 meter.warm.add(name)
-                meter.data.invocations.append(Invocation(name, elapsed_ms, result.ok, cold))
+                meter.data.invocations.append(
+                    Invocation(
+                        name,
+                        elapsed_ms,
+                        result.ok,
+                        cold,
+                        aws_ms=_local.aws * 1000,
+                        modelled_aws_ms=_local.modelled * 1000,
+                    )
+                )
             return result
 
         def process(poller: SqsPoller, messages: list[dict[str, Any]]) -> set[str]:
@@ -350,6 +400,10 @@ class Meter:
             )
             with self._lock:
                 self.data.put_event_entries[function] += chunks
+                for entry in body["Entries"]:
+                    size = len(json.dumps(entry).encode())
+                    key = (function, str(entry.get("DetailType", "?")))
+                    self.data.put_event_types[key] += max(1, math.ceil(size / (64 * KB)))
         elif service == "sqs":
             size = len(json.dumps(body).encode())
             with self._lock:
