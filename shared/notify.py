@@ -350,6 +350,8 @@ class Notifier:
             return self._fail(request, item, "no_channel", plan.reason(), now, skipped)
 
         accepted: list[tuple[Candidate, OutboundMessage, Accepted]] = []
+        #: Attempts this run got accepted, still to be settled (with the status, in one write).
+        fresh: list[tuple[str, str | None, dict[str, str] | None]] = []
         for candidate in plan.candidates:
             adapter = self.adapters.get(candidate.channel)
             try:
@@ -357,19 +359,29 @@ class Notifier:
                     raise DeliveryFailed("channel_unavailable", f"no adapter for {candidate.channel}")
                 message = compose(request, candidate, rendered, conversation, now)
                 message = _stamp(message, item["created_at"], now)
-                result = self._attempt(adapter, message, now)
+                result, new = self._attempt(adapter, message, now)
             except DeliveryFailed as failure:
                 skipped.append((candidate.channel, f"{failure.code}: {failure.reason}"))
                 continue
             accepted.append((candidate, message, result))
+            if new:
+                fresh.append(
+                    (candidate.channel, result.provider_message_id or None, dict(result.details) or None)
+                )
             if not plan.fan_out:
                 break
         if not accepted:
+            for channel, pid, details in fresh:  # nothing was accepted, so nothing is fresh
+                self.outbox.settle_attempt(
+                    request.notification_id, channel, "accepted", at, provider_message_id=pid, details=details
+                )
             return self._fail(request, item, "all_channels_failed", _describe(skipped), now, skipped)
-        return self._succeed(request, item, accepted, rendered, skipped, now)
+        return self._succeed(request, item, accepted, rendered, skipped, now, fresh)
 
     # -- one channel ------------------------------------------------------ #
-    def _attempt(self, adapter: Adapter, message: OutboundMessage, now: datetime) -> Accepted:
+    def _attempt(self, adapter: Adapter, message: OutboundMessage, now: datetime) -> tuple[Accepted, bool]:
+        """Send on one channel; the provider's acceptance and whether it still has to be recorded
+        (False: an earlier run's attempt, already settled)."""
         request = adapter.build(message)
         at = format_timestamp(now)
         attempt, new = self.outbox.begin_attempt(
@@ -387,7 +399,7 @@ class Notifier:
         if not new:
             settled = self._reconcile(adapter, request, message, attempt, now)
             if settled is not None:
-                return settled
+                return settled, False
             started_at = at
         try:
             result = adapter.send(request, message)
@@ -406,15 +418,9 @@ class Notifier:
             raise
         except OutcomeUnknown:
             raise  # the attempt stays open; the retry reconciles it after the lease
-        self.outbox.settle_attempt(
-            message.notification_id,
-            message.channel,
-            "accepted",
-            at,
-            provider_message_id=result.provider_message_id,
-            details=dict(result.details) or None,
-        )
-        return result
+        # Accepted: recorded together with the status by _succeed (one write). A crash before
+        # that leaves the attempt open, exactly as a crash right after the provider call did.
+        return result, True
 
     def _reconcile(
         self,
@@ -495,13 +501,14 @@ class Notifier:
         rendered: Rendered | None,
         skipped: list[tuple[str, str]],
         now: datetime,
+        fresh: list[tuple[str, str | None, dict[str, str] | None]],
     ) -> Outcome:
         candidate, message, result = accepted[0]
         self._timeline(request, item, candidate.channel, message.text, "sent")
-        self.outbox.mark(
+        self.outbox.record_sent(
             request.notification_id,
-            "sent",
             format_timestamp(now),
+            fresh,
             provider_message_id=result.provider_message_id or None,
             extra={
                 "channel": candidate.channel,

@@ -308,11 +308,11 @@ class CrashAfterProvider(OutboxRepository):
         super().__init__()
         self.crashes = 1
 
-    def settle_attempt(self, notification_id: str, channel: str, state: str, at: str, **kw: Any) -> None:
-        if state == "accepted" and self.crashes:
+    def record_sent(self, notification_id: str, at: str, settled: Any, **kw: Any) -> None:
+        if self.crashes:
             self.crashes -= 1
             raise RuntimeError("injected fault: Lambda timed out")
-        super().settle_attempt(notification_id, channel, state, at, **kw)
+        super().record_sent(notification_id, at, settled, **kw)
 
 
 def test_retry_within_the_lease_waits_instead_of_sending(stack: Any) -> None:
@@ -525,3 +525,40 @@ def test_post_notification_refuses_bad_requests(stack: Any, body: Any, status: i
     response = post_notification(body)
     assert response["statusCode"] == status
     assert problem in response["body"]
+
+
+# --------------------------------------------------------------------------- #
+# The delivery log: acceptance and status in one write, with a safe fallback
+# --------------------------------------------------------------------------- #
+def _attempting(outbox: OutboxRepository) -> None:
+    outbox.start({"notification_id": "n-9", "customer_id": "c1", "created_at": "2026-05-10T12:00:00.000000Z"})
+    outbox.begin_attempt("n-9", "sms", {"key": "n-9#sms", "started_at": "2026-05-10T12:00:00.000000Z"})
+
+
+def test_record_sent_settles_the_attempt_and_the_status_in_one_write(stack: Any) -> None:
+    outbox = OutboxRepository()
+    _attempting(outbox)
+    outbox.record_sent(
+        "n-9", "2026-05-10T12:00:01.000000Z", [("sms", "SM1", {"segments": "1"})], provider_message_id="SM1"
+    )
+    item = outbox.get("n-9")
+    assert item is not None
+    assert item["status"] == "sent"
+    assert item["attempts"]["sms"]["state"] == "accepted"
+    assert item["attempts"]["sms"]["details"] == {"segments": "1"}
+    assert outbox.notification_for_provider_id("SM1") == "n-9"
+
+
+def test_record_sent_after_a_faster_receipt_keeps_the_later_status(stack: Any) -> None:
+    outbox = OutboxRepository()
+    _attempting(outbox)
+    # The "delivered" receipt won the race (rank 2): record_sent must not move it back.
+    outbox.mark("n-9", "delivered", "2026-05-10T12:00:02.000000Z")
+    outbox.record_sent(
+        "n-9", "2026-05-10T12:00:01.000000Z", [("sms", "SM1", None)], provider_message_id="SM1"
+    )
+    item = outbox.get("n-9")
+    assert item is not None
+    assert item["status"] == "delivered"
+    assert item["attempts"]["sms"]["state"] == "accepted"
+    assert item["provider_message_id"] == "SM1"
