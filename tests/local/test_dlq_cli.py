@@ -19,7 +19,7 @@ import boto3
 import pytest
 
 from functions.webchat.handler import handler as webchat
-from omni.cli import main
+from omni.cli import build_parser, main
 from shared.topology import TOPOLOGY
 from tests.faults.support import Ledger, client_error, inject, invoke, receive, run_until_empty, settle
 from tests.helpers import context, eventbridge_envelope, http_event
@@ -367,3 +367,21 @@ def test_replay_without_an_archive_says_so(stack: Stack, capsys: pytest.CaptureF
     code, _, err = omni(capsys, "replay", "--from", "2026-11-25T08:00:00Z", "--to", "2026-11-25T09:00", *AWS)
     assert code == 1
     assert "no archive omni-test-events-archive" in err
+
+
+# --------------------------------------------------------------------------- #
+def test_the_running_local_stack_is_found_through_its_state_file(tmp_path: Any) -> None:
+    from omni.dlq import format_age, resolve_target  # noqa: PLC0415
+    from omni.local.state import write_state  # noqa: PLC0415
+
+    state = tmp_path / "local.json"
+    write_state(state, {"stage": "dev", "region": "eu-west-3", "endpoint_url": "http://127.0.0.1:4566"})
+    parser = build_parser(["dlq", "list"])
+    target = resolve_target(parser.parse_args(["dlq", "list", "--state-file", str(state)]))
+    assert (target.endpoint_url, target.stage, target.region) == ("http://127.0.0.1:4566", "dev", "eu-west-3")
+    assert target.physical("notify-dlq") == "omni-dev-notify-dlq"
+    target = resolve_target(
+        parser.parse_args(["dlq", "list", "--aws", "--stage", "prod", "--region", "eu-west-1"])
+    )
+    assert (target.endpoint_url, target.stage, target.region) == (None, "prod", "eu-west-1")
+    assert [format_age(s) for s in (None, 5, 65, 7260, 90000)] == ["-", "5s", "1m 5s", "2h 1m", "1d 1h"]
