@@ -82,7 +82,7 @@ class Target:
 
             from omni.local.emulator import FAKE_CREDENTIALS  # noqa: PLC0415
 
-            session = boto3.session.Session(
+            session: Any = boto3.session.Session(  # boto3's stubs want a literal service name
                 region_name=self.region,
                 aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"] if self.fake_credentials else None,
                 aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
