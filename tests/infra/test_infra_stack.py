@@ -957,3 +957,41 @@ def test_settings_refuse_what_cannot_be_deployed() -> None:
 def test_missing_secret_config_fails() -> None:
     with pytest.raises(pulumi.ConfigMissingError):
         StackSettings.from_config(config=pulumi.Config("omni-unconfigured"), stage="dev")
+
+
+def test_a_role_gets_on_the_key_only_what_its_grants_need() -> None:
+    from infra.components.encryption import function_key_statement  # noqa: PLC0415
+
+    def fn(grants: tuple[Grant, ...], queue: str | None = None) -> Function:
+        return Function(
+            name="f",
+            handler="functions.f.handler.handler",
+            source_dir="functions/f",
+            description="f",
+            grants=grants,
+            queue=queue,
+        )
+
+    key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/k"
+    # Nothing encrypted: no statement at all.
+    assert function_key_statement(fn((Grant("secret", "s", "get"),)), key, REGION) is None
+    # A consumer that only reads: decrypt, through SQS and DynamoDB only.
+    reader = function_key_statement(fn((Grant("table", "t", "read"),), queue="q"), key, REGION)
+    assert reader == {
+        "Sid": "UseStackKey",
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt"],
+        "Resource": [key],
+        "Condition": {
+            "StringEquals": {
+                "kms:ViaService": [f"dynamodb.{REGION}.amazonaws.com", f"sqs.{REGION}.amazonaws.com"]
+            }
+        },
+    }
+    # A producer: data keys too (SQS producers also decrypt).
+    writer = function_key_statement(
+        fn((Grant("queue", "q", "send"), Grant("secret", "s", "get"))), key, REGION
+    )
+    assert writer is not None
+    assert writer["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert writer["Condition"] == {"StringEquals": {"kms:ViaService": [f"sqs.{REGION}.amazonaws.com"]}}
