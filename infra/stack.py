@@ -37,6 +37,7 @@ from infra.components.alarms import Alarms, AlarmsArgs, stalled_conversations_al
 from infra.components.console import Console, ConsoleArgs, api_path_patterns
 from infra.components.dashboard import Dashboard, DashboardArgs
 from infra.components.email_receiving import ses_writers
+from infra.components.encryption import Encryption, EncryptionArgs
 from infra.components.functions import ResourceKey
 from infra.components.websocket_api import (
     WebSocketApis,
@@ -75,6 +76,8 @@ class OmniStack:
     #: WebSocket APIs (web chat push) and their routes to the functions.
     websocket_apis: WebSocketApis | None = None
     websocket_routes: WebSocketRoutes | None = None
+    #: The customer-managed KMS key that encrypts tables, queues, bus, archive, logs, mail and alerts.
+    encryption: Encryption | None = None
 
 
 def build_stack(
@@ -94,8 +97,25 @@ def build_stack(
         installer=layer_installer,
     )
 
-    tables = Tables("tables", TablesArgs(topology.tables, stage, settings.deletion_protection))
-    queues = Queues("queues", QueuesArgs(topology.queues, stage))
+    region: pulumi.Output[str] = aws.get_region_output().region
+    account_id: pulumi.Output[str] = aws.get_caller_identity_output().account_id
+    writers = ses_writers(topology, stage, region, account_id) if topology.buckets else {}
+    encryption = Encryption(
+        "encryption",
+        EncryptionArgs(
+            topology=topology,
+            stage=stage,
+            account_id=account_id,
+            region=region,
+            receipt_rule_arns=[writer.rule_arn for group in writers.values() for writer in group],
+            deletion_window_in_days=30 if settings.deletion_protection else 7,
+        ),
+    )
+    key_arn = encryption.arn
+    tables = Tables(
+        "tables", TablesArgs(topology.tables, stage, settings.deletion_protection, kms_key_arn=key_arn)
+    )
+    queues = Queues("queues", QueuesArgs(topology.queues, stage, kms_key_arn=key_arn))
     events = EventBusComponent(
         "events",
         EventBusArgs(
@@ -103,6 +123,7 @@ def build_stack(
             rules=topology.rules,
             stage=stage,
             queues={name: QueueRef(arn=queues.arns[name], url=queues.urls[name]) for name in queues.queues},
+            kms_key_arn=key_arn,
         ),
     )
     secrets = Secrets(
@@ -116,19 +137,16 @@ def build_stack(
     )
     packages = FunctionPackages("packages", FunctionPackagesArgs(bundle=bundle, stage=stage))
     buckets: Buckets | None = None
-    region: pulumi.Output[str] | None = None
-    account_id: pulumi.Output[str] | None = None
     if topology.buckets:
-        region = aws.get_region_output().region
-        account_id = aws.get_caller_identity_output().account_id
         buckets = Buckets(
             "buckets",
             BucketsArgs(
                 topology.buckets,
                 stage,
                 account_id,
-                ses_writers=ses_writers(topology, stage, region, account_id),
+                ses_writers=writers,
                 force_destroy=not settings.deletion_protection,
+                kms_key_arn=key_arn,
             ),
         )
 
@@ -145,8 +163,6 @@ def build_stack(
         for name in buckets.buckets:
             resources[("bucket", name)] = ResourceRef(physical=buckets.names[name], arn=buckets.arns[name])
     if topology.email_identities:
-        region = region or aws.get_region_output().region
-        account_id = account_id or aws.get_caller_identity_output().account_id
         resources.update(email_identity_resources(settings, region, account_id))
     websocket_apis: WebSocketApis | None = None
     if topology.websocket_apis:
@@ -164,11 +180,13 @@ def build_stack(
             layer_arns=[packages.layer.arn],
             resources=resources,
             log_retention_days=settings.log_retention_days,
+            kms_key_arn=key_arn,
+            region=region,
         ),
     )
 
     email: EmailReceiving | None = None
-    if buckets is not None and region is not None and account_id is not None:
+    if buckets is not None:
         email = EmailReceiving(
             "email",
             EmailReceivingArgs(
@@ -203,6 +221,7 @@ def build_stack(
             jwt_issuer=issuer,
             jwt_audience=audience,
             log_retention_days=settings.log_retention_days or DEFAULT_API_LOG_RETENTION_DAYS,
+            kms_key_arn=key_arn,
         ),
     )
     websocket_routes: WebSocketRoutes | None = None
@@ -217,14 +236,16 @@ def build_stack(
                 function_names=functions.names,
             ),
         )
-    alarms = Alarms("alarms", AlarmsArgs(stage=stage, alarms=(stalled_conversations_alarm(stage),)))
+    alarms = Alarms(
+        "alarms", AlarmsArgs(stage=stage, alarms=(stalled_conversations_alarm(stage),), kms_key_arn=key_arn)
+    )
     dashboard = Dashboard(
         "dashboard",
         DashboardArgs(
             topology=topology,
             stage=stage,
             api_id=http_api.api.id,
-            region=region or aws.get_region_output().region,
+            region=region,
             topic_arn=alarms.topic.arn,
         ),
     )
@@ -232,10 +253,10 @@ def build_stack(
         "console",
         ConsoleArgs(
             stage=stage,
-            account_id=account_id or aws.get_caller_identity_output().account_id,
+            account_id=account_id,
             api_endpoint=http_api.url,
             api_paths=api_path_patterns(topology),
-            cognito_region=(region or aws.get_region_output().region) if identity else None,
+            cognito_region=region if identity else None,
             cognito_client_id=identity.client.id if identity else None,
             force_destroy=not settings.deletion_protection,
         ),
@@ -257,6 +278,7 @@ def build_stack(
         console=console,
         websocket_apis=websocket_apis,
         websocket_routes=websocket_routes,
+        encryption=encryption,
     )
 
 
@@ -297,6 +319,8 @@ def stack_outputs(stack: OmniStack) -> dict[str, Any]:
         "functionNames": stack.functions.names,
         "secretNames": stack.secrets.names,
     }
+    if stack.encryption is not None:
+        outputs["kmsKeyArn"] = stack.encryption.arn
     if stack.buckets is not None:
         outputs["bucketNames"] = stack.buckets.names
     if stack.email is not None and stack.email.rule_set is not None:

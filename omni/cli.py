@@ -4,6 +4,8 @@
 ``omni local [--host] [--port] [--stage] [--demo]``  the whole stack on an AWS emulator
 ``omni token --agent ID [--ttl]``  an agent JWT the local API accepts
 ``omni outbox [--endpoint URL] [--stage]``  the deliveries logged by the running local stack
+``omni dlq list|show|redrive``  the dead-letter queues, locally or on AWS (omni/dlq.py)
+``omni replay --from ISO --to ISO``  replay the bus archive (omni/replay.py)
 
 Heavy modules (boto3, moto) are imported inside the commands that need them.
 """
@@ -311,6 +313,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     from omni.kpis import register as register_kpis  # noqa: PLC0415
 
     register_kpis(commands)
+
+    from omni.dlq import register as register_dlq  # noqa: PLC0415
+    from omni.replay import register as register_replay  # noqa: PLC0415
+
+    register_dlq(commands)
+    register_replay(commands)
 
     send = commands.add_parser("send", help="act as a provider: send a signed webhook to the stack")
     channels = send.add_subparsers(dest="channel", required=True, metavar="CHANNEL")

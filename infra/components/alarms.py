@@ -52,6 +52,9 @@ def stalled_conversations_alarm(stage: str) -> MetricAlarmSpec:
 class AlarmsArgs:
     stage: str
     alarms: Sequence[MetricAlarmSpec] = field(default_factory=tuple)
+    #: The customer-managed key of the topic; its key policy lets CloudWatch alarms use it
+    #: (they cannot publish to a topic encrypted with the AWS-managed ``alias/aws/sns``).
+    kms_key_arn: pulumi.Input[str] | None = None
 
 
 class Alarms(pulumi.ComponentResource):
@@ -64,7 +67,7 @@ class Alarms(pulumi.ComponentResource):
         self.topic = aws.sns.Topic(
             f"{name}-topic",
             name=physical_name(args.stage, "alerts"),
-            kms_master_key_id="alias/aws/sns",
+            kms_master_key_id=args.kms_key_arn if args.kms_key_arn is not None else "alias/aws/sns",
             opts=child,
         )
         self.alarms = {}

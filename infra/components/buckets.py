@@ -1,4 +1,5 @@
-"""S3 buckets: private (public access blocked, ACLs off), encrypted, objects expiring.
+"""S3 buckets: private (public access blocked, ACLs off), encrypted (SSE-KMS with the stack's key
+when given), objects expiring.
 
 A bucket that receives e-mail gets a bucket policy letting SES put objects under the
 receiving prefix, for the stack's own receipt rule only (``aws:SourceAccount`` and
@@ -50,6 +51,8 @@ class BucketsArgs:
     ses_writers: Mapping[str, Sequence[SesWriter]] = field(default_factory=dict)
     #: Delete the objects with the bucket on ``pulumi destroy`` (throwaway stacks only).
     force_destroy: bool = False
+    #: The customer-managed key of the objects (SSE-KMS with an S3 bucket key; None: SSE-S3).
+    kms_key_arn: pulumi.Input[str] | None = None
 
 
 def ses_put_statement(bucket_arn: str, prefix: str, account_id: str, rule_arn: str) -> PolicyStatement:
@@ -124,13 +127,7 @@ class Buckets(pulumi.ComponentResource):
             aws.s3.BucketServerSideEncryptionConfiguration(
                 f"{prefix}-encryption",
                 bucket=created.id,
-                rules=[
-                    aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                        apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                            sse_algorithm="AES256"
-                        )
-                    )
-                ],
+                rules=[_encryption_rule(args.kms_key_arn)],
                 opts=child,
             )
             aws.s3.BucketLifecycleConfiguration(
@@ -163,3 +160,22 @@ class Buckets(pulumi.ComponentResource):
         self.names = {key: b.bucket for key, b in self.buckets.items()}
         self.arns = {key: b.arn for key, b in self.buckets.items()}
         self.register_outputs({"names": self.names, "arns": self.arns})
+
+
+def _encryption_rule(
+    kms_key_arn: pulumi.Input[str] | None,
+) -> aws.s3.BucketServerSideEncryptionConfigurationRuleArgs:
+    """SSE-KMS with the stack's key and an S3 bucket key (one KMS call per bucket key, not
+    per object), or SSE-S3 without a key."""
+    if kms_key_arn is None:
+        return aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+            apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                sse_algorithm="AES256"
+            )
+        )
+    return aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+        apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+            sse_algorithm="aws:kms", kms_master_key_id=kms_key_arn
+        ),
+        bucket_key_enabled=True,
+    )

@@ -243,7 +243,8 @@ class Dashboard(pulumi.ComponentResource):
                 f"{queue.name}-dlq-messages",
                 alarm_description=(
                     f"A message reached the dead-letter queue of {queue.name}: it failed "
-                    f"{queue.max_receive_count} times. Inspect it, fix the cause, redrive it."
+                    f"{queue.max_receive_count} times. Inspect it (omni dlq show {queue.name}), fix the "
+                    f"cause, redrive it (omni dlq redrive {queue.name})."
                 ),
                 namespace="AWS/SQS",
                 metric_name="ApproximateNumberOfMessagesVisible",

@@ -29,6 +29,8 @@ class EventBusArgs:
     stage: str
     #: The target queues by declared name.
     queues: Mapping[str, QueueRef]
+    #: The customer-managed key of the bus's events and of its archive (None: AWS-owned key).
+    kms_key_arn: pulumi.Input[str] | None = None
 
 
 def rule_delivery_statement(rule_name: str, rule_arn: str, queue_arn: str) -> PolicyStatement:
@@ -67,7 +69,9 @@ class EventBusComponent(pulumi.ComponentResource):
         super().__init__(f"{TYPE_PREFIX}:EventBus", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         bus_name = physical_name(args.stage, args.bus.name)
-        self.bus = aws.cloudwatch.EventBus(f"{name}-bus", name=bus_name, opts=child)
+        self.bus = aws.cloudwatch.EventBus(
+            f"{name}-bus", name=bus_name, kms_key_identifier=args.kms_key_arn, opts=child
+        )
         self.archive = None
         if args.bus.archive_retention_days > 0:
             self.archive = aws.cloudwatch.EventArchive(
@@ -76,6 +80,7 @@ class EventBusComponent(pulumi.ComponentResource):
                 description=f"Every event on {bus_name}, for replay.",
                 event_source_arn=self.bus.arn,
                 retention_days=args.bus.archive_retention_days,
+                kms_key_identifier=args.kms_key_arn,
                 opts=child,
             )
         self.rules, self.targets = {}, {}

@@ -24,6 +24,7 @@ from infra.components.common import (
     policy_json,
     sid,
 )
+from infra.components.encryption import function_key_statement
 from infra.components.packages import FunctionPackage
 from shared.topology import (
     QUEUE_CONSUMER_ACTIONS,
@@ -64,6 +65,11 @@ class FunctionsArgs:
     resources: Mapping[ResourceKey, ResourceRef]
     #: Overrides every function's ``log_retention_days``.
     log_retention_days: int | None = None
+    #: The stack's customer-managed key: it encrypts the log groups, and each role may use
+    #: it for the encrypted resources it is granted (``encryption.function_key_statement``).
+    kms_key_arn: pulumi.Input[str] | None = None
+    #: The region (``kms:ViaService`` names regional service endpoints); with ``kms_key_arn``.
+    region: pulumi.Input[str] | None = None
 
 
 def grant_resources(kind: ResourceKind, arn: str) -> list[str]:
@@ -85,10 +91,14 @@ def policy_keys(fn: Function) -> list[ResourceKey]:
 
 
 def execution_policy(
-    fn: Function, arns: Mapping[ResourceKey, str | Sequence[str]], log_group_arn: str
+    fn: Function,
+    arns: Mapping[ResourceKey, str | Sequence[str]],
+    log_group_arn: str,
+    key_statement: PolicyStatement | None = None,
 ) -> list[PolicyStatement]:
     """The statements of ``fn``'s execution role, given the deployed ARNs (one per
-    resource, or several: an e-mail identity and the configuration set its sends use)."""
+    resource, or several: an e-mail identity and the configuration set its sends use),
+    and its statement on the stack's KMS key, if it touches encrypted resources."""
     statements: list[PolicyStatement] = []
     used: set[str] = set()
 
@@ -116,7 +126,19 @@ def execution_policy(
         add(sid("consume queue", fn.queue), QUEUE_CONSUMER_ACTIONS, _as_list(arns[("queue", fn.queue)]))
     add("WriteOwnLogs", LOG_ACTIONS, [f"{log_group_arn}:*"])
     add("SendTraces", XRAY_ACTIONS, "*")
+    if key_statement is not None:
+        statements.append(key_statement)
     return statements
+
+
+def _key_statement(fn: Function, args: FunctionsArgs) -> pulumi.Output[PolicyStatement | None]:
+    if args.kms_key_arn is None:
+        return pulumi.Output.from_input(None)
+    if args.region is None:
+        raise ValueError("FunctionsArgs.region is required with kms_key_arn (kms:ViaService)")
+    return pulumi.Output.all(args.kms_key_arn, args.region).apply(
+        lambda values: function_key_statement(fn, values[0], values[1])
+    )
 
 
 def _as_list(value: str | Sequence[str]) -> list[str]:
@@ -157,6 +179,7 @@ class Functions(pulumi.ComponentResource):
             f"{prefix}-logs",
             name=f"/aws/lambda/{deployed_name}",
             retention_in_days=check_log_retention(args.log_retention_days or fn.log_retention_days),
+            kms_key_id=args.kms_key_arn,
             opts=child,
         )
         role = aws.iam.Role(
@@ -172,13 +195,14 @@ class Functions(pulumi.ComponentResource):
             role=role.id,
             policy=pulumi.Output.all(
                 log_group.arn,
+                _key_statement(fn, args),
                 *(
                     pulumi.Output.all(args.resources[key].arn, *args.resources[key].extra_arns)
                     for key in keys
                 ),
             ).apply(
                 lambda values: policy_json(
-                    execution_policy(fn, dict(zip(keys, values[1:], strict=True)), values[0])
+                    execution_policy(fn, dict(zip(keys, values[2:], strict=True)), values[0], values[1])
                 )
             ),
             opts=child,

@@ -48,6 +48,8 @@ class HttpApiArgs:
     jwt_issuer: pulumi.Input[str] | None = None
     jwt_audience: pulumi.Input[str] | None = None
     log_retention_days: int = 30
+    #: The customer-managed key of the access log group (None: CloudWatch Logs' own encryption).
+    kms_key_arn: pulumi.Input[str] | None = None
 
 
 def route_slug(route: HttpRoute) -> str:
@@ -133,6 +135,7 @@ class HttpApi(pulumi.ComponentResource):
             f"{name}-access-logs",
             name=f"/aws/apigateway/{api_name}",
             retention_in_days=check_log_retention(args.log_retention_days),
+            kms_key_id=args.kms_key_arn,
             opts=child,
         )
         self.stage = aws.apigatewayv2.Stage(

@@ -18,6 +18,8 @@ class TablesArgs:
     stage: str
     #: Refuse ``DeleteTable`` (on by default; turn off for throwaway stacks).
     deletion_protection: bool = True
+    #: The customer-managed key the tables are encrypted with (None: DynamoDB's AWS-owned key).
+    kms_key_arn: pulumi.Input[str] | None = None
 
 
 class Tables(pulumi.ComponentResource):
@@ -48,7 +50,9 @@ class Tables(pulumi.ComponentResource):
                     else None
                 ),
                 point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
-                server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
+                server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(
+                    enabled=True, kms_key_arn=args.kms_key_arn
+                ),
                 deletion_protection_enabled=args.deletion_protection,
                 opts=child,
             )

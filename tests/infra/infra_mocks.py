@@ -127,6 +127,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["arn"] = _arn("ses", f"receipt-rule-set/{rid}")
         elif typ == "aws:ses/receiptRule:ReceiptRule":
             state["arn"] = _arn("ses", f"receipt-rule-set/{inputs['ruleSetName']}:receipt-rule/{physical}")
+        elif typ == "aws:kms/key:Key":
+            rid = state["keyId"] = f"1234abcd-12ab-34cd-56ef-{len(self._seen):012d}"
+            state["arn"] = _arn("kms", f"key/{rid}")
+        elif typ == "aws:sns/topic:Topic":
+            rid = state["arn"] = _arn("sns", physical)
+        elif typ == "aws:kms/alias:Alias":
+            state["arn"] = _arn("kms", str(inputs["name"]))
         with self._lock:
             self._seen.append(Registered(typ=typ, name=args.name, id=rid, inputs=inputs, state=state))
         return rid, state

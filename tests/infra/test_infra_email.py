@@ -40,6 +40,7 @@ PERMISSION = "aws:lambda/permission:Permission"
 LAMBDA = "aws:lambda/function:Function"
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+KEY = "aws:kms/key:Key"
 
 EMAIL = TOPOLOGY.function("email")
 BUCKET_NAME = f"omni-test-inbound-email-{ACCOUNT}"
@@ -183,7 +184,12 @@ def test_inbound_bucket_is_private_encrypted_and_expiring(receiving: Registry) -
     ownership = receiving.one(OWNERSHIP, bucket=bucket["id"])
     assert ownership["inputs"]["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
     [sse] = receiving.one(ENCRYPTION, bucket=bucket["id"])["inputs"]["rules"]
-    assert sse["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+    # SSE-KMS with the stack's key, and an S3 bucket key (one KMS call per bucket key, not per mail).
+    assert sse["applyServerSideEncryptionByDefault"] == {
+        "sseAlgorithm": "aws:kms",
+        "kmsMasterKeyId": receiving.one(KEY)["state"]["arn"],
+    }
+    assert sse["bucketKeyEnabled"] is True
     [rule] = receiving.one(LIFECYCLE, bucket=bucket["id"])["inputs"]["rules"]
     assert rule["status"] == "Enabled"
     assert rule["filter"] == {"prefix": ""}
@@ -200,6 +206,18 @@ def test_only_the_stacks_receipt_rule_may_write_and_only_under_the_prefix(receiv
     assert as_list(statement["Resource"]) == [f"arn:aws:s3:::{BUCKET_NAME}/inbound/*"]
     assert statement["Condition"] == {
         "StringEquals": {"aws:SourceAccount": ACCOUNT, "aws:SourceArn": RULE_ARN}
+    }
+
+
+def test_ses_may_use_the_key_for_the_stacks_receipt_rule_only(receiving: Registry) -> None:
+    key = receiving.one(KEY)
+    [ses] = [
+        s for s in statements(key["inputs"]["policy"]) if s["Principal"] == {"Service": "ses.amazonaws.com"}
+    ]
+    assert sorted(as_list(ses["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert ses["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {"aws:SourceArn": [RULE_ARN]},
     }
 
 
@@ -245,6 +263,20 @@ def test_the_email_function_may_read_the_buckets_objects_only(receiving: Registr
     assert [(as_list(s["Action"]), as_list(s["Resource"])) for s in s3] == [
         (["s3:GetObject"], [f"arn:aws:s3:::{BUCKET_NAME}/*"])
     ]
+    # ... and decrypt them with the stack's key, through the services of its grants only
+    # (it reads the bucket and a table, and publishes to the bus: it generates data keys too).
+    [kms] = [s for s in statements(policy["inputs"]["policy"]) if s["Sid"] == "UseStackKey"]
+    assert (kms["Action"], kms["Resource"]) == (
+        ["kms:Decrypt", "kms:GenerateDataKey"],
+        [receiving.one(KEY)["state"]["arn"]],
+    )
+    assert kms["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": [
+                f"{service}.{REGION}.amazonaws.com" for service in ("dynamodb", "events", "s3")
+            ]
+        }
+    }
     env = function["inputs"]["environment"]["variables"]
     assert env["INBOUND_EMAIL_BUCKET"] == BUCKET_NAME
     assert env["INBOUND_EMAIL_PREFIX"] == EMAIL.email.prefix == "inbound/"  # type: ignore[union-attr]

@@ -88,8 +88,10 @@ def test_entry_point_builds_the_stack_and_exports_its_outputs(tmp_path: Path) ->
         "agentJwtIssuer",
         "consoleUrl",
         "websocketUrls",
+        "kmsKeyArn",
     }
     assert outputs["apiUrl"].startswith("https://")
+    assert outputs["kmsKeyArn"].startswith("arn:aws:kms:eu-west-3:123456789012:key/")
     assert outputs["busName"] == "omni-test-events"
     assert outputs["tableNames"]["webchat"] == "omni-test-webchat"
     assert outputs["bucketNames"] == {"inbound-email": "omni-test-inbound-email-123456789012"}

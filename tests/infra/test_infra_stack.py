@@ -81,6 +81,13 @@ USER_POOL = "aws:cognito/userPool:UserPool"
 USER_POOL_CLIENT = "aws:cognito/userPoolClient:UserPoolClient"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
 BUCKET = "aws:s3/bucket:Bucket"
+KEY = "aws:kms/key:Key"
+ALIAS = "aws:kms/alias:Alias"
+TOPIC = "aws:sns/topic:Topic"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+BUCKET_SSE = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+#: The resource kinds encrypted with the stack's key, and the service that uses it for each.
+ENCRYPTED_KINDS = {"table": "dynamodb", "queue": "sqs", "bus": "events", "bucket": "s3"}
 
 # How a secret value travels over Pulumi's RPC (part of its wire protocol).
 _SIG_KEY, _SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
@@ -423,8 +430,11 @@ def test_every_queue_has_a_dlq_and_outlasts_its_consumer(built: Built) -> pulumi
             assert main.inputs["messageRetentionSeconds"] == queue.retention_s
             assert dlq.inputs["messageRetentionSeconds"] == queue.dlq_retention_s
             assert "redrivePolicy" not in dlq.inputs
+            key = registry.one(KEY)
             for q in (main, dlq):
-                assert q.inputs["sqsManagedSseEnabled"] is True
+                assert q.inputs["kmsMasterKeyId"] == key.arn
+                assert q.inputs["kmsDataKeyReusePeriodSeconds"] == 3600  # ~1 KMS call/hour/queue
+                assert "sqsManagedSseEnabled" not in q.inputs
 
     return run_checks(built, check)
 
@@ -542,6 +552,14 @@ def test_each_function_role_grants_exactly_its_declared_access(built: Built) -> 
             if fn.queue:
                 queue_arn = arn_of(registry, "queue", fn.queue)
                 expected |= {(action, queue_arn) for action in QUEUE_CONSUMER_ACTIONS}
+            # The stack's key: decrypt what it reads, generate data keys for what it writes.
+            key_arn = registry.one(KEY).arn
+            encrypted = [g for g in fn.grants if g.kind in ENCRYPTED_KINDS]
+            services = {ENCRYPTED_KINDS[g.kind] for g in encrypted} | ({"sqs"} if fn.queue else set())
+            if services:
+                expected.add(("kms:Decrypt", key_arn))
+            if any(g.access != "read" for g in encrypted):
+                expected.add(("kms:GenerateDataKey", key_arn))
             log_group = registry.one(LOG_GROUP, name=f"/aws/lambda/{physical(fn.name)}")
 
             granted: set[tuple[str, str]] = set()
@@ -554,6 +572,14 @@ def test_each_function_role_grants_exactly_its_declared_access(built: Built) -> 
                 elif any(action.startswith("logs:") for action in actions):
                     assert sorted(actions) == ["logs:CreateLogStream", "logs:PutLogEvents"]
                     assert resources == [f"{log_group.arn}:*"]
+                elif any(action.startswith("kms:") for action in actions):
+                    assert resources == [key_arn], fn.name
+                    assert statement["Condition"] == {
+                        "StringEquals": {
+                            "kms:ViaService": sorted(f"{svc}.{REGION}.amazonaws.com" for svc in services)
+                        }
+                    }, fn.name
+                    granted |= {(action, res) for action in actions for res in resources}
                 else:
                     assert "*" not in resources, f"{fn.name}: {actions} on every resource"
                     granted |= {(action, res) for action in actions for res in resources}
@@ -610,6 +636,182 @@ def test_secrets_hold_the_config_values_as_secrets(built: Built) -> pulumi.Outpu
                 _SIG_KEY: _SECRET_SIG,
                 "value": CONFIG[f"omni:{secret.config_key}"],
             }
+
+    return run_checks(built, check)
+
+
+# --------------------------------------------------------------------------- #
+# Encryption at rest with the stack's customer-managed key, and secrets kept out of env vars
+# --------------------------------------------------------------------------- #
+
+
+def key_policy_statements(registry: Registry) -> list[dict[str, Any]]:
+    return statements(registry.one(KEY).inputs["policy"])
+
+
+@pulumi.runtime.test
+def test_one_customer_managed_key_with_rotation_and_an_alias(built: Built) -> pulumi.Output[None]:
+    def check(registry: Registry) -> None:
+        key = registry.one(KEY)
+        assert key.inputs["enableKeyRotation"] is True
+        assert key.inputs["keyUsage"] == "ENCRYPT_DECRYPT"
+        assert key.inputs["customerMasterKeySpec"] == "SYMMETRIC_DEFAULT"
+        assert key.inputs["deletionWindowInDays"] == 30  # deletion protection is on by default
+        alias = registry.one(ALIAS)
+        assert alias.inputs == {"name": f"alias/{physical('data')}", "targetKeyId": key.state["keyId"]}
+
+    return run_checks(built, check)
+
+
+@pulumi.runtime.test
+def test_key_policy_lets_each_service_use_the_key_for_the_stack_only(built: Built) -> pulumi.Output[None]:
+    def check(registry: Registry) -> None:
+        found = key_policy_statements(registry)
+        by_principal: dict[str, list[dict[str, Any]]] = {}
+        for statement in found:
+            assert statement["Effect"] == "Allow"
+            assert statement["Resource"] == "*"  # in a key policy: this key
+            assert "*" not in json.dumps(statement["Principal"])
+            principal = statement["Principal"].get("Service") or statement["Principal"]["AWS"]
+            by_principal.setdefault(principal, []).append(statement)
+        # The account administers the key; IAM policies (the roles below) decide who uses it.
+        [root] = by_principal[f"arn:aws:iam::{ACCOUNT}:root"]
+        assert {"kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:Decrypt"} <= set(root["Action"])
+        assert "Condition" not in root
+        # CloudWatch Logs: the stack's log groups only (encryption context = the log group ARN).
+        [logs] = by_principal[f"logs.{REGION}.amazonaws.com"]
+        assert logs["Condition"] == {
+            "ArnLike": {
+                "kms:EncryptionContext:aws:logs:arn": [
+                    f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{physical('')}*",
+                    f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/apigateway/{physical('')}*",
+                ]
+            }
+        }
+        for group in registry.of_type(LOG_GROUP):
+            assert any(
+                group.arn.startswith(pattern.rstrip("*"))
+                for pattern in logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+            ), group.inputs["name"]
+        # EventBridge: the bus and its archive (context = the bus ARN), and the queues of this account.
+        bus = registry.one(BUS_TYPE)
+        events = by_principal["events.amazonaws.com"]
+        conditions = [s.get("Condition") for s in events]
+        assert {"StringEquals": {"kms:EncryptionContext:aws:events:event-bus:arn": bus.arn}} in conditions
+        assert {"StringEquals": {"aws:SourceAccount": ACCOUNT}} in conditions
+        for statement in events:
+            if "Condition" not in statement:
+                assert statement["Action"] == ["kms:DescribeKey"]
+        # CloudWatch alarms publish to the encrypted alerts topic (AWS-managed SNS keys cannot allow it).
+        [alarms] = by_principal["cloudwatch.amazonaws.com"]
+        assert alarms["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+        # SES stores mail in the encrypted bucket, for the stack's receipt rules only.
+        [ses] = by_principal["ses.amazonaws.com"]
+        assert ses["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+        assert ses["Condition"]["ArnLike"]["aws:SourceArn"] == [
+            f"arn:aws:ses:{REGION}:{ACCOUNT}:receipt-rule-set/{physical('email')}:receipt-rule/{physical(fn.name)}"
+            for fn in TOPOLOGY.functions
+            if fn.email is not None
+        ]
+
+    return run_checks(built, check)
+
+
+@pulumi.runtime.test
+def test_every_table_uses_the_customer_managed_key(built: Built) -> pulumi.Output[None]:
+    def check(registry: Registry) -> None:
+        key = registry.one(KEY)
+        tables = registry.of_type(TABLE)
+        assert len(tables) == len(TOPOLOGY.tables)
+        for table in tables:
+            assert table.inputs["serverSideEncryption"] == {"enabled": True, "kmsKeyArn": key.arn}, table.name
+
+    return run_checks(built, check)
+
+
+@pulumi.runtime.test
+def test_bus_and_archive_use_the_customer_managed_key(built: Built) -> pulumi.Output[None]:
+    def check(registry: Registry) -> None:
+        key = registry.one(KEY)
+        assert registry.one(BUS_TYPE).inputs["kmsKeyIdentifier"] == key.arn
+        assert registry.one(ARCHIVE).inputs["kmsKeyIdentifier"] == key.arn
+
+    return run_checks(built, check)
+
+
+@pulumi.runtime.test
+def test_every_log_group_has_retention_and_the_customer_managed_key(built: Built) -> pulumi.Output[None]:
+    def check(registry: Registry) -> None:
+        key = registry.one(KEY)
+        groups = registry.of_type(LOG_GROUP)
+        # One per function, plus the HTTP API's access logs.
+        assert len(groups) >= len(TOPOLOGY.functions) + 1
+        for group in groups:
+            assert group.inputs["kmsKeyId"] == key.arn, group.inputs["name"]
+            assert group.inputs["retentionInDays"] in {1, 3, 5, 7, 14, 30, 60, 90, 180, 365}, group.name
+
+    return run_checks(built, check)
+
+
+@pulumi.runtime.test
+def test_inbound_bucket_and_alerts_topic_use_the_customer_managed_key(built: Built) -> pulumi.Output[None]:
+    def check(registry: Registry) -> None:
+        key = registry.one(KEY)
+        assert TOPOLOGY.buckets
+        for declared in TOPOLOGY.buckets:
+            bucket = registry.one(BUCKET, bucket=f"{physical(declared.name)}-{ACCOUNT}")
+            [rule] = registry.one(BUCKET_SSE, bucket=bucket.id).inputs["rules"]
+            assert rule == {
+                "applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": key.arn},
+                "bucketKeyEnabled": True,
+            }
+        topic = registry.one(TOPIC, name=physical("alerts"))
+        assert topic.inputs["kmsMasterKeyId"] == key.arn
+
+    return run_checks(built, check)
+
+
+@pulumi.runtime.test
+def test_no_function_environment_holds_a_secret_value(built: Built) -> pulumi.Output[None]:
+    def check(registry: Registry) -> None:
+        secret_values = {CONFIG[f"omni:{s.config_key}"] for s in TOPOLOGY.secrets}
+        secret_values |= {s.local_default for s in TOPOLOGY.secrets if s.local_default}
+        secret_ids = {registry.one(SECRET, name=physical(s.name)).inputs["name"] for s in TOPOLOGY.secrets}
+        secret_ids |= {registry.one(SECRET, name=physical(s.name)).arn for s in TOPOLOGY.secrets}
+        for fn in TOPOLOGY.functions:
+            variables = lambda_of(registry, fn).inputs["environment"]["variables"]
+            for name, value in variables.items():
+                assert isinstance(value, str), (fn.name, name)
+                assert value not in secret_values, f"{fn.name}: {name} holds a secret value"
+                for secret_value in secret_values:
+                    if len(secret_value) >= 8:
+                        assert secret_value not in value, f"{fn.name}: {name} contains a secret value"
+            for grant in fn.grants:
+                if grant.kind == "secret":
+                    assert variables[TOPOLOGY.secret(grant.resource).env_var] in secret_ids, fn.name
+
+    return run_checks(built, check)
+
+
+@pulumi.runtime.test
+def test_every_dlq_has_an_alarm_that_notifies_the_alerts_topic(built: Built) -> pulumi.Output[None]:
+    def check(registry: Registry) -> None:
+        topic = registry.one(TOPIC, name=physical("alerts"))
+        for queue in TOPOLOGY.queues:
+            dlq = physical(queue.dlq_name)
+            alarms = [
+                a
+                for a in registry.of_type(ALARM)
+                if a.inputs.get("namespace") == "AWS/SQS" and a.inputs.get("dimensions") == {"QueueName": dlq}
+            ]
+            assert len(alarms) == 1, dlq
+            [alarm] = alarms
+            assert alarm.inputs["metricName"] == "ApproximateNumberOfMessagesVisible"
+            assert (alarm.inputs["threshold"], alarm.inputs["comparisonOperator"]) == (
+                1,
+                "GreaterThanOrEqualToThreshold",
+            )
+            assert alarm.inputs["alarmActions"] == [topic.arn]
 
     return run_checks(built, check)
 
@@ -755,3 +957,41 @@ def test_settings_refuse_what_cannot_be_deployed() -> None:
 def test_missing_secret_config_fails() -> None:
     with pytest.raises(pulumi.ConfigMissingError):
         StackSettings.from_config(config=pulumi.Config("omni-unconfigured"), stage="dev")
+
+
+def test_a_role_gets_on_the_key_only_what_its_grants_need() -> None:
+    from infra.components.encryption import function_key_statement  # noqa: PLC0415
+
+    def fn(grants: tuple[Grant, ...], queue: str | None = None) -> Function:
+        return Function(
+            name="f",
+            handler="functions.f.handler.handler",
+            source_dir="functions/f",
+            description="f",
+            grants=grants,
+            queue=queue,
+        )
+
+    key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/k"
+    # Nothing encrypted: no statement at all.
+    assert function_key_statement(fn((Grant("secret", "s", "get"),)), key, REGION) is None
+    # A consumer that only reads: decrypt, through SQS and DynamoDB only.
+    reader = function_key_statement(fn((Grant("table", "t", "read"),), queue="q"), key, REGION)
+    assert reader == {
+        "Sid": "UseStackKey",
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt"],
+        "Resource": [key],
+        "Condition": {
+            "StringEquals": {
+                "kms:ViaService": [f"dynamodb.{REGION}.amazonaws.com", f"sqs.{REGION}.amazonaws.com"]
+            }
+        },
+    }
+    # A producer: data keys too (SQS producers also decrypt).
+    writer = function_key_statement(
+        fn((Grant("queue", "q", "send"), Grant("secret", "s", "get"))), key, REGION
+    )
+    assert writer is not None
+    assert writer["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert writer["Condition"] == {"StringEquals": {"kms:ViaService": [f"sqs.{REGION}.amazonaws.com"]}}
