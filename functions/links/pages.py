@@ -150,11 +150,8 @@ def problem(status: int, reason: str) -> Page:
         404: "Nothing here",
         410: "This link has expired",
     }
-    return Page(
-        status,
-        titles.get(status, "Something went wrong"),
-        reason[:300] + ("" if reason.endswith(".") else "."),
-    )
+    text = reason[:300].rstrip(".")
+    return Page(status, titles.get(status, "Something went wrong"), f"{text[:1].upper()}{text[1:]}.")
 
 
 def content_type_of(headers: dict[str, str]) -> tuple[str, dict[str, str]]:

@@ -13,8 +13,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import boto3
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from functions.links import actions
+from functions.links import actions, pages
 from functions.links.handler import handler
 from functions.notify import handler as notify_handler
 from shared import links
@@ -357,7 +359,7 @@ BAD_SCORES = [
     ("csat", {"score": "6"}, None, "between 1 and 5"),
     ("csat", {"score": "abc"}, None, "whole number"),
     ("csat", {"score": "-1"}, None, "whole number"),
-    ("csat", {}, None, "score is required"),
+    ("csat", {}, None, "is required: a whole number"),
     ("csat", {"score": "2"}, b"score=3", "different scores"),
 ]
 
@@ -386,3 +388,45 @@ def test_other_methods_and_paths_never_reach_a_5xx(stack: dict[Any, str]) -> Non
             for method in ("GET", "POST"):
                 status = call(method, purpose, query)[0]
                 assert 200 <= status < 500, (method, purpose, query, status)
+
+
+# --------------------------------------------------------------------------- #
+# The form reader on hostile bodies (pure: no stack)
+# --------------------------------------------------------------------------- #
+_MULTIPART = b'--b\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click\r\n--b--\r\n'
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=200).map(str.encode),
+        st.binary(max_size=40).map(lambda junk: _MULTIPART[: len(junk) % len(_MULTIPART)] + junk),
+    ),
+    content_type=st.sampled_from(
+        [
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=b",
+            'multipart/form-data; boundary="b"',
+            "multipart/form-data",
+            'multipart/form-data; boundary="',
+            "multipart/form-data; boundary=\u00e9",
+        ]
+    ),
+)
+def test_the_form_reader_raises_only_bad_form(body: bytes, content_type: str) -> None:
+    try:
+        fields = pages.parse_form(body, {"content-type": content_type})
+    except pages.BadForm:
+        return
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
+
+
+def test_the_form_reader_reads_both_one_click_encodings() -> None:
+    expected = {"List-Unsubscribe": "One-Click"}
+    assert (
+        pages.parse_form(ONE_CLICK.encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+        == expected
+    )
+    assert pages.parse_form(_MULTIPART, {"content-type": "multipart/form-data; boundary=b"}) == expected
+    assert pages.parse_form(b"", {}) == {}
