@@ -98,7 +98,8 @@ def _score(purpose: str, raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
     low, high = links.SCALES[purpose]
-    if not raw.isascii() or not raw.strip().isdigit():
+    # At most 3 digits: int() of thousands of digits raises (and is slow) before any check.
+    if not raw.isascii() or not raw.strip().isdigit() or len(raw.strip()) > 3:
         raise Refused(400, f"score must be a whole number between {low} and {high}")
     score = int(raw.strip())
     try:

@@ -359,6 +359,8 @@ BAD_SCORES = [
     ("csat", {"score": "6"}, None, "between 1 and 5"),
     ("csat", {"score": "abc"}, None, "whole number"),
     ("csat", {"score": "-1"}, None, "whole number"),
+    ("csat", {"score": "9" * 5000}, None, "whole number"),
+    ("ces", {}, b"score=" + b"7" * 2000, "whole number"),
     ("csat", {}, None, "is required: a whole number"),
     ("csat", {"score": "2"}, b"score=3", "different scores"),
 ]
