@@ -171,6 +171,27 @@ def build_stack(
             resources[("websocket", name)] = ResourceRef(
                 physical=websocket_apis.management_endpoints[name], arn=websocket_apis.connections_arns[name]
             )
+    identity: AgentIdentity | None = None
+    issuer: pulumi.Input[str] | None = settings.agent_jwt_issuer
+    audience: pulumi.Input[str] | None = settings.agent_jwt_audience
+    if issuer is None and any(route.auth == "agent" for route, _ in topology.routes()):
+        identity = AgentIdentity(
+            "agent-identity", AgentIdentityArgs(stage=stage, deletion_protection=settings.deletion_protection)
+        )
+        issuer, audience = identity.issuer, identity.audience
+    # The API first, its routes after the functions: the functions that put links into
+    # messages learn its endpoint (API -> functions -> integrations, no cycle).
+    http_api = HttpApi(
+        "http-api",
+        HttpApiArgs(
+            topology=topology,
+            stage=stage,
+            jwt_issuer=issuer,
+            jwt_audience=audience,
+            log_retention_days=settings.log_retention_days or DEFAULT_API_LOG_RETENTION_DAYS,
+            kms_key_arn=key_arn,
+        ),
+    )
     functions = Functions(
         "functions",
         FunctionsArgs(
@@ -182,8 +203,10 @@ def build_stack(
             log_retention_days=settings.log_retention_days,
             kms_key_arn=key_arn,
             region=region,
+            public_api_url=http_api.url,
         ),
     )
+    http_api.connect(functions.arns, functions.names)
 
     email: EmailReceiving | None = None
     if buckets is not None:
@@ -203,27 +226,6 @@ def build_stack(
             ),
         )
 
-    identity: AgentIdentity | None = None
-    issuer: pulumi.Input[str] | None = settings.agent_jwt_issuer
-    audience: pulumi.Input[str] | None = settings.agent_jwt_audience
-    if issuer is None and any(route.auth == "agent" for route, _ in topology.routes()):
-        identity = AgentIdentity(
-            "agent-identity", AgentIdentityArgs(stage=stage, deletion_protection=settings.deletion_protection)
-        )
-        issuer, audience = identity.issuer, identity.audience
-    http_api = HttpApi(
-        "http-api",
-        HttpApiArgs(
-            topology=topology,
-            stage=stage,
-            function_arns=functions.arns,
-            function_names=functions.names,
-            jwt_issuer=issuer,
-            jwt_audience=audience,
-            log_retention_days=settings.log_retention_days or DEFAULT_API_LOG_RETENTION_DAYS,
-            kms_key_arn=key_arn,
-        ),
-    )
     websocket_routes: WebSocketRoutes | None = None
     if websocket_apis is not None:
         websocket_routes = WebSocketRoutes(

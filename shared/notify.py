@@ -26,10 +26,12 @@ The flow for one ``notification.requested``:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+
+from aws_lambda_powertools import Logger
 
 from shared.events import Identity, NotificationRequested, format_timestamp
 from shared.outbound.adapters import (
@@ -68,10 +70,52 @@ __all__ = [
     "WebchatAdapter",
 ]
 
+_log = Logger(child=True)
+
 #: How long an ``attempting`` record belongs to the invocation that wrote it (> the
 #: longest provider call with its retries; < the notify queue's visibility timeout).
 ATTEMPT_LEASE = timedelta(seconds=120)
 FINAL_STATUSES = frozenset({"sent", "delivered", "read", "failed"})
+
+
+#: Mints the one-click unsubscribe URL of a customer's e-mail notification (None: no URL).
+UnsubscribeLinkMinter = Callable[[str, datetime], str | None]
+
+
+class UnsubscribeLinks:
+    """Signed one-click unsubscribe links (``shared.links``) for e-mail notifications.
+
+    ``<OMNI_PUBLIC_API_URL>/links/unsubscribe?t=<token>``: the token names the customer and
+    the ``email`` channel. Without a public API URL (a deployment that has none) there is
+    no https link and the e-mail keeps only its mailto unsubscribe; that is logged once.
+    """
+
+    def __init__(
+        self,
+        base_url: Callable[[], str | None] | None = None,
+        secret: Callable[[], str] | None = None,
+    ) -> None:
+        from shared import links  # noqa: PLC0415 - only notify mints links
+
+        self._links = links
+        self._base_url = base_url or links.public_base_url
+        self._secret = secret or links.signing_secret
+        self._warned = False
+
+    def __call__(self, customer_id: str, now: datetime) -> str | None:
+        base = self._base_url()
+        if base is None:
+            if not self._warned:
+                self._warned = True
+                _log.warning(
+                    f"{self._links.BASE_URL_ENV_VAR} is not set: e-mail notifications carry only "
+                    "the mailto unsubscribe"
+                )
+            return None
+        token = self._links.sign(
+            self._secret(), "unsubscribe", customer_id=customer_id, channel="email", now=now.timestamp()
+        )
+        return self._links.link_url(base, "unsubscribe", token)
 
 
 class AttemptInFlight(Exception):
@@ -291,6 +335,7 @@ class Notifier:
         adapters: Mapping[str, Adapter],
         templates: TemplateStore | None = None,
         lease: timedelta = ATTEMPT_LEASE,
+        unsubscribe_links: UnsubscribeLinkMinter | None = None,
     ) -> None:
         self.outbox = outbox
         self.conversations = conversations
@@ -298,6 +343,8 @@ class Notifier:
         self.adapters = adapters
         self.templates = templates or TemplateStore()
         self.lease = lease
+        #: One-click unsubscribe links for e-mail notifications; None: the mailto only.
+        self.unsubscribe_links = unsubscribe_links
 
     def handle(self, request: NotificationRequested, now: datetime) -> Outcome:
         at = format_timestamp(now)
@@ -359,6 +406,7 @@ class Notifier:
                     raise DeliveryFailed("channel_unavailable", f"no adapter for {candidate.channel}")
                 message = compose(request, candidate, rendered, conversation, now)
                 message = _stamp(message, item["created_at"], now)
+                message = self._with_unsubscribe_link(message, now)
                 result, new = self._attempt(adapter, message, now)
             except DeliveryFailed as failure:
                 skipped.append((candidate.channel, f"{failure.code}: {failure.reason}"))
@@ -371,14 +419,15 @@ class Notifier:
             if not plan.fan_out:
                 break
         if not accepted:
-            for channel, pid, details in fresh:  # nothing was accepted, so nothing is fresh
-                self.outbox.settle_attempt(
-                    request.notification_id, channel, "accepted", at, provider_message_id=pid, details=details
-                )
             return self._fail(request, item, "all_channels_failed", _describe(skipped), now, skipped)
         return self._succeed(request, item, accepted, rendered, skipped, now, fresh)
 
     # -- one channel ------------------------------------------------------ #
+    def _with_unsubscribe_link(self, message: OutboundMessage, now: datetime) -> OutboundMessage:
+        if message.channel != "email" or not message.unsubscribe or self.unsubscribe_links is None:
+            return message
+        return replace(message, unsubscribe_url=self.unsubscribe_links(message.customer_id, now))
+
     def _attempt(self, adapter: Adapter, message: OutboundMessage, now: datetime) -> tuple[Accepted, bool]:
         """Send on one channel; the provider's acceptance and whether it still has to be recorded
         (False: an earlier run's attempt, already settled)."""
@@ -568,8 +617,6 @@ class Notifier:
 
 
 def _stamp(message: OutboundMessage, timestamp: str, now: datetime) -> OutboundMessage:
-    from dataclasses import replace  # noqa: PLC0415
-
     return replace(message, timestamp=timestamp, epoch=int(now.timestamp()))
 
 

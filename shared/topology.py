@@ -421,14 +421,31 @@ def resource_env_var(topology: Topology, kind: ResourceKind, name: str) -> str:
     return topology.bus.env_var
 
 
+#: The secret signing the links we put in messages (``shared/links.py``).
+LINKS_SIGNING_SECRET = "links-signing"
+#: Where those links point: the public base URL of the HTTP API (``shared.links.BASE_URL_ENV_VAR``).
+PUBLIC_API_URL_ENV = "OMNI_PUBLIC_API_URL"
+
+
+def mints_links(fn: Function) -> bool:
+    """Whether ``fn`` signs (or checks) customer links: it holds the links-signing secret,
+    so it also learns the API's public URL (:data:`PUBLIC_API_URL_ENV`)."""
+    return any(g.kind == "secret" and g.resource == LINKS_SIGNING_SECRET for g in fn.grants)
+
+
 def function_environment(
-    topology: Topology, fn: Function, physical: PhysicalNames, stage: str
+    topology: Topology,
+    fn: Function,
+    physical: PhysicalNames,
+    stage: str,
+    public_api_url: str | None = None,
 ) -> dict[str, str]:
     """The environment variables of ``fn``: its static ones plus one per granted resource.
 
     ``physical`` maps ``(kind, declared name)`` to the deployed name (a table name, a
     queue URL, the bus name, a secret's id). Pulumi passes Outputs resolved to strings;
-    the local runtime passes its emulator's names.
+    the local runtime passes its emulator's names. ``public_api_url`` (the HTTP API's
+    endpoint) goes to the functions that :func:`mints_links`.
     """
     env = {
         "OMNI_STAGE": stage,
@@ -439,6 +456,8 @@ def function_environment(
     env.update(fn.environment)
     for grant in fn.grants:
         env[resource_env_var(topology, grant.kind, grant.resource)] = physical[(grant.kind, grant.resource)]
+    if public_api_url and mints_links(fn):
+        env[PUBLIC_API_URL_ENV] = public_api_url.rstrip("/")
     return env
 
 
@@ -998,6 +1017,8 @@ FUNCTIONS = (
             Grant("websocket", "webchat", "manage"),
             # SES v2 SendEmail from the configured sender identity only.
             Grant("email-identity", "sender", "send"),
+            # The one-click unsubscribe link of e-mail notifications (shared/links.py).
+            Grant("secret", LINKS_SIGNING_SECRET, "get"),
         ),
     ),
     Function(
@@ -1050,6 +1071,8 @@ FUNCTIONS = (
             Grant("bus", BUS.name, "publish"),
             # The CES question waits a while on the KPI queue (DelaySeconds) before it is asked.
             Grant("queue", "kpi", "send"),
+            # CES/CSAT score links in e-mail and web chat survey questions (shared/links.py).
+            Grant("secret", LINKS_SIGNING_SECRET, "get"),
         ),
     ),
     Function(
@@ -1067,6 +1090,29 @@ FUNCTIONS = (
             Grant("table", "conversations", "readwrite"),
             Grant("table", "agents", "readwrite"),
             Grant("bus", BUS.name, "publish"),
+        ),
+    ),
+)
+
+# Public signed links (shared/links.py): mail scanners fetch GET, so only POST acts.
+FUNCTIONS += (
+    Function(
+        name="links",
+        handler="functions.links.handler.handler",
+        source_dir="functions/links",
+        description="Public signed links: one-click unsubscribe (RFC 8058) and survey answers.",
+        memory_mb=256,
+        timeout_s=10,
+        routes=(
+            HttpRoute("GET", "/links/{purpose}", throttle=WEBHOOK_THROTTLE),
+            HttpRoute("POST", "/links/{purpose}", throttle=WEBHOOK_THROTTLE),
+        ),
+        grants=(
+            # The unsubscribe link sets the customer's e-mail consent.
+            Grant("table", "customers", "readwrite"),
+            # A survey answer is published as feedback.submitted.
+            Grant("bus", BUS.name, "publish"),
+            Grant("secret", LINKS_SIGNING_SECRET, "get"),
         ),
     ),
 )

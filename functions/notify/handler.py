@@ -28,7 +28,7 @@ from shared import aws
 from shared.config import require_env
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import NotificationRequested, format_timestamp, utc_now
-from shared.notify import Notifier, WebchatAdapter
+from shared.notify import Notifier, UnsubscribeLinks, WebchatAdapter
 from shared.observability import new_logger, set_correlation
 from shared.outbound.adapters import (
     OUTBOUND_MODE_ENV,
@@ -84,6 +84,7 @@ def notifier() -> Notifier:
             conversations=ConversationRepository(customers=customers),
             customers=customers,
             adapters=build_adapters(),
+            unsubscribe_links=UnsubscribeLinks(),
         )
     return _notifier
 

@@ -33,6 +33,7 @@ from shared.topology import (
     Topology,
     function_environment,
     iam_actions,
+    mints_links,
 )
 
 ResourceKey = tuple[ResourceKind, str]
@@ -70,6 +71,9 @@ class FunctionsArgs:
     kms_key_arn: pulumi.Input[str] | None = None
     #: The region (``kms:ViaService`` names regional service endpoints); with ``kms_key_arn``.
     region: pulumi.Input[str] | None = None
+    #: The HTTP API's public endpoint, for the functions that put links to it in messages
+    #: (``shared.topology.mints_links``: they get ``OMNI_PUBLIC_API_URL``).
+    public_api_url: pulumi.Input[str] | None = None
 
 
 def grant_resources(kind: ResourceKind, arn: str) -> list[str]:
@@ -208,9 +212,17 @@ class Functions(pulumi.ComponentResource):
             opts=child,
         )
         granted = [(grant.kind, grant.resource) for grant in fn.grants]
-        environment = pulumi.Output.all(*(args.resources[key].physical for key in granted)).apply(
+        # Only the functions that mint links wait for (and depend on) the API's endpoint.
+        public_api_url = args.public_api_url if mints_links(fn) else None
+        environment = pulumi.Output.all(
+            public_api_url, *(args.resources[key].physical for key in granted)
+        ).apply(
             lambda values: function_environment(
-                args.topology, fn, dict(zip(granted, values, strict=True)), args.stage
+                args.topology,
+                fn,
+                dict(zip(granted, values[1:], strict=True)),
+                args.stage,
+                public_api_url=values[0],
             )
         )
         package = args.packages[fn.name]

@@ -42,8 +42,11 @@ ACCESS_LOG_FORMAT = json.dumps(
 class HttpApiArgs:
     topology: Topology
     stage: str
-    function_arns: Mapping[str, pulumi.Input[str]]
-    function_names: Mapping[str, pulumi.Input[str]]
+    #: The functions behind the routes. Without them the API is created alone (its endpoint
+    #: is known, e.g. for the functions that put links to it in messages) and
+    #: :meth:`HttpApi.connect` adds the integrations, routes and stage once the functions exist.
+    function_arns: Mapping[str, pulumi.Input[str]] | None = None
+    function_names: Mapping[str, pulumi.Input[str]] | None = None
     #: Issuer and audience of the agents' JWTs; required when an agent route is declared.
     jwt_issuer: pulumi.Input[str] | None = None
     jwt_audience: pulumi.Input[str] | None = None
@@ -96,7 +99,24 @@ class HttpApi(pulumi.ComponentResource):
                 opts=child,
             )
 
-        self.integrations, self.permissions = {}, {}
+        self.url = self.api.api_endpoint
+        self._name, self._args = name, args
+        self.integrations, self.permissions, self.routes = {}, {}, {}
+        self.connected = False
+        if args.function_arns is not None and args.function_names is not None:
+            self.connect(args.function_arns, args.function_names)
+
+    def connect(
+        self, function_arns: Mapping[str, pulumi.Input[str]], function_names: Mapping[str, pulumi.Input[str]]
+    ) -> None:
+        """The integrations, routes, access log and stage (once, after the functions exist)."""
+        if self.connected:
+            raise RuntimeError("the HTTP API is connected to its functions already")
+        self.connected = True
+        name, args = self._name, self._args
+        child = pulumi.ResourceOptions(parent=self)
+        routes = args.topology.routes()
+        api_name = f"omni-{args.stage}-api"
         for fn in args.topology.functions:
             if not fn.routes:
                 continue
@@ -105,20 +125,19 @@ class HttpApi(pulumi.ComponentResource):
                 api_id=self.api.id,
                 integration_type="AWS_PROXY",
                 integration_method="POST",
-                integration_uri=args.function_arns[fn.name],
+                integration_uri=function_arns[fn.name],
                 payload_format_version="2.0",
                 opts=child,
             )
             self.permissions[fn.name] = aws.lambda_.Permission(
                 f"{name}-{fn.name}-invoke",
                 action="lambda:InvokeFunction",
-                function=args.function_names[fn.name],
+                function=function_names[fn.name],
                 principal="apigateway.amazonaws.com",
                 source_arn=pulumi.Output.concat(self.api.execution_arn, "/*/*"),
                 opts=child,
             )
 
-        self.routes = {}
         for route, fn in routes:
             agent = route.auth == "agent"
             self.routes[route.route_key] = aws.apigatewayv2.Route(
@@ -162,5 +181,4 @@ class HttpApi(pulumi.ComponentResource):
             # Route settings name routes, which must exist first.
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.routes.values())),
         )
-        self.url = self.api.api_endpoint
         self.register_outputs({"url": self.url, "api_id": self.api.id})

@@ -46,11 +46,13 @@ from omni.local.state import remove_state, write_state
 from omni.local.websocket import LocalWebSocketApi
 from shared.http import PUBLIC_BASE_URL_ENV
 from shared.topology import (
+    PUBLIC_API_URL_ENV,
     PhysicalNames,
     ResourceKind,
     Throttle,
     Topology,
     function_environment,
+    mints_links,
     validate,
 )
 
@@ -323,6 +325,10 @@ class LocalRuntime:
         # functions derive it from the request; locally it is this server unless set.
         if not os.environ.get(PUBLIC_BASE_URL_ENV):
             self._export({PUBLIC_BASE_URL_ENV: self.base_url})
+        # Links in messages (unsubscribe, survey answers) point at this server, as they point
+        # at the API's endpoint in the cloud; a tunnel in front of it can set it instead.
+        if any(mints_links(fn) for fn in self.topology.functions) and not os.environ.get(PUBLIC_API_URL_ENV):
+            self._export({PUBLIC_API_URL_ENV: self.base_url})
         if self.state_file is not None:
             write_state(
                 self.state_file,

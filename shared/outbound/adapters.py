@@ -62,6 +62,9 @@ class OutboundMessage:
     in_reply_to: str | None = None
     #: E-mail: add List-Unsubscribe (notifications; not replies).
     unsubscribe: bool = False
+    #: E-mail notifications: the signed one-click unsubscribe link (``shared.links``), when
+    #: this deployment has a public API URL; List-Unsubscribe then names it before the mailto.
+    unsubscribe_url: str | None = None
     #: Our timestamp of the message (ISO 8601 UTC) and its epoch seconds.
     timestamp: str = ""
     epoch: int = 0
@@ -629,6 +632,11 @@ def plus_address(mailbox: str, token: str) -> str:
     return f"{local}+{token}@{domain}"
 
 
+def unsubscribe_footer(text: str, url: str) -> str:
+    """The text with an unsubscribe line below the signature separator."""
+    return f"{text.rstrip()}\n\n-- \nTo stop receiving these e-mails, unsubscribe: {url}\n"
+
+
 class SesEmailAdapter(_Configured):
     """SES v2 ``SendEmail`` with raw MIME content, so the threading headers are ours.
 
@@ -692,11 +700,20 @@ class SesEmailAdapter(_Configured):
             )
             mime["In-Reply-To"] = reference
             mime["References"] = reference
+        text = message.text
         if message.unsubscribe:
             token = plus_address(mailbox, f"unsubscribe-{message.customer_id}")
-            mime["List-Unsubscribe"] = f"<mailto:{token}?subject=unsubscribe>"
+            mailto = f"<mailto:{token}?subject=unsubscribe>"
+            if message.unsubscribe_url:
+                # RFC 8058 one-click: the https URI first, POSTed the List-Unsubscribe-Post
+                # body by the mail client; the mailto stays for clients without one-click.
+                mime["List-Unsubscribe"] = f"<{message.unsubscribe_url}>, {mailto}"
+                mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+                text = unsubscribe_footer(text, message.unsubscribe_url)
+            else:
+                mime["List-Unsubscribe"] = mailto
         mime["X-Omni-Notification"] = message.idempotency_key
-        mime.set_content(message.text)
+        mime.set_content(text)
         body: dict[str, Any] = {
             "FromEmailAddress": sender,
             "Destination": {"ToAddresses": [message.to.value]},

@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email import message_from_string
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
 
 from functions.notify import handler as notify_handler
+from shared import links
+from shared import notify as shared_notify
 from shared.events import Identity, NotificationRequested, format_timestamp
 from shared.models import Consent
-from shared.notify import AttemptInFlight, Notifier, WebchatAdapter
+from shared.notify import AttemptInFlight, Notifier, UnsubscribeLinks, WebchatAdapter
 from shared.outbound.adapters import (
     Accepted,
     DeliveryFailed,
@@ -31,6 +35,7 @@ from shared.repositories.customers import CustomerRepository, customer_pk
 from shared.repositories.dynamo import serialise
 from shared.repositories.outbox import OutboxRepository
 from shared.repositories.webchat import WebchatRepository
+from shared.topology import TOPOLOGY
 from tests.helpers import context, eventbridge_envelope, http_event, sqs_event
 
 NOON = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)  # 13:00 in Lisbon (WEST)
@@ -296,6 +301,109 @@ def test_email_reply_threads_on_the_customers_email(stack: Any) -> None:
     raw = OutboxRepository().get("n-1")["attempts"]["email"]["request"]["body"]["Content"]["Raw"]["Data"]  # type: ignore[index]
     assert "In-Reply-To: <CAF-123@mail.example.com>" in raw
     assert "Reply-To: support+conv-9@reply.example.com" in raw
+
+
+# --------------------------------------------------------------------------- #
+# One-click unsubscribe links (RFC 8058) on e-mail notifications
+# --------------------------------------------------------------------------- #
+LINKS_SECRET = "links-secret-for-tests"
+API_URL = "https://abc123.execute-api.eu-west-3.amazonaws.com"
+
+
+def email_raw(notification_id: str = "n-1") -> str:
+    item = OutboxRepository().get(notification_id)
+    assert item is not None
+    return str(item["attempts"]["email"]["request"]["body"]["Content"]["Raw"]["Data"])
+
+
+def link_notifier(base_url: str | None) -> Notifier:
+    customers = CustomerRepository()
+    return Notifier(
+        outbox=OutboxRepository(),
+        conversations=ConversationRepository(customers=customers),
+        customers=customers,
+        adapters=local_adapters(),
+        unsubscribe_links=UnsubscribeLinks(base_url=lambda: base_url, secret=lambda: LINKS_SECRET),
+    )
+
+
+def test_email_notification_carries_the_one_click_unsubscribe_link(stack: Any) -> None:
+    make_customer("c1", [EMAIL], preferences={"channels": ["email"]})
+    outcome = link_notifier(API_URL).handle(request(template="order_shipped", variables=SHIPPED), NOON)
+    assert (outcome.status, outcome.channel) == ("sent", "email")
+    mime = message_from_string(email_raw())
+    https, mailto = (part.strip().strip("<>") for part in str(mime["List-Unsubscribe"]).split(","))
+    assert mailto == "mailto:support+unsubscribe-c1@reply.example.com?subject=unsubscribe"
+    assert https.startswith(f"{API_URL}/links/unsubscribe?t=")
+    assert mime["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    claims = links.verify(
+        LINKS_SECRET, parse_qs(urlsplit(https).query)["t"][0], "unsubscribe", now=NOON.timestamp()
+    )
+    assert (claims.customer_id, claims.channel) == ("c1", "email")
+    assert claims.expires == int(NOON.timestamp()) + links.LIFETIME_S["unsubscribe"]
+    body = mime.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    text = "Hi Ana, your order A-17 has shipped. Track it here: https://t.example/A-17"
+    assert (
+        body.replace("\r\n", "\n")
+        == f"{text}\n\n-- \nTo stop receiving these e-mails, unsubscribe: {https}\n"
+    )
+
+
+def test_replies_carry_no_unsubscribe_link(stack: Any) -> None:
+    make_customer("c1", [EMAIL])
+    conversations = ConversationRepository()
+    conversations.open_for("c1", "conv-9", format_timestamp(NOON), "email")
+    conversations.record_inbound(
+        "conv-9", "email#<CAF-1@mail.example.com>", "email", "Hi", format_timestamp(NOON), EMAIL
+    )
+    outcome = link_notifier(API_URL).handle(
+        request(kind="reply", conversation_id="conv-9", text="Hello Ana", subject="Re: Hi"), NOON
+    )
+    assert outcome.status == "sent"
+    mime = message_from_string(email_raw())
+    assert mime["List-Unsubscribe"] is None
+    assert mime["List-Unsubscribe-Post"] is None
+    assert "/links/" not in email_raw()
+
+
+def test_without_a_public_api_url_only_the_mailto_is_added_and_logged_once(
+    stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(shared_notify._log, "warning", lambda message, *a, **k: warnings.append(message))
+    make_customer("c1", [EMAIL], preferences={"channels": ["email"]})
+    sender = link_notifier(None)
+    for notification_id in ("n-1", "n-2"):
+        assert sender.handle(request(notification_id=notification_id, text="hello"), NOON).status == "sent"
+        mime = message_from_string(email_raw(notification_id))
+        assert (
+            mime["List-Unsubscribe"]
+            == "<mailto:support+unsubscribe-c1@reply.example.com?subject=unsubscribe>"
+        )
+        assert mime["List-Unsubscribe-Post"] is None
+    assert len(warnings) == 1
+    assert "OMNI_PUBLIC_API_URL" in warnings[0]
+
+
+def test_the_notify_function_mints_links_with_the_deployed_secret_and_url(
+    stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMNI_PUBLIC_API_URL", API_URL + "/")
+    monkeypatch.setenv("OMNI_OUTBOUND_MODE", "local")
+    monkeypatch.setattr(notify_handler, "_notifier", None)
+    monkeypatch.setattr(notify_handler, "clock", lambda: NOON)
+    make_customer(
+        "c1", [EMAIL], preferences={"channels": ["email"]}, quiet_hours={"start": "00:00", "end": "00:00"}
+    )
+    body = eventbridge_envelope(
+        "notification.requested", request(text="Your invoice is ready").model_dump(mode="json")
+    )
+    assert run_handler(body) == {"batchItemFailures": []}
+    mime = message_from_string(email_raw())
+    https = str(mime["List-Unsubscribe"]).split(",")[0].strip().strip("<>")
+    assert https.startswith(f"{API_URL}/links/unsubscribe?t=")
+    secret = TOPOLOGY.secret("links-signing").local_default  # what the emulated Secrets Manager holds
+    assert links.verify(secret, parse_qs(urlsplit(https).query)["t"][0], "unsubscribe").customer_id == "c1"
 
 
 # --------------------------------------------------------------------------- #

@@ -54,6 +54,7 @@ from shared.topology import (  # noqa: E402
     Topology,
     function_environment,
     iam_actions,
+    mints_links,
 )
 
 LAMBDA = "aws:lambda/function:Function"
@@ -231,9 +232,10 @@ def test_every_declared_function_is_a_lambda_as_declared(built: Built) -> pulumi
 def test_function_environment_names_the_deployed_resources(built: Built) -> pulumi.Output[None]:
     def check(registry: Registry) -> None:
         names = expected_physical_names(registry)
+        endpoint = registry.one(API, protocolType="HTTP").state["apiEndpoint"]
         for fn in TOPOLOGY.functions:
             env = lambda_of(registry, fn).inputs["environment"]["variables"]
-            assert env == function_environment(TOPOLOGY, fn, names, STACK)
+            assert env == function_environment(TOPOLOGY, fn, names, STACK, public_api_url=endpoint)
             assert env["OMNI_STAGE"] == STACK
         webchat = lambda_of(registry, TOPOLOGY.function("webchat")).inputs["environment"]["variables"]
         assert webchat["WEBCHAT_TABLE"] == "omni-test-webchat"
@@ -244,6 +246,36 @@ def test_function_environment_names_the_deployed_resources(built: Built) -> pulu
             "EVENT_BUS_NAME"
             not in lambda_of(registry, TOPOLOGY.function("notify")).inputs["environment"]["variables"]
         )
+
+    return run_checks(built, check)
+
+
+@pulumi.runtime.test
+def test_functions_that_mint_links_learn_the_public_api_url(built: Built) -> pulumi.Output[None]:
+    def check(registry: Registry) -> None:
+        endpoint = registry.one(API, protocolType="HTTP").state["apiEndpoint"]
+        assert endpoint.startswith("https://")
+        minting = {fn.name for fn in TOPOLOGY.functions if mints_links(fn)}
+        # Derived from the links-signing grant: notify (unsubscribe), kpi (survey answers),
+        # links (checks them); nobody else holds the secret or learns the URL.
+        assert {"notify", "kpi", "links"} <= minting
+        for fn in TOPOLOGY.functions:
+            env = lambda_of(registry, fn).inputs["environment"]["variables"]
+            if fn.name in minting:
+                assert env["OMNI_PUBLIC_API_URL"] == endpoint
+                assert env["LINKS_SIGNING_SECRET_ID"] == physical("links-signing")
+            else:
+                assert "OMNI_PUBLIC_API_URL" not in env
+                assert "LINKS_SIGNING_SECRET_ID" not in env
+        # The links routes are public (their token is the credential) and throttled like webhooks.
+        for method in ("GET", "POST"):
+            route = registry.one(ROUTE, routeKey=f"{method} /links/{{purpose}}")
+            assert route.inputs.get("authorizationType", "NONE") == "NONE"
+            assert not route.inputs.get("authorizerId")
+        settings = registry.one(STAGE, name="$default").inputs["routeSettings"]
+        throttled = {s["routeKey"]: (s["throttlingRateLimit"], s["throttlingBurstLimit"]) for s in settings}
+        assert throttled["GET /links/{purpose}"] == throttled["POST /webhooks/sms"]
+        assert throttled["POST /links/{purpose}"] == throttled["POST /webhooks/sms"]
 
     return run_checks(built, check)
 

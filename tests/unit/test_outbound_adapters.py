@@ -507,6 +507,38 @@ def test_ses_notification_has_list_unsubscribe() -> None:
     assert mime["In-Reply-To"] is None
 
 
+UNSUBSCRIBE_URL = "https://api.example.com/links/unsubscribe?t=eyJjIjoiYzEifQ.c2ln"
+
+
+def test_ses_notification_with_one_click_link_names_https_then_mailto() -> None:
+    msg = message(
+        channel="email", to=EMAIL, unsubscribe=True, unsubscribe_url=UNSUBSCRIBE_URL, subject="Sale"
+    )
+    raw = SesEmailAdapter(SENDER, object()).build(msg).body["Content"]["Raw"]["Data"]
+    mime = message_from_string(raw)
+    assert mime["List-Unsubscribe"] == (
+        f"<{UNSUBSCRIBE_URL}>, <mailto:support+unsubscribe-c1@reply.example.com?subject=unsubscribe>"
+    )
+    assert mime["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # One header line each (unfolded), as mail clients parse them.
+    assert f"List-Unsubscribe: <{UNSUBSCRIBE_URL}>, <mailto:" in raw
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in raw
+    body = mime.get_payload().replace("\r\n", "\n")
+    assert body.startswith("Your order A-17 has shipped.\n\n-- \n")
+    assert body.rstrip().endswith(f"unsubscribe: {UNSUBSCRIBE_URL}")
+
+
+def test_ses_reply_never_carries_unsubscribe_headers_or_footer() -> None:
+    msg = message(
+        channel="email", to=EMAIL, kind="reply", conversation_id="conv-1", unsubscribe_url=UNSUBSCRIBE_URL
+    )
+    raw = SesEmailAdapter(SENDER, object()).build(msg).body["Content"]["Raw"]["Data"]
+    mime = message_from_string(raw)
+    assert mime["List-Unsubscribe"] is None
+    assert mime["List-Unsubscribe-Post"] is None
+    assert UNSUBSCRIBE_URL not in raw
+
+
 @pytest.mark.parametrize(
     ("code", "status", "outcome"),
     [
