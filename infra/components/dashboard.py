@@ -28,7 +28,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.common import TYPE_PREFIX, physical_name
-from shared.topology import PROJECT, Topology
+from shared.topology import PROJECT, Function, Topology
 
 ERROR_RATE_PERCENT = 5
 MIN_ERRORS = 3
@@ -62,12 +62,20 @@ class DashboardArgs:
 
 
 def channel_functions(topology: Topology) -> list[str]:
-    """Functions that receive customers' messages: webhooks (routes, not the agent API) and e-mail."""
-    return [
-        fn.name
-        for fn in topology.functions
-        if (fn.email is not None or fn.routes) and not any(route.auth == "agent" for route in fn.routes)
-    ]
+    """Functions that receive customers' messages: webhooks (routes, not the agent API) and e-mail.
+
+    The signed-links endpoint (``/links/...``: unsubscribe clicks, survey answers) is public
+    too but carries no messages, so it is not a channel.
+    """
+
+    def is_channel(fn: Function) -> bool:
+        if fn.email is not None:
+            return True
+        if not fn.routes or any(route.auth == "agent" for route in fn.routes):
+            return False
+        return not all(route.path.startswith("/links/") for route in fn.routes)
+
+    return [fn.name for fn in topology.functions if is_channel(fn)]
 
 
 def dashboard_body(topology: Topology, stage: str, api_id: str, region: str) -> dict[str, Any]:

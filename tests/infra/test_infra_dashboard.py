@@ -50,6 +50,7 @@ def test_the_body_covers_every_queue_function_and_kpi() -> None:
     assert set(KPI_METRICS) <= kpis
     assert {"webchat", "sms", "whatsapp", "email"} <= set(channel_functions(TOPOLOGY))
     assert "agent-api" not in channel_functions(TOPOLOGY)
+    assert "links" not in channel_functions(TOPOLOGY)  # public, but carries no messages
     assert all(w["properties"]["region"] == REGION for w in body["widgets"])
     # The KPI metrics the dashboard shows are ones the kpi function emits.
     source = Path(processor.__file__).read_text(encoding="utf-8")
