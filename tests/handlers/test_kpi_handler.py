@@ -400,7 +400,8 @@ def test_csat_by_link_counts_once_stored_on_the_conversation(
     deliver(feedback("c-l", "cus-l", "csat", 1, at + timedelta(minutes=1)))
     deliver(message("c-l", "cus-l", at, text="2", survey="csat", score=2))
     meta = ConversationRepository().get_meta("c-l")
-    assert meta["csat"]["score"] == 4 and meta["csat"]["via"] == "link"
+    assert meta["csat"]["score"] == 4
+    assert meta["csat"]["via"] == "link"
     assert "survey_pending" not in meta
     k = kpis("2026-11-02", "2026-11-02")
     assert (k["kpis"]["csat_answers"], k["kpis"]["csat_average"], k["kpis"]["csat_satisfied_rate"]) == (

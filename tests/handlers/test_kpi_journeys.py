@@ -130,7 +130,8 @@ def test_thanks_resolves_as_bot_and_the_ces_answer_does_not_reopen(bot_answered:
     texts = [(m["direction"], m["text"]) for m in conversation["messages"]]
     # No reply to the thanks; the CES question follows the resolution.
     assert texts[-2] == ("inbound", "Thanks, that's all!")
-    assert texts[-1][0] == "outbound" and texts[-1][1].startswith("How easy was it")
+    assert texts[-1][0] == "outbound"
+    assert texts[-1][1].startswith("How easy was it")
     assert seen["kpi"] >= 2  # the resolution, the question due
 
     say(SESSION, "m-3", "6")
@@ -138,10 +139,12 @@ def test_thanks_resolves_as_bot_and_the_ces_answer_does_not_reopen(bot_answered:
     seen = settle(stack)
     # Both deliveries reach routing (profile merge republishes a duplicate), neither is
     # answered: nothing goes to notify.
-    assert seen["routing"] == 2 and seen["notify"] == 0
+    assert seen["routing"] == 2
+    assert seen["notify"] == 0
     conversation = the_conversation()
     assert conversation["status"] == "resolved"
-    assert conversation["ces"]["score"] == 6 and conversation["ces"]["via"] == "reply"
+    assert conversation["ces"]["score"] == 6
+    assert conversation["ces"]["via"] == "reply"
     assert [m["text"] for m in conversation["messages"]].count("6") == 1
     assert conversation["messages"][-1]["direction"] == "inbound"
 
@@ -172,7 +175,8 @@ def test_a_reply_that_is_no_score_reopens(bot_answered: dict[Any, str]) -> None:
         conversation = the_conversation(session)
         assert conversation["status"] != "resolved", text
         assert conversation.get("ces") is None
-        assert seen["routing"] == 1 and seen["notify"] >= 1  # routed and answered like any message
+        assert seen["routing"] == 1
+        assert seen["notify"] >= 1
     report = today_kpis()
     k = report["kpis"]
     assert (k["reopened"], k["ces_answers"], k["conversations_resolved"]) == (2, 0, 2)
