@@ -174,6 +174,9 @@ class NotificationRequested(_Event):
     #: answer, an agent's reply in a conversation the bot never answered). Only these reach
     #: the KPI function, which keeps the first one.
     first_response: bool = False
+    #: An ``acknowledgement`` of the conversation's first hand-over to a human queue (routing
+    #: sets it unless its previous decision had handed over already). Only these reach the KPIs.
+    first_handover: bool = False
 
 
 EVENT_MODELS: dict[str, type[_Event]] = {

@@ -391,8 +391,10 @@ class Router:
                         channel="sms" if event.channel == "voice" else event.channel,
                         to=event.reply_to,
                         author="bot",
-                        # The bot's first automated answer may be the first response (KPIs).
+                        # The bot's first automated answer may be the first response, the first
+                        # acknowledgement the first hand-over (KPIs; the others do not reach them).
                         first_response=decision.automated and not (previous and previous.automated),
+                        first_handover=not decision.automated and (previous is None or previous.automated),
                     ),
                 ),
             )

@@ -698,12 +698,12 @@ RULES = (
             "notifications only those that can move a counter."
         ),
         # docs/kpis.md: a message counts when it switches channel, reopens or answers a
-        # survey; a notification when it hands over or may be the first response.
+        # survey; a notification when it is the first hand-over or may be the first response.
         filtered=(
             DetailFilter(MESSAGE_RECORDED, "channel_switch", (True,)),
             DetailFilter(MESSAGE_RECORDED, "reopened", (True,)),
             DetailFilter(MESSAGE_RECORDED, "survey", ("ces", "csat")),
-            DetailFilter(NOTIFICATION_REQUESTED, "kind", ("acknowledgement",)),
+            DetailFilter(NOTIFICATION_REQUESTED, "first_handover", (True,)),
             DetailFilter(NOTIFICATION_REQUESTED, "first_response", (True,)),
         ),
     ),

@@ -306,7 +306,7 @@ def test_the_kpi_rule_lets_only_events_that_can_move_a_counter_through() -> None
         _event(MESSAGE_RECORDED, **{**recorded, "channel_switch": True}),
         _event(MESSAGE_RECORDED, **{**recorded, "reopened": True}),
         _event(MESSAGE_RECORDED, **{**recorded, "survey": "ces", "survey_score": 6}),
-        _event(NOTIFICATION_REQUESTED, kind="acknowledgement", first_response=False),
+        _event(NOTIFICATION_REQUESTED, kind="acknowledgement", first_handover=True),
         _event(NOTIFICATION_REQUESTED, kind="reply", first_response=True),
         *(_event(t, conversation_id="c") for t in rule.detail_types),
     ]
@@ -314,6 +314,7 @@ def test_the_kpi_rule_lets_only_events_that_can_move_a_counter_through() -> None
         _event(MESSAGE_RECORDED, **recorded),
         _event(MESSAGE_RECORDED, **{**recorded, "new_conversation": True}),
         _event(NOTIFICATION_REQUESTED, kind="reply", first_response=False),
+        _event(NOTIFICATION_REQUESTED, kind="acknowledgement", first_handover=False),
         _event(NOTIFICATION_REQUESTED, kind="notification", first_response=False),
         _event("message.received", channel_switch=True),
         {**_event(CONVERSATION_RESOLVED), "source": "aws.events"},
