@@ -341,16 +341,29 @@ class KpiProcessor:
         return True
 
     def _feedback(self, work: _Work, event: FeedbackSubmitted) -> None:
-        """A score clicked in an e-mail or in the web chat (the public links endpoint)."""
+        """A score clicked in an e-mail or in the web chat (the public links endpoint).
+
+        The answer stored on the conversation is the one counted: the link's score is stored
+        first (only when the survey has no answer yet); when a reply answered it first, that
+        message counts it.
+        """
         state = self._state(work, event.conversation_id)
-        if state.get("customer_id") != event.customer_id:
+        low, high = SCALES[event.survey]
+        if (
+            state.get("customer_id") != event.customer_id
+            or event.survey in state.get("surveys_answered", [])
+            or not low <= event.score <= high
+        ):
             return
-        if self._count_answer(work, state, event.survey, event.score):
-            answer = {"score": event.score, "answered_at": event.answered_at, "via": "link"}
-            # Stored before the commit (idempotent: the first answer stays).
-            work.after.append(
-                lambda: self.conversations.store_survey_answer(event.conversation_id, event.survey, answer)
-            )
+        score = event.score
+        answer = {"score": score, "answered_at": event.answered_at, "via": "link"}
+        # Before the commit; idempotent (a redelivery finds its own answer stored).
+        if not self.conversations.store_survey_answer(event.conversation_id, event.survey, answer):
+            stored = (self.conversations.get_meta(event.conversation_id) or {}).get(event.survey) or {}
+            if stored.get("via") != "link":
+                return  # answered by a reply first: its message.recorded counts it
+            score = int(stored["score"])
+        self._count_answer(work, state, event.survey, score)
 
     def _notification(self, work: _Work, event: NotificationRequested, time: str) -> None:
         if event.conversation_id is None or event.kind == "notification":

@@ -491,6 +491,10 @@ class ConversationRepository:
 
         def change(meta: dict[str, Any]) -> tuple[str, dict[str, Any], tuple[str, ...]]:
             pending = meta.get("survey_pending") or {}
+            answered = meta.get(survey) or {}
+            if answered.get("message_id") == message_id:
+                # This very message answered it (a redelivery): the write below finds it recorded.
+                return f"SET {survey} = :answer", {":answer": answered}, ()
             if (
                 meta.get("status") != "resolved"
                 or pending.get("survey") != survey

@@ -84,6 +84,7 @@ def conversation(
         "opened_on": channel,
         "status": "open",
         "version": 1,
+        "message_count": 1,
         "channels": [channel],
         "routing": {"intent": intent, "language": lang, "queue": "billing"},
     }
@@ -483,3 +484,41 @@ def test_a_second_ces_due_message_does_not_ask_again(
     assert len(asked(stack)) == 1
     counters = kpis("2026-11-02", "2026-11-02")["counters"]
     assert counters["ces_asked"] == 1
+
+
+def test_a_reply_answer_before_a_link_click_is_the_one_counted(
+    stack: dict[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMNI_CES_DELAY_S", "0")
+    conversation("c-rl", "cus-rl", DAY)
+    resolve_meta("c-rl", DAY + timedelta(minutes=3))
+    deliver(
+        message("c-rl", "cus-rl", DAY, new=True), resolved("c-rl", "cus-rl", DAY, DAY + timedelta(minutes=3))
+    )
+    drain_kpi_queue(stack)
+    repo = ConversationRepository()
+    at = ts(DAY + timedelta(minutes=7))
+    answer = {
+        "channel": "webchat",
+        "text": "6",
+        "sent_at": at,
+        "received_at": at,
+        "survey": "ces",
+        "score": 6,
+    }
+    # Profile merge records the reply "6" as the answer (once: a redelivery is a duplicate) ...
+    assert repo.record_survey_answer("c-rl", message_id="webchat#a-1", **answer) is True
+    assert repo.record_survey_answer("c-rl", message_id="webchat#a-1", **answer) is False
+    # ... and a later reply is no answer any more (an ordinary message, which reopens).
+    assert repo.record_survey_answer("c-rl", message_id="webchat#a-2", **answer) is None
+    meta = repo.get_meta("c-rl")
+    assert (meta["status"], meta["ces"]["score"], meta["ces"]["via"]) == ("resolved", 6, "reply")
+    assert "survey_pending" not in meta
+    # The link click reaches the KPIs before the reply's message.recorded: not counted ...
+    deliver(feedback("c-rl", "cus-rl", "ces", 2, DAY + timedelta(minutes=8)))
+    assert kpis("2026-11-02", "2026-11-02")["counters"]["ces_count"] == 0
+    # ... the reply's event counts the stored answer.
+    deliver(message("c-rl", "cus-rl", DAY + timedelta(minutes=7), text="6", survey="ces", score=6))
+    counters = kpis("2026-11-02", "2026-11-02")["counters"]
+    assert (counters["ces_count"], counters["ces_6"], counters["ces_2"]) == (1, 1, 0)
+    assert repo.get_meta("c-rl")["ces"]["score"] == 6
