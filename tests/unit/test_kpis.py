@@ -190,7 +190,12 @@ def test_omni_kpis_prints_rates_as_percent_and_needs_a_running_stack(tmp_path: A
         "to_day": "2026-11-30",
         "channel": "sms",
         "intent": None,
-        **report(sum_counters([{"started": 10, "resolved": 8, "fcr": 6, "frt_b20": 4}])).as_dict(),
+        **report(
+            sum_counters(
+                [{"started": 10, "resolved": 8, "fcr": 6, "frt_b20": 4}]
+                + [{"csat_asked": 4, "csat_count": 3, "csat_sum": 12, "csat_satisfied": 2, "csat_5": 1}]
+            )
+        ).as_dict(),
     }
     printed = "\n".join(format_report(answer))
     assert "KPIs 2026-11-01 .. 2026-11-30  channel=sms" in printed
@@ -199,6 +204,9 @@ def test_omni_kpis_prints_rates_as_percent_and_needs_a_running_stack(tmp_path: A
     assert rows["journey completion rate"] == "80.0 %"
     assert rows["first response p90 (s)"] == "32"
     assert rows["CES average (1-7)"] == "-"
+    assert (rows["CSAT average (1-5)"], rows["CSAT satisfied (4-5)"]) == ("4", "66.7 %")
+    assert (rows["CSAT answers"], rows["CSAT response rate"]) == ("3", "75.0 %")
+    assert answer["counters"]["csat_5"] == 1
     assert main(["kpis", "--state-file", str(tmp_path / "missing.json")]) == 1
 
 
