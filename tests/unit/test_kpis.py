@@ -192,8 +192,10 @@ def test_omni_kpis_prints_rates_as_percent_and_needs_a_running_stack(tmp_path: A
         "intent": None,
         **report(
             sum_counters(
-                [{"started": 10, "resolved": 8, "fcr": 6, "frt_b20": 4}]
-                + [{"csat_asked": 4, "csat_count": 3, "csat_sum": 12, "csat_satisfied": 2, "csat_5": 1}]
+                [
+                    {"started": 10, "resolved": 8, "fcr": 6, "frt_b20": 4},
+                    {"csat_asked": 4, "csat_count": 3, "csat_sum": 12, "csat_satisfied": 2, "csat_5": 1},
+                ]
             )
         ).as_dict(),
     }
