@@ -70,7 +70,7 @@ def record_handler(record: Any) -> None:
     for name, value, unit in outcome.metrics:
         metrics.add_metric(name=name, unit=unit, value=value)
     logger.info(
-        "event counted" if outcome.counted else "event counted before",
+        "event counted" if outcome.counted else "event changed nothing (or was counted before)",
         extra={
             "detail_type": body.detail_type,
             "event_id": body.id,
