@@ -45,7 +45,10 @@ def topology_summary(topology: Any) -> str:
             grants = ", ".join(f"{g.kind} {g.resource} ({g.access})" for g in fn.grants)
             lines.append(f"    may use {grants}")
     for rule in topology.rules:
-        lines.append(f"rule {rule.name}: {', '.join(rule.detail_types)} -> queue {rule.target_queue}")
+        matched = [*rule.detail_types] + [
+            f"{f.detail_type} if {f.field} in {list(f.values)}" for f in rule.filtered
+        ]
+        lines.append(f"rule {rule.name}: {', '.join(matched)} -> queue {rule.target_queue}")
     for queue in topology.queues:
         lines.append(
             f"queue {queue.name}: batch {queue.batch_size}, visibility {queue.visibility_timeout_s} s, "

@@ -36,6 +36,10 @@ LABELS = (
     ("ces_average", "CES average (1-7)"),
     ("ces_answers", "CES answers"),
     ("ces_response_rate", "CES response rate"),
+    ("csat_average", "CSAT average (1-5)"),
+    ("csat_satisfied_rate", "CSAT satisfied (4-5)"),
+    ("csat_answers", "CSAT answers"),
+    ("csat_response_rate", "CSAT response rate"),
 )
 RATES = {key for key, _ in LABELS if key.endswith("_rate")}
 

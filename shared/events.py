@@ -127,6 +127,15 @@ class MessageRecorded(_Event):
     reply_to: Identity
     #: The conversation was opened by this message.
     new_conversation: bool = False
+    #: The customer's previous message in this conversation came on another channel.
+    channel_switch: bool = False
+    #: The message may have reopened a resolved conversation (set whenever it joined one
+    #: that was not the customer's open conversation; the KPI function checks).
+    reopened: bool = False
+    #: The message answers the survey asked after the conversation's resolution: it was
+    #: recorded without reopening the conversation and is not routed.
+    survey: Literal["ces", "csat"] | None = None
+    survey_score: Annotated[int, Field(ge=1, le=7)] | None = None
     #: The inbound message this event stems from (default: ``message_id``); logged by every consumer.
     correlation_id: str | None = None
 
@@ -161,6 +170,13 @@ class NotificationRequested(_Event):
     in_reply_to: Annotated[str, Field(max_length=998)] | None = None
     #: The inbound message (or API request) that caused it; logged by every consumer.
     correlation_id: Annotated[str, Field(max_length=300)] | None = None
+    #: A ``reply`` that may be the conversation's first response (the bot's first automated
+    #: answer, an agent's reply in a conversation the bot never answered). Only these reach
+    #: the KPI function, which keeps the first one.
+    first_response: bool = False
+    #: An ``acknowledgement`` of the conversation's first hand-over to a human queue (routing
+    #: sets it unless its previous decision had handed over already). Only these reach the KPIs.
+    first_handover: bool = False
 
 
 EVENT_MODELS: dict[str, type[_Event]] = {

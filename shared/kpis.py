@@ -4,7 +4,9 @@ Counters live per UTC day, intent and channel (``shared/repositories/kpis.py``);
 function (``functions/kpi``) adds to them as events happen. Everything here is pure:
 the histogram buckets of first-response and resolution times, percentiles read from
 bucket counters, the KPI report computed from summed counters, and the parsing of a
-Customer Effort Score answer ("6", "seven", "sieben").
+survey answer ("6", "seven", "sieben"; CES 1-7, CSAT 1-5), the survey question (with
+score links for e-mail and web chat), and whether a message closes a conversation the
+bot answered ("thanks, that's all").
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ BUCKET_COUNT = 88
 #: Window of first-contact resolution and repeat contacts.
 FCR_WINDOW = timedelta(days=7)
 CES_MIN, CES_MAX = 1, 7
+CSAT_MIN, CSAT_MAX = 1, 5
+#: Score scale of each survey.
+SCALES = {"ces": (CES_MIN, CES_MAX), "csat": (CSAT_MIN, CSAT_MAX)}
+#: A CSAT answer of 4 or 5 counts as satisfied.
+CSAT_SATISFIED = 4
 
 #: Histograms kept per day: first-response time and resolution time.
 HISTOGRAMS = ("frt", "rt")
@@ -40,6 +47,10 @@ COUNTERS = (
     "ces_asked",
     "ces_count",
     "ces_sum",
+    "csat_asked",
+    "csat_count",
+    "csat_sum",
+    "csat_satisfied",
 )
 
 
@@ -117,6 +128,20 @@ CES_QUESTIONS = {
     ),
 }
 
+CSAT_QUESTIONS = {
+    "en": (
+        "How satisfied are you with how we handled your request? Reply with a number from 1 "
+        "(very dissatisfied) to 5 (very satisfied)."
+    ),
+    "de": (
+        "Wie zufrieden sind Sie damit, wie wir Ihr Anliegen bearbeitet haben? Antworten Sie mit einer "
+        "Zahl von 1 (sehr unzufrieden) bis 5 (sehr zufrieden)."
+    ),
+}
+QUESTIONS = {"ces": CES_QUESTIONS, "csat": CSAT_QUESTIONS}
+#: The line before the score links (e-mail, web chat).
+LINKS_INTRO = {"en": "Or choose your answer:", "de": "Oder wählen Sie Ihre Antwort:"}
+
 _NUMBER_WORDS = {
     # English
     "one": 1,
@@ -176,20 +201,46 @@ _FILLER = {
 }
 
 
+def _base_language(language: str | None) -> str:
+    return (language or "en").split("-")[0].lower()
+
+
 def ces_question(language: str | None) -> str:
     """The CES question in the conversation's language (English when there is none for it)."""
-    base = (language or "en").split("-")[0].lower()
-    return CES_QUESTIONS.get(base, CES_QUESTIONS["en"])
+    return survey_question("ces", language)
+
+
+def survey_question(survey: str, language: str | None, links: Mapping[int, str] | None = None) -> str:
+    """The ``survey`` question in ``language`` (English when there is none for it), followed by
+    one line per score link when ``links`` (score -> URL) are given."""
+    texts = QUESTIONS[survey]
+    base = _base_language(language)
+    text = texts.get(base, texts["en"])
+    if links:
+        intro = LINKS_INTRO.get(base, LINKS_INTRO["en"])
+        text += "\n\n" + intro + "\n" + "\n".join(f"{score}: {links[score]}" for score in sorted(links))
+    return text
 
 
 def parse_ces(text: str) -> int | None:
-    """The score 1-7 a reply gives, or None when the reply is not an answer.
+    """The score 1-7 a reply gives, or None when the reply is not an answer (see :func:`parse_score`)."""
+    return parse_score("ces", text)
+
+
+def parse_csat(text: str) -> int | None:
+    """The score 1-5 a reply gives, or None when the reply is not an answer."""
+    return parse_score("csat", text)
+
+
+def parse_score(survey: str, text: str) -> int | None:
+    """The score a reply gives on ``survey``'s scale, or None when the reply is not an answer.
 
     An answer is one number (digits or a number word in English or German) with at most
     filler words around it: "6", "7!", "seven", "Sieben", "I'd say 5", "6 out of 7". Out of
-    range ("0", "9", "10"), two different numbers, or a sentence about something else are
-    not answers.
+    range (CES "0", "9", "10"; CSAT "6"), two different numbers, or a sentence about
+    something else ("7 but my invoice is still wrong") are not answers.
     """
+    low, high = SCALES[survey]
     words = re.findall(r"[^\W_]+(?:'[^\W_]+)?", text.lower())
     if not words or len(words) > 8:
         return None
@@ -202,12 +253,32 @@ def parse_ces(text: str) -> int | None:
         elif word not in _FILLER:
             return None
     # "6 out of 7" / "6 von 7": the scale's maximum after "of"/"von" is not a second answer.
-    if len(scores) == 2 and scores[1] == CES_MAX and any(w in ("of", "von") for w in words):
+    if len(scores) == 2 and scores[1] == high and any(w in ("of", "von") for w in words):
         scores = scores[:1]
     if len(set(scores)) != 1:
         return None
     score = scores[0]
-    return score if CES_MIN <= score <= CES_MAX else None
+    return score if low <= score <= high else None
+
+
+def could_be_score(text: str) -> bool:
+    """Whether ``text`` parses as an answer on any survey's scale (cheap; no I/O)."""
+    return any(parse_score(survey, text) is not None for survey in SCALES)
+
+
+def is_closing(text: str, closing: Mapping[str, object]) -> bool:
+    """Whether ``text`` closes a conversation the bot answered: only closing words, at least one
+    of them a thanks word, in one configured language (``closing``: language ->
+    :class:`shared.routing_config.Closing`)."""
+    words = re.findall(r"[^\W_]+(?:'[^\W_]+)?", text.lower())
+    if not words or len(words) > 12:
+        return False
+    for rule in closing.values():
+        thanks: frozenset[str] = getattr(rule, "thanks", frozenset())
+        allowed = thanks | getattr(rule, "words", frozenset())
+        if all(w in allowed for w in words) and any(w in thanks for w in words):
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------- #
@@ -242,7 +313,7 @@ def sum_counters(rows: Iterable[Mapping[str, object]]) -> dict[str, int]:
             if (
                 key in COUNTERS
                 or key.startswith(tuple(f"{h}_" for h in HISTOGRAMS))
-                or key.startswith("ces_")
+                or key.startswith(("ces_", "csat_"))
             ):
                 total[key] = total.get(key, 0) + int(value)
     return total
@@ -258,6 +329,9 @@ def report(counters: Mapping[str, int]) -> KpiReport:
     c = {key: int(counters.get(key, 0)) for key in COUNTERS} | dict(counters)
     frt, rt = histogram(c, "frt"), histogram(c, "rt")
     ces_distribution = {str(score): int(c.get(f"ces_{score}", 0)) for score in range(CES_MIN, CES_MAX + 1)}
+    csat_distribution = {
+        str(score): int(c.get(f"csat_{score}", 0)) for score in range(CSAT_MIN, CSAT_MAX + 1)
+    }
     kpis: dict[str, float | None] = {
         "conversations_started": c["started"],
         "conversations_resolved": c["resolved"],
@@ -279,7 +353,12 @@ def report(counters: Mapping[str, int]) -> KpiReport:
         "ces_average": round(c["ces_sum"] / c["ces_count"], 2) if c["ces_count"] else None,
         "ces_answers": c["ces_count"],
         "ces_response_rate": _ratio(c["ces_count"], c["ces_asked"]),
+        "csat_average": round(c["csat_sum"] / c["csat_count"], 2) if c["csat_count"] else None,
+        "csat_satisfied_rate": _ratio(c["csat_satisfied"], c["csat_count"]),
+        "csat_answers": c["csat_count"],
+        "csat_response_rate": _ratio(c["csat_count"], c["csat_asked"]),
     }
     out_counters = {key: value for key, value in c.items() if not key.startswith(("frt_b", "rt_b"))}
     out_counters.update({f"ces_{k}": v for k, v in ces_distribution.items()})
+    out_counters.update({f"csat_{k}": v for k, v in csat_distribution.items()})
     return KpiReport(counters=out_counters, kpis=kpis)

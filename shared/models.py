@@ -218,6 +218,16 @@ class ConversationSummary(BaseModel):
     previous_conversation_id: str | None = None
 
 
+class SurveyAnswer(BaseModel):
+    """The customer's answer to the survey asked after the resolution (docs/kpis.md)."""
+
+    score: int
+    answered_at: str
+    #: ``reply`` (a message; ``message_id``) or ``link`` (a score link in an e-mail or web chat).
+    via: Literal["reply", "link"] = "reply"
+    message_id: str | None = None
+
+
 class Conversation(ConversationSummary):
     messages: list[Message] = Field(default_factory=list)
     channel_switches: list[ChannelSwitch] = Field(default_factory=list)
@@ -227,3 +237,6 @@ class Conversation(ConversationSummary):
     transitions: list[Transition] = Field(default_factory=list)
     notes: list[Note] = Field(default_factory=list)
     resolution: str | None = None
+    #: Customer Effort Score answer (1-7), CSAT answer (1-5).
+    ces: SurveyAnswer | None = None
+    csat: SurveyAnswer | None = None

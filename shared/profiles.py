@@ -38,9 +38,15 @@ from typing import Any
 from shared.events import Identity, MessageReceived, format_timestamp
 from shared.identity import derived_identities, normalise
 from shared.ids import new_id
+from shared.kpis import could_be_score, parse_score
 from shared.models import Consent
 from shared.repositories.conversation_merge import ConversationMerger
-from shared.repositories.conversations import ConcurrentUpdate, ConversationRepository, message_sk
+from shared.repositories.conversations import (
+    ConcurrentUpdate,
+    ConversationRepository,
+    message_sk,
+    seen_pk,
+)
 from shared.repositories.customers import (
     CONSENT_PREFIX,
     ERASED,
@@ -118,6 +124,12 @@ class RecordedMessage:
     #: Merges this message caused.
     merges: list[str] = field(default_factory=list)
     dropped: str | None = None
+    #: For the KPIs (see :class:`shared.events.MessageRecorded`).
+    channel_switch: bool = False
+    reopened: bool = False
+    #: The message answered the survey pending on the resolved conversation (not reopened).
+    survey: str | None = None
+    survey_score: int | None = None
 
 
 def identities_of(message: MessageReceived) -> list[Identity]:
@@ -691,6 +703,7 @@ def _append_inbound(
     message: MessageReceived,
     sent_at: str,
     reply_to: Identity,
+    facts: dict[str, bool] | None = None,
 ) -> bool:
     """Append the message; a busy conversation (many messages at once) is tried again after a pause."""
     for attempt in range(MAX_ATTEMPTS):
@@ -704,10 +717,64 @@ def _append_inbound(
                 reply_to=reply_to,
                 attachments=[a.model_dump(exclude_none=True) for a in message.attachments],
                 received_at=format_timestamp(message.received_at),
+                facts=facts,
             )
         except ConcurrentUpdate:
             _pause(attempt)
     raise ResolutionConflict(f"conversation {conversation_id} kept changing")
+
+
+def _survey_answer(
+    conversations: ConversationRepository,
+    customer_id: str,
+    conversation_id: str | None,
+    message: MessageReceived,
+    sent_at: str,
+) -> tuple[str, bool, str, int] | None:
+    """Record ``message`` as the answer to the survey pending on the customer's resolved
+    conversation (``conversation_id``, else their latest), without reopening it.
+
+    Returns ``(conversation id, new message, survey, score)``, or None when the message is
+    no answer (nothing pending, not a score on the survey's scale, already answered): then
+    it is an ordinary message, which reopens the conversation as before.
+    """
+    seen = conversations.table.get({"pk": seen_pk(message.message_key), "sk": "SEEN"})
+    if seen is not None:
+        # A redelivery: say again what it was, from the answer stored on the conversation.
+        meta = conversations.get_meta(seen["conversation_id"]) or {}
+        for survey in ("ces", "csat"):
+            answer = meta.get(survey) or {}
+            if answer.get("message_id") == message.message_key:
+                return seen["conversation_id"], False, survey, int(answer["score"])
+        return None
+    meta = (
+        conversations.get_meta(conversation_id)
+        if conversation_id
+        else conversations.latest_for_customer(customer_id)
+    )
+    if meta is None or meta.get("status") != "resolved" or meta.get("customer_id") != customer_id:
+        return None
+    pending = meta.get("survey_pending") or {}
+    survey = pending.get("survey")
+    if survey not in ("ces", "csat") or pending.get("resolved_at") != meta.get("resolved_at"):
+        return None
+    score = parse_score(survey, message.text)
+    if score is None:
+        return None
+    cid = meta["conversation_id"]
+    written = conversations.record_survey_answer(
+        cid,
+        message_id=message.message_key,
+        channel=message.channel,
+        text=message.text,
+        sent_at=sent_at,
+        received_at=format_timestamp(message.received_at),
+        survey=survey,
+        score=score,
+    )
+    if written is None:
+        return None
+    return cid, written, survey, score
 
 
 def record_message(
@@ -752,6 +819,10 @@ def record_message(
         )
     reply_to = normalise(message.sender)
     sent_at = format_timestamp(message.sent_at)
+    # Only a message that reads as a score can answer a survey: the others cost no lookup.
+    score_like = message.kind == "message" and could_be_score(message.text)
+    #: The message joined a conversation that was not the customer's open one (it may have reopened it).
+    attached = False
     for _ in range(MAX_ATTEMPTS):
         profile = customers.get_profile(customer_id)
         if profile is None or profile.get("status") == ERASED:
@@ -760,14 +831,32 @@ def record_message(
             customer_id = profile["merged_into"]  # merged a moment ago: follow
             continue
         hinted = _hinted_conversation(conversations, customer_id, message.conversation_hint)
-        conversation_id = hinted or profile.get("open_conversation_id")
+        open_id = profile.get("open_conversation_id")
+        if score_like and (hinted or not open_id):
+            answer = _survey_answer(conversations, customer_id, hinted, message, sent_at)
+            if answer is not None:
+                answered_in, written, survey, score = answer
+                return RecordedMessage(
+                    customer_id=customer_id,
+                    conversation_id=answered_in,
+                    new_customer=resolution.new_customer,
+                    new_conversation=False,
+                    new_message=written,
+                    survey=survey,
+                    survey_score=score,
+                    **base,
+                )
+        conversation_id = hinted or open_id
         new_conversation = False
         if not conversation_id:
             conversation_id = make_id("conv")
             if not conversations.open_for(customer_id, conversation_id, now, message.channel):
+                attached = True
                 continue  # another message opened one first (or the customer was merged): look again
             new_conversation = True
-        new_message = _append_inbound(conversations, conversation_id, message, sent_at, reply_to)
+        attached = attached or bool(hinted and hinted != open_id)
+        facts: dict[str, bool] = {}
+        new_message = _append_inbound(conversations, conversation_id, message, sent_at, reply_to, facts)
         # Merged into another thread while the message was being written: it belongs there too.
         conversation_id = merger.forward_if_merged(conversation_id, message_sk(sent_at, message.message_key))
         if new_message:
@@ -790,6 +879,8 @@ def record_message(
             new_customer=resolution.new_customer,
             new_conversation=new_conversation,
             new_message=new_message,
+            channel_switch=facts.get("channel_switch", False),
+            reopened=facts.get("reopened", False) or (attached and not new_conversation),
             **base,
         )
     raise ResolutionConflict(f"could not open a conversation for {customer_id}")

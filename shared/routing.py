@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
+from shared.bot_resolution import BOT, BOT_ATTRIBUTES, answered_fields, resolve_by_bot
 from shared.events import MessageRecorded, NotificationRequested, format_timestamp
+from shared.kpis import is_closing
 from shared.models import ConversationSummary, Handover, RoutingDecision, Transition
 from shared.orders import OrderLookup, OrderStatus
 from shared.repositories.conversations import Change, ConversationNotFound, ConversationRepository
@@ -252,10 +254,17 @@ class Router:
         """
         if event.kind in NOT_ROUTED:
             return []  # a call starting or ending says nothing to route on; its queue stays
+        if event.survey is not None:
+            return []  # the answer to the survey after the resolution: counted, not answered
         meta = self.conversations.get_meta(event.conversation_id)
         if meta is None:
             raise ConversationNotFound(event.conversation_id)
         if event.message_id in meta.get("routed_messages", []):
+            if meta.get("closed_by") == event.message_id and meta.get("status") == "resolved":
+                # The customer's thanks resolved it: say so again (the KPIs count it once).
+                from shared.assignment import resolved_event  # noqa: PLC0415 - a rare redelivery
+
+                return [resolved_event(meta, meta["resolved_at"], BOT)]
             current = meta.get("routing") or {}
             if current.get("message_id") != event.message_id:
                 return []  # routed before, and a later message has been routed since
@@ -265,6 +274,8 @@ class Router:
             return self._publishable(event, meta, decision, previous, meta.get("routing_waited", False), now)
         if meta.get("status") in WITH_AGENT:
             return []  # the agent has the conversation; the message is theirs to answer
+        if meta.get("status") == BOT and is_closing(event.text, self.rules.bot_resolution.closing):
+            return self._closed_by_customer(event, now)
         profile = self.desk.customers.get_profile(event.customer_id) or {}
         classification = self.classifier.classify(event.text)
         history = self.conversations.list_for_customer(event.customer_id, limit=20)
@@ -300,6 +311,24 @@ class Router:
             return []  # a concurrent redelivery routed it a moment ago and publishes
         return self._publishable(event, meta, decision, _routing(meta), waited, now)
 
+    def _closed_by_customer(self, event: MessageRecorded, now: str) -> list[tuple[str, BaseModel]]:
+        """The customer closed a conversation the bot answered ("thanks, that's all"): resolved
+        by the bot at once, without a reply (docs/kpis.md)."""
+        return resolve_by_bot(
+            self.conversations,
+            self.desk.customers,
+            event.conversation_id,
+            now,
+            reason="the customer closed the conversation the bot answered",
+            eligible=lambda meta: (
+                meta.get("status") == BOT and event.message_id not in meta.get("routed_messages", [])
+            ),
+            extra=lambda meta: {
+                "closed_by": event.message_id,
+                "routed_messages": [*meta.get("routed_messages", []), event.message_id],
+            },
+        )
+
     def _record(
         self, meta: dict[str, Any], decision: RoutingDecision, handover: Handover | None, now: str
     ) -> Change:
@@ -311,6 +340,8 @@ class Router:
                 meta, decision.queue, decision.priority, now, by="routing", reason=decision.reason
             )
             change.set["handover"] = handover.model_dump(exclude_none=True)
+            # Handed to a human: the bot-resolution clock stops.
+            change.remove = (*change.remove, *BOT_ATTRIBUTES)
         else:
             change = Change()
         change.set.update(
@@ -324,6 +355,8 @@ class Router:
             change.set["previous_routing"] = meta["routing"]
         if decision.automated and status in ("open", "bot"):
             change.set["status"] = "bot"
+            # Resolved by the bot when the customer stays silent (the SLA sweep).
+            change.set.update(answered_fields(meta, now))
             if status != "bot":
                 change.transition = _transition(now, status, "bot", decision.reason)
         return change
@@ -358,6 +391,10 @@ class Router:
                         channel="sms" if event.channel == "voice" else event.channel,
                         to=event.reply_to,
                         author="bot",
+                        # The bot's first automated answer may be the first response, the first
+                        # acknowledgement the first hand-over (KPIs; the others do not reach them).
+                        first_response=decision.automated and not (previous and previous.automated),
+                        first_handover=not decision.automated and (previous is None or previous.automated),
                     ),
                 ),
             )

@@ -97,6 +97,32 @@ class PriorityRule:
 
 
 @dataclass(frozen=True)
+class Closing:
+    """What a customer writes to close a conversation the bot answered, in one language.
+
+    A message closes it when every word is one of ``words`` or ``thanks`` and at least one is
+    a ``thanks`` word: "thanks, that's all" and "danke" close; "ok" or "thanks, but the
+    invoice is still wrong" do not.
+    """
+
+    thanks: frozenset[str]
+    words: frozenset[str]
+
+
+@dataclass(frozen=True)
+class BotResolution:
+    """When a conversation the bot answered counts as resolved by the bot (docs/kpis.md)."""
+
+    #: The customer did not write again within this many minutes of the automated answer.
+    after_minutes: int = 30
+    closing: dict[str, Closing] = field(default_factory=dict)
+
+
+#: Surveys the KPI function can ask after a resolution (one per deployment).
+SURVEYS = ("ces", "csat")
+
+
+@dataclass(frozen=True)
 class RoutingRules:
     version: int
     default_language: str
@@ -109,6 +135,9 @@ class RoutingRules:
     queues: dict[str, QueueRule]
     intents: tuple[IntentRule, ...]
     templates: dict[str, Template]
+    bot_resolution: BotResolution = field(default_factory=BotResolution)
+    #: The survey asked after a resolution: ``ces`` (1-7) or ``csat`` (1-5).
+    survey: str = "ces"
 
     def queue(self, name: str) -> QueueRule:
         return self.queues[name]
@@ -380,6 +409,43 @@ def _parse_escalation_and_priority(
     return escalation, priority
 
 
+def _parse_bot_resolution(check: _Checker, data: dict[str, Any], languages: set[str]) -> BotResolution:
+    section = data.get("bot_resolution", {})
+    if not isinstance(section, dict):
+        check.fail("bot_resolution", "must be a table")
+        return BotResolution()
+    after = check.integer(section, "after_minutes", "bot_resolution", 30, minimum=1)
+    closing: dict[str, Closing] = {}
+    raw = section.get("closing", {})
+    if not isinstance(raw, dict):
+        check.fail("bot_resolution.closing", "must be a table of language = {thanks = [...], words = [...]}")
+        raw = {}
+    for lang, entry in raw.items():
+        where = f"bot_resolution.closing.{lang}"
+        if lang not in languages:
+            check.fail(where, f"unknown language {lang!r} (declared: {sorted(languages)})")
+        if not isinstance(entry, dict):
+            check.fail(where, "must be a table with thanks = [...] and words = [...]")
+            continue
+        unknown = set(entry) - {"thanks", "words"}
+        if unknown:
+            check.fail(where, f"unknown keys {sorted(unknown)}")
+        thanks = check.words(entry.get("thanks"), f"{where}.thanks")
+        if "thanks" in entry and not thanks:
+            check.fail(f"{where}.thanks", "must name at least one word")
+        words = check.words(entry.get("words", []), f"{where}.words")
+        closing[lang] = Closing(thanks=frozenset(thanks), words=frozenset(words))
+    return BotResolution(after_minutes=after or 30, closing=closing)
+
+
+def _parse_survey(check: _Checker, data: dict[str, Any]) -> str:
+    survey = data.get("survey", "ces")
+    if survey not in SURVEYS:
+        check.fail("survey", f"must be one of {list(SURVEYS)}, not {survey!r}")
+        return "ces"
+    return str(survey)
+
+
 def parse_rules(data: dict[str, Any], source: str = "<rules>") -> RoutingRules:
     """Validate the parsed TOML ``data``; raise :class:`RoutingConfigError` listing every problem."""
     check = _Checker()
@@ -416,6 +482,8 @@ def parse_rules(data: dict[str, Any], source: str = "<rules>") -> RoutingRules:
         queues=queues,
         intents=tuple(intents),
         templates=templates,
+        bot_resolution=_parse_bot_resolution(check, data, known_languages),
+        survey=_parse_survey(check, data),
     )
     if check.problems:
         raise RoutingConfigError(source, check.problems)

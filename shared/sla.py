@@ -5,7 +5,10 @@ whose customer has waited longer than the queue allows - for an agent (``sla_min
 or for the agent's reply (``reply_sla_minutes``) - and emits ``conversation.stalled``
 once per wait (a conditional claim on the conversation, given back if publishing fails).
 Conversations still queued after ``overflow_after_minutes`` move to ``overflow_to``.
-No table scans: every read is a query on an index partition of one queue.
+Conversations the bot answered whose customer stayed silent for
+``bot_resolution.after_minutes`` are resolved by the bot (:mod:`shared.bot_resolution`).
+No table scans: every read is a query on an index partition of one queue (or one shard
+of the ``bot-answered`` index).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared.assignment import Desk
+from shared.bot_resolution import answered_before, resolve_by_bot, silent_since_answer
 from shared.events import ConversationStalled, format_timestamp
 from shared.repositories.conversations import ConversationRepository
 from shared.routing_config import QueueRule
@@ -31,6 +35,8 @@ class SweepResult:
     stalled: list[ConversationStalled] = field(default_factory=list)
     overflowed: list[str] = field(default_factory=list)
     assigned: int = 0
+    #: Conversations resolved by the bot (the customer stayed silent after its answer).
+    bot_resolved: list[str] = field(default_factory=list)
 
 
 def sla_seconds(queue: QueueRule, wait_kind: str) -> int:
@@ -88,4 +94,31 @@ def sweep(conversations: ConversationRepository, desk: Desk, publish: Publish, n
         events = desk.assign_queue(queue.name, stamp)
         publish(events)
         result.assigned += len(events)
+    result.bot_resolved = resolve_silent(conversations, desk, publish, now)
     return result
+
+
+def resolve_silent(
+    conversations: ConversationRepository, desk: Desk, publish: Publish, now: datetime
+) -> list[str]:
+    """Resolve as ``bot`` the conversations the bot answered whose customer has not written
+    since, ``bot_resolution.after_minutes`` after the answer."""
+    minutes = desk.rules.bot_resolution.after_minutes
+    before = format_timestamp(now - timedelta(minutes=minutes))
+    stamp = format_timestamp(now)
+    resolved: list[str] = []
+    for item in answered_before(conversations, before):
+        conversation_id = item["pk"].removeprefix("CONV#")
+        events = resolve_by_bot(
+            conversations,
+            desk.customers,
+            conversation_id,
+            stamp,
+            reason=f"the customer did not write again within {minutes} min of the automated answer",
+            eligible=silent_since_answer,
+            answered_at=item["bot_answered_at"],
+        )
+        if events:
+            publish(events)
+            resolved.append(conversation_id)
+    return resolved

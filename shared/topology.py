@@ -156,20 +156,40 @@ class EventBus:
 
 
 @dataclass(frozen=True)
+class DetailFilter:
+    """Events of ``detail_type`` whose detail field ``field`` has one of ``values`` (EventBridge
+    content filtering: the rest never reach the queue, and cost nothing there)."""
+
+    detail_type: str
+    field: str
+    values: tuple[str | bool, ...]
+
+
+@dataclass(frozen=True)
 class EventRule:
-    """Routes events from the bus to a queue."""
+    """Routes events from the bus to a queue: every event of ``detail_types``, plus the events
+    ``filtered`` lets through."""
 
     name: str
     detail_types: tuple[str, ...]
     target_queue: str
     description: str = ""
+    filtered: tuple[DetailFilter, ...] = ()
 
     @property
     def event_pattern(self) -> dict[str, Any]:
-        return {
-            "source": [{"prefix": EVENT_SOURCE_PREFIX}],
-            "detail-type": list(self.detail_types),
-        }
+        if not self.filtered:
+            return {
+                "source": [{"prefix": EVENT_SOURCE_PREFIX}],
+                "detail-type": list(self.detail_types),
+            }
+        alternatives: list[dict[str, Any]] = []
+        if self.detail_types:
+            alternatives.append({"detail-type": list(self.detail_types)})
+        alternatives += [
+            {"detail-type": [f.detail_type], "detail": {f.field: list(f.values)}} for f in self.filtered
+        ]
+        return {"source": [{"prefix": EVENT_SOURCE_PREFIX}], "$or": alternatives}
 
 
 @dataclass(frozen=True)
@@ -610,6 +630,14 @@ TABLES = (
             Gsi(name="queued", partition_key="queued_in", sort_key="queue_rank"),
             # Sparse: only conversations whose customer waits for us; the SLA sweep's index.
             Gsi(name="waiting", partition_key="wait_queue", sort_key="waiting_since"),
+            # Sparse: conversations the bot answered, by when (shards ``bot#0``..); the SLA sweep
+            # resolves them as ``bot`` when the customer stays silent (docs/kpis.md).
+            Gsi(
+                name="bot-answered",
+                partition_key="bot_answered_in",
+                sort_key="bot_answered_at",
+                projection="KEYS_ONLY",
+            ),
         ),
     ),
     Table(
@@ -682,9 +710,21 @@ RULES = (
     ),
     EventRule(
         name="kpi-events",
-        detail_types=KPI_EVENTS,
+        detail_types=tuple(t for t in KPI_EVENTS if t not in (MESSAGE_RECORDED, NOTIFICATION_REQUESTED)),
         target_queue="kpi",
-        description="Conversation lifecycle events are counted into the KPI table.",
+        description=(
+            "Conversation lifecycle events are counted into the KPI table; of messages and "
+            "notifications only those that can move a counter."
+        ),
+        # docs/kpis.md: a message counts when it switches channel, reopens or answers a
+        # survey; a notification when it is the first hand-over or may be the first response.
+        filtered=(
+            DetailFilter(MESSAGE_RECORDED, "channel_switch", (True,)),
+            DetailFilter(MESSAGE_RECORDED, "reopened", (True,)),
+            DetailFilter(MESSAGE_RECORDED, "survey", ("ces", "csat")),
+            DetailFilter(NOTIFICATION_REQUESTED, "first_handover", (True,)),
+            DetailFilter(NOTIFICATION_REQUESTED, "first_response", (True,)),
+        ),
     ),
     EventRule(
         name="behaviour-events",
@@ -962,7 +1002,8 @@ FUNCTIONS = (
         queue="routing",
         grants=(
             Grant("table", "conversations", "readwrite"),
-            Grant("table", "customers", "read"),
+            # readwrite: a bot resolution clears the customer's open conversation.
+            Grant("table", "customers", "readwrite"),
             Grant("table", "agents", "readwrite"),
             Grant("bus", BUS.name, "publish"),
         ),
@@ -977,7 +1018,8 @@ FUNCTIONS = (
         schedules=(Schedule(name="sweep", rate_minutes=1),),
         grants=(
             Grant("table", "conversations", "readwrite"),
-            Grant("table", "customers", "read"),
+            # readwrite: a bot resolution clears the customer's open conversation.
+            Grant("table", "customers", "readwrite"),
             Grant("table", "agents", "readwrite"),
             Grant("bus", BUS.name, "publish"),
         ),

@@ -127,6 +127,10 @@ def reply(
         kind="reply",
         text=body.text,
         author=f"agent:{me}",
+        # The first response, unless the bot answered before (then that one was; KPIs).
+        first_response=not any(
+            (meta.get(key) or {}).get("automated") for key in ("routing", "previous_routing")
+        ),
     )
     publish([(NOTIFICATION_REQUESTED, request)])
     return json_body(202, Accepted(notification_id=request.notification_id, conversation_id=conversation_id))

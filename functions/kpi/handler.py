@@ -1,12 +1,14 @@
 """KPI: counts conversation events into the ``kpis`` table (definitions: docs/kpis.md).
 
-Consumes ``message.recorded``, ``notification.requested``, ``agent.assigned``,
-``conversation.stalled``, ``conversation.resolved`` and ``conversation.reopened`` from
-the kpi queue, and its own delayed ``kpi.ces_due`` messages (ask the Customer Effort
-Score question some minutes after a resolution, unless the conversation reopened).
-Each event counts once (a seen marker per event id, written in the same transaction as
-the counters). Emits the KPIs as CloudWatch metrics in the embedded metric format
-(namespace ``omni``, dimensions ``service`` and ``stage``).
+Consumes from the kpi queue ``agent.assigned``, ``conversation.stalled``,
+``conversation.resolved``, ``conversation.reopened``, ``feedback.submitted``, and - the
+rule filters them on the bus - only those ``message.recorded`` that switch channel, may
+reopen or answer the survey, and those ``notification.requested`` that hand over or may
+be the first response; plus its own delayed ``kpi.ces_due`` messages (ask the survey
+question a few seconds after a resolution, unless the conversation reopened). Each
+event counts once (its id on the conversation's state). Emits the KPIs as CloudWatch
+metrics in the embedded metric format (namespace ``omni``, dimensions ``service`` and
+``stage``).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def record_handler(record: Any) -> None:
     for name, value, unit in outcome.metrics:
         metrics.add_metric(name=name, unit=unit, value=value)
     logger.info(
-        "event counted" if outcome.counted else "event counted before",
+        "event counted" if outcome.counted else "event changed nothing (or was counted before)",
         extra={
             "detail_type": body.detail_type,
             "event_id": body.id,

@@ -1,15 +1,19 @@
 """How each event moves the KPI counters (the definitions are in docs/kpis.md).
 
 :class:`KpiProcessor` turns one bus event into a :class:`~shared.repositories.kpis.Plan`
-(counter deltas and state changes) and commits it with the event's seen marker in one
-transaction; a state item changed concurrently makes it read again and redo the event.
-Side effects (the delayed CES question, the question itself) happen before the commit
-and are idempotent (the question's notification id), so a crash in between repeats them
-harmlessly.
+(counter deltas and state changes). Each event counts once: its id is kept on the
+conversation's state item (the latest few), and the state is written with a condition on
+the version read, so a redelivered event finds its id and a concurrent event of the same
+conversation makes this one read again and redo. An event that changes only the state
+is one conditional write; one that moves counters writes them with the state in one
+transaction; one that changes nothing writes nothing. Side effects (the delayed survey
+question, the question itself, a link answer stored on the conversation) happen before
+the commit and are idempotent, so a crash in between repeats them harmlessly.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import uuid
@@ -26,17 +30,19 @@ from shared.events import (
     ConversationReopened,
     ConversationResolved,
     ConversationStalled,
+    FeedbackSubmitted,
     MessageRecorded,
     NotificationRequested,
     format_timestamp,
 )
 from shared.kpis import (
+    CSAT_SATISFIED,
+    SCALES,
     bucket_counter,
     bucket_of,
-    ces_question,
     day_of,
-    parse_ces,
     seconds_between,
+    survey_question,
     within_window,
 )
 from shared.repositories.conversations import ConversationNotFound, ConversationRepository
@@ -44,7 +50,6 @@ from shared.repositories.kpis import (
     KpiRepository,
     Plan,
     StateConflict,
-    ces_pending_key,
     conversation_state_key,
     last_contact_key,
 )
@@ -53,11 +58,12 @@ from shared.topology import (
     CONVERSATION_REOPENED,
     CONVERSATION_RESOLVED,
     CONVERSATION_STALLED,
+    FEEDBACK_SUBMITTED,
     MESSAGE_RECORDED,
     NOTIFICATION_REQUESTED,
 )
 
-#: Detail type of the message the KPI function sends itself: "ask the CES question now".
+#: Detail type of the message the KPI function sends itself: "ask the survey question now".
 CES_DUE = "kpi.ces_due"
 CES_SOURCE = "omni.kpi"
 #: Seconds between a resolution and the CES question (a reopen meanwhile cancels it);
@@ -68,6 +74,12 @@ DEFAULT_CES_DELAY_S = 5
 MAX_DELAY_S = 900
 MAX_ATTEMPTS = 5
 UNKNOWN = "unknown"
+#: Event ids kept on a conversation's state to recognise redeliveries. Only events that
+#: change something are kept, a handful per conversation; most are idempotent by their
+#: nature too (a resolution by its time, the first response, the intent, the survey).
+MAX_EVENT_IDS = 12
+#: Channels whose survey question carries score links (shared/links.py).
+LINK_CHANNELS = ("email", "webchat")
 
 
 class CesDue(BaseModel):
@@ -85,6 +97,7 @@ DETAIL_MODELS: dict[str, type[BaseModel]] = {
     CONVERSATION_STALLED: ConversationStalled,
     CONVERSATION_RESOLVED: ConversationResolved,
     CONVERSATION_REOPENED: ConversationReopened,
+    FEEDBACK_SUBMITTED: FeedbackSubmitted,
     CES_DUE: CesDue,
 }
 
@@ -104,6 +117,13 @@ def ces_delay_s() -> int:
         return DEFAULT_CES_DELAY_S
 
 
+def configured_survey() -> str:
+    """The survey asked after a resolution (``survey`` in routing_rules.toml: ces or csat)."""
+    from shared.routing_config import load_rules  # noqa: PLC0415 - read once, when a question is due
+
+    return load_rules().survey
+
+
 class _Work:
     """The plan of one event plus the state items it read (each read once)."""
 
@@ -111,12 +131,16 @@ class _Work:
         self.repo = repo
         self.plan = Plan(event_id)
         self.items: dict[tuple[str, str], dict[str, Any] | None] = {}
+        #: What each item was when read (to leave unchanged items unwritten).
+        self.originals: dict[tuple[str, str], dict[str, Any] | None] = {}
         self.metrics: list[tuple[str, float, str]] = []
         self.after: list[Callable[[], None]] = []
 
     def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
         if key not in self.items:
-            self.items[key] = self.repo.get(key)
+            item = self.repo.get(key)
+            self.originals[key] = copy.deepcopy(item)
+            self.items[key] = item
         return self.items[key]
 
     def put(self, item: dict[str, Any]) -> None:
@@ -126,6 +150,14 @@ class _Work:
     def delete(self, item: dict[str, Any]) -> None:
         self.items[(item["pk"], item["sk"])] = None
         self.plan.delete(item)
+
+    def drop_unchanged(self) -> None:
+        for key in [k for k, item in self.plan.puts.items() if item == self.originals.get(k, object())]:
+            del self.plan.puts[key]
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.plan.deltas or self.plan.puts or self.plan.deletes or self.plan.extra)
 
 
 class KpiProcessor:
@@ -143,25 +175,32 @@ class KpiProcessor:
 
     # -- entry point ------------------------------------------------------- #
     def handle(self, event_id: str, detail_type: str, detail: BaseModel, time: str) -> Outcome:
-        if self.repo.seen(event_id):
-            return Outcome(counted=False)
+        conversation_id = getattr(detail, "conversation_id", None)
+        if not conversation_id:
+            return Outcome(counted=False)  # not about a conversation: nothing to count
+        key = conversation_state_key(conversation_id)
         for _ in range(MAX_ATTEMPTS):
             work = _Work(self.repo, event_id)
+            current = work.get(key)
+            if current is not None and event_id in current.get("events", []):
+                return Outcome(counted=False)  # counted before (a redelivery)
             try:
                 self._dispatch(work, detail_type, detail, time)
             except ConversationNotFound:
-                # Erased (or never recorded): nothing to count; remember the event as seen.
-                work = _Work(self.repo, event_id)
+                return Outcome(counted=False)  # erased (or never recorded): nothing to count
             for action in work.after:
                 action()
-            plan = work.plan
-            if not (plan.deltas or plan.puts or plan.deletes or plan.extra):
-                return Outcome(counted=False)  # nothing this event changes (not about a conversation)
+            work.drop_unchanged()
+            if not work.changes:
+                return Outcome(counted=False)  # nothing this event changes
+            state = work.items.get(key) or self._state(work, conversation_id)
+            state["events"] = [*state.get("events", []), event_id][-MAX_EVENT_IDS:]
+            work.put(state)
             try:
-                counted = self.repo.commit(work.plan)
+                self.repo.commit(work.plan)
             except StateConflict:
                 continue
-            return Outcome(counted=counted, metrics=work.metrics if counted else [])
+            return Outcome(counted=True, metrics=work.metrics)
         raise StateConflict(f"event {event_id}: the state kept changing")
 
     def _dispatch(self, work: _Work, detail_type: str, detail: BaseModel, time: str) -> None:
@@ -178,8 +217,10 @@ class KpiProcessor:
         elif isinstance(detail, ConversationReopened):
             state = self._state(work, detail.conversation_id)
             self._reopen(work, state, detail.reopened_at)
+        elif isinstance(detail, FeedbackSubmitted):
+            self._feedback(work, detail)
         elif isinstance(detail, CesDue):
-            self._ask_ces(work, detail)
+            self._ask_survey(work, detail)
 
     # -- conversation state ------------------------------------------------- #
     def _state(self, work: _Work, conversation_id: str) -> dict[str, Any]:
@@ -266,40 +307,69 @@ class KpiProcessor:
 
     # -- events ---------------------------------------------------------------- #
     def _message(self, work: _Work, event: MessageRecorded) -> None:
+        """A message that switched channel, may have reopened the conversation, or answered the
+        survey (only these reach the KPI queue: shared/topology.py)."""
         if event.kind == "call_status":
             return  # the end of a call is not something the customer said
-        sent_at = format_timestamp(event.sent_at)
-        pending = work.get(ces_pending_key(event.customer_id))
-        if pending is not None and event.text.strip() and sent_at > pending["asked_at"]:
-            # The customer's next reply after the CES question: an answer, or not (asked once).
-            work.delete(pending)
-            score = parse_ces(event.text)
-            if score is not None:
-                day, intent, channel = pending["day"], pending["intent"], pending["channel"]
-                work.plan.add(day, intent, channel, "ces_count")
-                work.plan.add(day, intent, channel, "ces_sum", score)
-                work.plan.add(day, intent, channel, f"ces_{score}")
-                work.plan.extra.append(
-                    self.conversations.ces_answer_item(
-                        pending["conversation_id"], score, sent_at, event.message_id
-                    )
-                )
-                work.metrics.append(("CustomerEffortScore", score, "Count"))
-                return
         state = self._state(work, event.conversation_id)
-        if not event.new_conversation:
-            self._reopen(work, state, sent_at)
-        previous = state.get("last_channel")
-        if previous and previous != event.channel:
+        if event.survey is not None and event.survey_score is not None:
+            self._count_answer(work, state, event.survey, event.survey_score)
+            return
+        if event.reopened and not event.new_conversation:
+            self._reopen(work, state, format_timestamp(event.sent_at))
+        if event.channel_switch:
             self._add_opened(work, state, "switches")
             work.metrics.append(("ChannelSwitches", 1, "Count"))
-        state["last_channel"] = event.channel
+
+    def _count_answer(self, work: _Work, state: dict[str, Any], survey: str, score: int) -> bool:
+        """Count a survey answer once per conversation and survey (the first answer wins)."""
+        low, high = SCALES[survey]
+        answered = list(state.get("surveys_answered", []))
+        if survey in answered or not low <= score <= high or not state.get("first_resolved_at"):
+            return False
+        state["surveys_answered"] = [*answered, survey]
+        day = day_of(state["first_resolved_at"])
+        intent, channel = self._dims(state)
+        work.plan.add(day, intent, channel, f"{survey}_count")
+        work.plan.add(day, intent, channel, f"{survey}_sum", score)
+        work.plan.add(day, intent, channel, f"{survey}_{score}")
+        if survey == "csat" and score >= CSAT_SATISFIED:
+            work.plan.add(day, intent, channel, "csat_satisfied")
+        work.metrics.append(
+            ("CustomerEffortScore" if survey == "ces" else "CustomerSatisfaction", score, "Count")
+        )
+        return True
+
+    def _feedback(self, work: _Work, event: FeedbackSubmitted) -> None:
+        """A score clicked in an e-mail or in the web chat (the public links endpoint).
+
+        The answer stored on the conversation is the one counted: the link's score is stored
+        first (only when the survey has no answer yet); when a reply answered it first, that
+        message counts it.
+        """
+        state = self._state(work, event.conversation_id)
+        low, high = SCALES[event.survey]
+        if (
+            state.get("customer_id") != event.customer_id
+            or event.survey in state.get("surveys_answered", [])
+            or not low <= event.score <= high
+        ):
+            return
+        score = event.score
+        answer = {"score": score, "answered_at": event.answered_at, "via": "link"}
+        # Before the commit; idempotent (a redelivery finds its own answer stored).
+        if not self.conversations.store_survey_answer(event.conversation_id, event.survey, answer):
+            stored = (self.conversations.get_meta(event.conversation_id) or {}).get(event.survey) or {}
+            if stored.get("via") != "link":
+                return  # answered by a reply first: its message.recorded counts it
+            score = int(stored["score"])
+        self._count_answer(work, state, event.survey, score)
 
     def _notification(self, work: _Work, event: NotificationRequested, time: str) -> None:
         if event.conversation_id is None or event.kind == "notification":
             return
-        if event.notification_id.startswith("ces:"):
-            return
+        if event.notification_id.startswith(("ces:", "csat:")):
+            return  # the survey question is no reply
         state = self._state(work, event.conversation_id)
         self._classify(work, state, None)
         if event.kind == "acknowledgement":
@@ -384,39 +454,54 @@ class KpiProcessor:
             DelaySeconds=max(0, min(MAX_DELAY_S, delay)),
         )
 
-    def _ask_ces(self, work: _Work, due: CesDue) -> None:
+    def _ask_survey(self, work: _Work, due: CesDue) -> None:
+        """Ask the configured survey (once per conversation), unless it reopened since."""
         state = work.get(conversation_state_key(due.conversation_id))
         if state is None or state.get("status") != "resolved" or state.get("resolved_at") != due.resolved_at:
             return  # reopened (or resolved again) since: this question is not asked
-        if state.get("ces_asked_for") == due.resolved_at:
-            return  # asked already (a second ces_due message for the same resolution)
-        state["ces_asked_for"] = due.resolved_at
-        work.put(state)
-        key = ces_pending_key(due.customer_id)
-        pending = work.get(key)
+        if state.get("survey_asked") or state.get("ces_asked_for"):
+            return  # asked already (once per conversation)
+        survey = configured_survey()
         now = self.now()
-        intent, channel = self._dims(state)
-        day = day_of(state["first_resolved_at"])
-        item = dict(pending or {"pk": key[0], "sk": key[1]})
-        item.update(
-            {
-                "conversation_id": due.conversation_id,
-                "resolved_at": due.resolved_at,
-                "asked_at": now,
-                "day": day,
-                "intent": intent,
-                "channel": channel,
-            }
-        )
-        work.put(item)
-        work.plan.add(day, intent, channel, "ces_asked")
+        # Marked on the conversation first: the customer's reply to it is an answer, not a reopen.
+        if not self.conversations.set_survey_pending(due.conversation_id, survey, due.resolved_at, now):
+            return  # reopened meanwhile (the KPIs hear of it with the customer's message)
+        meta = self.conversations.get_meta(due.conversation_id) or {}
+        channel = meta.get("last_inbound_channel") or state["channel"]
+        state["survey_asked"] = survey
+        work.put(state)
+        intent, dim_channel = self._dims(state)
+        work.plan.add(day_of(state["first_resolved_at"]), intent, dim_channel, f"{survey}_asked")
         request = NotificationRequested(
-            notification_id=f"ces:{due.conversation_id}:{due.resolved_at}",
+            notification_id=f"{survey}:{due.conversation_id}:{due.resolved_at}",
             customer_id=due.customer_id,
             conversation_id=due.conversation_id,
             kind="reply",
-            text=ces_question(due.language),
+            text=survey_question(
+                survey, due.language, score_links(survey, due.customer_id, channel, due.conversation_id)
+            ),
             author="bot",
             correlation_id=due.correlation_id,
         )
         work.after.append(lambda: self.publish([(NOTIFICATION_REQUESTED, request)]))
+
+
+def score_links(survey: str, customer_id: str, channel: str, conversation_id: str) -> dict[int, str] | None:
+    """Signed score links (score -> URL) for e-mail and web chat; None on other channels or
+    without a public API URL (shared/links.py)."""
+    if channel not in LINK_CHANNELS:
+        return None
+    from shared import links  # noqa: PLC0415 - only when a question goes out
+
+    base = links.public_base_url()
+    if base is None:
+        return None
+    token = links.sign(
+        links.signing_secret(),
+        survey,  # type: ignore[arg-type] - "ces" or "csat"
+        customer_id=customer_id,
+        channel=channel,
+        conversation_id=conversation_id,
+    )
+    low, high = SCALES[survey]
+    return {score: links.link_url(base, survey, token, score=score) for score in range(low, high + 1)}  # type: ignore[arg-type]

@@ -47,6 +47,7 @@ def record_handler(record: Any) -> None:
             "possible_matches": [m.identity.key for m in recorded.possible_matches],
             "merges": recorded.merges,
             "dropped": recorded.dropped,
+            "survey_answer": recorded.survey,
         },
     )
     if recorded.customer_id is None or recorded.conversation_id is None:
@@ -68,6 +69,10 @@ def record_handler(record: Any) -> None:
                     sent_at=message.sent_at,
                     reply_to=normalise(message.sender),
                     new_conversation=recorded.new_conversation,
+                    channel_switch=recorded.channel_switch,
+                    reopened=recorded.reopened,
+                    survey=recorded.survey,  # type: ignore[arg-type] - "ces" or "csat" when set
+                    survey_score=recorded.survey_score,
                 ),
             )
         ]

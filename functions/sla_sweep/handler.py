@@ -1,8 +1,9 @@
-"""SLA sweep, every minute: ``conversation.stalled`` events and metrics, overflow, assignment.
+"""SLA sweep, every minute: ``conversation.stalled`` events and metrics, overflow, assignment,
+bot resolutions of conversations whose customer stayed silent after the bot's answer.
 
 Metrics (CloudWatch embedded metric format, namespace ``omni``, dimensions ``service`` and
 ``stage``): ``StalledConversations`` (the alarm in ``infra/components/alarms.py`` watches
-it), ``OverflowedConversations``, ``AssignedBySweep``.
+it), ``OverflowedConversations``, ``AssignedBySweep``, ``BotResolutions``.
 """
 
 from __future__ import annotations
@@ -54,10 +55,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name=STALLED_METRIC, unit=MetricUnit.Count, value=len(result.stalled))
     metrics.add_metric(name="OverflowedConversations", unit=MetricUnit.Count, value=len(result.overflowed))
     metrics.add_metric(name="AssignedBySweep", unit=MetricUnit.Count, value=result.assigned)
+    metrics.add_metric(name="BotResolutions", unit=MetricUnit.Count, value=len(result.bot_resolved))
     summary = {
         "stalled": [s.conversation_id for s in result.stalled],
         "overflowed": result.overflowed,
         "assigned": result.assigned,
+        "bot_resolved": result.bot_resolved,
     }
     logger.info("sla sweep done", extra=summary)
     return summary

@@ -101,6 +101,10 @@ class ConversationNotFound(LookupError):
     pass
 
 
+class _NotPending(Exception):
+    """No survey is pending on the conversation for this answer."""
+
+
 class IllegalTransition(Exception):
     """The conversation is not in a state that allows the change (HTTP 409 with ``reason``)."""
 
@@ -176,6 +180,8 @@ class ConversationRepository:
             transitions=[Transition(**t) for t in meta.get("transitions", [])],
             notes=notes,
             resolution=meta.get("resolution"),
+            ces=meta.get("ces"),
+            csat=meta.get("csat"),
         )
 
     def messages(self, conversation_id: str, limit: int = 50) -> list[Message]:
@@ -372,8 +378,15 @@ class ConversationRepository:
         reply_to: Identity,
         attachments: list[dict[str, Any]] | None = None,
         received_at: str | None = None,
+        facts: dict[str, bool] | None = None,
     ) -> bool:
-        """Append an inbound message; False when it was recorded before (a redelivery)."""
+        """Append an inbound message; False when it was recorded before (a redelivery).
+
+        ``facts``, when given, learns what the message did to the conversation (for the
+        KPIs): ``channel_switch`` (the previous inbound message came on another channel) and
+        ``reopened`` (the conversation was resolved).
+        """
+        learned: dict[str, bool] = {}
         item = {
             "pk": conversation_pk(conversation_id),
             "sk": message_sk(sent_at, message_id),
@@ -403,6 +416,7 @@ class ConversationRepository:
             if channel not in meta.get("channels", []):
                 expression += ", channels = list_append(if_not_exists(channels, :empty), :channel_list)"
             previous = meta.get("last_inbound_channel")
+            learned.update(channel_switch=bool(previous and previous != channel), reopened=False)
             if previous and previous != channel:
                 switch = ChannelSwitch(
                     from_channel=previous, to_channel=channel, at=sent_at, message_id=message_id
@@ -433,10 +447,115 @@ class ConversationRepository:
                     "transitions = list_append(if_not_exists(transitions, :empty), :reopen)"
                 )
                 values.update({":open": "open", ":reopen": [reopen.model_dump(exclude_none=True)]})
+                learned["reopened"] = True
                 return expression, values, ("resolved_at", "resolution")
             return expression, values
 
-        return self._append(conversation_id, item, change)
+        written = self._append(conversation_id, item, change)
+        if written and facts is not None:
+            facts.update(learned)
+        return written
+
+    def record_survey_answer(
+        self,
+        conversation_id: str,
+        message_id: str,
+        channel: str,
+        text: str,
+        sent_at: str,
+        received_at: str | None,
+        survey: str,
+        score: int,
+    ) -> bool | None:
+        """Append the customer's answer to the survey pending on the resolved conversation,
+        store it (``<survey>: {score, answered_at, message_id, via}``) and clear the pending
+        question, without reopening the conversation.
+
+        False when the message was recorded before (a redelivery); None when the survey is
+        not pending (any more) on a resolved conversation, or was answered: then the
+        message is an ordinary one.
+        """
+        item = {
+            "pk": conversation_pk(conversation_id),
+            "sk": message_sk(sent_at, message_id),
+            "message_id": message_id,
+            "direction": "inbound",
+            "channel": channel,
+            "text": text,
+            "timestamp": sent_at,
+            "received_at": received_at,
+            "author": "customer",
+            "attachments": [],
+            "survey": survey,
+        }
+
+        def change(meta: dict[str, Any]) -> tuple[str, dict[str, Any], tuple[str, ...]]:
+            pending = meta.get("survey_pending") or {}
+            answered = meta.get(survey) or {}
+            if answered.get("message_id") == message_id:
+                # This very message answered it (a redelivery): the write below finds it recorded.
+                return f"SET {survey} = :answer", {":answer": answered}, ()
+            if (
+                meta.get("status") != "resolved"
+                or pending.get("survey") != survey
+                or pending.get("resolved_at") != meta.get("resolved_at")
+                or meta.get(survey)
+            ):
+                raise _NotPending
+            answer = {"score": score, "answered_at": sent_at, "message_id": message_id, "via": "reply"}
+            return (
+                f"SET message_count = message_count + :one, {survey} = :answer",
+                {":one": 1, ":answer": answer},
+                ("survey_pending",),
+            )
+
+        try:
+            return self._append(conversation_id, item, change)
+        except _NotPending:
+            return None
+
+    def set_survey_pending(self, conversation_id: str, survey: str, resolved_at: str, asked_at: str) -> bool:
+        """Mark the survey asked for the resolution at ``resolved_at``; False when the conversation
+        is no longer resolved at that time (reopened, or resolved again)."""
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=serialise({"pk": conversation_pk(conversation_id), "sk": META}),
+                UpdateExpression="SET survey_pending = :p, version = version + :one",
+                ConditionExpression="#status = :resolved AND resolved_at = :at",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=serialise(
+                    {
+                        ":p": {"survey": survey, "resolved_at": resolved_at, "asked_at": asked_at},
+                        ":resolved": "resolved",
+                        ":at": resolved_at,
+                        ":one": 1,
+                    }
+                ),
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def store_survey_answer(self, conversation_id: str, survey: str, answer: dict[str, Any]) -> bool:
+        """Store a survey answer given by link; False when the survey was answered before (the
+        first answer wins). Clears the pending question of that survey."""
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=serialise({"pk": conversation_pk(conversation_id), "sk": META}),
+                UpdateExpression="SET #survey = :answer, version = version + :one REMOVE survey_pending",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#survey)",
+                ExpressionAttributeNames={"#survey": survey},
+                ExpressionAttributeValues=serialise({":answer": answer, ":one": 1}),
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
 
     def set_message_status(
         self,

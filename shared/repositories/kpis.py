@@ -4,25 +4,26 @@ Items (``pk`` / ``sk``):
 
 * ``KPI#<YYYY-MM>`` / ``<YYYY-MM-DD>#<intent>#<channel>`` - the counters of one day, intent
   and channel (``started``, ``resolved``, ``fcr``, ..., histogram buckets ``frt_bNN`` /
-  ``rt_bNN``, CES ``ces_<score>``). One partition per month: a report for a date range is
-  one query per month of the range (``sk BETWEEN``), never a scan.
+  ``rt_bNN``, survey answers ``ces_<score>`` / ``csat_<score>``). One partition per month:
+  a report for a date range is one query per month of the range (``sk BETWEEN``), never
+  a scan.
 * ``CONV#<conversation id>`` / ``STATE`` - what the KPI function knows of a conversation:
   when and where it was opened, its (first) intent, whether it is resolved and counted as
-  first-contact resolution, the counts not yet attributed because the intent was unknown.
+  first-contact resolution, the counts not yet attributed because the intent was unknown,
+  the survey asked and answered, and the ids of the latest events that changed it.
 * ``LAST#<customer id>#<intent>`` / ``LAST`` - the customer's latest conversation on that
   intent (repeat contacts, FCR lost to a new conversation within 7 days).
-* ``CES#<customer id>`` / ``PENDING`` - a CES question waiting for the customer's next reply.
-* ``SEEN#<event id>`` / ``SEEN`` - the event was counted (expires after 30 days).
 
-:meth:`KpiRepository.commit` writes one event's effect in one transaction: the seen
-marker (condition: absent), the counter increments (``ADD``), and the state items
-(condition: the version read), so an event counts once and concurrent events of one
-conversation cannot lose each other's changes.
+:meth:`KpiRepository.commit` writes one event's effect: the state items (condition: the
+version read) and the counter increments (``ADD``). When the event changed only one state
+item that is a single conditional write; otherwise one transaction, so counters and
+state never part and concurrent events of one conversation cannot lose each other's
+changes. The event's id, kept on the conversation's state, makes a redelivery count
+nothing.
 """
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -30,13 +31,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.repositories.dynamo import DynamoTable, cancellation_codes, serialise, serialise_value
+from shared.repositories.dynamo import (
+    DynamoTable,
+    cancellation_codes,
+    is_condition_failure,
+    serialise,
+    serialise_value,
+)
 
 STATE = "STATE"
 LAST = "LAST"
-PENDING = "PENDING"
-SEEN = "SEEN"
-SEEN_TTL_S = 30 * 24 * 3600
 #: DynamoDB's limit of items per transaction.
 MAX_TRANSACTION_ITEMS = 100
 
@@ -59,10 +63,6 @@ def last_contact_key(customer_id: str, intent: str) -> tuple[str, str]:
     return f"LAST#{customer_id}#{intent}", LAST
 
 
-def ces_pending_key(customer_id: str) -> tuple[str, str]:
-    return f"CES#{customer_id}", PENDING
-
-
 class StateConflict(RuntimeError):
     """A state item changed since it was read: read again and redo the event."""
 
@@ -76,7 +76,7 @@ class Plan:
     #: ``(pk, sk)`` -> the item as it should be; its ``version`` is the one read (None: new).
     puts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     deletes: dict[tuple[str, str], int | None] = field(default_factory=dict)
-    #: Further transaction items (the CES answer on the conversation).
+    #: Further transaction items (of other tables).
     extra: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, day: str, intent: str, channel: str, counter: str, value: int = 1) -> None:
@@ -103,24 +103,27 @@ class KpiRepository:
     def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
         return self.table.get({"pk": key[0], "sk": key[1]})
 
-    def seen(self, event_id: str) -> bool:
-        return self.table.get({"pk": f"SEEN#{event_id}", "sk": SEEN}) is not None
-
     # -- writing one event --------------------------------------------------- #
-    def commit(self, plan: Plan, now_epoch: float | None = None) -> bool:
-        """Write ``plan`` atomically; False when the event was counted before."""
-        now_epoch = time.time() if now_epoch is None else now_epoch
-        items: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self.table.name,
-                    "Item": serialise(
-                        {"pk": f"SEEN#{plan.event_id}", "sk": SEEN, "expires_at": int(now_epoch) + SEEN_TTL_S}
-                    ),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-        ]
+    def commit(self, plan: Plan) -> None:
+        """Write ``plan``: one conditional put when it only changes one state item, else one
+        transaction. :class:`StateConflict` when a state item changed since it was read."""
+        if len(plan.puts) == 1 and not (plan.deltas or plan.deletes or plan.extra):
+            [item] = plan.puts.values()
+            try:
+                self.table.client.put_item(**self._put(item))
+            except ClientError as error:
+                if is_condition_failure(error):
+                    raise StateConflict(f"state changed while counting event {plan.event_id}") from error
+                raise
+            return
+        items: list[dict[str, Any]] = [{"Put": self._put(item)} for item in plan.puts.values()]
+        for (pk, sk), version in plan.deletes.items():
+            delete: dict[str, Any] = {"TableName": self.table.name, "Key": serialise({"pk": pk, "sk": sk})}
+            if version is not None:
+                delete["ConditionExpression"] = "version = :v"
+                delete["ExpressionAttributeValues"] = {":v": serialise_value(version)}
+            items.append({"Delete": delete})
+        states = len(items)
         for (day, intent, channel), deltas in plan.deltas.items():
             counters = {name: value for name, value in deltas.items() if value}
             if not counters:
@@ -147,23 +150,6 @@ class KpiRepository:
                     }
                 }
             )
-        states_from = len(items)
-        for item in plan.puts.values():
-            version = item.get("version")
-            written = {**item, "version": (version or 0) + 1}
-            put: dict[str, Any] = {"TableName": self.table.name, "Item": serialise(written)}
-            if version is None:
-                put["ConditionExpression"] = "attribute_not_exists(pk)"
-            else:
-                put["ConditionExpression"] = "version = :v"
-                put["ExpressionAttributeValues"] = {":v": serialise_value(version)}
-            items.append({"Put": put})
-        for (pk, sk), version in plan.deletes.items():
-            delete: dict[str, Any] = {"TableName": self.table.name, "Key": serialise({"pk": pk, "sk": sk})}
-            if version is not None:
-                delete["ConditionExpression"] = "version = :v"
-                delete["ExpressionAttributeValues"] = {":v": serialise_value(version)}
-            items.append({"Delete": delete})
         items.extend(plan.extra)
         if len(items) > MAX_TRANSACTION_ITEMS:
             raise ValueError(f"one event touches {len(items)} items, more than a transaction holds")
@@ -171,14 +157,23 @@ class KpiRepository:
             self.table.client.transact_write_items(TransactItems=items)
         except ClientError as error:
             codes = cancellation_codes(error)
-            if not codes:
-                raise
-            if codes[0] == "ConditionalCheckFailed":
-                return False
-            if any(code == "ConditionalCheckFailed" for code in codes[states_from:]):
+            if any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in codes[:states]):
                 raise StateConflict(f"state changed while counting event {plan.event_id}") from error
             raise
-        return True
+
+    def _put(self, item: dict[str, Any]) -> dict[str, Any]:
+        """A put of ``item`` guarded by the version it was read with (absent: new)."""
+        version = item.get("version")
+        put: dict[str, Any] = {
+            "TableName": self.table.name,
+            "Item": serialise({**item, "version": (version or 0) + 1}),
+        }
+        if version is None:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "version = :v"
+            put["ExpressionAttributeValues"] = {":v": serialise_value(version)}
+        return put
 
     # -- reading counters ---------------------------------------------------- #
     def counters(self, start: date, end: date) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 The demo: a logged-in customer writes on web chat about a double charge (billing: handed to
 the billing queue, acknowledged), then writes again from another device. The test goes on
 where the demo stops: an agent takes the conversation, replies and resolves it; the
-customer is asked the CES question on web chat and answers "6".
+customer is asked the CES question on web chat and answers "6", which leaves the
+conversation resolved.
 """
 
 from __future__ import annotations
@@ -96,6 +97,12 @@ def test_omni_kpis_after_the_demo_journey(runtime: LocalRuntime) -> None:
     session = demo.open_session(runtime.base_url)
     demo.say(runtime.base_url, session, "6")
     runtime.wait_idle(timeout=30)
+    # The answer is recorded and stored, but neither reopens the conversation nor is answered.
+    answered = agent(runtime, "kim", "GET", f"/conversations/{cid}").json()
+    assert answered["status"] == "resolved"
+    assert answered["ces"]["score"] == 6
+    assert answered["ces"]["via"] == "reply"
+    assert (answered["messages"][-1]["direction"], answered["messages"][-1]["text"]) == ("inbound", "6")
 
     printed = omni_kpis(runtime)
     assert line(printed, "conversations started") == "1"

@@ -1,21 +1,25 @@
 """The KPI function under moto: scripted journeys with known answers, read back through GET /kpis.
 
 Events are handed to the handler as the kpi queue would (EventBridge envelopes in SQS
-records), each one twice: the counts must not change (one seen marker per event id).
+records), each one twice: the counts must not change (the event ids kept on the state).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import boto3
 import pytest
 
 from functions.agent_api.handler import handler as agent_api
 from functions.kpi.handler import handler as kpi
+from shared import links
 from shared.events import format_timestamp
 from shared.kpis import bucket_bound, bucket_of
 from shared.repositories.conversations import ConversationRepository
@@ -25,6 +29,7 @@ from shared.topology import (
     CONVERSATION_REOPENED,
     CONVERSATION_RESOLVED,
     CONVERSATION_STALLED,
+    FEEDBACK_SUBMITTED,
     MESSAGE_RECORDED,
     NOTIFICATION_REQUESTED,
 )
@@ -79,6 +84,7 @@ def conversation(
         "opened_on": channel,
         "status": "open",
         "version": 1,
+        "message_count": 1,
         "channels": [channel],
         "routing": {"intent": intent, "language": lang, "queue": "billing"},
     }
@@ -86,8 +92,19 @@ def conversation(
 
 
 def message(
-    cid: str, customer: str, at: datetime, text: str = "hi", channel: str = "webchat", new: bool = False
+    cid: str,
+    customer: str,
+    at: datetime,
+    text: str = "hi",
+    channel: str = "webchat",
+    new: bool = False,
+    *,
+    reopened: bool = False,
+    switch: bool = False,
+    survey: str | None = None,
+    score: int | None = None,
 ) -> str:
+    """A ``message.recorded`` as profile merge publishes it (with the KPI flags it sets)."""
     detail = {
         "customer_id": customer,
         "conversation_id": cid,
@@ -97,6 +114,10 @@ def message(
         "sent_at": ts(at),
         "reply_to": {"type": "webchat", "value": "s-1", "verified": True},
         "new_conversation": new,
+        "reopened": reopened,
+        "channel_switch": switch,
+        "survey": survey,
+        "survey_score": score,
     }
     return envelope(MESSAGE_RECORDED, detail, at)
 
@@ -164,7 +185,7 @@ def test_ten_conversations_seven_resolved_on_first_contact(stack: dict[Any, str]
         )
     later = DAY + timedelta(days=2)
     # conv_7: the customer writes again into the resolved conversation (a reopen).
-    deliver(message("conv_7", "cus_7", later, text="still wrong"))
+    deliver(message("conv_7", "cus_7", later, text="still wrong", reopened=True))
     # conv_6: reopened, told by a conversation.reopened event.
     deliver(
         envelope(
@@ -211,7 +232,7 @@ def test_bot_resolutions_switches_and_stalled_handovers(stack: dict[Any, str], n
     conversation("c-bot", "cus-a", DAY, intent="opening_hours")
     deliver(
         message("c-bot", "cus-a", DAY, new=True),
-        message("c-bot", "cus-a", DAY + timedelta(minutes=1), channel="sms"),
+        message("c-bot", "cus-a", DAY + timedelta(minutes=1), channel="sms", switch=True),
         reply("c-bot", "cus-a", DAY + timedelta(seconds=1)),
         resolved(
             "c-bot",
@@ -278,17 +299,25 @@ def asked(stack: dict[Any, str]) -> list[dict[str, Any]]:
     return [json.loads(m["Body"])["detail"] for m in got]
 
 
-def test_ces_is_asked_after_resolution_and_parsed_in_both_languages(
+def resolve_meta(cid: str, at: datetime) -> None:
+    """The conversation's META as the resolution leaves it (the question is only asked then)."""
+    boto3.client("dynamodb").update_item(
+        TableName=ConversationRepository().table.name,
+        Key=serialise({"pk": f"CONV#{cid}", "sk": "META"}),
+        UpdateExpression="SET #s = :r, resolved_at = :at, last_inbound_channel = :ch",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues=serialise({":r": "resolved", ":at": ts(at), ":ch": "webchat"}),
+    )
+
+
+def test_ces_is_asked_after_resolution_and_answers_count_once(
     stack: dict[Any, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OMNI_CES_DELAY_S", "0")
-    cases = [
-        ("c-en", "cus-en", "en", "seven", 7),
-        ("c-de", "cus-de", "de", "Sechs", 6),
-        ("c-x", "cus-x", "en", "9", None),
-    ]
-    for cid, customer, lang, _, _ in cases:
+    cases = [("c-en", "cus-en", "en", 7), ("c-de", "cus-de", "de", 6), ("c-x", "cus-x", "en", None)]
+    for cid, customer, lang, _ in cases:
         conversation(cid, customer, DAY, lang=lang)
+        resolve_meta(cid, DAY + timedelta(minutes=9))
         deliver(
             message(cid, customer, DAY, new=True),
             resolved(cid, customer, DAY, DAY + timedelta(minutes=9), lang=lang),
@@ -298,27 +327,106 @@ def test_ces_is_asked_after_resolution_and_parsed_in_both_languages(
     assert set(questions) == {"c-en", "c-de", "c-x"}
     assert questions["c-de"]["text"].startswith("Wie einfach war es")
     assert questions["c-en"]["text"].startswith("How easy was it to get your issue solved?")
+    assert "http" not in questions["c-en"]["text"]  # no public API URL: no links
     assert questions["c-en"]["kind"] == "reply"
     assert questions["c-en"]["notification_id"].startswith("ces:c-en:")
+    # The question is marked on the conversation: profile merge takes the reply as the answer.
+    pending = ConversationRepository().get_meta("c-en")["survey_pending"]
+    assert (pending["survey"], pending["resolved_at"]) == ("ces", ts(DAY + timedelta(minutes=9)))
 
     # The questions themselves are no first response.
     deliver(*(envelope(NOTIFICATION_REQUESTED, q, DAY + timedelta(minutes=10)) for q in questions.values()))
     answer_at = datetime.now(tz=DAY.tzinfo) + timedelta(minutes=1)
-    for cid, customer, _, text, _ in cases:
-        deliver(message(cid, customer, answer_at, text=text))
-    conversations = ConversationRepository()
-    assert conversations.get_meta("c-en")["ces"]["score"] == 7
-    assert conversations.get_meta("c-de")["ces"]["score"] == 6
-    assert "ces" not in conversations.get_meta("c-x")  # out of range: not an answer
+    for cid, customer, _, score in cases:
+        if score is not None:
+            deliver(message(cid, customer, answer_at, text=str(score), survey="ces", score=score))
+            # Answered again (a second reply marked as an answer, a link click): counted once.
+            deliver(message(cid, customer, answer_at, text="1", survey="ces", score=1))
+        else:  # "9": not an answer; profile merge recorded it as a message that reopened it
+            deliver(message(cid, customer, answer_at, text="9", reopened=True))
 
     report = kpis("2026-11-02", "2026-11-02")
     k, counters = report["kpis"], report["counters"]
     assert (k["ces_answers"], k["ces_average"], k["ces_response_rate"]) == (2, 6.5, round(2 / 3, 4))
-    assert (counters["ces_6"], counters["ces_7"], counters["ces_asked"]) == (1, 1, 3)
+    assert (counters["ces_6"], counters["ces_7"], counters["ces_1"], counters["ces_asked"]) == (1, 1, 0, 3)
     assert k["first_responses"] == 0
-    # "9" was not an answer: it is the customer writing again, a reopen.
+    assert k["csat_answers"] == 0
     today = answer_at.date().isoformat()
     assert kpis(today, today)["kpis"]["reopened"] == 1
+
+
+def feedback(cid: str, customer: str, survey: str, score: int, at: datetime) -> str:
+    detail = {
+        "customer_id": customer,
+        "conversation_id": cid,
+        "survey": survey,
+        "score": score,
+        "channel": "email",
+        "answered_at": ts(at),
+    }
+    return envelope(FEEDBACK_SUBMITTED, detail, at)
+
+
+def test_csat_by_link_counts_once_stored_on_the_conversation(
+    stack: dict[Any, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    rules = tmp_path / "rules.toml"
+    packaged = (Path(__file__).parents[2] / "shared" / "routing_rules.toml").read_text()
+    rules.write_text(packaged.replace('survey = "ces"', 'survey = "csat"'))
+    monkeypatch.setenv("OMNI_ROUTING_RULES", str(rules))
+    monkeypatch.setenv("OMNI_CES_DELAY_S", "0")
+    monkeypatch.setenv(links.BASE_URL_ENV_VAR, "https://api.example.com/")
+    monkeypatch.setenv(links.SECRET_ENV_VAR, stack[("secret", "links-signing")])
+    conversation("c-l", "cus-l", DAY, lang="de")
+    resolve_meta("c-l", DAY + timedelta(minutes=3))
+    deliver(
+        message("c-l", "cus-l", DAY, new=True),
+        resolved("c-l", "cus-l", DAY, DAY + timedelta(minutes=3), lang="de"),
+    )
+    drain_kpi_queue(stack)
+    [question] = asked(stack)
+    assert question["notification_id"].startswith("csat:c-l:")
+    text = question["text"]
+    assert text.startswith("Wie zufrieden sind Sie")
+    urls = re.findall(r"https://api\.example\.com/links/csat\?\S+", text)
+    assert len(urls) == 5  # one link per score 1-5, web chat was the customer's channel
+    token = parse_qs(urlparse(urls[3]).query)["t"][0]
+    claims = links.verify(links.signing_secret(), token, "csat")
+    assert (claims.customer_id, claims.conversation_id, claims.channel) == ("cus-l", "c-l", "webchat")
+    assert parse_qs(urlparse(urls[3]).query)["score"] == ["4"]
+
+    at = DAY + timedelta(minutes=20)
+    deliver(feedback("c-l", "cus-l", "csat", 4, at))
+    # A second click, another score, and a reply marked as an answer: the first answer wins.
+    deliver(feedback("c-l", "cus-l", "csat", 1, at + timedelta(minutes=1)))
+    deliver(message("c-l", "cus-l", at, text="2", survey="csat", score=2))
+    meta = ConversationRepository().get_meta("c-l")
+    assert meta["csat"]["score"] == 4
+    assert meta["csat"]["via"] == "link"
+    assert "survey_pending" not in meta
+    k = kpis("2026-11-02", "2026-11-02")
+    assert (k["kpis"]["csat_answers"], k["kpis"]["csat_average"], k["kpis"]["csat_satisfied_rate"]) == (
+        1,
+        4.0,
+        1.0,
+    )
+    assert (k["counters"]["csat_4"], k["counters"]["csat_asked"], k["kpis"]["ces_answers"]) == (1, 1, 0)
+
+
+def test_a_score_outside_the_scale_or_of_a_stranger_is_not_counted(
+    stack: dict[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMNI_CES_DELAY_S", "0")
+    conversation("c-s", "cus-s", DAY)
+    resolve_meta("c-s", DAY + timedelta(minutes=3))
+    deliver(message("c-s", "cus-s", DAY, new=True), resolved("c-s", "cus-s", DAY, DAY + timedelta(minutes=3)))
+    drain_kpi_queue(stack)
+    deliver(feedback("c-s", "cus-other", "ces", 5, DAY + timedelta(minutes=5)))  # not their conversation
+    deliver(feedback("c-s", "cus-s", "csat", 7, DAY + timedelta(minutes=5)))  # CSAT is 1-5
+    counters = kpis("2026-11-02", "2026-11-02")["counters"]
+    assert (counters["ces_count"], counters["csat_count"], counters["ces_asked"]) == (0, 0, 1)
+    deliver(feedback("c-s", "cus-s", "ces", 5, DAY + timedelta(minutes=6)))
+    assert kpis("2026-11-02", "2026-11-02")["counters"]["ces_5"] == 1
 
 
 def test_a_reopen_before_the_question_cancels_it(
@@ -327,7 +435,7 @@ def test_a_reopen_before_the_question_cancels_it(
     monkeypatch.setenv("OMNI_CES_DELAY_S", "0")
     conversation("c-r", "cus-r", DAY)
     deliver(message("c-r", "cus-r", DAY, new=True), resolved("c-r", "cus-r", DAY, DAY + timedelta(minutes=1)))
-    deliver(message("c-r", "cus-r", DAY + timedelta(minutes=2), text="wait, one more thing"))
+    deliver(message("c-r", "cus-r", DAY + timedelta(minutes=2), text="wait, one more thing", reopened=True))
     drain_kpi_queue(stack)
     assert asked(stack) == []
 
@@ -365,6 +473,7 @@ def test_a_second_ces_due_message_does_not_ask_again(
 ) -> None:
     monkeypatch.setenv("OMNI_CES_DELAY_S", "0")
     conversation("c-2", "cus-2", DAY)
+    resolve_meta("c-2", DAY + timedelta(minutes=1))
     deliver(message("c-2", "cus-2", DAY, new=True), resolved("c-2", "cus-2", DAY, DAY + timedelta(minutes=1)))
     sqs = boto3.client("sqs")
     url = stack[("queue", "kpi")]
@@ -375,3 +484,41 @@ def test_a_second_ces_due_message_does_not_ask_again(
     assert len(asked(stack)) == 1
     counters = kpis("2026-11-02", "2026-11-02")["counters"]
     assert counters["ces_asked"] == 1
+
+
+def test_a_reply_answer_before_a_link_click_is_the_one_counted(
+    stack: dict[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMNI_CES_DELAY_S", "0")
+    conversation("c-rl", "cus-rl", DAY)
+    resolve_meta("c-rl", DAY + timedelta(minutes=3))
+    deliver(
+        message("c-rl", "cus-rl", DAY, new=True), resolved("c-rl", "cus-rl", DAY, DAY + timedelta(minutes=3))
+    )
+    drain_kpi_queue(stack)
+    repo = ConversationRepository()
+    at = ts(DAY + timedelta(minutes=7))
+    answer = {
+        "channel": "webchat",
+        "text": "6",
+        "sent_at": at,
+        "received_at": at,
+        "survey": "ces",
+        "score": 6,
+    }
+    # Profile merge records the reply "6" as the answer (once: a redelivery is a duplicate) ...
+    assert repo.record_survey_answer("c-rl", message_id="webchat#a-1", **answer) is True
+    assert repo.record_survey_answer("c-rl", message_id="webchat#a-1", **answer) is False
+    # ... and a later reply is no answer any more (an ordinary message, which reopens).
+    assert repo.record_survey_answer("c-rl", message_id="webchat#a-2", **answer) is None
+    meta = repo.get_meta("c-rl")
+    assert (meta["status"], meta["ces"]["score"], meta["ces"]["via"]) == ("resolved", 6, "reply")
+    assert "survey_pending" not in meta
+    # The link click reaches the KPIs before the reply's message.recorded: not counted ...
+    deliver(feedback("c-rl", "cus-rl", "ces", 2, DAY + timedelta(minutes=8)))
+    assert kpis("2026-11-02", "2026-11-02")["counters"]["ces_count"] == 0
+    # ... the reply's event counts the stored answer.
+    deliver(message("c-rl", "cus-rl", DAY + timedelta(minutes=7), text="6", survey="ces", score=6))
+    counters = kpis("2026-11-02", "2026-11-02")["counters"]
+    assert (counters["ces_count"], counters["ces_6"], counters["ces_2"]) == (1, 1, 0)
+    assert repo.get_meta("c-rl")["ces"]["score"] == 6

@@ -1,25 +1,39 @@
-"""The pure KPI math: histogram buckets and percentiles, CES answers, the report."""
+"""The pure KPI math: histogram buckets and percentiles, CES and CSAT answers, closing
+messages, the report; the rules' bot-resolution and survey settings; the KPI rule's filter."""
 
 from __future__ import annotations
 
+import copy
+import json
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.events.models import EventPattern
 
 from shared.kpis import (
     CES_QUESTIONS,
+    CSAT_QUESTIONS,
     bucket_bound,
     bucket_counter,
     bucket_of,
     ces_question,
+    could_be_score,
     day_of,
+    is_closing,
     parse_ces,
+    parse_csat,
+    parse_score,
     percentile,
     report,
     sum_counters,
+    survey_question,
     within_window,
 )
 from shared.observability import mask_pii
+from shared.routing_config import DEFAULT_PATH, RoutingConfigError, load_rules, parse_rules
+from shared.topology import CONVERSATION_RESOLVED, MESSAGE_RECORDED, NOTIFICATION_REQUESTED, TOPOLOGY
 
 
 def test_buckets_are_log_spaced_and_hold_their_bounds() -> None:
@@ -176,7 +190,14 @@ def test_omni_kpis_prints_rates_as_percent_and_needs_a_running_stack(tmp_path: A
         "to_day": "2026-11-30",
         "channel": "sms",
         "intent": None,
-        **report(sum_counters([{"started": 10, "resolved": 8, "fcr": 6, "frt_b20": 4}])).as_dict(),
+        **report(
+            sum_counters(
+                [
+                    {"started": 10, "resolved": 8, "fcr": 6, "frt_b20": 4},
+                    {"csat_asked": 4, "csat_count": 3, "csat_sum": 12, "csat_satisfied": 2, "csat_5": 1},
+                ]
+            )
+        ).as_dict(),
     }
     printed = "\n".join(format_report(answer))
     assert "KPIs 2026-11-01 .. 2026-11-30  channel=sms" in printed
@@ -185,4 +206,135 @@ def test_omni_kpis_prints_rates_as_percent_and_needs_a_running_stack(tmp_path: A
     assert rows["journey completion rate"] == "80.0 %"
     assert rows["first response p90 (s)"] == "32"
     assert rows["CES average (1-7)"] == "-"
+    assert (rows["CSAT average (1-5)"], rows["CSAT satisfied (4-5)"]) == ("4", "66.7 %")
+    assert (rows["CSAT answers"], rows["CSAT response rate"]) == ("3", "75.0 %")
+    assert answer["counters"]["csat_5"] == 1
     assert main(["kpis", "--state-file", str(tmp_path / "missing.json")]) == 1
+
+
+# --------------------------------------------------------------------------- #
+# CSAT, closing messages, the rules, the KPI rule's content filter
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize(
+    ("text", "score"),
+    [("5", 5), ("four", 4), ("Eins", 1), ("I'd say 3", 3), ("4 von 5", 4), ("5 out of 5", 5)],
+)
+def test_csat_answers_are_1_to_5(text: str, score: int) -> None:
+    assert parse_csat(text) == score
+    assert parse_score("csat", text) == score
+
+
+@pytest.mark.parametrize("text", ["6", "0", "seven", "12", "7 but my invoice is still wrong", "3 or 4"])
+def test_csat_out_of_range_and_sentences_are_not_answers(text: str) -> None:
+    assert parse_csat(text) is None
+
+
+def test_a_score_like_text_is_recognised_without_knowing_the_survey() -> None:
+    assert could_be_score("6")
+    assert could_be_score("sieben")
+    assert not could_be_score("12")
+    assert not could_be_score("7 but my invoice is still wrong")
+
+
+def test_survey_question_with_score_links() -> None:
+    links = {score: f"https://x/links/ces?t=T&score={score}" for score in range(1, 8)}
+    text = survey_question("ces", "de-AT", links)
+    assert text.startswith(CES_QUESTIONS["de"])
+    assert "Oder wählen Sie Ihre Antwort:" in text
+    assert text.splitlines()[-1] == "7: https://x/links/ces?t=T&score=7"
+    assert survey_question("csat", "fr") == CSAT_QUESTIONS["en"]
+    assert survey_question("csat", "en") == CSAT_QUESTIONS["en"]
+
+
+CLOSING = load_rules(DEFAULT_PATH).bot_resolution.closing
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "thanks, that's all",
+        "Thank you so much!",
+        "thx",
+        "Danke!",
+        "vielen Dank, das war's",
+        "ok danke",
+        "Cheers 👍",
+    ],
+)
+def test_closing_messages(text: str) -> None:
+    assert is_closing(text, CLOSING)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ok",
+        "thanks, but my invoice is still wrong",
+        "danke, aber wann kommt das Paket?",
+        "",
+        "that's all",
+        "6",
+    ],
+)
+def test_messages_that_do_not_close(text: str) -> None:
+    assert not is_closing(text, CLOSING)
+
+
+def test_rules_bot_resolution_and_survey_are_validated() -> None:
+    data = tomllib.loads(Path(DEFAULT_PATH).read_text())
+    rules = parse_rules(data)
+    assert (rules.survey, rules.bot_resolution.after_minutes) == ("ces", 30)
+    assert "danke" in rules.bot_resolution.closing["de"].thanks
+    bad = copy.deepcopy(data)
+    bad["survey"] = "nps"
+    bad["bot_resolution"]["after_minutes"] = 0
+    bad["bot_resolution"]["closing"]["fr"] = {"thanks": ["merci"]}
+    bad["bot_resolution"]["closing"]["en"]["thanks"] = []
+    with pytest.raises(RoutingConfigError) as raised:
+        parse_rules(bad)
+    problems = "\n".join(raised.value.problems)
+    assert "survey: must be one of ['ces', 'csat'], not 'nps'" in problems
+    assert "bot_resolution.after_minutes: must be at least 1, not 0" in problems
+    assert "bot_resolution.closing.fr: unknown language 'fr'" in problems
+    assert "bot_resolution.closing.en.thanks" in problems
+    csat = copy.deepcopy(data)
+    csat["survey"] = "csat"
+    assert parse_rules(csat).survey == "csat"
+
+
+def _event(detail_type: str, **detail: Any) -> dict[str, Any]:
+    return {"source": "omni.test", "detail-type": detail_type, "detail": detail}
+
+
+def test_the_kpi_rule_lets_only_events_that_can_move_a_counter_through() -> None:
+    [rule] = [r for r in TOPOLOGY.rules if r.name == "kpi-events"]
+    pattern = EventPattern.load(json.dumps(rule.event_pattern))
+    recorded = {"new_conversation": False, "channel_switch": False, "reopened": False, "survey": None}
+    passes = [
+        _event(MESSAGE_RECORDED, **{**recorded, "channel_switch": True}),
+        _event(MESSAGE_RECORDED, **{**recorded, "reopened": True}),
+        _event(MESSAGE_RECORDED, **{**recorded, "survey": "ces", "survey_score": 6}),
+        _event(NOTIFICATION_REQUESTED, kind="acknowledgement", first_handover=True),
+        _event(NOTIFICATION_REQUESTED, kind="reply", first_response=True),
+        *(_event(t, conversation_id="c") for t in rule.detail_types),
+    ]
+    blocked = [
+        _event(MESSAGE_RECORDED, **recorded),
+        _event(MESSAGE_RECORDED, **{**recorded, "new_conversation": True}),
+        _event(NOTIFICATION_REQUESTED, kind="reply", first_response=False),
+        _event(NOTIFICATION_REQUESTED, kind="acknowledgement", first_handover=False),
+        _event(NOTIFICATION_REQUESTED, kind="notification", first_response=False),
+        _event("message.received", channel_switch=True),
+        {**_event(CONVERSATION_RESOLVED), "source": "aws.events"},
+    ]
+    assert all(pattern.matches_event(e) for e in passes)
+    assert not any(pattern.matches_event(e) for e in blocked)
+    assert set(rule.detail_types) == {
+        "agent.assigned",
+        "conversation.stalled",
+        "conversation.resolved",
+        "conversation.reopened",
+        "feedback.submitted",
+    }
