@@ -247,7 +247,8 @@ class Router:
     def route(self, event: MessageRecorded, now: str) -> list[tuple[str, BaseModel]]:
         """Route ``event``; the events to publish (a notification, ``agent.assigned``).
 
-        Idempotent: a redelivered event finds its decision recorded, asks for the same
+        Idempotent: a redelivered event finds its decision recorded (the ``routed_at``
+        marker on the message's ``SEEN`` item, written with the decision), asks for the same
         notification (same id; notify sends it once) and only retries the assignment.
         """
         if event.kind in NOT_ROUTED:
@@ -255,19 +256,28 @@ class Router:
         meta = self.conversations.get_meta(event.conversation_id)
         if meta is None:
             raise ConversationNotFound(event.conversation_id)
-        if event.message_id in meta.get("routed_messages", []):
+        seen = self.conversations.routing_of(event.message_id) or {}
+        # ``routed_messages``: the list an earlier version kept on META.
+        if seen.get("routed_at") or event.message_id in meta.get("routed_messages", []):
             current = meta.get("routing") or {}
             if current.get("message_id") != event.message_id:
                 return []  # routed before, and a later message has been routed since
             decision = RoutingDecision(**current)
-            previous_raw = meta.get("previous_routing")
+            recorded = seen if seen.get("routed_at") else meta
+            previous_raw = recorded.get("previous_routing")
             previous = RoutingDecision(**previous_raw) if previous_raw else None
-            return self._publishable(event, meta, decision, previous, meta.get("routing_waited", False), now)
+            waited = bool(recorded.get("routing_waited", False))
+            return self._publishable(event, meta, decision, previous, waited, now)
         if meta.get("status") in WITH_AGENT:
             return []  # the agent has the conversation; the message is theirs to answer
         profile = self.desk.customers.get_profile(event.customer_id) or {}
         classification = self.classifier.classify(event.text)
-        history = self.conversations.list_for_customer(event.customer_id, limit=20)
+        # Past conversations matter only for a repeat contact on a recognised intent.
+        history = (
+            self.conversations.list_for_customer(event.customer_id, limit=20)
+            if classification.intent is not None
+            else []
+        )
         priority = priority_of(
             self.rules,
             event.text,
@@ -293,11 +303,14 @@ class Router:
         handover = None
         if not decision.automated:
             handover = self.desk.handover(event.customer_id, event.conversation_id, decision, profile, now)
-        _, change = self.conversations.update_meta(
-            event.conversation_id, lambda current: self._record(current, decision, handover, now)
-        )
-        if change.noop:
+        try:
+            _, change = self.conversations.update_meta(
+                event.conversation_id, lambda current: self._record(current, decision, handover, now)
+            )
+        except _RoutedMeanwhile:
             return []  # a concurrent redelivery routed it a moment ago and publishes
+        if change.noop:
+            return []
         return self._publishable(event, meta, decision, _routing(meta), waited, now)
 
     def _record(
@@ -310,18 +323,15 @@ class Router:
             change = self.desk.enqueue_change(
                 meta, decision.queue, decision.priority, now, by="routing", reason=decision.reason
             )
-            change.set["handover"] = handover.model_dump(exclude_none=True)
+            change.handover = handover.model_dump(exclude_none=True)
         else:
             change = Change()
-        change.set.update(
-            {
-                "routing": decision.model_dump(exclude_none=True),
-                "routed_messages": [*meta.get("routed_messages", []), decision.message_id],
-                "routing_waited": status == "queued",
-            }
+        change.set["routing"] = decision.model_dump(exclude_none=True)
+        # The message's routed marker, with what a redelivery needs to ask for the same reply.
+        change.also.append(
+            self.conversations.mark_routed(decision.message_id, now, meta.get("routing"), status == "queued")
         )
-        if meta.get("routing"):
-            change.set["previous_routing"] = meta["routing"]
+        change.on_conflict = lambda _: _RoutedMeanwhile()
         if decision.automated and status in ("open", "bot"):
             change.set["status"] = "bot"
             if status != "bot":
@@ -362,6 +372,10 @@ class Router:
                 ),
             )
         return out
+
+
+class _RoutedMeanwhile(Exception):
+    """The message's routed marker was written by a concurrent redelivery."""
 
 
 def _routing(meta: dict[str, Any]) -> RoutingDecision | None:

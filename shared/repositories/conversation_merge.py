@@ -42,6 +42,10 @@ def conversation_pk(conversation_id: str) -> str:
     return f"CONV#{conversation_id}"
 
 
+def _fields(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in ("pk", "sk")}
+
+
 class ThreadMergeConflict(RuntimeError):
     """Messages kept arriving in the conversations being merged; try again later."""
 
@@ -88,8 +92,18 @@ class ConversationMerger:
         meta = next((i for i in items if i["sk"] == META), None)
         if meta is None:
             return None
+        conversation = {k: v for k, v in meta.items() if k not in ("pk", "sk")}
+        # The history, channel switches and hand-over kept in their own items (see
+        # shared.repositories.conversations), exported as part of the conversation.
+        for name, prefix in (("transitions", "HIST#"), ("channel_switches", "CHANNEL#")):
+            found = [_fields(i) for i in items if i["sk"].startswith(prefix)]
+            if found:
+                conversation[name] = [*conversation.get(name, []), *found]
+        handover = next((_fields(i) for i in items if i["sk"] == "HANDOVER"), None)
+        if handover is not None:
+            conversation["handover"] = handover
         return {
-            "conversation": {k: v for k, v in meta.items() if k not in ("pk", "sk")},
+            "conversation": conversation,
             "messages": [
                 {k: v for k, v in i.items() if k not in ("pk", "sk")}
                 for i in items
