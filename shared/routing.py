@@ -204,12 +204,7 @@ def customer_reply(
     """
     if decision.automated:
         return decision.answer
-    if (
-        already_waiting
-        and previous is not None
-        and not previous.automated
-        and previous.queue == decision.queue
-    ):
+    if acknowledged_before(decision, previous, already_waiting):
         return None
     language = decision.language
     greeting = (
@@ -219,6 +214,19 @@ def customer_reply(
     )
     return rules.render(
         "acknowledgement", language, greeting=greeting, team=rules.label(decision.queue, language)
+    )
+
+
+def acknowledged_before(
+    decision: RoutingDecision, previous: RoutingDecision | None, already_waiting: bool
+) -> bool:
+    """The customer waits in the queue ``decision`` sends them to, and was told so: no reply."""
+    return (
+        not decision.automated
+        and already_waiting
+        and previous is not None
+        and not previous.automated
+        and previous.queue == decision.queue
     )
 
 
@@ -263,11 +271,13 @@ class Router:
             if current.get("message_id") != event.message_id:
                 return []  # routed before, and a later message has been routed since
             decision = RoutingDecision(**current)
-            recorded = seen if seen.get("routed_at") else meta
-            previous_raw = recorded.get("previous_routing")
-            previous = RoutingDecision(**previous_raw) if previous_raw else None
-            waited = bool(recorded.get("routing_waited", False))
-            return self._publishable(event, meta, decision, previous, waited, now)
+            if seen.get("routed_at"):
+                quiet = bool(seen.get("routing_quiet"))
+            else:
+                previous_raw = meta.get("previous_routing")
+                previous = RoutingDecision(**previous_raw) if previous_raw else None
+                quiet = acknowledged_before(decision, previous, bool(meta.get("routing_waited")))
+            return self._publishable(event, decision, quiet, now)
         if meta.get("status") in WITH_AGENT:
             return []  # the agent has the conversation; the message is theirs to answer
         profile = self.desk.customers.get_profile(event.customer_id) or {}
@@ -311,7 +321,7 @@ class Router:
             return []  # a concurrent redelivery routed it a moment ago and publishes
         if change.noop:
             return []
-        return self._publishable(event, meta, decision, _routing(meta), waited, now)
+        return self._publishable(event, decision, acknowledged_before(decision, _routing(meta), waited), now)
 
     def _record(
         self, meta: dict[str, Any], decision: RoutingDecision, handover: Handover | None, now: str
@@ -328,9 +338,8 @@ class Router:
             change = Change()
         change.set["routing"] = decision.model_dump(exclude_none=True)
         # The message's routed marker, with what a redelivery needs to ask for the same reply.
-        change.also.append(
-            self.conversations.mark_routed(decision.message_id, now, meta.get("routing"), status == "queued")
-        )
+        quiet = acknowledged_before(decision, _routing(meta), status == "queued")
+        change.also.append(self.conversations.mark_routed(decision.message_id, now, quiet))
         change.on_conflict = lambda _: _RoutedMeanwhile()
         if decision.automated and status in ("open", "bot"):
             change.set["status"] = "bot"
@@ -339,20 +348,17 @@ class Router:
         return change
 
     def _publishable(
-        self,
-        event: MessageRecorded,
-        meta: dict[str, Any],
-        decision: RoutingDecision,
-        previous: RoutingDecision | None,
-        waited: bool,
-        now: str,
+        self, event: MessageRecorded, decision: RoutingDecision, quiet: bool, now: str
     ) -> list[tuple[str, BaseModel]]:
+        """``quiet``: the customer was acknowledged before and waits in the same queue."""
         out: list[tuple[str, BaseModel]] = []
         if not decision.automated:
             out += self.desk.assign_waiting(event.conversation_id, now)
         profile = self.desk.customers.get_profile(event.customer_id) or {}
         name = profile.get("display_name")
-        text = customer_reply(self.rules, decision, previous, name.split()[0] if name else None, waited)
+        text = (
+            None if quiet else customer_reply(self.rules, decision, None, name.split()[0] if name else None)
+        )
         if text is not None:
             out.insert(
                 0,

@@ -92,13 +92,15 @@ class ConversationMerger:
         meta = next((i for i in items if i["sk"] == META), None)
         if meta is None:
             return None
+        from shared.repositories.conversations import history_of  # noqa: PLC0415 - export only
+
         conversation = {k: v for k, v in meta.items() if k not in ("pk", "sk")}
         # The history, channel switches and hand-over kept in their own items (see
         # shared.repositories.conversations), exported as part of the conversation.
-        for name, prefix in (("transitions", "HIST#"), ("channel_switches", "CHANNEL#")):
-            found = [_fields(i) for i in items if i["sk"].startswith(prefix)]
-            if found:
-                conversation[name] = [*conversation.get(name, []), *found]
+        conversation["transitions"] = history_of(meta, items)
+        switches = [_fields(i) for i in items if i["sk"].startswith("CHANNEL#")]
+        if switches:
+            conversation["channel_switches"] = [*conversation.get("channel_switches", []), *switches]
         handover = next((_fields(i) for i in items if i["sk"] == "HANDOVER"), None)
         if handover is not None:
             conversation["handover"] = handover

@@ -11,7 +11,8 @@ Items (``pk`` / ``sk``):
   idempotency key, independent of timestamps and conversations;
 * ``CONV#<id>`` / ``NOTE#<timestamp>#<note id>`` - an internal note of an agent;
 * ``CONV#<id>`` / ``HIST#<version>`` - one change of status (a :class:`Transition`), keyed
-  by the META version that made it, so the history reads back in the order it happened;
+  by the META version that made it, so the history reads back in the order it happened
+  (the opening, ``new`` -> ``open``, is told by META's ``opened_at``/``opened_on``);
 * ``CONV#<id>`` / ``CHANNEL#<version>`` - one switch of channel by the customer;
 * ``CONV#<id>`` / ``HANDOVER`` - the hand-over context of the latest escalation.
 
@@ -20,7 +21,7 @@ items, not in META: META stays well under 1 KB, and every hop that rewrites it p
 write unit (two in a transaction) instead of four or eight. The history, switch and
 hand-over items sort before META, so :meth:`ConversationRepository.get` reads them with the
 messages in the same query. That a message was routed is a marker (``routed_at``) on its
-``SEEN`` item, written with the routing decision; an old META item's ``transitions``,
+``SEEN`` item, written with the routing decision (in one transaction); an old META item's ``transitions``,
 ``channel_switches``, ``handover`` and ``routed_messages`` are still read.
 
 The ``by-customer`` index projects only ``conversation_id``: whoever needs more reads
@@ -215,10 +216,7 @@ class ConversationRepository:
             *meta.get("channel_switches", []),
             *(_fields(i) for i in items if i["sk"].startswith(SWITCH_PREFIX)),
         ]
-        transitions = [
-            *meta.get("transitions", []),
-            *(_fields(i) for i in items if i["sk"].startswith(HISTORY_PREFIX)),
-        ]
+        transitions = history_of(meta, items)
         return Conversation(
             **summary_of(meta).model_dump(),
             messages=messages,
@@ -263,30 +261,24 @@ class ConversationRepository:
         return meta.get("handover")  # written by an earlier version, inside META
 
     def routing_of(self, message_id: str) -> dict[str, Any] | None:
-        """The message's ``SEEN`` item: ``routed_at`` (with ``previous_routing`` and
-        ``routing_waited``) once routing recorded its decision."""
+        """The message's ``SEEN`` item: ``routed_at`` (and ``routing_quiet``) once routing
+        recorded its decision."""
         return self.table.get({"pk": seen_pk(message_id), "sk": SEEN})
 
-    def mark_routed(
-        self, message_id: str, at: str, previous: dict[str, Any] | None, waited: bool
-    ) -> dict[str, Any]:
+    def mark_routed(self, message_id: str, at: str, quiet: bool) -> dict[str, Any]:
         """Transaction item: ``message_id`` is routed (fails when it was before).
 
         Written with the routing decision on META, so a redelivered message is routed once
-        and its reply can be asked for again with what the first routing knew.
+        and asks for the same reply again (``quiet``: none, the customer was acknowledged
+        before). Nothing of the decision itself: ``SEEN`` outlives an erasure.
         """
-        values: dict[str, Any] = {":at": at, ":waited": waited}
-        expression = "SET routed_at = :at, routing_waited = :waited"
-        if previous:
-            expression += ", previous_routing = :previous"
-            values[":previous"] = previous
         return {
             "Update": {
                 "TableName": self.table.name,
                 "Key": serialise({"pk": seen_pk(message_id), "sk": SEEN}),
-                "UpdateExpression": expression,
+                "UpdateExpression": "SET routed_at = :at, routing_quiet = :quiet",
                 "ConditionExpression": "attribute_not_exists(routed_at)",
-                "ExpressionAttributeValues": serialise(values),
+                "ExpressionAttributeValues": serialise({":at": at, ":quiet": quiet}),
             }
         }
 
@@ -434,13 +426,6 @@ class ConversationRepository:
             "channels": [],
             "previous_conversation_id": previous_id,
         }
-        opened = Transition(
-            at=now,
-            from_status="new",
-            to_status="open",
-            by="customer",
-            reason=f"first message on {channel}" + (f" (follows {previous_id})" if previous_id else ""),
-        )
         try:
             self.table.client.transact_write_items(
                 TransactItems=[
@@ -452,7 +437,6 @@ class ConversationRepository:
                         }
                     },
                     self.customers.set_open_conversation(customer_id, conversation_id),
-                    self._history_put(conversation_id, 0, opened),
                 ]
             )
         except ClientError as error:
@@ -922,6 +906,27 @@ def summary_of(meta: dict[str, Any]) -> ConversationSummary:
         resolved_at=meta.get("resolved_at"),
         previous_conversation_id=meta.get("previous_conversation_id"),
     )
+
+
+def opening(meta: dict[str, Any]) -> dict[str, Any]:
+    """The first transition (``new`` -> ``open``): everything it says is on META already."""
+    previous = meta.get("previous_conversation_id")
+    return Transition(
+        at=meta["opened_at"],
+        from_status="new",
+        to_status="open",
+        by="customer",
+        reason=f"first message on {meta.get('opened_on')}" + (f" (follows {previous})" if previous else ""),
+    ).model_dump(exclude_none=True)
+
+
+def history_of(meta: dict[str, Any], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every transition of the conversation, oldest first, from META and its ``HIST#`` items.
+
+    A META item written by an earlier version holds the list itself (opening included).
+    """
+    recorded = [_fields(i) for i in items if i["sk"].startswith(HISTORY_PREFIX)]
+    return [*(meta.get("transitions") or [opening(meta)]), *recorded]
 
 
 def _fields(item: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from shared.repositories.customers import PROFILE, customer_pk
 from shared.repositories.dynamo import serialise
 from shared.topology import TOPOLOGY
 from tests.handlers.test_agents import add_agent, conv, conversation_of
-from tests.handlers.test_pipeline_handlers import open_session, run_pipeline, say, verified_ana
+from tests.handlers.test_pipeline_handlers import drain, open_session, run_pipeline, say, verified_ana
 
 #: Attributes that grow with the conversation or are large: never on META.
 NOT_ON_META = ("transitions", "channel_switches", "handover", "routed_messages", "previous_routing")
@@ -66,14 +66,14 @@ def test_meta_stays_small_while_the_conversation_grows_and_the_api_shows_the_sam
     assert conversation["message_count"] == 10  # 8 from the customer, the bot's answer, an acknowledgement
     assert conversation["routing"]["message_id"].endswith("m-1")
 
-    # The routed marker sits on each routed message's SEEN item, with the decision it replaced.
+    # The routed marker sits on each routed message's SEEN item: when it was routed, and
+    # whether its reply was left out - nothing of the decision (SEEN outlives an erasure).
     repository = ConversationRepository()
-    first, second = (repository.routing_of(m["message_id"]) or {} for m in conversation["messages"][:3:2])
-    assert first.get("routed_at")
-    assert first.get("routing_waited") is False
-    assert "previous_routing" not in first
-    assert second.get("routed_at")
-    assert second["previous_routing"]["intent"] == "opening_hours"
+    for message in (conversation["messages"][0], conversation["messages"][2]):
+        seen = repository.routing_of(message["message_id"]) or {}
+        assert seen["routed_at"]
+        assert seen["routing_quiet"] is False
+        assert not {"routing", "previous_routing"} & set(seen)
 
 
 def test_channel_switches_and_reopenings_are_items_read_back_in_order_and_counted_on_meta(
@@ -224,3 +224,33 @@ def test_indexes_project_only_what_their_readers_use(stack: dict[Any, str]) -> N
     [summary] = repository.list_for_customer(full["customer_id"])
     assert (summary.conversation_id, summary.message_count, summary.queue) == (conversation_id, 2, "billing")
     assert (repository.latest_for_customer(full["customer_id"]) or {}).get("version") == full["version"]
+
+
+def test_a_redelivered_routing_asks_for_the_same_reply_or_none(stack: dict[Any, str]) -> None:
+    """The second message to the same queue is not acknowledged, not even when redelivered."""
+    session = open_session()  # no agent has the skill: the conversation stays queued
+    say(session, "m-1", "I want to talk to a person about my invoice")
+    run_pipeline(stack)
+    say(session, "m-2", "my invoice is still wrong, a person please")
+    drain(stack, "profile-merge")
+    sqs = boto3.client("sqs")
+    url = stack[("queue", "routing")]
+    [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    sqs.send_message(QueueUrl=url, MessageBody=message["Body"])
+    sqs.send_message(QueueUrl=url, MessageBody=message["Body"])
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    while drain(stack, "routing")["count"]:
+        pass
+    assert drain(stack, "notify")["count"] == 0  # nothing to say: not even twice
+
+    conversation_id = conversation_of(session)
+    status, conversation = conv("GET", "", conversation_id, "ana")
+    assert status == 200
+    assert [m["direction"] for m in conversation["messages"]] == ["inbound", "outbound", "inbound"]
+    assert [t["to_status"] for t in conversation["transitions"]] == ["open", "queued"]
+    seen = ConversationRepository().routing_of(conversation["messages"][2]["message_id"]) or {}
+    assert seen["routing_quiet"] is True
+
+    # The first message was acknowledged (its redelivery asks for the same acknowledgement).
+    first = conversation["messages"][0]["message_id"]
+    assert (ConversationRepository().routing_of(first) or {})["routing_quiet"] is False
