@@ -100,8 +100,8 @@ def read_units(size: int, consistent: bool) -> float:
 @dataclass
 class TableSchema:
     keys: tuple[str, ...]
-    #: index name -> (key attributes, projection type)
-    gsis: dict[str, tuple[tuple[str, ...], str]]
+    #: index name -> (key attributes, projection type, attributes an INCLUDE index projects)
+    gsis: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]]
 
 
 # --------------------------------------------------------------------------- #
@@ -313,6 +313,7 @@ class Meter:
             g["IndexName"]: (
                 tuple(k["AttributeName"] for k in g["KeySchema"]),
                 g.get("Projection", {}).get("ProjectionType", "ALL"),
+                tuple(g.get("Projection", {}).get("NonKeyAttributes") or ()),
             )
             for g in described.get("GlobalSecondaryIndexes") or []
         }
@@ -361,27 +362,31 @@ class Meter:
         """Write units the table's indexes consume, and how many index writes that is."""
         units = 0
         writes = 0
-        for keys, projection in self.schema(table).gsis.values():
+        schema = self.schema(table)
+        for keys, projection, included in schema.gsis.values():
             old_in = bool(old) and all(k in old for k in keys)
             new_in = bool(new) and all(k in new for k in keys)
             if not old_in and not new_in:
                 continue
+            projected = (*schema.keys, *keys, *included)
 
-            def size(item: Any, keys: tuple[str, ...] = keys, projection: str = projection) -> int:
+            def view(item: Any, projection: str = projection, projected: tuple[str, ...] = projected) -> Any:
+                """The index's copy of ``item`` (what it stores, and what a write of it costs)."""
                 if projection == "ALL":
-                    return item_size(item)
-                return item_size({k: item[k] for k in keys if k in item})
+                    return item
+                return {k: item[k] for k in projected if k in item}
 
             if old_in and new_in:
                 same_key = all(old[k] == new[k] for k in keys)  # type: ignore[index]
                 if not same_key:
-                    units += write_units(size(old)) + write_units(size(new))
+                    units += write_units(item_size(view(old))) + write_units(item_size(view(new)))
                     writes += 2
-                elif projection == "ALL" and old != new:
-                    units += write_units(max(size(old), size(new)))
+                elif view(old) != view(new):
+                    # Only a change of a projected attribute writes the index.
+                    units += write_units(max(item_size(view(old)), item_size(view(new))))
                     writes += 1
             else:
-                units += write_units(size(new if new_in else old))
+                units += write_units(item_size(view(new if new_in else old)))
                 writes += 1
         return units, writes
 

@@ -29,6 +29,7 @@ from shared.repositories.conversations import (
     Change,
     ConversationRepository,
     IllegalTransition,
+    conversation_id_of,
     queue_rank,
 )
 from shared.repositories.customers import CustomerRepository
@@ -196,7 +197,7 @@ class Desk:
             )
 
         meta, _ = self.conversations.update_meta(conversation_id, decide)
-        handover = meta.get("handover") or {}
+        handover = self.conversations.get_handover(conversation_id) or {}
         return (
             AGENT_ASSIGNED,
             AgentAssigned(
@@ -221,12 +222,12 @@ class Desk:
                 break
             best: tuple[str, int, str] | None = None
             for queue in self.rules.queues_for_skills(agent.skills):
-                head = self.conversations.queued(queue.name, limit=1)
+                head = self.conversations.queued(queue.name, limit=1, full=False)
                 if head:
                     candidate = (
                         head[0]["queue_rank"],
                         -agent.skills[queue.skill],
-                        head[0]["conversation_id"],
+                        conversation_id_of(head[0]),
                     )
                     best = candidate if best is None or candidate < best else best
             if best is None:
@@ -242,8 +243,8 @@ class Desk:
     def assign_queue(self, queue: str, now: str, limit: int = 20) -> Events:
         """Assign what waits in ``queue`` while agents are free (the sweep's safety net)."""
         events: Events = []
-        for item in self.conversations.queued(queue, limit=limit):
-            assigned = self.assign_waiting(item["conversation_id"], now)
+        for item in self.conversations.queued(queue, limit=limit, full=False):
+            assigned = self.assign_waiting(conversation_id_of(item), now)
             if not assigned:
                 break
             events += assigned
@@ -429,7 +430,9 @@ class Desk:
 def resolved_event(meta: dict[str, Any], resolved_at: str, resolved_by: str) -> tuple[str, BaseModel]:
     """``conversation.resolved`` for the META item as it was just before the resolution."""
     routing = meta.get("routing") or {}
+    # ``transitions``/``channel_switches``: the lists an earlier version kept on META.
     transitions = meta.get("transitions") or []
+    legacy_reopens = sum(1 for t in transitions if t.get("from_status") == "resolved")
     return (
         CONVERSATION_RESOLVED,
         ConversationResolved(
@@ -437,12 +440,12 @@ def resolved_event(meta: dict[str, Any], resolved_at: str, resolved_by: str) -> 
             customer_id=meta["customer_id"],
             intent=routing.get("intent") or "general",
             channels=tuple(meta.get("channels") or ()),
-            channel_switches=len(meta.get("channel_switches") or ()),
+            channel_switches=int(meta.get("switch_count", 0)) + len(meta.get("channel_switches") or ()),
             opened_at=meta["opened_at"],
             resolved_at=resolved_at,
             resolved_by=resolved_by,
             escalated=bool(routing.get("escalated") or meta.get("handover") or meta.get("queue")),
-            reopened=sum(1 for t in transitions if t.get("from_status") == "resolved"),
+            reopened=int(meta.get("reopen_count", 0)) + legacy_reopens,
             language=routing.get("language"),
         ),
     )

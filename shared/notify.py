@@ -56,7 +56,7 @@ from shared.outbound.policy import (
     window_open,
 )
 from shared.outbound.templates import Rendered, TemplateError, TemplateStore
-from shared.repositories.conversations import ConversationRepository
+from shared.repositories.conversations import ConversationNotFound, ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import ATTEMPTING, OutboxRepository
 from shared.repositories.webchat import WebchatRepository
@@ -603,17 +603,20 @@ class Notifier:
     def _timeline(
         self, request: NotificationRequested, item: dict[str, Any], channel: str, text: str, status: str
     ) -> None:
-        if not request.conversation_id or self.conversations.get_meta(request.conversation_id) is None:
+        if not request.conversation_id:
             return
-        self.conversations.record_outbound(
-            request.conversation_id,
-            message_id=request.notification_id,
-            channel=channel,
-            text=text,
-            timestamp=item["created_at"],
-            author=request.author,
-            status=status,
-        )
+        try:
+            self.conversations.record_outbound(
+                request.conversation_id,
+                message_id=request.notification_id,
+                channel=channel,
+                text=text,
+                timestamp=item["created_at"],
+                author=request.author,
+                status=status,
+            )
+        except ConversationNotFound:
+            return  # erased meanwhile (or never there): nothing to add it to
 
 
 def _stamp(message: OutboundMessage, timestamp: str, now: datetime) -> OutboundMessage:

@@ -612,7 +612,7 @@ class Proactive:
                 change = self.desk.enqueue_change(
                     meta, queue, rule.priority, now, by="proactive", reason=f"proactive: {rule.note}"
                 )
-                change.set["handover"] = handover.model_dump(exclude_none=True)
+                change.handover = handover.model_dump(exclude_none=True)
                 if not meta.get("routing"):
                     change.set["routing"] = decision.model_dump(exclude_none=True)
             else:

@@ -206,12 +206,7 @@ def customer_reply(
     """
     if decision.automated:
         return decision.answer
-    if (
-        already_waiting
-        and previous is not None
-        and not previous.automated
-        and previous.queue == decision.queue
-    ):
+    if acknowledged_before(decision, previous, already_waiting):
         return None
     language = decision.language
     greeting = (
@@ -221,6 +216,19 @@ def customer_reply(
     )
     return rules.render(
         "acknowledgement", language, greeting=greeting, team=rules.label(decision.queue, language)
+    )
+
+
+def acknowledged_before(
+    decision: RoutingDecision, previous: RoutingDecision | None, already_waiting: bool
+) -> bool:
+    """The customer waits in the queue ``decision`` sends them to, and was told so: no reply."""
+    return (
+        not decision.automated
+        and already_waiting
+        and previous is not None
+        and not previous.automated
+        and previous.queue == decision.queue
     )
 
 
@@ -249,7 +257,8 @@ class Router:
     def route(self, event: MessageRecorded, now: str) -> list[tuple[str, BaseModel]]:
         """Route ``event``; the events to publish (a notification, ``agent.assigned``).
 
-        Idempotent: a redelivered event finds its decision recorded, asks for the same
+        Idempotent: a redelivered event finds its decision recorded (the ``routed_at``
+        marker on the message's ``SEEN`` item, written with the decision), asks for the same
         notification (same id; notify sends it once) and only retries the assignment.
         """
         if event.kind in NOT_ROUTED:
@@ -259,26 +268,39 @@ class Router:
         meta = self.conversations.get_meta(event.conversation_id)
         if meta is None:
             raise ConversationNotFound(event.conversation_id)
-        if event.message_id in meta.get("routed_messages", []):
-            if meta.get("closed_by") == event.message_id and meta.get("status") == "resolved":
-                # The customer's thanks resolved it: say so again (the KPIs count it once).
-                from shared.assignment import resolved_event  # noqa: PLC0415 - a rare redelivery
+        if meta.get("closed_by") == event.message_id and meta.get("status") == "resolved":
+            # The customer's thanks resolved it: say so again (the KPIs count it once).
+            from shared.assignment import resolved_event  # noqa: PLC0415 - a rare redelivery
 
-                return [resolved_event(meta, meta["resolved_at"], BOT)]
+            return [resolved_event(meta, meta["resolved_at"], BOT)]
+        seen = self.conversations.routing_of(event.message_id) or {}
+        # ``routed_messages``: the list an earlier version kept on META.
+        if seen.get("routed_at") or event.message_id in meta.get("routed_messages", []):
             current = meta.get("routing") or {}
             if current.get("message_id") != event.message_id:
                 return []  # routed before, and a later message has been routed since
             decision = RoutingDecision(**current)
+            if seen.get("routed_at"):
+                quiet = bool(seen.get("routing_quiet"))
+                # The decision before this one is not kept: the KPI flags are set as if it
+                # were the first (the KPI function counts a first response/hand-over once).
+                return self._publishable(event, decision, quiet, now, previous=None, previous_known=False)
             previous_raw = meta.get("previous_routing")
             previous = RoutingDecision(**previous_raw) if previous_raw else None
-            return self._publishable(event, meta, decision, previous, meta.get("routing_waited", False), now)
+            quiet = acknowledged_before(decision, previous, bool(meta.get("routing_waited")))
+            return self._publishable(event, decision, quiet, now, previous=previous)
         if meta.get("status") in WITH_AGENT:
             return []  # the agent has the conversation; the message is theirs to answer
         if meta.get("status") == BOT and is_closing(event.text, self.rules.bot_resolution.closing):
             return self._closed_by_customer(event, now)
         profile = self.desk.customers.get_profile(event.customer_id) or {}
         classification = self.classifier.classify(event.text)
-        history = self.conversations.list_for_customer(event.customer_id, limit=20)
+        # Past conversations matter only for a repeat contact on a recognised intent.
+        history = (
+            self.conversations.list_for_customer(event.customer_id, limit=20)
+            if classification.intent is not None
+            else []
+        )
         priority = priority_of(
             self.rules,
             event.text,
@@ -304,12 +326,17 @@ class Router:
         handover = None
         if not decision.automated:
             handover = self.desk.handover(event.customer_id, event.conversation_id, decision, profile, now)
-        _, change = self.conversations.update_meta(
-            event.conversation_id, lambda current: self._record(current, decision, handover, now)
-        )
-        if change.noop:
+        try:
+            _, change = self.conversations.update_meta(
+                event.conversation_id, lambda current: self._record(current, decision, handover, now)
+            )
+        except _RoutedMeanwhile:
             return []  # a concurrent redelivery routed it a moment ago and publishes
-        return self._publishable(event, meta, decision, _routing(meta), waited, now)
+        if change.noop:
+            return []
+        previous = _routing(meta)
+        quiet = acknowledged_before(decision, previous, waited)
+        return self._publishable(event, decision, quiet, now, previous=previous)
 
     def _closed_by_customer(self, event: MessageRecorded, now: str) -> list[tuple[str, BaseModel]]:
         """The customer closed a conversation the bot answered ("thanks, that's all"): resolved
@@ -320,13 +347,9 @@ class Router:
             event.conversation_id,
             now,
             reason="the customer closed the conversation the bot answered",
-            eligible=lambda meta: (
-                meta.get("status") == BOT and event.message_id not in meta.get("routed_messages", [])
-            ),
-            extra=lambda meta: {
-                "closed_by": event.message_id,
-                "routed_messages": [*meta.get("routed_messages", []), event.message_id],
-            },
+            # ``closed_by`` keeps a redelivery of the closing message from closing twice.
+            eligible=lambda meta: meta.get("status") == BOT and meta.get("closed_by") != event.message_id,
+            extra=lambda meta: {"closed_by": event.message_id},
         )
 
     def _record(
@@ -339,20 +362,16 @@ class Router:
             change = self.desk.enqueue_change(
                 meta, decision.queue, decision.priority, now, by="routing", reason=decision.reason
             )
-            change.set["handover"] = handover.model_dump(exclude_none=True)
+            change.handover = handover.model_dump(exclude_none=True)
             # Handed to a human: the bot-resolution clock stops.
             change.remove = (*change.remove, *BOT_ATTRIBUTES)
         else:
             change = Change()
-        change.set.update(
-            {
-                "routing": decision.model_dump(exclude_none=True),
-                "routed_messages": [*meta.get("routed_messages", []), decision.message_id],
-                "routing_waited": status == "queued",
-            }
-        )
-        if meta.get("routing"):
-            change.set["previous_routing"] = meta["routing"]
+        change.set["routing"] = decision.model_dump(exclude_none=True)
+        # The message's routed marker, with what a redelivery needs to ask for the same reply.
+        quiet = acknowledged_before(decision, _routing(meta), status == "queued")
+        change.also.append(self.conversations.mark_routed(decision.message_id, now, quiet))
+        change.on_conflict = lambda _: _RoutedMeanwhile()
         if decision.automated and status in ("open", "bot"):
             change.set["status"] = "bot"
             # Resolved by the bot when the customer stays silent (the SLA sweep).
@@ -364,18 +383,22 @@ class Router:
     def _publishable(
         self,
         event: MessageRecorded,
-        meta: dict[str, Any],
         decision: RoutingDecision,
-        previous: RoutingDecision | None,
-        waited: bool,
+        quiet: bool,
         now: str,
+        previous: RoutingDecision | None,
+        previous_known: bool = True,
     ) -> list[tuple[str, BaseModel]]:
+        """``quiet``: the customer was acknowledged before and waits in the same queue;
+        ``previous``: the decision before this one (unknown on some redeliveries)."""
         out: list[tuple[str, BaseModel]] = []
         if not decision.automated:
             out += self.desk.assign_waiting(event.conversation_id, now)
         profile = self.desk.customers.get_profile(event.customer_id) or {}
         name = profile.get("display_name")
-        text = customer_reply(self.rules, decision, previous, name.split()[0] if name else None, waited)
+        text = (
+            None if quiet else customer_reply(self.rules, decision, None, name.split()[0] if name else None)
+        )
         if text is not None:
             out.insert(
                 0,
@@ -393,12 +416,18 @@ class Router:
                         author="bot",
                         # The bot's first automated answer may be the first response, the first
                         # acknowledgement the first hand-over (KPIs; the others do not reach them).
-                        first_response=decision.automated and not (previous and previous.automated),
-                        first_handover=not decision.automated and (previous is None or previous.automated),
+                        first_response=decision.automated
+                        and not (previous_known and previous is not None and previous.automated),
+                        first_handover=not decision.automated
+                        and (not previous_known or previous is None or previous.automated),
                     ),
                 ),
             )
         return out
+
+
+class _RoutedMeanwhile(Exception):
+    """The message's routed marker was written by a concurrent redelivery."""
 
 
 def _routing(meta: dict[str, Any]) -> RoutingDecision | None:

@@ -41,8 +41,11 @@ class Gsi:
     name: str
     partition_key: str
     sort_key: str | None = None
-    #: Projection type: ALL, KEYS_ONLY (INCLUDE is not needed so far).
-    projection: Literal["ALL", "KEYS_ONLY"] = "ALL"
+    #: Projection type. An update of an attribute the index does not project writes
+    #: nothing to the index: project only what the index's readers use.
+    projection: Literal["ALL", "KEYS_ONLY", "INCLUDE"] = "ALL"
+    #: The attributes an ``INCLUDE`` index projects besides the table's and its own keys.
+    non_key_attributes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -625,11 +628,42 @@ TABLES = (
         name="conversations",
         description="Conversations (META item) and their messages, sorted by provider timestamp.",
         gsis=(
-            Gsi(name="by-customer", partition_key="customer_id", sort_key="opened_at"),
+            # The index items project only attributes that never change (the META item is
+            # rewritten on every message; its index copies are not): readers that need more
+            # get the META items by key (see shared/repositories/conversations.py).
+            Gsi(
+                name="by-customer",
+                partition_key="customer_id",
+                sort_key="opened_at",
+                projection="INCLUDE",
+                non_key_attributes=("conversation_id",),
+            ),
             # Sparse: only conversations waiting in a queue for an agent (priority, then age).
-            Gsi(name="queued", partition_key="queued_in", sort_key="queue_rank"),
-            # Sparse: only conversations whose customer waits for us; the SLA sweep's index.
-            Gsi(name="waiting", partition_key="wait_queue", sort_key="waiting_since"),
+            Gsi(
+                name="queued",
+                partition_key="queued_in",
+                sort_key="queue_rank",
+                projection="INCLUDE",
+                non_key_attributes=("conversation_id",),
+            ),
+            # Sparse: only conversations whose customer waits for us; the SLA sweep's index
+            # (it projects what the sweep reads).
+            Gsi(
+                name="waiting",
+                partition_key="wait_queue",
+                sort_key="waiting_since",
+                projection="INCLUDE",
+                non_key_attributes=(
+                    "conversation_id",
+                    "customer_id",
+                    "status",
+                    "queue",
+                    "priority",
+                    "wait_kind",
+                    "stalled_for",
+                    "assigned_agent",
+                ),
+            ),
             # Sparse: conversations the bot answered, by when (shards ``bot#0``..); the SLA sweep
             # resolves them as ``bot`` when the customer stays silent (docs/kpis.md).
             Gsi(

@@ -70,5 +70,8 @@ def _gsi(gsi: Gsi) -> aws.dynamodb.TableGlobalSecondaryIndexArgs:
             aws.dynamodb.TableGlobalSecondaryIndexKeySchemaArgs(attribute_name=gsi.sort_key, key_type="RANGE")
         )
     return aws.dynamodb.TableGlobalSecondaryIndexArgs(
-        name=gsi.name, projection_type=gsi.projection, key_schemas=key_schemas
+        name=gsi.name,
+        projection_type=gsi.projection,
+        key_schemas=key_schemas,
+        non_key_attributes=list(gsi.non_key_attributes) if gsi.projection == "INCLUDE" else None,
     )

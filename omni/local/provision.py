@@ -161,9 +161,10 @@ def _ensure_table(client: Any, table: Table, name: str) -> str:
             schema = [{"AttributeName": gsi.partition_key, "KeyType": "HASH"}]
             if gsi.sort_key:
                 schema.append({"AttributeName": gsi.sort_key, "KeyType": "RANGE"})
-            indexes.append(
-                {"IndexName": gsi.name, "KeySchema": schema, "Projection": {"ProjectionType": gsi.projection}}
-            )
+            projection: dict[str, Any] = {"ProjectionType": gsi.projection}
+            if gsi.projection == "INCLUDE":
+                projection["NonKeyAttributes"] = list(gsi.non_key_attributes)
+            indexes.append({"IndexName": gsi.name, "KeySchema": schema, "Projection": projection})
         request["GlobalSecondaryIndexes"] = indexes
     try:
         client.create_table(**request)

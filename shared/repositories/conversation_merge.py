@@ -42,6 +42,10 @@ def conversation_pk(conversation_id: str) -> str:
     return f"CONV#{conversation_id}"
 
 
+def _fields(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in ("pk", "sk")}
+
+
 class ThreadMergeConflict(RuntimeError):
     """Messages kept arriving in the conversations being merged; try again later."""
 
@@ -88,8 +92,20 @@ class ConversationMerger:
         meta = next((i for i in items if i["sk"] == META), None)
         if meta is None:
             return None
+        from shared.repositories.conversations import history_of  # noqa: PLC0415 - export only
+
+        conversation = {k: v for k, v in meta.items() if k not in ("pk", "sk")}
+        # The history, channel switches and hand-over kept in their own items (see
+        # shared.repositories.conversations), exported as part of the conversation.
+        conversation["transitions"] = history_of(meta, items)
+        switches = [_fields(i) for i in items if i["sk"].startswith("CHANNEL#")]
+        if switches:
+            conversation["channel_switches"] = [*conversation.get("channel_switches", []), *switches]
+        handover = next((_fields(i) for i in items if i["sk"] == "HANDOVER"), None)
+        if handover is not None:
+            conversation["handover"] = handover
         return {
-            "conversation": {k: v for k, v in meta.items() if k not in ("pk", "sk")},
+            "conversation": conversation,
             "messages": [
                 {k: v for k, v in i.items() if k not in ("pk", "sk")}
                 for i in items

@@ -2,27 +2,46 @@
 
 Items (``pk`` / ``sk``):
 
-* ``CONV#<id>`` / ``META`` - status, routing, channels, switches, counters; carries
+* ``CONV#<id>`` / ``META`` - status, routing, channels, counters; carries
   ``customer_id`` and ``opened_at``, the keys of the ``by-customer`` index;
 * ``CONV#<id>`` / ``MSG#<timestamp>#<message id>`` - one message. The sort key starts
   with the provider's timestamp, so a query returns the conversation in the order the
   customer wrote it, whatever order the messages arrived in;
 * ``SEEN#<message id>`` / ``SEEN`` - that a message was recorded, and where: the
   idempotency key, independent of timestamps and conversations;
-* ``CONV#<id>`` / ``NOTE#<timestamp>#<note id>`` - an internal note of an agent.
+* ``CONV#<id>`` / ``NOTE#<timestamp>#<note id>`` - an internal note of an agent;
+* ``CONV#<id>`` / ``HIST#<version>`` - one change of status (a :class:`Transition`), keyed
+  by the META version that made it, so the history reads back in the order it happened
+  (the opening, ``new`` -> ``open``, is told by META's ``opened_at``/``opened_on``);
+* ``CONV#<id>`` / ``CHANNEL#<version>`` - one switch of channel by the customer;
+* ``CONV#<id>`` / ``HANDOVER`` - the hand-over context of the latest escalation.
 
-The META item also carries the keys of two sparse indexes, present only while they apply:
+Everything that grows with the conversation, or is large and rarely read, lives in those
+items, not in META: META stays well under 1 KB, and every hop that rewrites it pays one
+write unit (two in a transaction) instead of four or eight. The history, switch and
+hand-over items sort before META, so :meth:`ConversationRepository.get` reads them with the
+messages in the same query. That a message was routed is a marker (``routed_at``) on its
+``SEEN`` item, written with the routing decision (in one transaction); an old META item's ``transitions``,
+``channel_switches``, ``handover`` and ``routed_messages`` are still read.
+
+The ``by-customer`` index projects only ``conversation_id``: whoever needs more reads
+the META items by key (strongly consistent, and none of the per-message rewrites of META
+is copied into the index). The META item also carries the keys of two sparse indexes,
+present only while they apply:
 
 * ``queued`` (``queued_in`` / ``queue_rank`` = ``<9 - priority>#<waiting since>``) - the
   conversations waiting in a queue for an agent, highest priority and longest waiting first;
 * ``waiting`` (``wait_queue`` / ``waiting_since``) - every conversation whose customer
   waits for us: for an agent (queued or assigned but not accepted, ``wait_kind`` agent) or
-  for the accepted agent's reply (``wait_kind`` reply). The SLA sweep queries it.
+  for the accepted agent's reply (``wait_kind`` reply). The SLA sweep queries it; it
+  projects only what the sweep reads.
 
 Status: ``open`` -> ``bot`` | ``queued``; ``queued`` -> ``assigned`` (an agent was chosen)
 -> ``active`` (the agent accepted); any -> ``resolved``; a resolved conversation reopens
 (``open``) when the customer writes within the reopen window. Every change of status is
-appended to ``transitions`` with who made it and why, and bumps ``version``.
+recorded as a ``HIST#`` item with who made it and why (in the same transaction as the
+change), and bumps ``version``; META counts the reopenings (``reopen_count``) and channel
+switches (``switch_count``) for the resolution's event.
 
 A message is written together with the update of its META item in one transaction
 whose condition is that the message does not exist yet: a redelivered message has no
@@ -62,6 +81,9 @@ from shared.repositories.dynamo import (
 
 META = "META"
 SEEN = "SEEN"
+HANDOVER = "HANDOVER"
+HISTORY_PREFIX = "HIST#"
+SWITCH_PREFIX = "CHANNEL#"
 BY_CUSTOMER_INDEX = "by-customer"
 QUEUED_INDEX = "queued"
 WAITING_INDEX = "waiting"
@@ -74,6 +96,8 @@ QUEUE_ATTRIBUTES = ("queued_in", "queue_rank")
 #: Order of an outbound message's delivery statuses (as the outbox's): never back from
 #: ``delivered``/``read`` to ``sent``; ``failed`` is final.
 MESSAGE_STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
+#: Counts a reopening on META (for ``conversation.resolved``; the history holds the details).
+REOPEN_COUNT = "reopen_count = if_not_exists(reopen_count, :zero) + :one"
 
 
 def conversation_pk(conversation_id: str) -> str:
@@ -86,6 +110,20 @@ def seen_pk(message_id: str) -> str:
 
 def message_sk(timestamp: str, message_id: str) -> str:
     return f"MSG#{timestamp}#{message_id}"
+
+
+def history_sk(version: int) -> str:
+    """Sort key of the transition made by the META write that set ``version``."""
+    return f"{HISTORY_PREFIX}{version:010d}"
+
+
+def switch_sk(version: int) -> str:
+    return f"{SWITCH_PREFIX}{version:010d}"
+
+
+def conversation_id_of(item: dict[str, Any]) -> str:
+    """The conversation of an index item (``conversation_id``, else from its key)."""
+    return str(item.get("conversation_id") or str(item["pk"]).removeprefix("CONV#"))
 
 
 def queue_rank(priority: int, waiting_since: str) -> str:
@@ -127,8 +165,20 @@ class Change:
     transition: Transition | None = None
     also: list[dict[str, Any]] = field(default_factory=list)
     on_conflict: Callable[[int], Exception] | None = None
+    #: A new hand-over context (the ``HANDOVER`` item), written with the change.
+    handover: dict[str, Any] | None = None
     #: Nothing to write: ``update_meta`` returns without touching the item.
     noop: bool = False
+
+
+@dataclass
+class _Edit:
+    """What appending a message changes on META, and the items written with it."""
+
+    expression: str
+    values: dict[str, Any]
+    remove: tuple[str, ...] = ()
+    extra: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ConversationRepository:
@@ -155,12 +205,7 @@ class ConversationRepository:
         return self.table.get({"pk": conversation_pk(conversation_id), "sk": META})
 
     def get(self, conversation_id: str, message_limit: int = 1000) -> Conversation | None:
-        items = self.table.query_all(
-            limit=message_limit + 1,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": conversation_pk(conversation_id)}},
-            ConsistentRead=True,
-        )
+        items = self._partition(conversation_id, message_limit)
         meta = next((i for i in items if i["sk"] == META), None)
         if meta is None:
             return None
@@ -170,19 +215,78 @@ class ConversationRepository:
             for i in items
             if i["sk"].startswith("NOTE#")
         ]
-        handover = meta.get("handover")
+        handover = next((_fields(i) for i in items if i["sk"] == HANDOVER), None) or meta.get("handover")
+        switches = [
+            *meta.get("channel_switches", []),
+            *(_fields(i) for i in items if i["sk"].startswith(SWITCH_PREFIX)),
+        ]
+        transitions = history_of(meta, items)
         return Conversation(
             **summary_of(meta).model_dump(),
             messages=messages,
-            channel_switches=[ChannelSwitch(**s) for s in meta.get("channel_switches", [])],
+            channel_switches=[ChannelSwitch(**s) for s in switches],
             reply_to=meta.get("reply_to"),
             handover=Handover(**handover) if handover else None,
-            transitions=[Transition(**t) for t in meta.get("transitions", [])],
+            transitions=[Transition(**t) for t in transitions],
             notes=notes,
             resolution=meta.get("resolution"),
             ces=meta.get("ces"),
             csat=meta.get("csat"),
         )
+
+    def _partition(self, conversation_id: str, message_limit: int) -> list[dict[str, Any]]:
+        """The conversation's items: everything up to META, then at most ``message_limit`` more.
+
+        The hand-over, history and switch items sort before META and are always read whole;
+        the limit bounds the messages (and notes) after it, as it always did.
+        """
+        kwargs: dict[str, Any] = {
+            "TableName": self.table.name,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": conversation_pk(conversation_id)}},
+            "ConsistentRead": True,
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            response = self.table.client.query(**kwargs)
+            items.extend(deserialise(raw) for raw in response.get("Items", []))
+            after = sum(1 for i in items if i["sk"] > META)
+            last = response.get("LastEvaluatedKey")
+            if after >= message_limit or not last:
+                break
+            kwargs["ExclusiveStartKey"] = last
+        before = [i for i in items if i["sk"] <= META]
+        return before + [i for i in items if i["sk"] > META][:message_limit]
+
+    def get_handover(self, conversation_id: str) -> dict[str, Any] | None:
+        """The hand-over context of the conversation's latest escalation, if any."""
+        item = self.table.get({"pk": conversation_pk(conversation_id), "sk": HANDOVER})
+        if item is not None:
+            return _fields(item)
+        meta = self.get_meta(conversation_id) or {}
+        return meta.get("handover")  # written by an earlier version, inside META
+
+    def routing_of(self, message_id: str) -> dict[str, Any] | None:
+        """The message's ``SEEN`` item: ``routed_at`` (and ``routing_quiet``) once routing
+        recorded its decision."""
+        return self.table.get({"pk": seen_pk(message_id), "sk": SEEN})
+
+    def mark_routed(self, message_id: str, at: str, quiet: bool) -> dict[str, Any]:
+        """Transaction item: ``message_id`` is routed (fails when it was before).
+
+        Written with the routing decision on META, so a redelivered message is routed once
+        and asks for the same reply again (``quiet``: none, the customer was acknowledged
+        before). Nothing of the decision itself: ``SEEN`` outlives an erasure.
+        """
+        return {
+            "Update": {
+                "TableName": self.table.name,
+                "Key": serialise({"pk": seen_pk(message_id), "sk": SEEN}),
+                "UpdateExpression": "SET routed_at = :at, routing_quiet = :quiet",
+                "ConditionExpression": "attribute_not_exists(routed_at)",
+                "ExpressionAttributeValues": serialise({":at": at, ":quiet": quiet}),
+            }
+        }
 
     def messages(self, conversation_id: str, limit: int = 50) -> list[Message]:
         """The latest ``limit`` messages, oldest first."""
@@ -196,31 +300,51 @@ class ConversationRepository:
         return [_message(i) for i in reversed(items)]
 
     def get_many(self, conversation_ids: list[str]) -> list[ConversationSummary]:
-        found: list[ConversationSummary] = []
-        for start in range(0, len(conversation_ids), 100):
-            chunk = conversation_ids[start : start + 100]
+        return sorted(
+            (summary_of(meta) for meta in self._metas(conversation_ids)), key=lambda c: c.conversation_id
+        )
+
+    def _metas(self, conversation_ids: list[str]) -> list[dict[str, Any]]:
+        """The META items of ``conversation_ids`` that exist, in the order of the ids."""
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(conversation_ids))
+        for start in range(0, len(unique), 100):
+            chunk = unique[start : start + 100]
             request = {
                 self.table.name: {"Keys": [serialise({"pk": conversation_pk(c), "sk": META}) for c in chunk]}
             }
             while request:
                 response = self.table.client.batch_get_item(RequestItems=request)
-                found += [
-                    summary_of(deserialise(raw)) for raw in response["Responses"].get(self.table.name, [])
-                ]
+                for raw in response["Responses"].get(self.table.name, []):
+                    meta = deserialise(raw)
+                    found[meta["conversation_id"]] = meta
                 request = response.get("UnprocessedKeys") or {}
-        return sorted(found, key=lambda c: c.conversation_id)
+        return [found[c] for c in unique if c in found]
 
-    def queued(self, queue: str, limit: int = 50) -> list[dict[str, Any]]:
-        """META items waiting in ``queue`` for an agent, in the order they are served."""
-        return self.table.query_all(
+    def queued(self, queue: str, limit: int = 50, full: bool = True) -> list[dict[str, Any]]:
+        """Conversations waiting in ``queue`` for an agent, in the order they are served.
+
+        ``full``: their META items; else the index items (``conversation_id``,
+        ``queue_rank``), which is all the choice of the next conversation needs.
+        """
+        items = self.table.query_all(
             limit=limit,
             IndexName=QUEUED_INDEX,
             KeyConditionExpression="queued_in = :q",
             ExpressionAttributeValues={":q": {"S": queue}},
         )
+        if not full:
+            return items
+        # A conversation that left the queue between the two reads is not listed.
+        return [
+            meta
+            for meta in self._metas([conversation_id_of(i) for i in items])
+            if meta.get("queued_in") == queue
+        ]
 
     def waiting_since_before(self, queue: str, before: str, limit: int = 500) -> list[dict[str, Any]]:
-        """META items of ``queue`` whose customer has waited for us since before ``before``."""
+        """Index items (the attributes the SLA sweep reads) of ``queue``'s conversations
+        whose customer has waited for us since before ``before``."""
         return self.table.query_all(
             limit=limit,
             IndexName=WAITING_INDEX,
@@ -229,6 +353,7 @@ class ConversationRepository:
         )
 
     def list_for_customer(self, customer_id: str, limit: int = 100) -> list[ConversationSummary]:
+        """The customer's conversations, latest opened first."""
         items = self.table.query_all(
             limit=limit,
             IndexName=BY_CUSTOMER_INDEX,
@@ -236,9 +361,12 @@ class ConversationRepository:
             ExpressionAttributeValues={":c": {"S": customer_id}},
             ScanIndexForward=False,
         )
-        return [summary_of(i) for i in items]
+        metas = self._metas([conversation_id_of(i) for i in items])
+        # Listed under another customer between the two reads (a merge moved it): not theirs.
+        return [summary_of(meta) for meta in metas if meta.get("customer_id") == customer_id]
 
     def latest_for_customer(self, customer_id: str) -> dict[str, Any] | None:
+        """The META item of the customer's latest opened conversation."""
         items = self.table.query_all(
             limit=1,
             IndexName=BY_CUSTOMER_INDEX,
@@ -246,7 +374,7 @@ class ConversationRepository:
             ExpressionAttributeValues={":c": {"S": customer_id}},
             ScanIndexForward=False,
         )
-        return items[0] if items else None
+        return self.get_meta(conversation_id_of(items[0])) if items else None
 
     # -- writes ------------------------------------------------------------ #
     def open_for(
@@ -302,18 +430,7 @@ class ConversationRepository:
             "version": 0,
             "message_count": 0,
             "channels": [],
-            "channel_switches": [],
             "previous_conversation_id": previous_id,
-            "transitions": [
-                Transition(
-                    at=now,
-                    from_status="new",
-                    to_status="open",
-                    by="customer",
-                    reason=f"first message on {channel}"
-                    + (f" (follows {previous_id})" if previous_id else ""),
-                ).model_dump(exclude_none=True)
-            ],
         }
         try:
             self.table.client.transact_write_items(
@@ -338,15 +455,12 @@ class ConversationRepository:
         """Make ``meta``'s conversation the customer's open one again (reopening it); always False."""
         values: dict[str, Any] = {":version": meta["version"], ":next": meta["version"] + 1}
         expression = "SET version = :next"
+        extra: list[dict[str, Any]] = []
         if reopen is not None:
-            expression += (
-                ", #status = :open, reopened_at = :now, "
-                "transitions = list_append(if_not_exists(transitions, :empty), :t)"
-            )
-            values.update(
-                {":open": "open", ":now": now, ":empty": [], ":t": [reopen.model_dump(exclude_none=True)]}
-            )
+            expression += ", #status = :open, reopened_at = :now, " + REOPEN_COUNT
+            values.update({":open": "open", ":now": now, ":zero": 0, ":one": 1})
             expression += " REMOVE resolved_at, resolution"
+            extra.append(self._history_put(meta["conversation_id"], meta["version"] + 1, reopen))
         update: dict[str, Any] = {
             "TableName": self.table.name,
             "Key": serialise({"pk": meta["pk"], "sk": META}),
@@ -361,6 +475,7 @@ class ConversationRepository:
                 TransactItems=[
                     {"Update": update},
                     self.customers.set_open_conversation(customer_id, meta["conversation_id"]),
+                    *extra,
                 ]
             )
         except ClientError as error:
@@ -400,31 +515,38 @@ class ConversationRepository:
             "attachments": attachments or [],
         }
 
-        def change(meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        conversation = conversation_pk(conversation_id)
+
+        def change(meta: dict[str, Any]) -> _Edit:
             values: dict[str, Any] = {
                 ":one": 1,
                 ":channel": channel,
-                ":channel_list": [channel],
-                ":empty": [],
-                ":reply_to": reply_to.model_dump(),
                 ":ts": sent_at,
             }
             expression = (
                 "SET message_count = message_count + :one, last_inbound_channel = :channel, "
-                "last_channel = :channel, reply_to = :reply_to, last_inbound_at = :ts"
+                "last_channel = :channel, last_inbound_at = :ts"
             )
+            extra: list[dict[str, Any]] = []
+            if meta.get("reply_to") != reply_to.model_dump():
+                expression += ", reply_to = :reply_to"
+                values[":reply_to"] = reply_to.model_dump()
             if channel not in meta.get("channels", []):
                 expression += ", channels = list_append(if_not_exists(channels, :empty), :channel_list)"
+                values.update({":channel_list": [channel], ":empty": []})
             previous = meta.get("last_inbound_channel")
             learned.update(channel_switch=bool(previous and previous != channel), reopened=False)
             if previous and previous != channel:
                 switch = ChannelSwitch(
                     from_channel=previous, to_channel=channel, at=sent_at, message_id=message_id
                 )
-                values[":switch"] = [switch.model_dump()]
-                expression += (
-                    ", channel_switches = list_append(if_not_exists(channel_switches, :empty), :switch)"
+                extra.append(
+                    self._put(
+                        {"pk": conversation, "sk": switch_sk(meta["version"] + 1), **switch.model_dump()}
+                    )
                 )
+                expression += ", switch_count = if_not_exists(switch_count, :zero) + :one"
+                values[":zero"] = 0
             if sent_at > meta.get("last_message_at", ""):
                 expression += ", last_message_at = :ts"
             status = meta.get("status")
@@ -442,14 +564,12 @@ class ConversationRepository:
                     reason="the customer wrote while the conversation was being resolved",
                     queue=meta.get("queue"),
                 )
-                expression += (
-                    ", #status = :open, reopened_at = :ts, "
-                    "transitions = list_append(if_not_exists(transitions, :empty), :reopen)"
-                )
-                values.update({":open": "open", ":reopen": [reopen.model_dump(exclude_none=True)]})
+                expression += ", #status = :open, reopened_at = :ts, " + REOPEN_COUNT
+                values.update({":open": "open", ":zero": 0})
+                extra.append(self._history_put(conversation_id, meta["version"] + 1, reopen))
                 learned["reopened"] = True
-                return expression, values, ("resolved_at", "resolution")
-            return expression, values
+                return _Edit(expression, values, ("resolved_at", "resolution"), extra)
+            return _Edit(expression, values, (), extra)
 
         written = self._append(conversation_id, item, change)
         if written and facts is not None:
@@ -489,12 +609,12 @@ class ConversationRepository:
             "survey": survey,
         }
 
-        def change(meta: dict[str, Any]) -> tuple[str, dict[str, Any], tuple[str, ...]]:
+        def change(meta: dict[str, Any]) -> _Edit:
             pending = meta.get("survey_pending") or {}
             answered = meta.get(survey) or {}
             if answered.get("message_id") == message_id:
                 # This very message answered it (a redelivery): the write below finds it recorded.
-                return f"SET {survey} = :answer", {":answer": answered}, ()
+                return _Edit(f"SET {survey} = :answer", {":answer": answered})
             if (
                 meta.get("status") != "resolved"
                 or pending.get("survey") != survey
@@ -503,7 +623,7 @@ class ConversationRepository:
             ):
                 raise _NotPending
             answer = {"score": score, "answered_at": sent_at, "message_id": message_id, "via": "reply"}
-            return (
+            return _Edit(
                 f"SET message_count = message_count + :one, {survey} = :answer",
                 {":one": 1, ":answer": answer},
                 ("survey_pending",),
@@ -633,7 +753,7 @@ class ConversationRepository:
             "status": status,
         }
 
-        def change(meta: dict[str, Any]) -> tuple[str, dict[str, Any], tuple[str, ...]]:
+        def change(meta: dict[str, Any]) -> _Edit:
             expression = (
                 "SET message_count = message_count + :one, last_outbound_at = :ts, last_channel = :channel"
             )
@@ -641,7 +761,7 @@ class ConversationRepository:
                 expression += ", last_message_at = :ts"
             # The agent answered: the customer no longer waits for a reply.
             answered = author.startswith("agent:") and meta.get("wait_kind") == "reply"
-            return (
+            return _Edit(
                 expression,
                 {":one": 1, ":ts": timestamp, ":channel": channel},
                 WAIT_ATTRIBUTES if answered else (),
@@ -649,18 +769,23 @@ class ConversationRepository:
 
         return self._append(conversation_id, item, change)
 
-    def _append(self, conversation_id: str, item: dict[str, Any], change: Any) -> bool:
+    def _append(
+        self, conversation_id: str, item: dict[str, Any], change: Callable[[dict[str, Any]], _Edit]
+    ) -> bool:
         key = {"pk": conversation_pk(conversation_id), "sk": META}
         for _ in range(MAX_ATTEMPTS):
             meta = self.table.get(key)
             if meta is None:
                 raise ConversationNotFound(conversation_id)
-            expression, values, *removed = change(meta)
+            edit = change(meta)
+            expression, values = edit.expression, edit.values
             values[":version"] = meta["version"]
             values[":next"] = meta["version"] + 1
             expression += ", version = :next"
-            if removed and removed[0]:
-                expression += " REMOVE " + ", ".join(removed[0])
+            # Only what the message changes is written: attributes absent from META are not removed.
+            removed = [a for a in edit.remove if a in meta]
+            if removed:
+                expression += " REMOVE " + ", ".join(removed)
             update: dict[str, Any] = {
                 "TableName": self.table.name,
                 "Key": serialise(key),
@@ -698,6 +823,7 @@ class ConversationRepository:
                             }
                         },
                         {"Update": update},
+                        *edit.extra,
                     ]
                 )
             except ClientError as error:
@@ -749,11 +875,16 @@ class ConversationRepository:
                 names[f"#s{i}"] = attr
                 values[f":s{i}"] = value
                 sets.append(f"#s{i} = :s{i}")
+            extra: list[dict[str, Any]] = []
             if change.transition is not None:
-                names["#transitions"] = "transitions"
-                values[":empty"] = []
-                values[":transition"] = [change.transition.model_dump(exclude_none=True)]
-                sets.append("#transitions = list_append(if_not_exists(#transitions, :empty), :transition)")
+                extra.append(self._history_put(conversation_id, meta["version"] + 1, change.transition))
+                if change.transition.from_status == "resolved":
+                    sets.append(REOPEN_COUNT)
+                    values.update({":zero": 0, ":one": 1})
+            if change.handover is not None:
+                extra.append(
+                    self._put({"pk": conversation_pk(conversation_id), "sk": HANDOVER, **change.handover})
+                )
             expression = "SET " + ", ".join(sets)
             removed = [a for a in change.remove if a not in change.set]
             if removed:
@@ -769,8 +900,10 @@ class ConversationRepository:
                 "ExpressionAttributeValues": serialise(values),
             }
             try:
-                if change.also:
-                    self.table.client.transact_write_items(TransactItems=[{"Update": update}, *change.also])
+                if change.also or extra:
+                    self.table.client.transact_write_items(
+                        TransactItems=[{"Update": update}, *change.also, *extra]
+                    )
                 else:
                     self.table.client.update_item(**update)
             except ClientError as error:
@@ -781,7 +914,11 @@ class ConversationRepository:
                     raise
                 if codes[0] == "ConditionalCheckFailed":
                     continue
-                failed = [i for i, code in enumerate(codes[1:]) if code == "ConditionalCheckFailed"]
+                failed = [
+                    i
+                    for i, code in enumerate(codes[1 : 1 + len(change.also)])
+                    if code == "ConditionalCheckFailed"
+                ]
                 if failed and change.on_conflict is not None:
                     raise change.on_conflict(failed[0]) from error
                 if "TransactionConflict" in codes:
@@ -789,6 +926,23 @@ class ConversationRepository:
                 raise
             return meta, change
         raise ConcurrentUpdate(conversation_id)
+
+    def _put(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {"Put": {"TableName": self.table.name, "Item": serialise(item)}}
+
+    def _history_put(self, conversation_id: str, version: int, transition: Transition) -> dict[str, Any]:
+        """Transaction item: ``transition``, made by the META write that sets ``version``.
+
+        Keyed by that version: written only with that (version-guarded) write, so a
+        repeated or lost race never leaves a second or a stray entry.
+        """
+        return self._put(
+            {
+                "pk": conversation_pk(conversation_id),
+                "sk": history_sk(version),
+                **transition.model_dump(exclude_none=True),
+            }
+        )
 
     def mark_stalled(self, conversation_id: str, waiting_since: str, at: str) -> bool:
         """Claim the stall of the wait that began at ``waiting_since``; False if claimed before or over."""
@@ -871,6 +1025,32 @@ def summary_of(meta: dict[str, Any]) -> ConversationSummary:
         resolved_at=meta.get("resolved_at"),
         previous_conversation_id=meta.get("previous_conversation_id"),
     )
+
+
+def opening(meta: dict[str, Any]) -> dict[str, Any]:
+    """The first transition (``new`` -> ``open``): everything it says is on META already."""
+    previous = meta.get("previous_conversation_id")
+    return Transition(
+        at=meta["opened_at"],
+        from_status="new",
+        to_status="open",
+        by="customer",
+        reason=f"first message on {meta.get('opened_on')}" + (f" (follows {previous})" if previous else ""),
+    ).model_dump(exclude_none=True)
+
+
+def history_of(meta: dict[str, Any], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every transition of the conversation, oldest first, from META and its ``HIST#`` items.
+
+    A META item written by an earlier version holds the list itself (opening included).
+    """
+    recorded = [_fields(i) for i in items if i["sk"].startswith(HISTORY_PREFIX)]
+    return [*(meta.get("transitions") or [opening(meta)]), *recorded]
+
+
+def _fields(item: dict[str, Any]) -> dict[str, Any]:
+    """An item's attributes without its key."""
+    return {k: v for k, v in item.items() if k not in ("pk", "sk")}
 
 
 def _message(item: dict[str, Any]) -> Message:

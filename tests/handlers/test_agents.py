@@ -443,6 +443,7 @@ def test_redelivered_routing_publishes_the_same_and_assigns_once(stack: dict[Any
     while drain(stack, "routing")["count"]:
         pass
     event = MessageRecorded(**json.loads(message["Body"])["detail"])
-    meta = ConversationRepository().get_meta(event.conversation_id) or {}
-    assert [t["to_status"] for t in meta["transitions"]] == ["open", "queued", "assigned"]
+    conversation = ConversationRepository().get(event.conversation_id)
+    assert conversation is not None
+    assert [t.to_status for t in conversation.transitions] == ["open", "queued", "assigned"]
     assert AgentRepository().get("ana").active_count == 1  # type: ignore[union-attr]

@@ -648,6 +648,10 @@ def test_every_table_is_on_demand_with_pitr_and_sse(built: Built) -> pulumi.Outp
                     [(gsi.sort_key, "RANGE")] if gsi.sort_key else []
                 )
                 assert gsis[gsi.name]["projectionType"] == gsi.projection
+                if gsi.projection == "INCLUDE":
+                    assert gsis[gsi.name]["nonKeyAttributes"] == list(gsi.non_key_attributes)
+                else:
+                    assert not gsis[gsi.name].get("nonKeyAttributes")
             if table.ttl_attribute:
                 assert inputs["ttl"] == {"attributeName": table.ttl_attribute, "enabled": True}
             else:
