@@ -55,7 +55,7 @@ _Text = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class CustomerRef(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     type: IdentityType
     value: Annotated[str, Field(min_length=1, max_length=320)]
@@ -64,7 +64,7 @@ class CustomerRef(BaseModel):
 class BehaviourDetail(BaseModel):
     """Detail of ``order.status_checked`` and ``page.viewed``. Unknown fields are ignored."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     customer_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     identity: CustomerRef | None = None
