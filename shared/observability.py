@@ -223,3 +223,12 @@ def annotate_correlation(*correlation_ids: str | None) -> None:
         _active.put_annotation(key=CORRELATION_ANNOTATION, value=" ".join(ids)[:_MAX_ANNOTATION])
     except Exception:  # a trace annotation must never fail the work it describes
         _log.debug("could not annotate the trace segment", exc_info=True)
+
+
+def annotate_published(events: Sequence[tuple[str, BaseModel]]) -> None:
+    """Annotate the trace with the correlation ids of the events being published, so that a
+    webhook's trace is found by the messages it accepted (``message.received`` has no
+    correlation id yet: its message key, ``<channel>#<provider message id>``, becomes it)."""
+    if _active is None:
+        return
+    annotate_correlation(*(correlation_of(d, getattr(d, "message_key", None)) for _, d in events))

@@ -109,8 +109,14 @@ def test_importing_every_handler_loads_no_xray_sdk() -> None:
 
 _TRACED_INVOCATION = """
 import json
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
+import boto3
+from botocore.stub import Stubber
+
+from shared.bus import EventPublisher
+from shared.events import Identity, MessageReceived
 from shared.observability import new_tracer, set_correlation, new_logger
 
 captured = []
@@ -139,12 +145,34 @@ def handler(event, context):
     return [record_handler(cid) for cid in event["ids"]]
 
 
+events = boto3.client("events", region_name="us-east-1")
+stubber = Stubber(events)
+stubber.add_response("put_events", {"FailedEntryCount": 0, "Entries": [{"EventId": "e1"}, {"EventId": "e2"}]})
+stubber.activate()
+publisher = EventPublisher(source="omni.sms", bus_name="bus", client=events)
+sender = Identity(type="phone", value="+4915112345678", verified=True)
+now = datetime.now(UTC)
+
+
+@tracer.capture_lambda_handler
+def webhook(event, context):
+    publisher.publish(
+        [
+            ("message.received", MessageReceived(channel="sms", provider="twilio", provider_message_id=m,
+                                                 sender=sender, sent_at=now, received_at=now))
+            for m in event["messages"]
+        ]
+    )
+    return "ok"
+
+
 powertools_tracer = tracer.tracer
 from aws_xray_sdk.core import patcher, xray_recorder
 
 xray_recorder.configure(emitter=Capture())
 context = SimpleNamespace(function_name="f", aws_request_id="r")
 result = handler({"ids": ["sms#SM1", "sms#SM2"]}, context)
+result = [*result, webhook({"messages": ["SM3", "SM4"]}, context)]
 print(json.dumps({"result": result, "patched": sorted(patcher._PATCHED_MODULES), "segments": captured}))
 """
 
@@ -154,10 +182,12 @@ def test_in_lambda_the_handler_and_each_record_are_traced_with_the_correlation_i
         _TRACED_INVOCATION,
         {
             "LAMBDA_TASK_ROOT": str(ROOT),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
             "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
         },
     )
-    assert result["result"] == ["done", "done"]
+    assert result["result"] == ["done", "done", "ok"]
     # Only the AWS SDK is patched, not every library patch_all knows.
     assert result["patched"] == ["botocore"]
     by_name: dict[str, list[dict[str, Any]]] = {}
@@ -170,6 +200,13 @@ def test_in_lambda_the_handler_and_each_record_are_traced_with_the_correlation_i
     assert "metadata" not in handler_segment
     records = by_name["## __main__.record_handler"]
     assert sorted(r["annotations"]["correlation_id"] for r in records) == ["sms#SM1", "sms#SM2"]
+    # A webhook's trace is found by the messages it published (each with CONTAINS).
+    (webhook_segment,) = by_name["## webhook"]
+    assert webhook_segment["annotations"]["correlation_id"] == "sms#SM3 sms#SM4"
+    # botocore is patched: the PutEvents call is a subsegment of the webhook's.
+    (put_events,) = by_name["events"]
+    assert put_events["aws"]["operation"] == "PutEvents"
+    assert put_events["parent_id"] == webhook_segment["id"]
 
 
 def test_the_xray_sdk_is_a_runtime_dependency_and_ships_without_botocore(tmp_path: Path) -> None:
