@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import re
 import string
-import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -362,6 +361,8 @@ def load_proactive_rules(path: str | Path | None = None) -> ProactiveRules:
 
 @lru_cache(maxsize=8)
 def _load(path: str) -> ProactiveRules:
+    import tomllib  # noqa: PLC0415 - rules and templates are read on first use, not at import
+
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
