@@ -40,6 +40,13 @@ LAMBDA_PYTHON_VERSION = "3.13"
 LAMBDA_PLATFORM = "manylinux2014_aarch64"
 #: Distributions the Lambda runtime already provides; not bundled.
 PROVIDED_BY_RUNTIME = frozenset({"boto3"})
+#: What the Lambda Python runtime ships with boto3. A dependency that pulls one in
+#: (aws-xray-sdk needs botocore) must not put a second copy in the layer: it would be
+#: dead weight, and ahead of the runtime's on ``sys.path``, with a version boto3 was not
+#: released with.
+RUNTIME_DISTRIBUTIONS = frozenset(
+    {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
+)
 
 #: Every zip entry gets this timestamp: the earliest a zip can store.
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
@@ -217,6 +224,35 @@ def pip_install(requirements: Sequence[str], target: Path) -> None:
     subprocess.run(pip_install_command(requirements, target), check=True)  # noqa: S603
 
 
+def prune_runtime_distributions(target: Path) -> list[str]:
+    """Remove from an installed ``target`` the distributions of :data:`RUNTIME_DISTRIBUTIONS`.
+
+    Each is removed by the files its ``RECORD`` lists (only those inside ``target``).
+    Returns the names removed.
+    """
+    removed: list[str] = []
+    root = target.resolve()
+    for info in sorted(target.glob("*.dist-info")):
+        name = distribution_name(info.name[: -len(".dist-info")].rsplit("-", 1)[0])
+        if name not in RUNTIME_DISTRIBUTIONS:
+            continue
+        record = info / "RECORD"
+        listed = record.read_text(encoding="utf-8").splitlines() if record.is_file() else []
+        folders: set[Path] = set()
+        for line in listed:
+            path = (target / line.split(",", 1)[0]).resolve()
+            if path.is_relative_to(root) and path.is_file():
+                path.unlink()
+                folders.update(p for p in path.parents if p != root and p.is_relative_to(root))
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        if info.exists():
+            shutil.rmtree(info)
+        removed.append(name)
+    return removed
+
+
 def layer_key(requirements: Iterable[str]) -> str:
     """Identifies the layer's content: the requirements and the platform they are built for."""
     spec = {
@@ -240,6 +276,7 @@ def build_layer(
     if staging.exists():
         shutil.rmtree(staging)
     installer(list(requirements), staging / "python")
+    prune_runtime_distributions(staging / "python")
     # The zip is written last and atomically, so a failed install leaves no cache behind.
     return write_zip(tree_files(staging), dest)
 

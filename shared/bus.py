@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from shared import aws
 from shared.config import require_env
+from shared.observability import annotate_published
 from shared.topology import EVENT_SOURCE_PREFIX
 
 MAX_ENTRIES_PER_CALL = 10
@@ -67,6 +68,7 @@ class EventPublisher:
     def publish(self, events: Sequence[tuple[str, BaseModel]]) -> None:
         """Put every ``(detail_type, detail)`` on the bus or raise :class:`PublishError`."""
         pending = [self.entry(detail_type, detail) for detail_type, detail in events]
+        annotate_published(events)
         for start in range(0, len(pending), MAX_ENTRIES_PER_CALL):
             self._put_all(pending[start : start + MAX_ENTRIES_PER_CALL])
 

@@ -12,19 +12,26 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsRecordModel
-from pydantic import BaseModel, Json, create_model
+from pydantic import BaseModel, ConfigDict, Json, create_model
 
 
 class BusEvent(EventBridgeModel):
+    model_config = ConfigDict(defer_build=True)
+
     # moto's default EventBridge -> SQS template leaves out "account"; AWS always sends it.
     # Nothing here reads it, so the local stack and the cloud parse the same way.
     account: str = ""
 
 
+class _SqsRecord(SqsRecordModel):
+    # Validators are built on the first record, not at import (cold start).
+    model_config = ConfigDict(defer_build=True)
+
+
 def event_record_model(detail: type[BaseModel]) -> type[SqsRecordModel]:
     """An SQS record model whose body is an EventBridge event with ``detail`` of that type."""
     envelope = create_model(f"{detail.__name__}Event", __base__=BusEvent, detail=(detail, ...))
-    return create_model(f"{detail.__name__}Record", __base__=SqsRecordModel, body=(Json[envelope], ...))  # type: ignore[valid-type]
+    return create_model(f"{detail.__name__}Record", __base__=_SqsRecord, body=(Json[envelope], ...))  # type: ignore[valid-type]
 
 
 class LoggedBatchProcessor(BatchProcessor):

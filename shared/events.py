@@ -34,7 +34,7 @@ def format_timestamp(value: datetime) -> str:
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     schema_version: int = SCHEMA_VERSION
 
@@ -48,7 +48,7 @@ class _Event(BaseModel):
 class Identity(BaseModel):
     """A way to reach or recognise a customer, normalised (see shared.identity)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     type: IdentityType
     value: Annotated[str, Field(min_length=1, max_length=320)]
@@ -61,7 +61,7 @@ class Identity(BaseModel):
 
 
 class Attachment(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     type: Annotated[str, Field(max_length=100)]
     url: Annotated[str, Field(max_length=2048)]

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Validators are built on first use, not at import (cold start): see bench/coldstart.py.
+_DEFERRED = ConfigDict(defer_build=True)
 
 
 class CustomerIdentity(BaseModel):
+    model_config = _DEFERRED
+
     type: str
     value: str
     verified: bool
@@ -19,6 +24,8 @@ class CustomerIdentity(BaseModel):
 
 
 class Consent(BaseModel):
+    model_config = _DEFERRED
+
     status: Literal["opted_in", "opted_out"]
     at: str
     #: What changed it: ``sms:STOP``, ``email:unsubscribe``, ``agent:<id>``, ...
@@ -28,6 +35,8 @@ class Consent(BaseModel):
 class AttributeValue(BaseModel):
     """One profile attribute: merges keep the newer value per attribute, and where it came from."""
 
+    model_config = _DEFERRED
+
     value: Any
     at: str
     #: ``sms``, ``webchat``, ``agent:<id>``, ``merge:<merge id>`` ...
@@ -35,6 +44,8 @@ class AttributeValue(BaseModel):
 
 
 class MergeSummary(BaseModel):
+    model_config = _DEFERRED
+
     merge_id: str
     role: Literal["survivor", "merged"]
     other_customer_id: str
@@ -48,6 +59,8 @@ class MergeSummary(BaseModel):
 class AttributeChange(BaseModel):
     """What a merge changed on the survivor (``before`` absent = it had no value)."""
 
+    model_config = _DEFERRED
+
     field: str
     before: Any = None
     after: Any = None
@@ -55,6 +68,8 @@ class AttributeChange(BaseModel):
 
 class MergeRecord(BaseModel):
     """The audit record of one merge; ``POST /customers/{id}/unmerge`` reverses it."""
+
+    model_config = _DEFERRED
 
     merge_id: str
     survivor_id: str
@@ -76,6 +91,8 @@ class MergeRecord(BaseModel):
 
 
 class Customer(BaseModel):
+    model_config = _DEFERRED
+
     customer_id: str
     display_name: str | None = None
     created_at: str
@@ -105,6 +122,8 @@ class Customer(BaseModel):
 
 
 class Message(BaseModel):
+    model_config = _DEFERRED
+
     message_id: str
     direction: Literal["inbound", "outbound"]
     channel: str
@@ -117,6 +136,8 @@ class Message(BaseModel):
 
 
 class ChannelSwitch(BaseModel):
+    model_config = _DEFERRED
+
     from_channel: str
     to_channel: str
     at: str
@@ -124,6 +145,8 @@ class ChannelSwitch(BaseModel):
 
 
 class RoutingDecision(BaseModel):
+    model_config = _DEFERRED
+
     queue: str
     intent: str
     reason: str
@@ -146,6 +169,8 @@ class RoutingDecision(BaseModel):
 class Transition(BaseModel):
     """One change of a conversation's status: who, when, why."""
 
+    model_config = _DEFERRED
+
     at: str
     from_status: str
     to_status: str
@@ -159,6 +184,8 @@ class Transition(BaseModel):
 class Note(BaseModel):
     """An internal note on a conversation: agents see it, the customer never does."""
 
+    model_config = _DEFERRED
+
     note_id: str
     author: str
     text: str
@@ -166,6 +193,8 @@ class Note(BaseModel):
 
 
 class HandoverMessage(BaseModel):
+    model_config = _DEFERRED
+
     channel: str
     direction: str
     author: str | None = None
@@ -175,6 +204,8 @@ class HandoverMessage(BaseModel):
 
 class Handover(BaseModel):
     """What an agent needs to continue without asking again, attached at escalation."""
+
+    model_config = _DEFERRED
 
     summary: str
     customer_id: str
@@ -197,6 +228,8 @@ class Handover(BaseModel):
 
 
 class ConversationSummary(BaseModel):
+    model_config = _DEFERRED
+
     conversation_id: str
     customer_id: str
     status: str

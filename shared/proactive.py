@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import re
 import string
-import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -55,7 +54,7 @@ _Text = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class CustomerRef(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     type: IdentityType
     value: Annotated[str, Field(min_length=1, max_length=320)]
@@ -64,7 +63,7 @@ class CustomerRef(BaseModel):
 class BehaviourDetail(BaseModel):
     """Detail of ``order.status_checked`` and ``page.viewed``. Unknown fields are ignored."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     customer_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     identity: CustomerRef | None = None
@@ -362,6 +361,8 @@ def load_proactive_rules(path: str | Path | None = None) -> ProactiveRules:
 
 @lru_cache(maxsize=8)
 def _load(path: str) -> ProactiveRules:
+    import tomllib  # noqa: PLC0415 - rules and templates are read on first use, not at import
+
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import string
-import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -498,6 +497,8 @@ def load_rules(path: str | Path | None = None) -> RoutingRules:
 
 @lru_cache(maxsize=8)
 def _load(path: str) -> RoutingRules:
+    import tomllib  # noqa: PLC0415 - rules and templates are read on first use, not at import
+
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import jwt
-
 from shared.events import Identity, MessageReceived
 
 TOKEN_ISSUER = "omni-webchat"
@@ -75,10 +73,14 @@ def issue_token(token_secret: str, claims: SessionClaims, now_epoch: int, ttl_s:
     for key, value in (("acct", claims.account_id), ("email", claims.email), ("name", claims.name)):
         if value is not None:
             payload[key] = value
+    import jwt  # noqa: PLC0415 - loaded when a token is issued or verified, not at cold start
+
     return jwt.encode(payload, token_secret, algorithm=_ALGORITHM)
 
 
 def verify_token(token_secret: str, token: str, session_id: str) -> SessionClaims:
+    import jwt  # noqa: PLC0415 - loaded when a token is issued or verified, not at cold start
+
     try:
         payload = jwt.decode(
             token,

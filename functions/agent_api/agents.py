@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from functions.agent_api.deps import agent_id, conversations, json_body
 from functions.agent_api.desk import agents, desk, now, publish
@@ -26,16 +26,22 @@ Skill = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,40}$")]
 
 
 class StatusBody(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     status: Literal["available", "away", "offline"]
 
 
 class AgentBody(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     skills: Annotated[dict[Skill, Annotated[int, Field(ge=1, le=10)]], Field(min_length=1, max_length=20)]
     max_concurrent: Annotated[int, Field(ge=1, le=50)]
 
 
 class AgentConversations(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     agent_id: str
     conversations: list[ConversationSummary]
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from functions.agent_api.deps import agent_id, conversations, customers, json_body
 from functions.agent_api.desk import desk, now, publish
@@ -29,14 +29,20 @@ router = APIGatewayHttpRouter()
 
 
 class ReplyBody(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     text: Annotated[str, Field(min_length=1, max_length=4096)]
 
 
 class NoteBody(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     text: Annotated[str, Field(min_length=1, max_length=10_000)]
 
 
 class TransferBody(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     queue: Annotated[str, Field(min_length=1, max_length=60)] | None = None
     agent_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
@@ -48,10 +54,14 @@ class TransferBody(BaseModel):
 
 
 class ResolveBody(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     resolution: Annotated[str, Field(min_length=1, max_length=1000)]
 
 
 class Accepted(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     notification_id: str
     conversation_id: str
 

@@ -54,26 +54,30 @@ STANDARD_ATTRIBUTES = ("name", "language", "timezone", "channel_preferences")
 
 
 class CustomerList(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     customers: list[Customer]
 
 
 class ConversationList(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     customer_id: str
     conversations: list[ConversationSummary]
 
 
 class MergeBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     other_customer_id: Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class UnmergeBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     merge_id: Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class ConfirmBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     type: IdentityType
     value: Annotated[str, Field(min_length=1, max_length=320)]
 
@@ -84,7 +88,7 @@ AttributeScalar = Annotated[str, Field(max_length=1000)] | int | float | bool | 
 class CustomerPatch(BaseModel):
     """Fields to change; a field left out stays as it is, ``null`` clears it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     language: Annotated[str, Field(max_length=35)] | None = None
     timezone: Annotated[str, Field(max_length=64)] | None = None
@@ -140,22 +144,30 @@ class CustomerPatch(BaseModel):
 
 
 class MergeResult(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     merge: MergeRecord
     customer: Customer
 
 
 class UnmergeResult(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     merge: MergeRecord
     survivor: Customer
     restored: Customer
 
 
 class MergeList(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     customer_id: str
     merges: list[MergeRecord]
 
 
 class ErasureResult(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     customer_id: str
     erased_at: str
     already_erased: bool
@@ -165,7 +177,7 @@ class ErasureResult(BaseModel):
 
 
 class Export(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     exported_at: str
     customer: Customer
 

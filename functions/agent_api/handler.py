@@ -17,11 +17,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.agent_api import agents, conversations, customers, kpis, notifications, queues
 from shared.http import install_error_handlers, json_response
-from shared.observability import set_correlation
+from shared.observability import new_tracer, set_correlation
 
 OPENAPI_PATH = "/openapi.json"
 
 logger = Logger()
+tracer = new_tracer()
 app = APIGatewayHttpResolver(enable_validation=True)
 app.configure_openapi(
     title="omni agent API",
@@ -50,6 +51,7 @@ def _agent_id(event: dict[str, Any]) -> str | None:
     return str(sub) if sub else None
 
 
+@tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("rawPath") != OPENAPI_PATH:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from functions.agent_api.deps import json_body
 from shared.http import documented, error
@@ -28,6 +28,8 @@ _DAY = r"^\d{4}-\d{2}-\d{2}$"
 
 
 class Kpis(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     from_day: str
     to_day: str
     channel: str | None = None

@@ -30,7 +30,7 @@ _ID = re.compile(r"^[A-Za-z0-9_.:#-]{1,150}$")
 
 
 class NotificationBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     customer_id: Annotated[str, Field(min_length=1, max_length=100)]
     #: A template in shared/templates (its variables in ``variables``) ...
@@ -58,6 +58,8 @@ class NotificationBody(BaseModel):
 
 
 class NotificationAccepted(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     notification_id: str
     customer_id: str
     status: Literal["requested"] = "requested"

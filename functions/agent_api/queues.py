@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from functions.agent_api.deps import conversations, json_body
 from functions.agent_api.desk import agents, desk
@@ -18,6 +18,8 @@ router = APIGatewayHttpRouter()
 
 
 class QueueView(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     queue: str
     skill: str
     sla_minutes: int

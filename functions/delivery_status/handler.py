@@ -17,10 +17,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import DeliveryStatusChanged
-from shared.observability import new_logger, set_correlation
+from shared.observability import new_logger, new_tracer, set_correlation
 from shared.repositories.conversations import ConversationRepository
 
 logger = new_logger()
+tracer = new_tracer()
 Record = event_record_model(DeliveryStatusChanged)
 processor = LoggedBatchProcessor(Record, logger)
 
@@ -34,6 +35,7 @@ def conversations() -> ConversationRepository:
     return _conversations
 
 
+@tracer.capture_method
 def record_handler(record: Any) -> None:
     receipt: DeliveryStatusChanged = record.body.detail
     set_correlation(logger, receipt.correlation_id or receipt.notification_id)
@@ -53,6 +55,7 @@ def record_handler(record: Any) -> None:
     )
 
 
+@tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(

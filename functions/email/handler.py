@@ -31,12 +31,14 @@ from shared.bus import EventPublisher
 from shared.channels import email as email_channel
 from shared.config import require_env
 from shared.events import utc_now
+from shared.observability import new_tracer
 from shared.topology import MESSAGE_RECEIVED
 
 BUCKET_ENV = "INBOUND_EMAIL_BUCKET"
 PREFIX_ENV = "INBOUND_EMAIL_PREFIX"
 
 logger = Logger()
+tracer = new_tracer()
 publisher = EventPublisher(source="omni.email")
 store = RawMailStore()
 threads = OutboxThreads()
@@ -132,6 +134,7 @@ def process(payload: SesPayload) -> dict[str, Any]:
     return {"ses_message_id": ses_id, "status": "published", "conversation_hint": hint}
 
 
+@tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:

@@ -16,7 +16,7 @@ _SES_MESSAGE_ID = r"^[A-Za-z0-9][A-Za-z0-9._=+\-]{0,199}$"
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class SesVerdict(_Lenient):

@@ -24,12 +24,13 @@ from functions.kpi.processor import DETAIL_MODELS, KpiProcessor
 from shared.bus import EventPublisher
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import format_timestamp, utc_now
-from shared.observability import correlation_of, new_logger, set_correlation
+from shared.observability import correlation_of, new_logger, new_tracer, set_correlation
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.kpis import KpiRepository
 from shared.topology import PROJECT
 
 logger = new_logger()
+tracer = new_tracer()
 metrics = Metrics(namespace=PROJECT)
 Record = event_record_model(dict)  # type: ignore[arg-type] - the detail type decides the model
 processor = LoggedBatchProcessor(Record, logger)
@@ -49,6 +50,7 @@ def kpis() -> KpiProcessor:
     return _kpis
 
 
+@tracer.capture_method
 def record_handler(record: Any) -> None:
     body = record.body
     model = DETAIL_MODELS.get(body.detail_type)
@@ -81,6 +83,7 @@ def record_handler(record: Any) -> None:
     set_correlation(logger, None)
 
 
+@tracer.capture_lambda_handler
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from shared import links
 from shared.bus import EventPublisher
 from shared.events import Channel, utc_now
 from shared.http import guard_body, install_error_handlers, raw_body
-from shared.observability import new_logger
+from shared.observability import new_logger, new_tracer
 from shared.repositories.customers import CustomerRepository
 from shared.topology import FEEDBACK_SUBMITTED
 
@@ -40,6 +40,7 @@ CHANNELS = frozenset(get_args(Channel))
 _FORBIDDEN = ("the link's signature is not valid", "the link is not for this purpose")
 
 logger = new_logger()
+tracer = new_tracer()
 app = APIGatewayHttpResolver()
 install_error_handlers(app)
 
@@ -180,6 +181,7 @@ def act(purpose: str) -> Response[Any]:
         return _refused(exc, purpose)
 
 
+@tracer.capture_lambda_handler
 @guard_body(MAX_BODY_BYTES, accept=pages.FORM_TYPES)
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

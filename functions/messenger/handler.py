@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from shared.channels import meta
 from shared.channels.meta_webhook import MetaWebhook
+from shared.observability import new_tracer
 
 PATH = "/webhooks/messenger"
 
@@ -22,6 +23,7 @@ webhook = MetaWebhook(
 )
 app = webhook.app
 logger = webhook.logger
+tracer = new_tracer()
 publisher = webhook.publisher
 outbox = webhook.outbox
-handler = webhook.handler
+handler = tracer.capture_lambda_handler(webhook.handler)

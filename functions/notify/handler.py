@@ -29,7 +29,7 @@ from shared.config import require_env
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import NotificationRequested, format_timestamp, utc_now
 from shared.notify import Notifier, UnsubscribeLinks, WebchatAdapter
-from shared.observability import new_logger, set_correlation
+from shared.observability import new_logger, new_tracer, set_correlation
 from shared.outbound.adapters import (
     OUTBOUND_MODE_ENV,
     Adapter,
@@ -46,6 +46,7 @@ from shared.repositories.outbox import OutboxRepository
 from shared.topology import NOTIFICATION_REQUESTED
 
 logger = new_logger()
+tracer = new_tracer()
 Record = event_record_model(NotificationRequested)
 processor = LoggedBatchProcessor(Record, logger)
 
@@ -109,6 +110,7 @@ def defer(request: NotificationRequested, until: datetime, now: datetime) -> int
     return delay
 
 
+@tracer.capture_method
 def record_handler(record: Any) -> None:
     request: NotificationRequested = record.body.detail
     set_correlation(logger, request.correlation_id or request.notification_id)
@@ -136,6 +138,7 @@ def record_handler(record: Any) -> None:
     )
 
 
+@tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(

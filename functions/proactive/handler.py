@@ -20,7 +20,7 @@ from shared.assignment import Desk
 from shared.bus import EventPublisher
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import format_timestamp, utc_now
-from shared.observability import set_correlation, with_correlation
+from shared.observability import new_tracer, set_correlation, with_correlation
 from shared.proactive import BehaviourDetail, Proactive
 from shared.repositories.agents import AgentRepository
 from shared.repositories.behaviour import BehaviourRepository
@@ -28,6 +28,7 @@ from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 
 logger = Logger()
+tracer = new_tracer()
 Record = event_record_model(BehaviourDetail)
 processor = LoggedBatchProcessor(Record, logger)
 customers = CustomerRepository()
@@ -46,6 +47,7 @@ def proactive() -> Proactive:
     return _proactive
 
 
+@tracer.capture_method
 def record_handler(record: Any) -> None:
     envelope = record.body
     correlation_id = f"behaviour#{envelope.id}"
@@ -66,6 +68,7 @@ def record_handler(record: Any) -> None:
         publisher.publish(events)
 
 
+@tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(

@@ -16,13 +16,14 @@ from shared.bus import EventPublisher
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import MessageReceived, MessageRecorded, format_timestamp, utc_now
 from shared.identity import normalise
-from shared.observability import new_logger, set_correlation
+from shared.observability import new_logger, new_tracer, set_correlation
 from shared.profiles import record_message
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.topology import MESSAGE_RECORDED
 
 logger = new_logger()
+tracer = new_tracer()
 Record = event_record_model(MessageReceived)
 processor = LoggedBatchProcessor(Record, logger)
 customers = CustomerRepository()
@@ -30,6 +31,7 @@ conversations = ConversationRepository(customers=customers)
 publisher = EventPublisher(source="omni.profile-merge")
 
 
+@tracer.capture_method
 def record_handler(record: Any) -> None:
     message: MessageReceived = record.body.detail
     # The inbound message's id follows it through every function's logs and events.
@@ -79,6 +81,7 @@ def record_handler(record: Any) -> None:
     )
 
 
+@tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(

@@ -21,6 +21,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.events import format_timestamp, utc_now
+from shared.observability import new_tracer
 from shared.profiles import sweep_retention
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.customers import CustomerRepository
@@ -30,11 +31,13 @@ ERASED_METRIC = "RetentionErased"
 RESERVE_MS = 60_000
 
 logger = Logger()
+tracer = new_tracer()
 metrics = Metrics()
 customers = CustomerRepository()
 merger = ConversationMerger()
 
 
+@tracer.capture_lambda_handler
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from shared.assignment import Desk
 from shared.bus import EventPublisher
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import MessageRecorded, format_timestamp, utc_now
-from shared.observability import new_logger, set_correlation, with_correlation
+from shared.observability import new_logger, new_tracer, set_correlation, with_correlation
 from shared.orders import order_lookup_from_env
 from shared.repositories.agents import AgentRepository
 from shared.repositories.conversations import ConversationRepository
@@ -24,6 +24,7 @@ from shared.repositories.customers import CustomerRepository
 from shared.routing import Router
 
 logger = new_logger()
+tracer = new_tracer()
 Record = event_record_model(MessageRecorded)
 processor = LoggedBatchProcessor(Record, logger)
 customers = CustomerRepository()
@@ -42,6 +43,7 @@ def router() -> Router:
     return _router
 
 
+@tracer.capture_method
 def record_handler(record: Any) -> None:
     event: MessageRecorded = record.body.detail
     correlation_id = event.correlation_id or event.message_id
@@ -59,6 +61,7 @@ def record_handler(record: Any) -> None:
         publisher.publish(events)
 
 
+@tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(

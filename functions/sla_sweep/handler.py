@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.assignment import Desk
 from shared.bus import EventPublisher
 from shared.events import utc_now
+from shared.observability import new_tracer
 from shared.repositories.agents import AgentRepository
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
@@ -26,6 +27,7 @@ from shared.sla import sweep
 STALLED_METRIC = "StalledConversations"
 
 logger = Logger()
+tracer = new_tracer()
 metrics = Metrics()
 customers = CustomerRepository()
 conversations = ConversationRepository(customers=customers)
@@ -46,6 +48,7 @@ def _publish(events: Any) -> None:
         publisher.publish(events)
 
 
+@tracer.capture_lambda_handler
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from shared.channels import twilio, twilio_webhook
 from shared.events import DeliveryStatusChanged, format_timestamp, utc_now
 from shared.http import error, guard_body
 from shared.identity import InvalidIdentity
+from shared.observability import new_tracer
 from shared.repositories.outbox import OutboxRepository
 from shared.topology import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
 
@@ -27,6 +28,7 @@ from shared.topology import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
 MAX_BODY_BYTES = 64 * 1024
 
 logger = Logger()
+tracer = new_tracer()
 app = APIGatewayHttpResolver()
 twilio_webhook.install(app, logger)
 
@@ -102,6 +104,7 @@ def status_callback() -> Response:
     return twilio_webhook.twiml()
 
 
+@tracer.capture_lambda_handler
 @guard_body(MAX_BODY_BYTES, accept=(twilio.FORM_CONTENT_TYPE,))
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

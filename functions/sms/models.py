@@ -20,7 +20,7 @@ _Text = Annotated[str, Field(max_length=200)]
 
 
 class Media(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
     content_type: Annotated[str, Field(min_length=1, max_length=100)]
@@ -29,7 +29,7 @@ class Media(BaseModel):
 class InboundSms(BaseModel):
     """Twilio's request to the incoming-message webhook."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     message_sid: Annotated[str, Field(alias="MessageSid", pattern=MESSAGE_SID)]
     account_sid: Annotated[str, Field(alias="AccountSid", pattern=ACCOUNT_SID)]
@@ -66,7 +66,7 @@ class InboundSms(BaseModel):
 class MessageStatusCallback(BaseModel):
     """Twilio's status callback for a message we sent."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     message_sid: Annotated[str, Field(alias="MessageSid", pattern=MESSAGE_SID)]
     message_status: Annotated[str, Field(alias="MessageStatus", min_length=1, max_length=40)]

@@ -21,6 +21,7 @@ from shared.bus import EventPublisher, PublishError
 from shared.channels import twilio, twilio_webhook
 from shared.events import Identity, utc_now
 from shared.http import error, guard_body
+from shared.observability import new_tracer
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.topology import MESSAGE_RECEIVED
@@ -28,6 +29,7 @@ from shared.topology import MESSAGE_RECEIVED
 MAX_BODY_BYTES = 64 * 1024
 
 logger = Logger()
+tracer = new_tracer()
 app = APIGatewayHttpResolver()
 twilio_webhook.install(app, logger)
 
@@ -127,6 +129,7 @@ def transcription() -> Response:
     return twilio_webhook.twiml()
 
 
+@tracer.capture_lambda_handler
 @guard_body(MAX_BODY_BYTES, accept=(twilio.FORM_CONTENT_TYPE,))
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

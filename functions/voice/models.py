@@ -22,7 +22,7 @@ _Status = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z-]+$"
 class CallRequest(BaseModel):
     """The parameters Twilio sends with every voice request about a call."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     call_sid: Annotated[str, Field(alias="CallSid", pattern=CALL_SID)]
     account_sid: Annotated[str, Field(alias="AccountSid", pattern=ACCOUNT_SID)]

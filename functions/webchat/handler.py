@@ -30,12 +30,14 @@ from shared.events import format_timestamp, utc_now
 from shared.http import documented, error, guard_body, install_error_handlers
 from shared.identity import InvalidIdentity, normalise_email
 from shared.ids import new_id
+from shared.observability import new_tracer
 from shared.repositories.webchat import WebchatRepository
 from shared.topology import MESSAGE_RECEIVED
 
 MAX_BODY_BYTES = 16 * 1024
 
 logger = Logger()
+tracer = new_tracer()
 app = APIGatewayHttpResolver(enable_validation=True)
 install_error_handlers(app)
 
@@ -134,6 +136,7 @@ def list_messages(session_id: str) -> Response[dict[str, Any]]:
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=body.model_dump())
 
 
+@tracer.capture_lambda_handler
 @guard_body(MAX_BODY_BYTES)
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -10,7 +10,7 @@ _ID = r"^[A-Za-z0-9_.:\-]+$"
 
 
 class CustomerInfo(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     email: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
@@ -20,12 +20,14 @@ class CustomerInfo(BaseModel):
 
 
 class CreateSessionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     customer: CustomerInfo | None = None
 
 
 class SessionCreated(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     session_id: str
     token: str
     expires_at: int
@@ -34,7 +36,7 @@ class SessionCreated(BaseModel):
 
 
 class PostMessageRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     #: The browser's id for the message; sending it again is harmless.
     message_id: Annotated[str, Field(min_length=1, max_length=100, pattern=_ID)]
@@ -43,6 +45,8 @@ class PostMessageRequest(BaseModel):
 
 
 class MessageAccepted(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     message_id: str
     status: Literal["accepted"] = "accepted"
     #: True when this message id had been accepted before.
@@ -50,6 +54,8 @@ class MessageAccepted(BaseModel):
 
 
 class SessionMessage(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     message_id: str
     direction: Literal["inbound", "outbound"]
     text: str
@@ -58,5 +64,7 @@ class SessionMessage(BaseModel):
 
 
 class SessionMessages(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     session_id: str
     messages: list[SessionMessage]

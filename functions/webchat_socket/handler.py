@@ -19,9 +19,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared import webchat
 from shared.config import get_secret
 from shared.events import format_timestamp, utc_now
+from shared.observability import new_tracer
 from shared.repositories.webchat_connections import WebchatConnectionRepository
 
 logger = Logger()
+tracer = new_tracer()
 connections = WebchatConnectionRepository()
 
 
@@ -45,6 +47,7 @@ def on_connect(event: dict[str, Any], connection_id: str) -> dict[str, Any]:
     return _status(200)
 
 
+@tracer.capture_lambda_handler
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = event.get("requestContext") or {}

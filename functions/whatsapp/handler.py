@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from shared.channels import meta
 from shared.channels.meta_webhook import MetaWebhook
+from shared.observability import new_tracer
 
 PATH = "/webhooks/whatsapp"
 
@@ -21,6 +22,7 @@ webhook = MetaWebhook(
 )
 app = webhook.app
 logger = webhook.logger
+tracer = new_tracer()
 publisher = webhook.publisher
 outbox = webhook.outbox
-handler = webhook.handler
+handler = tracer.capture_lambda_handler(webhook.handler)

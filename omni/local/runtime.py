@@ -252,6 +252,7 @@ class LocalRuntime:
         self.environment = merged_environment(self.topology, self.provisioned.physical, self.stage)
         self._export(self.environment)
         self._export({"OMNI_OUTBOUND_MODE": "local"})  # notify: outbound to the outbox, not providers
+        self._export({"POWERTOOLS_TRACE_DISABLED": "true"})  # no X-Ray daemon here (Lambda has one)
         forget_cached_clients()
 
         self.invoker = Invoker(

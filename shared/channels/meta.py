@@ -169,7 +169,9 @@ MessageId = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="allow", coerce_numbers_to_str=True, populate_by_name=True, defer_build=True
+    )
 
 
 # --------------------------------------------------------------------------- #

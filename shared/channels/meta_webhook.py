@@ -19,7 +19,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from shared.bus import EventPublisher
 from shared.channels import meta
@@ -35,6 +35,8 @@ MAX_BODY_BYTES = 1024 * 1024
 
 class EventReceived(BaseModel):
     """The answer given to Meta (Meta only looks at the status code)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     status: Literal["EVENT_RECEIVED"] = "EVENT_RECEIVED"
     #: Customer messages published as ``message.received``.

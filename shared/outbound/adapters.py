@@ -29,8 +29,6 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime, make_msgid, parsedate_to_datetime
 from typing import Any, Literal, Protocol
 from urllib.parse import urlencode
@@ -683,6 +681,10 @@ class SesEmailAdapter(_Configured):
             raise DeliveryFailed("wrong_recipient", f"e-mail cannot reach a {message.to.type} identity")
         sender = self.setting("from")
         mailbox = self.setting("reply_mailbox")
+        # The MIME machinery (email.policy pulls in the header parser) only when e-mail is sent.
+        from email.message import EmailMessage  # noqa: PLC0415
+        from email.policy import SMTP  # noqa: PLC0415
+
         # CRLF line ends, as on the wire; headers (unsubscribe links, references) left unfolded.
         mime = EmailMessage(policy=SMTP.clone(max_line_length=998))
         mime["From"] = sender

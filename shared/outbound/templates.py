@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 import string
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -212,6 +211,8 @@ class TemplateStore:
 def _load(path: Path) -> Template:
     if not path.is_file():
         raise UnknownTemplate(f"no template {path.stem!r}")
+    import tomllib  # noqa: PLC0415 - rules and templates are read on first use, not at import
+
     with path.open("rb") as handle:
         try:
             raw = tomllib.load(handle)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.repositories.dynamo import DynamoTable, cancellation_codes, deserialise, serialise
 
@@ -30,6 +30,8 @@ AgentStatus = Literal["available", "away", "offline"]
 
 
 class Agent(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     agent_id: str
     name: str | None = None
     #: Skill -> proficiency (1 lowest, 10 highest).
