@@ -27,6 +27,7 @@ from shared.repositories.conversations import (
     QUEUE_ATTRIBUTES,
     WAIT_ATTRIBUTES,
     Change,
+    ConversationNotFound,
     ConversationRepository,
     IllegalTransition,
     conversation_id_of,
@@ -308,10 +309,15 @@ class Desk:
         now: str,
         queue: str | None = None,
         to_agent: str | None = None,
+        supervisor: bool = False,
     ) -> Events:
+        """``agent_id`` hands the conversation to ``to_agent`` or back to ``queue``. A
+        ``supervisor`` may do it for the agent who holds it (recorded as done by them)."""
         by = f"agent:{agent_id}"
         if queue is not None and queue not in self.rules.queues:
             raise UnknownQueue(queue)
+        if supervisor:
+            agent_id = self._holder_for_supervisor(conversation_id, agent_id)
         if to_agent is not None:
             if to_agent == agent_id:
                 raise IllegalTransition("the conversation is already yours")
@@ -349,8 +355,15 @@ class Desk:
         self.conversations.update_meta(conversation_id, decide)
         return self.assign_waiting(conversation_id, now) + self.assign_next_for_agent(agent_id, now)
 
-    def resolve(self, conversation_id: str, agent_id: str, resolution: str, now: str) -> Events:
+    def resolve(
+        self, conversation_id: str, agent_id: str, resolution: str, now: str, supervisor: bool = False
+    ) -> Events:
+        """The agent who holds the conversation (or, for a ``supervisor``, whoever holds it)
+        resolves it; the resolution is recorded as done by ``agent_id``."""
         by = f"agent:{agent_id}"
+        resolver = agent_id
+        if supervisor:
+            agent_id = self._holder_for_supervisor(conversation_id, agent_id)
 
         def decide(meta: dict[str, Any]) -> Change:
             status, holder = meta.get("status"), meta.get("assigned_agent")
@@ -370,7 +383,7 @@ class Desk:
                     "status": "resolved",
                     "resolved_at": now,
                     "resolution": resolution,
-                    "resolved_by": agent_id,
+                    "resolved_by": resolver,
                 },
                 remove=("assigned_agent", *QUEUE_ATTRIBUTES, *WAIT_ATTRIBUTES),
                 transition=Transition(
@@ -396,6 +409,18 @@ class Desk:
         else:
             raise IllegalTransition("the conversation kept changing; try again")
         return [resolved_event(meta, now, by), *self.assign_next_for_agent(agent_id, now)]
+
+    def _holder_for_supervisor(self, conversation_id: str, supervisor_id: str) -> str:
+        """Whom a supervisor acts for: the agent holding the conversation (else themselves).
+
+        Read before the change; the change's own check still requires that agent to hold it
+        when it is written, so a concurrent transfer makes it a 409, never a wrong release.
+        """
+        meta = self.conversations.get_meta(conversation_id)
+        if meta is None:
+            raise ConversationNotFound(conversation_id)
+        holder = meta.get("assigned_agent")
+        return str(holder) if holder and meta.get("status") in ("assigned", "active") else supervisor_id
 
     # -- overflow ------------------------------------------------------------ #
     def overflow(self, conversation_id: str, from_queue: str, to_queue: str, now: str) -> Events:

@@ -14,14 +14,13 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.agent_api.deps import agent_id, conversations, json_body
+from functions.agent_api.deps import SUPERVISORS, agent_id, conversations, is_supervisor, json_body
 from functions.agent_api.desk import agents, desk, now, publish
 from shared.http import documented, error
 from shared.models import ConversationSummary
 from shared.repositories.agents import Agent, AgentNotFound
 
 router = APIGatewayHttpRouter()
-SUPERVISORS = "supervisors"
 Skill = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,40}$")]
 
 
@@ -46,17 +45,8 @@ class AgentConversations(BaseModel):
     conversations: list[ConversationSummary]
 
 
-def _groups(claims: dict[str, Any]) -> set[str]:
-    raw = claims.get("cognito:groups") or claims.get("groups") or []
-    if isinstance(raw, str):  # API Gateway hands list claims over as "[a b]"
-        return set(re.findall(r"[\w.-]+", raw))
-    return {str(g) for g in raw}
-
-
 def _is_supervisor() -> bool:
-    authorizer = router.current_event.request_context.authorizer
-    claims = (authorizer.jwt_claim if authorizer else None) or {}
-    return SUPERVISORS in _groups(claims)
+    return is_supervisor(router)
 
 
 @router.get("/agents/me", responses=documented(200, Agent, 401, 404))

@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from functions.agent_api.deps import agent_id, conversations, customers, json_body
+from functions.agent_api.deps import agent_id, conversations, customers, is_supervisor, json_body
 from functions.agent_api.desk import desk, now, publish
 from shared.assignment import AgentUnavailable, UnknownQueue
 from shared.events import NotificationRequested
@@ -160,10 +160,13 @@ def add_note(conversation_id: str, body: NoteBody) -> Response[dict[str, Any]]:
     "/conversations/<conversation_id>/transfer", responses=documented(200, Conversation, 400, 401, 404, 409)
 )
 def transfer(conversation_id: str, body: TransferBody) -> Response[dict[str, Any]]:
-    me = agent_id(router)
+    """The holder hands the conversation on; a supervisor may do it for whoever holds it."""
+    me, supervisor = agent_id(router), is_supervisor(router)
     return _act(
         conversation_id,
-        lambda: desk().transfer(conversation_id, me, now(), queue=body.queue, to_agent=body.agent_id),
+        lambda: desk().transfer(
+            conversation_id, me, now(), queue=body.queue, to_agent=body.agent_id, supervisor=supervisor
+        ),
     )
 
 
@@ -171,5 +174,9 @@ def transfer(conversation_id: str, body: TransferBody) -> Response[dict[str, Any
     "/conversations/<conversation_id>/resolve", responses=documented(200, Conversation, 400, 401, 404, 409)
 )
 def resolve(conversation_id: str, body: ResolveBody) -> Response[dict[str, Any]]:
-    me = agent_id(router)
-    return _act(conversation_id, lambda: desk().resolve(conversation_id, me, body.resolution, now()))
+    """The holder resolves it; a supervisor may resolve a conversation another agent holds."""
+    me, supervisor = agent_id(router), is_supervisor(router)
+    return _act(
+        conversation_id,
+        lambda: desk().resolve(conversation_id, me, body.resolution, now(), supervisor=supervisor),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -17,6 +18,24 @@ conversations = ConversationRepository(customers=customers)
 
 def json_body(status: int, model: BaseModel) -> Response[dict[str, Any]]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=model.model_dump())
+
+
+#: Members of this group (the token's ``cognito:groups``/``groups`` claim) manage agents and may
+#: transfer or resolve a conversation another agent holds.
+SUPERVISORS = "supervisors"
+
+
+def groups(claims: dict[str, Any]) -> set[str]:
+    raw = claims.get("cognito:groups") or claims.get("groups") or []
+    if isinstance(raw, str):  # API Gateway hands list claims over as "[a b]"
+        return set(re.findall(r"[\w.-]+", raw))
+    return {str(g) for g in raw}
+
+
+def is_supervisor(router: APIGatewayHttpRouter) -> bool:
+    authorizer = router.current_event.request_context.authorizer
+    claims = (authorizer.jwt_claim if authorizer else None) or {}
+    return SUPERVISORS in groups(claims)
 
 
 def agent_id(router: APIGatewayHttpRouter) -> str:

@@ -447,3 +447,26 @@ def test_redelivered_routing_publishes_the_same_and_assigns_once(stack: dict[Any
     assert conversation is not None
     assert [t.to_status for t in conversation.transitions] == ["open", "queued", "assigned"]
     assert AgentRepository().get("ana").active_count == 1  # type: ignore[union-attr]
+
+
+def test_a_supervisor_may_transfer_and_resolve_what_another_agent_holds(stack: dict[Any, str]) -> None:
+    add_agent("ana", {"billing": 5}, cap=1)
+    add_agent("bob", {"billing": 5}, cap=1)
+    first = escalate()
+    assert conv("GET", "", first, "ana")[1]["assigned_agent"] == "ana"
+    conv("POST", "accept", first, "ana")
+    # Another agent may not; a supervisor may, for ana, and ana's capacity is freed.
+    assert conv("POST", "transfer", first, "bob", {"agent_id": "bob"})[0] == 409
+    status, moved = conv("POST", "transfer", first, "sup-1", {"agent_id": "bob"})
+    assert status == 200, moved
+    assert moved["assigned_agent"] == "bob"
+    assert moved["transitions"][-1]["by"] == "agent:sup-1"
+    assert call("GET", "/agents/me", "ana")[1]["active_conversations"] == []
+
+    # Resolving bob's conversation: refused for ana, done by the supervisor for bob.
+    assert conv("POST", "resolve", first, "ana", {"resolution": "x"})[0] == 409
+    status, resolved = conv("POST", "resolve", first, "sup-1", {"resolution": "refunded by supervisor"})
+    assert status == 200, resolved
+    assert resolved["status"] == "resolved"
+    assert resolved["transitions"][-1]["by"] == "agent:sup-1"
+    assert call("GET", "/agents/me", "bob")[1]["active_conversations"] == []
