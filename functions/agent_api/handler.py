@@ -11,17 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.agent_api import agents, conversations, customers, kpis, notifications, queues
 from shared.http import install_error_handlers, json_response
-from shared.observability import new_tracer, set_correlation
+from shared.observability import new_logger, new_tracer, set_correlation
 
 OPENAPI_PATH = "/openapi.json"
 
-logger = Logger()
+logger = new_logger()
 tracer = new_tracer()
 app = APIGatewayHttpResolver(enable_validation=True)
 app.configure_openapi(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
@@ -31,13 +30,13 @@ from shared.bus import EventPublisher
 from shared.channels import email as email_channel
 from shared.config import require_env
 from shared.events import utc_now
-from shared.observability import new_tracer
+from shared.observability import new_logger, new_tracer
 from shared.topology import MESSAGE_RECEIVED
 
 BUCKET_ENV = "INBOUND_EMAIL_BUCKET"
 PREFIX_ENV = "INBOUND_EMAIL_PREFIX"
 
-logger = Logger()
+logger = new_logger()
 tracer = new_tracer()
 publisher = EventPublisher(source="omni.email")
 store = RawMailStore()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -20,14 +19,14 @@ from shared.assignment import Desk
 from shared.bus import EventPublisher
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import format_timestamp, utc_now
-from shared.observability import new_tracer, set_correlation, with_correlation
+from shared.observability import new_logger, new_tracer, set_correlation, with_correlation
 from shared.proactive import BehaviourDetail, Proactive
 from shared.repositories.agents import AgentRepository
 from shared.repositories.behaviour import BehaviourRepository
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 
-logger = Logger()
+logger = new_logger()
 tracer = new_tracer()
 Record = event_record_model(BehaviourDetail)
 processor = LoggedBatchProcessor(Record, logger)

@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.events import format_timestamp, utc_now
-from shared.observability import new_tracer
+from shared.observability import new_logger, new_tracer
 from shared.profiles import sweep_retention
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.customers import CustomerRepository
@@ -30,7 +30,7 @@ ERASED_METRIC = "RetentionErased"
 #: Stop taking new customers when less time than this is left (one erasure is a few seconds).
 RESERVE_MS = 60_000
 
-logger = Logger()
+logger = new_logger()
 tracer = new_tracer()
 metrics = Metrics()
 customers = CustomerRepository()

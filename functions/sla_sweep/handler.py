@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.assignment import Desk
 from shared.bus import EventPublisher
 from shared.events import utc_now
-from shared.observability import new_tracer
+from shared.observability import new_logger, new_tracer
 from shared.repositories.agents import AgentRepository
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
@@ -26,7 +26,7 @@ from shared.sla import sweep
 
 STALLED_METRIC = "StalledConversations"
 
-logger = Logger()
+logger = new_logger()
 tracer = new_tracer()
 metrics = Metrics()
 customers = CustomerRepository()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -20,14 +19,14 @@ from shared.channels import twilio, twilio_webhook
 from shared.events import DeliveryStatusChanged, format_timestamp, utc_now
 from shared.http import error, guard_body
 from shared.identity import InvalidIdentity
-from shared.observability import new_tracer
+from shared.observability import new_logger, new_tracer
 from shared.repositories.outbox import OutboxRepository
 from shared.topology import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
 
 #: Twilio's webhooks are a few kilobytes; an MMS with ten media URLs stays well below this.
 MAX_BODY_BYTES = 64 * 1024
 
-logger = Logger()
+logger = new_logger()
 tracer = new_tracer()
 app = APIGatewayHttpResolver()
 twilio_webhook.install(app, logger)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -21,14 +20,14 @@ from shared.bus import EventPublisher, PublishError
 from shared.channels import twilio, twilio_webhook
 from shared.events import Identity, utc_now
 from shared.http import error, guard_body
-from shared.observability import new_tracer
+from shared.observability import new_logger, new_tracer
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.topology import MESSAGE_RECEIVED
 
 MAX_BODY_BYTES = 64 * 1024
 
-logger = Logger()
+logger = new_logger()
 tracer = new_tracer()
 app = APIGatewayHttpResolver()
 twilio_webhook.install(app, logger)

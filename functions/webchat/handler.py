@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -30,13 +29,13 @@ from shared.events import format_timestamp, utc_now
 from shared.http import documented, error, guard_body, install_error_handlers
 from shared.identity import InvalidIdentity, normalise_email
 from shared.ids import new_id
-from shared.observability import new_tracer
+from shared.observability import new_logger, new_tracer
 from shared.repositories.webchat import WebchatRepository
 from shared.topology import MESSAGE_RECEIVED
 
 MAX_BODY_BYTES = 16 * 1024
 
-logger = Logger()
+logger = new_logger()
 tracer = new_tracer()
 app = APIGatewayHttpResolver(enable_validation=True)
 install_error_handlers(app)

@@ -13,16 +13,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared import webchat
 from shared.config import get_secret
 from shared.events import format_timestamp, utc_now
-from shared.observability import new_tracer
+from shared.observability import new_logger, new_tracer
 from shared.repositories.webchat_connections import WebchatConnectionRepository
 
-logger = Logger()
+logger = new_logger()
 tracer = new_tracer()
 connections = WebchatConnectionRepository()
 

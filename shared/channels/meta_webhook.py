@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
@@ -26,6 +25,7 @@ from shared.channels import meta
 from shared.config import get_secret
 from shared.events import DeliveryStatusChanged, format_timestamp, utc_now
 from shared.http import error, guard_body, install_error_handlers, raw_body
+from shared.observability import new_logger
 from shared.repositories.outbox import OutboxRepository
 from shared.topology import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
 
@@ -61,7 +61,7 @@ class MetaWebhook:
         self.parse = parse
         self.channel_of = channel_of
         self.confirms_unconfirmed_sends = confirms_unconfirmed_sends
-        self.logger = Logger()
+        self.logger = new_logger()
         self.publisher = EventPublisher(source=f"omni.{name}")
         self.outbox = OutboxRepository()
         self.app = APIGatewayHttpResolver()
