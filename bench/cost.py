@@ -625,65 +625,57 @@ def _run(customers_per_channel: int, rounds: int, logs: LogBytes) -> dict[str, A
 
 
 def cuts(costed: Costed) -> list[tuple[str, float]]:
-    """What the biggest items would save, estimated from what was measured ($ per 1M)."""
+    """What dominates the inbound message's cost now, measured ($ per 1M), and how it could be cut."""
     snap, per = costed.snapshot, 1_000_000 / costed.units
     found: list[tuple[str, float]] = []
-    meta_now = sum(snap.wru_by_item[("conversations", "META", part)] for part in ("item", "index"))
-    meta_small = snap.wru_small[("conversations", "META")]
-    if meta_now > meta_small:
+    transactions = snap.wru_by_op.get(("conversations", "TransactWriteItems"), 0.0)
+    if transactions:
         found.append(
             (
-                "keep the conversation META item under 1 KB (it is rewritten, often in a transaction, "
-                "on every hop and copied whole into the by-customer, queued and waiting indexes): move "
-                "`handover`, `transitions`, `previous_routing` into their own items, and replace the "
-                "ever-growing `routed_messages` list by a per-message conditional item or a bounded window; "
-                "project only the attributes the queue and SLA queries read (INCLUDE) in `queued` "
-                "and `waiting`",
-                (meta_now - meta_small) * prices.DYNAMODB_PER_WRU * per,
+                f"conversation transactions: {transactions / costed.units:.1f} WRU per message. A "
+                "transaction costs 2 WRU per KB per item, and each message is written in two of them: "
+                "recording (message, SEEN, META) and routing (META, the routed marker, hand-over and "
+                "history items). Recording and routing in one consumer and one transaction would write "
+                "META and SEEN once",
+                transactions * prices.DYNAMODB_PER_WRU * per,
             )
         )
-    for function in ("kpi",):
-        wru, rru = snap.wru.get(function, 0.0), snap.rru.get(function, 0.0)
-        calls = [i for i in snap.invocations if i.function == function]
-        if calls:
-            dollars = (
-                wru * prices.DYNAMODB_PER_WRU
-                + rru * prices.DYNAMODB_PER_RRU
-                + len(calls) * (prices.LAMBDA_PER_REQUEST + 2 * prices.SQS_PER_REQUEST)
-                + snap.records.get(function, 0) * prices.SQS_PER_REQUEST
-            ) * per
-            found.append(
+    events = sum(snap.put_event_entries.values())
+    if events:
+        found.append(
+            (
+                f"EventBridge: {events / costed.units:.1f} events per message (message.received, "
+                "message.recorded, notification.requested): each bus hop also costs an SQS delivery, "
+                "a receive/delete and an invocation; one consumer for profile merge and routing "
+                "removes one hop",
                 (
-                    f"`{function}` consumer: {wru / costed.units:.1f} WRU + {rru / costed.units:.1f} RRU, "
-                    f"{len(calls) / costed.units:.1f} invocations per message — aggregate counters per batch "
-                    "(one `ADD` per counter per batch, idempotency by batch, not per-event transactions)",
-                    dollars * 0.8,
+                    events * prices.EVENTBRIDGE_PER_EVENT
+                    + sum(snap.records.values()) * prices.SQS_PER_REQUEST
+                    + 2 * sum(snap.batches.values()) * prices.SQS_PER_REQUEST
                 )
+                * per,
             )
+        )
+    reads = sum(snap.rru.values())
+    if reads:
+        found.append(
+            (
+                f"reads: {reads / costed.units:.1f} RRU per message (routing and notify read META, the "
+                "profile and the agents several times per message; passing what was read along "
+                "would halve them)",
+                reads * prices.DYNAMODB_PER_RRU * per,
+            )
+        )
     log_bytes = sum(costed.log_bytes.values())
     if log_bytes:
         found.append(
             (
-                f"logs: {log_bytes / costed.units:,.0f} bytes of application log per message; log the "
-                "per-message INFO lines at DEBUG in production (`POWERTOOLS_LOG_LEVEL=WARNING`) "
-                "or sample them",
+                f"logs: {log_bytes / costed.units:,.0f} bytes of application log per message (one "
+                "INFO line per function per message, for the correlation id); at DEBUG in production "
+                "(`POWERTOOLS_LOG_LEVEL=WARNING`) or sampled they would cost almost nothing",
                 log_bytes / 1e9 * prices.CLOUDWATCH_LOGS_PER_GB * per,
             )
         )
-    found.append(
-        (
-            "profile merge and routing in one consumer (routing right after the message is recorded, "
-            "`message.recorded` still published for others): one EventBridge event, one SQS delivery, "
-            "one invocation and its receive/delete fewer per message",
-            (
-                prices.EVENTBRIDGE_PER_EVENT
-                + prices.SQS_PER_REQUEST
-                + prices.LAMBDA_PER_REQUEST
-                + 2 * prices.SQS_PER_REQUEST * snap.batches.get("routing", 0) / max(1, costed.units)
-            )
-            * 1_000_000,
-        )
-    )
     return sorted(found, key=lambda cut: -cut[1])
 
 
@@ -729,7 +721,7 @@ def report(result: dict[str, Any], customers: int, rounds: int, out: Any) -> Non
         "(DynamoDB 5-15 ms, PutEvents 20 ms, SQS 10 ms: `bench/meter.py` `CALL_LATENCY_MS`); the meter's "
         "own reads and the first invocation of each function are left out. Both medians are in the "
         "per-function tables.\n\n"
-        "What dominates the inbound path, and what to cut (estimated savings per 1M messages):\n\n"
+        "What dominates the inbound message now ($ per 1M, measured) and how it could be cut:\n\n"
     )
     for text, saving in cuts(inbound):
         out.write(f"- ${saving:.2f}: {text}\n")

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from shared.events import AgentAssigned, ConversationResolved, format_timestamp
 from shared.handover import build_handover
 from shared.models import Handover, RoutingDecision, Transition
+from shared.names import AGENT_ASSIGNED, CONVERSATION_RESOLVED
 from shared.repositories.agents import Agent, AgentNotFound, AgentRepository, AgentStatus
 from shared.repositories.conversations import (
     QUEUE_ATTRIBUTES,
@@ -35,7 +36,6 @@ from shared.repositories.conversations import (
 )
 from shared.repositories.customers import CustomerRepository
 from shared.routing_config import RoutingRules, load_rules
-from shared.topology import AGENT_ASSIGNED, CONVERSATION_RESOLVED
 
 Events = list[tuple[str, BaseModel]]
 #: Most conversations one call hands to a freed-up agent (bounded work per request).

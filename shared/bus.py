@@ -17,8 +17,8 @@ from pydantic import BaseModel
 
 from shared import aws
 from shared.config import require_env
+from shared.names import EVENT_SOURCE_PREFIX
 from shared.observability import annotate_published
-from shared.topology import EVENT_SOURCE_PREFIX
 
 MAX_ENTRIES_PER_CALL = 10
 

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 
-from shared import topology
+from shared import names
 
 Channel = Literal["webchat", "sms", "whatsapp", "messenger", "instagram", "email", "voice"]
 IdentityType = Literal[
@@ -76,7 +76,7 @@ ConsentKeyword = Literal["opt_out", "opt_in", "help"]
 class MessageReceived(_Event):
     """Detail of ``message.received``: one inbound message, in canonical form."""
 
-    detail_type: Literal["message.received"] = topology.MESSAGE_RECEIVED
+    detail_type: Literal["message.received"] = names.MESSAGE_RECEIVED
     #: ``message`` for what the customer wrote; ``call``/``call_status``/``transcription`` for
     #: voice; ``consent`` for an opt-out/opt-in keyword, which changes consent instead of
     #: opening a conversation.
@@ -114,7 +114,7 @@ class MessageReceived(_Event):
 class MessageRecorded(_Event):
     """Detail of ``message.recorded``: profile merge put the message in a conversation."""
 
-    detail_type: Literal["message.recorded"] = topology.MESSAGE_RECORDED
+    detail_type: Literal["message.recorded"] = names.MESSAGE_RECORDED
     #: As on ``message.received``: routing decides on what customers say, not on call events.
     kind: MessageKind = "message"
     customer_id: str
@@ -146,7 +146,7 @@ class NotificationRequested(_Event):
     ``notification_id`` is the idempotency key: requesting the same id twice sends once.
     """
 
-    detail_type: Literal["notification.requested"] = topology.NOTIFICATION_REQUESTED
+    detail_type: Literal["notification.requested"] = names.NOTIFICATION_REQUESTED
     notification_id: Annotated[str, Field(min_length=1, max_length=200)]
     customer_id: str
     kind: Literal["reply", "acknowledgement", "notification"]
@@ -180,9 +180,9 @@ class NotificationRequested(_Event):
 
 
 EVENT_MODELS: dict[str, type[_Event]] = {
-    topology.MESSAGE_RECEIVED: MessageReceived,
-    topology.MESSAGE_RECORDED: MessageRecorded,
-    topology.NOTIFICATION_REQUESTED: NotificationRequested,
+    names.MESSAGE_RECEIVED: MessageReceived,
+    names.MESSAGE_RECORDED: MessageRecorded,
+    names.NOTIFICATION_REQUESTED: NotificationRequested,
 }
 
 
@@ -194,7 +194,7 @@ class AgentAssigned(_Event):
     ``(conversation_id, agent_id, assigned_at)``.
     """
 
-    detail_type: Literal["agent.assigned"] = topology.AGENT_ASSIGNED
+    detail_type: Literal["agent.assigned"] = names.AGENT_ASSIGNED
     conversation_id: str
     customer_id: str
     agent_id: str
@@ -215,7 +215,7 @@ class ConversationStalled(_Event):
     not answered). Emitted once per wait: idempotency key ``(conversation_id, waiting_since)``.
     """
 
-    detail_type: Literal["conversation.stalled"] = topology.CONVERSATION_STALLED
+    detail_type: Literal["conversation.stalled"] = names.CONVERSATION_STALLED
     conversation_id: str
     customer_id: str
     queue: str
@@ -229,8 +229,8 @@ class ConversationStalled(_Event):
     correlation_id: str | None = None
 
 
-EVENT_MODELS[topology.AGENT_ASSIGNED] = AgentAssigned
-EVENT_MODELS[topology.CONVERSATION_STALLED] = ConversationStalled
+EVENT_MODELS[names.AGENT_ASSIGNED] = AgentAssigned
+EVENT_MODELS[names.CONVERSATION_STALLED] = ConversationStalled
 
 
 class ConversationResolved(_Event):
@@ -239,7 +239,7 @@ class ConversationResolved(_Event):
     For the KPIs (``functions/kpi``). Idempotency key: ``(conversation_id, resolved_at)``.
     """
 
-    detail_type: Literal["conversation.resolved"] = topology.CONVERSATION_RESOLVED
+    detail_type: Literal["conversation.resolved"] = names.CONVERSATION_RESOLVED
     conversation_id: str
     customer_id: str
     #: The routing intent (``general`` when none was recognised).
@@ -267,7 +267,7 @@ class ConversationReopened(_Event):
     Idempotency key: ``(conversation_id, reopened_at)``.
     """
 
-    detail_type: Literal["conversation.reopened"] = topology.CONVERSATION_REOPENED
+    detail_type: Literal["conversation.reopened"] = names.CONVERSATION_REOPENED
     conversation_id: str
     customer_id: str
     reopened_at: str
@@ -276,8 +276,8 @@ class ConversationReopened(_Event):
     correlation_id: str | None = None
 
 
-EVENT_MODELS[topology.CONVERSATION_RESOLVED] = ConversationResolved
-EVENT_MODELS[topology.CONVERSATION_REOPENED] = ConversationReopened
+EVENT_MODELS[names.CONVERSATION_RESOLVED] = ConversationResolved
+EVENT_MODELS[names.CONVERSATION_REOPENED] = ConversationReopened
 
 
 class DeliveryStatusChanged(_Event):
@@ -289,7 +289,7 @@ class DeliveryStatusChanged(_Event):
     conversation timeline.
     """
 
-    detail_type: Literal["delivery.status_changed"] = topology.DELIVERY_STATUS_CHANGED
+    detail_type: Literal["delivery.status_changed"] = names.DELIVERY_STATUS_CHANGED
     notification_id: Annotated[str, Field(min_length=1, max_length=200)]
     channel: Channel
     provider_message_id: Annotated[str, Field(min_length=1, max_length=300)]
@@ -300,7 +300,7 @@ class DeliveryStatusChanged(_Event):
     correlation_id: str | None = None
 
 
-EVENT_MODELS[topology.DELIVERY_STATUS_CHANGED] = DeliveryStatusChanged
+EVENT_MODELS[names.DELIVERY_STATUS_CHANGED] = DeliveryStatusChanged
 
 
 class FeedbackSubmitted(_Event):
@@ -312,7 +312,7 @@ class FeedbackSubmitted(_Event):
     answer counts, a second click changes nothing.
     """
 
-    detail_type: Literal["feedback.submitted"] = topology.FEEDBACK_SUBMITTED
+    detail_type: Literal["feedback.submitted"] = names.FEEDBACK_SUBMITTED
     customer_id: Annotated[str, Field(min_length=1, max_length=100)]
     conversation_id: Annotated[str, Field(min_length=1, max_length=100)]
     survey: Literal["ces", "csat"]
@@ -324,4 +324,4 @@ class FeedbackSubmitted(_Event):
     correlation_id: str | None = None
 
 
-EVENT_MODELS[topology.FEEDBACK_SUBMITTED] = FeedbackSubmitted
+EVENT_MODELS[names.FEEDBACK_SUBMITTED] = FeedbackSubmitted

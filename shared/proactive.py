@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shared.events import Identity, IdentityType, NotificationRequested, format_timestamp
-from shared.topology import BEHAVIOUR_EVENTS, NOTIFICATION_REQUESTED, ORDER_STATUS_CHECKED, PAGE_VIEWED
+from shared.names import BEHAVIOUR_EVENTS, NOTIFICATION_REQUESTED, ORDER_STATUS_CHECKED, PAGE_VIEWED
 
 if TYPE_CHECKING:
     from shared.assignment import Desk

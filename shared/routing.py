@@ -25,10 +25,10 @@ from shared.bot_resolution import BOT, BOT_ATTRIBUTES, answered_fields, resolve_
 from shared.events import MessageRecorded, NotificationRequested, format_timestamp
 from shared.kpis import is_closing
 from shared.models import ConversationSummary, Handover, RoutingDecision, Transition
+from shared.names import NOTIFICATION_REQUESTED
 from shared.orders import OrderLookup, OrderStatus
 from shared.repositories.conversations import Change, ConversationNotFound, ConversationRepository
 from shared.routing_config import RoutingRules, load_rules
-from shared.topology import NOTIFICATION_REQUESTED
 
 if TYPE_CHECKING:
     from shared.assignment import Desk

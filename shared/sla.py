@@ -23,9 +23,9 @@ from pydantic import BaseModel
 from shared.assignment import Desk
 from shared.bot_resolution import answered_before, resolve_by_bot, silent_since_answer
 from shared.events import ConversationStalled, format_timestamp
+from shared.names import CONVERSATION_STALLED
 from shared.repositories.conversations import ConversationRepository
 from shared.routing_config import QueueRule
-from shared.topology import CONVERSATION_STALLED
 
 Publish = Callable[[Sequence[tuple[str, BaseModel]]], None]
 

@@ -19,8 +19,25 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-PROJECT = "omni"
-EVENT_SOURCE_PREFIX = "omni."
+# The project's name and the bus's detail types are declared in shared/names.py (a module the
+# functions import without loading this declaration at cold start); they are re-exported here.
+from shared.names import (  # noqa: F401 - re-exported
+    AGENT_ASSIGNED,
+    BEHAVIOUR_EVENTS,
+    CONVERSATION_REOPENED,
+    CONVERSATION_RESOLVED,
+    CONVERSATION_STALLED,
+    DELIVERY_STATUS_CHANGED,
+    EVENT_SOURCE_PREFIX,
+    FEEDBACK_SUBMITTED,
+    KPI_EVENTS,
+    MESSAGE_RECEIVED,
+    MESSAGE_RECORDED,
+    NOTIFICATION_REQUESTED,
+    ORDER_STATUS_CHECKED,
+    PAGE_VIEWED,
+    PROJECT,
+)
 
 # --------------------------------------------------------------------------- #
 # Building blocks
@@ -578,33 +595,6 @@ BUS = EventBus(name="events", archive_retention_days=30)
 #: Customers are erased this many days after their last contact (shared/retention.py). Every
 #: function that writes or sweeps ``retain_until_day`` gets the same value.
 RETENTION_ENVIRONMENT = {"OMNI_RETENTION_DAYS": "365"}
-
-# Detail types of the events on the bus (their schemas live in shared/events.py).
-MESSAGE_RECEIVED = "message.received"
-MESSAGE_RECORDED = "message.recorded"
-NOTIFICATION_REQUESTED = "notification.requested"
-#: A provider's delivery receipt for a message we sent (published by the channel webhooks).
-DELIVERY_STATUS_CHANGED = "delivery.status_changed"
-AGENT_ASSIGNED = "agent.assigned"
-CONVERSATION_STALLED = "conversation.stalled"
-CONVERSATION_RESOLVED = "conversation.resolved"
-CONVERSATION_REOPENED = "conversation.reopened"
-#: A customer answered a survey (CES or CSAT) through a signed link (e-mail, web chat).
-FEEDBACK_SUBMITTED = "feedback.submitted"
-#: Behaviour events the company's systems publish (source ``omni.<system>``; see shared/proactive.py).
-ORDER_STATUS_CHECKED = "order.status_checked"
-PAGE_VIEWED = "page.viewed"
-BEHAVIOUR_EVENTS = (ORDER_STATUS_CHECKED, PAGE_VIEWED)
-#: Events the KPI function counts (see docs/kpis.md).
-KPI_EVENTS = (
-    MESSAGE_RECORDED,
-    NOTIFICATION_REQUESTED,
-    AGENT_ASSIGNED,
-    CONVERSATION_STALLED,
-    CONVERSATION_RESOLVED,
-    CONVERSATION_REOPENED,
-    FEEDBACK_SUBMITTED,
-)
 
 TABLES = (
     Table(

@@ -17,7 +17,6 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from shared.repositories.webchat_connections import WebchatConnectionRepository
-from shared.topology import TOPOLOGY
 
 logger = Logger(child=True)
 _clients: dict[str, Any] = {}
@@ -50,7 +49,12 @@ class WebchatPusher:
 
     @property
     def endpoint(self) -> str | None:
-        return self._endpoint or os.environ.get(TOPOLOGY.websocket_api("webchat").env_var) or None
+        if self._endpoint:
+            return self._endpoint
+        # Read on first use: the topology names the variable; loading it is not a cold-start cost.
+        from shared.topology import TOPOLOGY  # noqa: PLC0415
+
+        return os.environ.get(TOPOLOGY.websocket_api("webchat").env_var) or None
 
     def push(self, session_id: str, message: Mapping[str, Any]) -> int:
         """Send ``{"type": "message", "message": ...}`` to each connection; returns how many got it."""

@@ -21,9 +21,9 @@ from shared.events import NotificationRequested
 from shared.http import documented, error
 from shared.ids import new_id
 from shared.models import Conversation, Note
+from shared.names import NOTIFICATION_REQUESTED
 from shared.repositories.agents import AgentNotFound
 from shared.repositories.conversations import ConversationNotFound, IllegalTransition
-from shared.topology import NOTIFICATION_REQUESTED
 
 router = APIGatewayHttpRouter()
 

@@ -20,8 +20,8 @@ from functions.agent_api.deps import agent_id, customers, json_body
 from shared.bus import EventPublisher
 from shared.events import Channel, NotificationRequested
 from shared.http import documented, error
+from shared.names import NOTIFICATION_REQUESTED
 from shared.outbound.templates import TemplateError, TemplateStore
-from shared.topology import NOTIFICATION_REQUESTED
 
 router = APIGatewayHttpRouter()
 publisher = EventPublisher(source="omni.agent-api")

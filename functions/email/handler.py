@@ -30,8 +30,8 @@ from shared.bus import EventPublisher
 from shared.channels import email as email_channel
 from shared.config import require_env
 from shared.events import utc_now
+from shared.names import MESSAGE_RECEIVED
 from shared.observability import new_logger, new_tracer
-from shared.topology import MESSAGE_RECEIVED
 
 BUCKET_ENV = "INBOUND_EMAIL_BUCKET"
 PREFIX_ENV = "INBOUND_EMAIL_PREFIX"

@@ -24,10 +24,10 @@ from functions.kpi.processor import DETAIL_MODELS, KpiProcessor
 from shared.bus import EventPublisher
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import format_timestamp, utc_now
+from shared.names import PROJECT
 from shared.observability import correlation_of, new_logger, new_tracer, set_correlation
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.kpis import KpiRepository
-from shared.topology import PROJECT
 
 logger = new_logger()
 tracer = new_tracer()

@@ -45,15 +45,7 @@ from shared.kpis import (
     survey_question,
     within_window,
 )
-from shared.repositories.conversations import ConversationNotFound, ConversationRepository
-from shared.repositories.kpis import (
-    KpiRepository,
-    Plan,
-    StateConflict,
-    conversation_state_key,
-    last_contact_key,
-)
-from shared.topology import (
+from shared.names import (
     AGENT_ASSIGNED,
     CONVERSATION_REOPENED,
     CONVERSATION_RESOLVED,
@@ -61,6 +53,14 @@ from shared.topology import (
     FEEDBACK_SUBMITTED,
     MESSAGE_RECORDED,
     NOTIFICATION_REQUESTED,
+)
+from shared.repositories.conversations import ConversationNotFound, ConversationRepository
+from shared.repositories.kpis import (
+    KpiRepository,
+    Plan,
+    StateConflict,
+    conversation_state_key,
+    last_contact_key,
 )
 
 #: Detail type of the message the KPI function sends itself: "ask the survey question now".

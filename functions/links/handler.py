@@ -29,9 +29,9 @@ from shared import links
 from shared.bus import EventPublisher
 from shared.events import Channel, utc_now
 from shared.http import guard_body, install_error_handlers, raw_body
+from shared.names import FEEDBACK_SUBMITTED
 from shared.observability import new_logger, new_tracer
 from shared.repositories.customers import CustomerRepository
-from shared.topology import FEEDBACK_SUBMITTED
 
 #: A one-click body is 26 bytes; a browser's form with a score a few more.
 MAX_BODY_BYTES = 2048

@@ -28,6 +28,7 @@ from shared import aws
 from shared.config import require_env
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import NotificationRequested, format_timestamp, utc_now
+from shared.names import NOTIFICATION_REQUESTED
 from shared.notify import Notifier, UnsubscribeLinks, WebchatAdapter
 from shared.observability import new_logger, new_tracer, set_correlation
 from shared.outbound.adapters import (
@@ -43,7 +44,6 @@ from shared.outbound.adapters import (
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import OutboxRepository
-from shared.topology import NOTIFICATION_REQUESTED
 
 logger = new_logger()
 tracer = new_tracer()

@@ -16,11 +16,11 @@ from shared.bus import EventPublisher
 from shared.consumer import LoggedBatchProcessor, event_record_model
 from shared.events import MessageReceived, MessageRecorded, format_timestamp, utc_now
 from shared.identity import normalise
+from shared.names import MESSAGE_RECORDED
 from shared.observability import new_logger, new_tracer, set_correlation
 from shared.profiles import record_message
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
-from shared.topology import MESSAGE_RECORDED
 
 logger = new_logger()
 tracer = new_tracer()

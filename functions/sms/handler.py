@@ -19,9 +19,9 @@ from shared.channels import twilio, twilio_webhook
 from shared.events import DeliveryStatusChanged, format_timestamp, utc_now
 from shared.http import error, guard_body
 from shared.identity import InvalidIdentity
+from shared.names import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
 from shared.observability import new_logger, new_tracer
 from shared.repositories.outbox import OutboxRepository
-from shared.topology import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
 
 #: Twilio's webhooks are a few kilobytes; an MMS with ten media URLs stays well below this.
 MAX_BODY_BYTES = 64 * 1024

@@ -20,10 +20,10 @@ from shared.bus import EventPublisher, PublishError
 from shared.channels import twilio, twilio_webhook
 from shared.events import Identity, utc_now
 from shared.http import error, guard_body
+from shared.names import MESSAGE_RECEIVED
 from shared.observability import new_logger, new_tracer
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
-from shared.topology import MESSAGE_RECEIVED
 
 MAX_BODY_BYTES = 64 * 1024
 

@@ -29,9 +29,9 @@ from shared.events import format_timestamp, utc_now
 from shared.http import documented, error, guard_body, install_error_handlers
 from shared.identity import InvalidIdentity, normalise_email
 from shared.ids import new_id
+from shared.names import MESSAGE_RECEIVED
 from shared.observability import new_logger, new_tracer
 from shared.repositories.webchat import WebchatRepository
-from shared.topology import MESSAGE_RECEIVED
 
 MAX_BODY_BYTES = 16 * 1024
 

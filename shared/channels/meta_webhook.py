@@ -25,9 +25,9 @@ from shared.channels import meta
 from shared.config import get_secret
 from shared.events import DeliveryStatusChanged, format_timestamp, utc_now
 from shared.http import error, guard_body, install_error_handlers, raw_body
+from shared.names import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
 from shared.observability import new_logger
 from shared.repositories.outbox import OutboxRepository
-from shared.topology import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
 
 #: Meta batches up to 1,000 updates per notification; real ones stay far below this.
 MAX_BODY_BYTES = 1024 * 1024
