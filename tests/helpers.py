@@ -97,6 +97,39 @@ def sqs_event(bodies: list[str], queue: str = "test") -> dict[str, Any]:
     }
 
 
+def deliver_one_batch(queue_url: str, queue: str, handler: Any) -> int:
+    """What the event source mapping does once: receive up to 10 messages from the (moto) queue,
+    hand them to ``handler`` as a Lambda SQS batch, delete them; asserts no record failed."""
+    import boto3  # noqa: PLC0415 - only the tests that drain real queues need it
+
+    sqs = boto3.client("sqs")
+    got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
+        "Messages", []
+    )
+    if not got:
+        return 0
+    records = [
+        {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": m.get("Attributes", {}),
+            "messageAttributes": {},
+            "md5OfBody": m["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue}",
+            "awsRegion": "us-east-1",
+        }
+        for m in got
+    ]
+    name = TOPOLOGY.consumer_of(queue).name
+    result = handler({"Records": records}, context(name))
+    assert result["batchItemFailures"] == [], (queue, result)
+    for m in got:
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    return len(got)
+
+
 def eventbridge_envelope(detail_type: str, detail: dict[str, Any], source: str = "omni.test") -> str:
     """The JSON an EventBridge rule puts into its SQS target."""
     return json.dumps(

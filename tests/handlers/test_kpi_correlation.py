@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 
 from functions.kpi import handler as kpi_module
@@ -22,7 +21,7 @@ from functions.routing import handler as routing_module
 from functions.webchat import handler as webchat_module
 from shared.topology import TOPOLOGY
 from shared.webchat import compute_user_hash
-from tests.helpers import context, http_event
+from tests.helpers import context, deliver_one_batch, http_event
 
 MODULES = {
     "webchat": webchat_module,
@@ -63,33 +62,9 @@ def collect(buffer_owner: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def drain(stack: dict[Any, str], queue: str) -> int:
-    sqs = boto3.client("sqs")
-    url = stack[("queue", queue)]
-    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
-        "Messages", []
+    return deliver_one_batch(
+        stack[("queue", queue)], queue, MODULES[TOPOLOGY.consumer_of(queue).name].handler
     )
-    if not got:
-        return 0
-    records = [
-        {
-            "messageId": m["MessageId"],
-            "receiptHandle": m["ReceiptHandle"],
-            "body": m["Body"],
-            "attributes": m.get("Attributes", {}),
-            "messageAttributes": {},
-            "md5OfBody": m["MD5OfBody"],
-            "eventSource": "aws:sqs",
-            "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue}",
-            "awsRegion": "us-east-1",
-        }
-        for m in got
-    ]
-    name = TOPOLOGY.consumer_of(queue).name
-    result = MODULES[name].handler({"Records": records}, context(name))
-    assert result["batchItemFailures"] == [], (queue, result)
-    for m in got:
-        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-    return len(got)
 
 
 def test_one_correlation_id_through_every_function(

@@ -11,7 +11,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 
 from functions.agent_api.handler import handler as agent_api
@@ -25,41 +24,15 @@ from shared.repositories.agents import AgentRepository
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.sla import resolve_silent
-from shared.topology import TOPOLOGY
 from tests.handlers.test_pipeline_handlers import open_session, say
-from tests.helpers import context, http_event
+from tests.helpers import context, deliver_one_batch, http_event
 
 CONSUMERS = {"profile-merge": profile_merge, "routing": routing, "notify": notify, "kpi": kpi}
 AGENT = {"sub": "supervisor", "exp": "4102444800"}
 
 
 def drain(stack: dict[Any, str], queue: str) -> int:
-    sqs = boto3.client("sqs")
-    url = stack[("queue", queue)]
-    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
-        "Messages", []
-    )
-    if not received:
-        return 0
-    records = [
-        {
-            "messageId": m["MessageId"],
-            "receiptHandle": m["ReceiptHandle"],
-            "body": m["Body"],
-            "attributes": m.get("Attributes", {}),
-            "messageAttributes": {},
-            "md5OfBody": m["MD5OfBody"],
-            "eventSource": "aws:sqs",
-            "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue}",
-            "awsRegion": "us-east-1",
-        }
-        for m in received
-    ]
-    result = CONSUMERS[queue]({"Records": records}, context(TOPOLOGY.consumer_of(queue).name))
-    assert result["batchItemFailures"] == [], (queue, result)
-    for m in received:
-        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-    return len(records)
+    return deliver_one_batch(stack[("queue", queue)], queue, CONSUMERS[queue])
 
 
 def settle(stack: dict[Any, str]) -> dict[str, int]:
