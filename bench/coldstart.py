@@ -18,7 +18,7 @@ function over the target, ``python -X importtime`` names its heaviest imports.
 
 First invocation: work the functions do on their first event instead of at import,
 timed in the same launch right after the import: creating the Powertools Tracer (X-Ray
-SDK import, botocore patching; ``shared.observability.LazyTracer``) and building the
+SDK import, botocore patching; ``shared.platform.observability.LazyTracer``) and building the
 validators of the pydantic models whose build is deferred (``defer_build=True``). The
 model figure is an upper bound: it builds every deferred model the handler's modules
 define, where one event builds only those its path uses. "cold ratio" is import plus
@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.bundling import build_function_zip, distribution_name, layer_key, runtime_dependencies
-from shared.topology import TOPOLOGY, Function, function_environment
+from topology import TOPOLOGY, Function, function_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 1.3

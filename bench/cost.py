@@ -64,8 +64,8 @@ from omni.send import meta as meta_send
 from omni.send import secret_value
 from omni.send import twilio as twilio_send
 from shared.channels.meta import sign as meta_sign
-from shared.topology import TOPOLOGY
-from shared.webchat import compute_user_hash
+from shared.channels.webchat import compute_user_hash
+from topology import TOPOLOGY
 
 #: Lambda's own log lines per invocation (START, END, REPORT), bytes.
 PLATFORM_LOG_BYTES = 350
@@ -249,7 +249,7 @@ def set_up_agents(base: str, conversations: int) -> list[str]:
         "Authorization": "Bearer "
         + issue_agent_token("bench-supervisor", 3600, extra_claims={"cognito:groups": ["supervisors"]})
     }
-    from shared.routing_config import load_rules  # noqa: PLC0415
+    from shared.domain.routing_rules import load_rules  # noqa: PLC0415
 
     skills = {queue.skill: 5 for queue in load_rules().queues.values()}
     names = [f"bench-agent-{i}" for i in range(math.ceil(conversations / AGENT_CAPACITY))]

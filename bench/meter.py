@@ -4,7 +4,7 @@
 
 * ``botocore.client.BaseClient._make_request`` — called once per API call (retries are
   inside it), with the serialised request and the low-level parsed response, whatever
-  client made the call (``shared.aws``'s, a repository's, a boto3 resource's);
+  client made the call (``shared.platform.aws``'s, a repository's, a boto3 resource's);
 * ``omni.local.invoker.Invoker.invoke`` — one Lambda invocation: which function, how
   long; the calls made during it (same thread) are attributed to that function;
 * ``omni.local.pollers.SqsPoller.process`` — one event source mapping batch: how many
@@ -37,7 +37,7 @@ import botocore.client
 
 from omni.local.invoker import InvocationResult, Invoker
 from omni.local.pollers import SqsPoller
-from shared.topology import TOPOLOGY
+from topology import TOPOLOGY
 
 OUTSIDE = "<runtime>"
 #: Powertools' HTTP resolvers keep the current event in a class attribute

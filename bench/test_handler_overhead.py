@@ -25,11 +25,10 @@ from functions.sms.models import InboundSms
 from functions.webchat.models import PostMessageRequest
 from omni.send import meta as meta_send
 from omni.send import twilio as twilio_send
-from shared import webchat
-from shared.bus import EventPublisher
-from shared.channels import meta, twilio
-from shared.events import utc_now
-from shared.topology import MESSAGE_RECEIVED
+from shared.channels import meta, twilio, webchat
+from shared.contracts.events import utc_now
+from shared.platform.bus import EventPublisher
+from topology import MESSAGE_RECEIVED
 
 TARGET_MEDIAN_S = 0.5e-3
 URL = "https://api.example.com/webhooks/sms"

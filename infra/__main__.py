@@ -1,4 +1,4 @@
-"""Pulumi program (``Pulumi.yaml`` main: ``infra/``): everything comes from ``shared.topology``."""
+"""Pulumi program (``Pulumi.yaml`` main: ``infra/``): everything comes from ``topology``."""
 
 import sys
 from pathlib import Path

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.topology import Function, Topology
+from topology import Function, Topology
 
 #: Python version of the Lambda runtime (``python3.13``); the layer's wheels must match it.
 LAMBDA_PYTHON_VERSION = "3.13"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pulumi
 
 from infra.components.common import check_log_retention
-from shared.topology import TOPOLOGY, Topology
+from topology import TOPOLOGY, Topology
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""The whole stack, built from :data:`shared.topology.TOPOLOGY` and the stack's settings."""
+"""The whole stack, built from :data:`topology.TOPOLOGY` and the stack's settings."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ from infra.components.websocket_api import (
     WebSocketRoutesArgs,
 )
 from infra.settings import StackSettings
-from shared.topology import TOPOLOGY, Topology, validate
+from topology import TOPOLOGY, Topology, validate
 
 #: Access log retention of the API when ``logRetentionDays`` is not set.
 DEFAULT_API_LOG_RETENTION_DAYS = 30

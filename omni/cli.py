@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 
 def _topology() -> Any:
-    from shared.topology import TOPOLOGY  # noqa: PLC0415
+    from topology import TOPOLOGY  # noqa: PLC0415
 
     return TOPOLOGY
 

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from omni.local.auth import issue_agent_token
-from shared.topology import TOPOLOGY
-from shared.webchat import compute_user_hash
+from shared.channels.webchat import compute_user_hash
+from topology import TOPOLOGY
 
 ACCOUNT_ID = "acct-1001"
 EMAIL = "ana.lima@example.com"

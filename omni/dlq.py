@@ -1,7 +1,7 @@
 """``omni dlq list|show|redrive``: the dead-letter queues of every declared queue, locally and on AWS.
 
 A message lands in a queue's dead-letter queue (DLQ) after ``max_receive_count`` failed
-receives (shared/consumer.py logs why, with the SQS message id, in the consumer's log).
+receives (shared/platform/consumer.py logs why, with the SQS message id, in the consumer's log).
 
 * ``omni dlq list``: every DLQ with its approximate message count and the age of its
   oldest message (CloudWatch's ``ApproximateAgeOfOldestMessage`` when it has one, else
@@ -154,7 +154,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
 
 def _stage_from_outputs(outputs: dict[str, Any]) -> str:
     bus = str(outputs.get("busName") or "")
-    from shared.topology import TOPOLOGY  # noqa: PLC0415
+    from topology import TOPOLOGY  # noqa: PLC0415
 
     suffix = f"-{TOPOLOGY.bus.name}"
     if bus.startswith("omni-") and bus.endswith(suffix):
@@ -174,7 +174,7 @@ class QueuePair:
 
 
 def declared_queue(name: str) -> Any:
-    from shared.topology import TOPOLOGY  # noqa: PLC0415
+    from topology import TOPOLOGY  # noqa: PLC0415
 
     wanted = name.removesuffix("-dlq")
     for queue in TOPOLOGY.queues:
@@ -185,7 +185,7 @@ def declared_queue(name: str) -> Any:
 
 
 def queue_pair(target: Target, name: str) -> QueuePair:
-    from shared.topology import TOPOLOGY  # noqa: PLC0415
+    from topology import TOPOLOGY  # noqa: PLC0415
 
     queue = declared_queue(name)
     consumer = next((fn.name for fn in TOPOLOGY.functions if fn.queue == queue.name), None)
@@ -306,7 +306,7 @@ def format_age(seconds: float | None) -> str:
 
 
 def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
-    from shared.topology import TOPOLOGY  # noqa: PLC0415
+    from topology import TOPOLOGY  # noqa: PLC0415
 
     target = resolve_target(args)
     rows = [dlq_status(target, queue_pair(target, queue.name)) for queue in TOPOLOGY.queues]
@@ -373,7 +373,7 @@ def describe_message(message: dict[str, Any]) -> DeadLetter:
 
 
 def logged_reason(target: Target, consumer: str | None, message_id: str, since_ms: int) -> str | None:
-    """The failure the consumer logged for ``message_id`` (shared/consumer.py), from its log group."""
+    """The failure the consumer (shared.platform.consumer) logged for ``message_id``, from its log group."""
     if consumer is None:
         return None
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415

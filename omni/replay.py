@@ -32,7 +32,7 @@ def parse_time(value: str) -> datetime:
 
 
 def archive_name(target: Target) -> str:
-    from shared.topology import TOPOLOGY  # noqa: PLC0415
+    from topology import TOPOLOGY  # noqa: PLC0415
 
     bus = str(target.outputs.get("busName") or target.physical(TOPOLOGY.bus.name))
     return f"{bus}-archive"
@@ -40,7 +40,7 @@ def archive_name(target: Target) -> str:
 
 def rules_for(detail_type: str) -> list[str]:
     """The declared rules that receive ``detail_type``."""
-    from shared.topology import TOPOLOGY  # noqa: PLC0415
+    from topology import TOPOLOGY  # noqa: PLC0415
 
     return [rule.name for rule in TOPOLOGY.rules if detail_type in rule.detail_types]
 
@@ -50,7 +50,7 @@ def start_replay(
 ) -> dict[str, Any]:
     from botocore.exceptions import ClientError  # noqa: PLC0415
 
-    from shared.topology import TOPOLOGY  # noqa: PLC0415
+    from topology import TOPOLOGY  # noqa: PLC0415
 
     if end <= start:
         raise DlqError("--to must be after --from")

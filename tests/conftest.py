@@ -10,9 +10,9 @@ import pytest
 from moto import mock_aws
 
 from omni.local.atomic import make_moto_dynamodb_atomic
-from shared import aws
-from shared.config import clear_secret_cache
-from shared.topology import TOPOLOGY, function_environment
+from shared.platform import aws
+from shared.platform.config import clear_secret_cache
+from topology import TOPOLOGY, function_environment
 
 # No test may reach real AWS, whatever the developer's shell says.
 for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from omni.local.lambda_context import LambdaContext
-from shared.topology import TOPOLOGY
+from topology import TOPOLOGY
 
 
 def context(function: str) -> LambdaContext:

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.agent_api.deps import SUPERVISORS, agent_id, conversations, is_supervisor, json_body
 from functions.agent_api.desk import agents, desk, now, publish
-from shared.http import documented, error
-from shared.models import ConversationSummary
+from shared.contracts.models import ConversationSummary
+from shared.platform.http import documented, error
 from shared.repositories.agents import Agent, AgentNotFound
 
 router = APIGatewayHttpRouter()

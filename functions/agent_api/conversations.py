@@ -16,14 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from functions.agent_api.deps import agent_id, conversations, customers, is_supervisor, json_body
 from functions.agent_api.desk import desk, now, publish
-from shared.assignment import AgentUnavailable, UnknownQueue
-from shared.events import NotificationRequested
-from shared.http import documented, error
-from shared.ids import new_id
-from shared.models import Conversation, Note
-from shared.names import NOTIFICATION_REQUESTED
+from shared.contracts.events import NotificationRequested
+from shared.contracts.models import Conversation, Note
+from shared.contracts.names import NOTIFICATION_REQUESTED
+from shared.platform.http import documented, error
+from shared.platform.ids import new_id
 from shared.repositories.agents import AgentNotFound
 from shared.repositories.conversations import ConversationNotFound, IllegalTransition
+from shared.services.desk import AgentUnavailable, UnknownQueue
 
 router = APIGatewayHttpRouter()
 

@@ -19,19 +19,10 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from functions.agent_api.deps import agent_id, conversations, customers, json_body
-from shared.events import Channel, Identity, IdentityType, format_timestamp, utc_now
-from shared.http import documented, error
-from shared.identity import InvalidIdentity, normalise_value, parse_identity
-from shared.models import ConversationSummary, Customer, MergeRecord
-from shared.profiles import (
-    MergeRefused,
-    erase_customer,
-    export_customer,
-    find_root,
-    merge_customers,
-    merged_tree,
-    unmerge_customers,
-)
+from shared.contracts.events import Channel, Identity, IdentityType, format_timestamp, utc_now
+from shared.contracts.models import ConversationSummary, Customer, MergeRecord
+from shared.domain.identity import InvalidIdentity, normalise_value, parse_identity
+from shared.platform.http import documented, error
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.customers import (
     CONSENT_PREFIX,
@@ -41,6 +32,15 @@ from shared.repositories.customers import (
     ProfileState,
     identity_sk,
     to_customer,
+)
+from shared.services.profiles import (
+    MergeRefused,
+    erase_customer,
+    export_customer,
+    find_root,
+    merge_customers,
+    merged_tree,
+    unmerge_customers,
 )
 
 router = APIGatewayHttpRouter()

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from pydantic import BaseModel
 
 from functions.agent_api.deps import conversations, customers
-from shared.assignment import Desk
-from shared.bus import EventPublisher
-from shared.events import format_timestamp, utc_now
-from shared.observability import current_correlation, with_correlation
+from shared.contracts.events import format_timestamp, utc_now
+from shared.platform.bus import EventPublisher
+from shared.platform.observability import current_correlation, with_correlation
 from shared.repositories.agents import AgentRepository
+from shared.services.desk import Desk
 
 agents = AgentRepository()
 publisher = EventPublisher(source="omni.agent-api")

@@ -15,8 +15,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.agent_api import agents, conversations, customers, kpis, notifications, queues
-from shared.http import install_error_handlers, json_response
-from shared.observability import new_logger, new_tracer, set_correlation
+from shared.platform.http import install_error_handlers, json_response
+from shared.platform.observability import new_logger, new_tracer, set_correlation
 
 OPENAPI_PATH = "/openapi.json"
 

@@ -16,8 +16,8 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict
 
 from functions.agent_api.deps import json_body
-from shared.http import documented, error
-from shared.kpis import report, sum_counters
+from shared.domain.kpis import report, sum_counters
+from shared.platform.http import documented, error
 from shared.repositories.kpis import KpiRepository
 
 router = APIGatewayHttpRouter()

@@ -17,11 +17,11 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from functions.agent_api.deps import agent_id, customers, json_body
-from shared.bus import EventPublisher
-from shared.events import Channel, NotificationRequested
-from shared.http import documented, error
-from shared.names import NOTIFICATION_REQUESTED
+from shared.contracts.events import Channel, NotificationRequested
+from shared.contracts.names import NOTIFICATION_REQUESTED
 from shared.outbound.templates import TemplateError, TemplateStore
+from shared.platform.bus import EventPublisher
+from shared.platform.http import documented, error
 
 router = APIGatewayHttpRouter()
 publisher = EventPublisher(source="omni.agent-api")

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict
 
 from functions.agent_api.deps import conversations, json_body
 from functions.agent_api.desk import agents, desk
-from shared.http import documented, error
-from shared.models import ConversationSummary
+from shared.contracts.models import ConversationSummary
+from shared.platform.http import documented, error
 from shared.repositories.conversations import summary_of
 
 router = APIGatewayHttpRouter()

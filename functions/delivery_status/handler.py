@@ -15,9 +15,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.consumer import LoggedBatchProcessor, event_record_model
-from shared.events import DeliveryStatusChanged
-from shared.observability import new_logger, new_tracer, set_correlation
+from shared.contracts.events import DeliveryStatusChanged
+from shared.platform.consumer import LoggedBatchProcessor, event_record_model
+from shared.platform.observability import new_logger, new_tracer, set_correlation
 from shared.repositories.conversations import ConversationRepository
 
 logger = new_logger()

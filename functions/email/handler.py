@@ -26,12 +26,12 @@ from pydantic import ValidationError
 
 from functions.email.models import SesEvent, SesPayload, SesVerdict
 from functions.email.repositories import OutboxThreads, RawMailMissing, RawMailStore
-from shared.bus import EventPublisher
 from shared.channels import email as email_channel
-from shared.config import require_env
-from shared.events import utc_now
-from shared.names import MESSAGE_RECEIVED
-from shared.observability import new_logger, new_tracer
+from shared.contracts.events import utc_now
+from shared.contracts.names import MESSAGE_RECEIVED
+from shared.platform.bus import EventPublisher
+from shared.platform.config import require_env
+from shared.platform.observability import new_logger, new_tracer
 
 BUCKET_ENV = "INBOUND_EMAIL_BUCKET"
 PREFIX_ENV = "INBOUND_EMAIL_PREFIX"

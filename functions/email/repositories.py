@@ -7,8 +7,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared import aws
 from shared.channels.email import provider_id_candidates
+from shared.platform import aws
 from shared.repositories.outbox import OutboxRepository
 
 #: S3's answers for an object that is not there (GetObject without s3:ListBucket says 403).

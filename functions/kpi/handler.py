@@ -21,11 +21,11 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.kpi.processor import DETAIL_MODELS, KpiProcessor
-from shared.bus import EventPublisher
-from shared.consumer import LoggedBatchProcessor, event_record_model
-from shared.events import format_timestamp, utc_now
-from shared.names import PROJECT
-from shared.observability import correlation_of, new_logger, new_tracer, set_correlation
+from shared.contracts.events import format_timestamp, utc_now
+from shared.contracts.names import PROJECT
+from shared.platform.bus import EventPublisher
+from shared.platform.consumer import LoggedBatchProcessor, event_record_model
+from shared.platform.observability import correlation_of, new_logger, new_tracer, set_correlation
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.kpis import KpiRepository
 

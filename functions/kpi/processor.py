@@ -23,9 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared import aws
-from shared.config import require_env
-from shared.events import (
+from shared.contracts.events import (
     AgentAssigned,
     ConversationReopened,
     ConversationResolved,
@@ -35,7 +33,16 @@ from shared.events import (
     NotificationRequested,
     format_timestamp,
 )
-from shared.kpis import (
+from shared.contracts.names import (
+    AGENT_ASSIGNED,
+    CONVERSATION_REOPENED,
+    CONVERSATION_RESOLVED,
+    CONVERSATION_STALLED,
+    FEEDBACK_SUBMITTED,
+    MESSAGE_RECORDED,
+    NOTIFICATION_REQUESTED,
+)
+from shared.domain.kpis import (
     CSAT_SATISFIED,
     SCALES,
     bucket_counter,
@@ -45,15 +52,8 @@ from shared.kpis import (
     survey_question,
     within_window,
 )
-from shared.names import (
-    AGENT_ASSIGNED,
-    CONVERSATION_REOPENED,
-    CONVERSATION_RESOLVED,
-    CONVERSATION_STALLED,
-    FEEDBACK_SUBMITTED,
-    MESSAGE_RECORDED,
-    NOTIFICATION_REQUESTED,
-)
+from shared.platform import aws
+from shared.platform.config import require_env
 from shared.repositories.conversations import ConversationNotFound, ConversationRepository
 from shared.repositories.kpis import (
     KpiRepository,
@@ -78,7 +78,7 @@ UNKNOWN = "unknown"
 #: change something are kept, a handful per conversation; most are idempotent by their
 #: nature too (a resolution by its time, the first response, the intent, the survey).
 MAX_EVENT_IDS = 12
-#: Channels whose survey question carries score links (shared/links.py).
+#: Channels whose survey question carries score links (shared/domain/links.py).
 LINK_CHANNELS = ("email", "webchat")
 
 
@@ -119,7 +119,7 @@ def ces_delay_s() -> int:
 
 def configured_survey() -> str:
     """The survey asked after a resolution (``survey`` in routing_rules.toml: ces or csat)."""
-    from shared.routing_config import load_rules  # noqa: PLC0415 - read once, when a question is due
+    from shared.domain.routing_rules import load_rules  # noqa: PLC0415 - read once, when a question is due
 
     return load_rules().survey
 
@@ -308,7 +308,7 @@ class KpiProcessor:
     # -- events ---------------------------------------------------------------- #
     def _message(self, work: _Work, event: MessageRecorded) -> None:
         """A message that switched channel, may have reopened the conversation, or answered the
-        survey (only these reach the KPI queue: shared/topology.py)."""
+        survey (only these reach the KPI queue: topology/)."""
         if event.kind == "call_status":
             return  # the end of a call is not something the customer said
         state = self._state(work, event.conversation_id)
@@ -488,10 +488,10 @@ class KpiProcessor:
 
 def score_links(survey: str, customer_id: str, channel: str, conversation_id: str) -> dict[int, str] | None:
     """Signed score links (score -> URL) for e-mail and web chat; None on other channels or
-    without a public API URL (shared/links.py)."""
+    without a public API URL (shared/domain/links.py)."""
     if channel not in LINK_CHANNELS:
         return None
-    from shared import links  # noqa: PLC0415 - only when a question goes out
+    from shared.domain import links  # noqa: PLC0415 - only when a question goes out
 
     base = links.public_base_url()
     if base is None:

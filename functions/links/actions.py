@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from shared.events import FeedbackSubmitted, format_timestamp
-from shared.links import LinkClaims
-from shared.models import Consent
+from shared.contracts.events import FeedbackSubmitted, format_timestamp
+from shared.contracts.models import Consent
+from shared.domain.links import LinkClaims
 from shared.repositories.customers import ERASED, MERGED, CustomerRepository
 
 #: How the unsubscribe link records the opt-out (``consent_<channel>.source``).

@@ -13,7 +13,7 @@ what will happen, with a button. ``POST`` to the same URL does it:
 
 A bad token is a 400 (malformed) or 403 (forged, for another purpose), an expired one
 410, an unknown purpose 404; oversized bodies and other content types are refused by
-:func:`shared.http.guard_body`. Pages are HTML unless the caller asks for JSON only.
+:func:`shared.platform.http.guard_body`. Pages are HTML unless the caller asks for JSON only.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from functions.links import actions, pages
-from shared import links
-from shared.bus import EventPublisher
-from shared.events import Channel, utc_now
-from shared.http import guard_body, install_error_handlers, raw_body
-from shared.names import FEEDBACK_SUBMITTED
-from shared.observability import new_logger, new_tracer
+from shared.contracts.events import Channel, utc_now
+from shared.contracts.names import FEEDBACK_SUBMITTED
+from shared.domain import links
+from shared.platform.bus import EventPublisher
+from shared.platform.http import guard_body, install_error_handlers, raw_body
+from shared.platform.observability import new_logger, new_tracer
 from shared.repositories.customers import CustomerRepository
 
 #: A one-click body is 26 bytes; a browser's form with a score a few more.

@@ -24,13 +24,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import aws
-from shared.config import require_env
-from shared.consumer import LoggedBatchProcessor, event_record_model
-from shared.events import NotificationRequested, format_timestamp, utc_now
-from shared.names import NOTIFICATION_REQUESTED
-from shared.notify import Notifier, UnsubscribeLinks, WebchatAdapter
-from shared.observability import new_logger, new_tracer, set_correlation
+from functions.notify.notifier import Notifier, UnsubscribeLinks, WebchatAdapter
+from shared.contracts.events import NotificationRequested, format_timestamp, utc_now
+from shared.contracts.names import NOTIFICATION_REQUESTED
 from shared.outbound.adapters import (
     OUTBOUND_MODE_ENV,
     Adapter,
@@ -41,6 +37,10 @@ from shared.outbound.adapters import (
     TwilioVoiceAdapter,
     WhatsAppAdapter,
 )
+from shared.platform import aws
+from shared.platform.config import require_env
+from shared.platform.consumer import LoggedBatchProcessor, event_record_model
+from shared.platform.observability import new_logger, new_tracer, set_correlation
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import OutboxRepository

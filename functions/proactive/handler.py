@@ -3,7 +3,7 @@
 Consumes the proactive queue, fed by the ``behaviour-events`` rule (sources ``omni.*``).
 Publishes ``notification.requested`` (a shipping update after repeated order-status
 checks) and ``agent.assigned`` (a retention task handed to an agent). The rules are
-``shared/proactive_rules.toml`` (see ``shared/proactive.py``). An event that breaks the
+``functions/proactive/proactive_rules.toml`` (see ``service.py`` beside it). An event that breaks the
 documented schema fails its record and ends in the dead-letter queue, with the reason in
 the log; an event about an unknown customer is logged and dropped.
 """
@@ -15,16 +15,16 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.assignment import Desk
-from shared.bus import EventPublisher
-from shared.consumer import LoggedBatchProcessor, event_record_model
-from shared.events import format_timestamp, utc_now
-from shared.observability import new_logger, new_tracer, set_correlation, with_correlation
-from shared.proactive import BehaviourDetail, Proactive
+from functions.proactive.service import BehaviourDetail, Proactive
+from shared.contracts.events import format_timestamp, utc_now
+from shared.platform.bus import EventPublisher
+from shared.platform.consumer import LoggedBatchProcessor, event_record_model
+from shared.platform.observability import new_logger, new_tracer, set_correlation, with_correlation
 from shared.repositories.agents import AgentRepository
 from shared.repositories.behaviour import BehaviourRepository
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
+from shared.services.desk import Desk
 
 logger = new_logger()
 tracer = new_tracer()

@@ -2,7 +2,7 @@
 
 Consumes ``message.received`` from the profile-merge queue; publishes ``message.recorded``.
 A message whose verified identities belong to several customers merges them (see
-``shared.profiles``); a replay of a message of an erased person is dropped.
+``shared.services.profiles``); a replay of a message of an erased person is dropped.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.bus import EventPublisher
-from shared.consumer import LoggedBatchProcessor, event_record_model
-from shared.events import MessageReceived, MessageRecorded, format_timestamp, utc_now
-from shared.identity import normalise
-from shared.names import MESSAGE_RECORDED
-from shared.observability import new_logger, new_tracer, set_correlation
-from shared.profiles import record_message
+from shared.contracts.events import MessageReceived, MessageRecorded, format_timestamp, utc_now
+from shared.contracts.names import MESSAGE_RECORDED
+from shared.domain.identity import normalise
+from shared.platform.bus import EventPublisher
+from shared.platform.consumer import LoggedBatchProcessor, event_record_model
+from shared.platform.observability import new_logger, new_tracer, set_correlation
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
+from shared.services.profiles import record_message
 
 logger = new_logger()
 tracer = new_tracer()

@@ -4,7 +4,7 @@
 its identities, merge records, conversations and messages are erased exactly like
 ``DELETE /customers/{id}`` (tombstones keep replays of old events out). The sweep
 reads the sparse ``retention`` index of the customers table one past day at a time
-(``shared.retention``), never scans. A run stops taking new customers when less than
+(``shared.domain.retention``), never scans. A run stops taking new customers when less than
 a minute of its time is left; the next run carries on.
 
 Metrics (namespace ``omni``, dimensions ``service`` and ``stage``): ``RetentionErased``
@@ -20,11 +20,11 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.events import format_timestamp, utc_now
-from shared.observability import new_logger, new_tracer
-from shared.profiles import sweep_retention
+from shared.contracts.events import format_timestamp, utc_now
+from shared.platform.observability import new_logger, new_tracer
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.customers import CustomerRepository
+from shared.services.profiles import sweep_retention
 
 ERASED_METRIC = "RetentionErased"
 #: Stop taking new customers when less time than this is left (one erasure is a few seconds).

@@ -2,7 +2,7 @@
 
 Consumes ``message.recorded`` from the routing queue; publishes ``notification.requested``
 (automated answers, acknowledgements) and ``agent.assigned``. The rules are
-``shared/routing_rules.toml`` (see ``shared/routing_config.py``).
+``shared/domain/routing_rules.toml`` (see ``shared/domain/routing_rules.py``).
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.assignment import Desk
-from shared.bus import EventPublisher
-from shared.consumer import LoggedBatchProcessor, event_record_model
-from shared.events import MessageRecorded, format_timestamp, utc_now
-from shared.observability import new_logger, new_tracer, set_correlation, with_correlation
-from shared.orders import order_lookup_from_env
+from functions.routing.orders import order_lookup_from_env
+from functions.routing.router import Router
+from shared.contracts.events import MessageRecorded, format_timestamp, utc_now
+from shared.platform.bus import EventPublisher
+from shared.platform.consumer import LoggedBatchProcessor, event_record_model
+from shared.platform.observability import new_logger, new_tracer, set_correlation, with_correlation
 from shared.repositories.agents import AgentRepository
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
-from shared.routing import Router
+from shared.services.desk import Desk
 
 logger = new_logger()
 tracer = new_tracer()

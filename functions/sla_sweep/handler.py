@@ -15,14 +15,14 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.assignment import Desk
-from shared.bus import EventPublisher
-from shared.events import utc_now
-from shared.observability import new_logger, new_tracer
+from functions.sla_sweep.sweep import sweep
+from shared.contracts.events import utc_now
+from shared.platform.bus import EventPublisher
+from shared.platform.observability import new_logger, new_tracer
 from shared.repositories.agents import AgentRepository
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
-from shared.sla import sweep
+from shared.services.desk import Desk
 
 STALLED_METRIC = "StalledConversations"
 

@@ -14,13 +14,13 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.sms.models import InboundSms, MessageStatusCallback
-from shared.bus import EventPublisher
 from shared.channels import twilio, twilio_webhook
-from shared.events import DeliveryStatusChanged, format_timestamp, utc_now
-from shared.http import error, guard_body
-from shared.identity import InvalidIdentity
-from shared.names import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
-from shared.observability import new_logger, new_tracer
+from shared.contracts.events import DeliveryStatusChanged, format_timestamp, utc_now
+from shared.contracts.names import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
+from shared.domain.identity import InvalidIdentity
+from shared.platform.bus import EventPublisher
+from shared.platform.http import error, guard_body
+from shared.platform.observability import new_logger, new_tracer
 from shared.repositories.outbox import OutboxRepository
 
 #: Twilio's webhooks are a few kilobytes; an MMS with ten media URLs stays well below this.

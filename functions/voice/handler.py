@@ -16,12 +16,12 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.voice.models import CallStatusCallback, IncomingCall, TranscriptionCallback
-from shared.bus import EventPublisher, PublishError
 from shared.channels import twilio, twilio_webhook
-from shared.events import Identity, utc_now
-from shared.http import error, guard_body
-from shared.names import MESSAGE_RECEIVED
-from shared.observability import new_logger, new_tracer
+from shared.contracts.events import Identity, utc_now
+from shared.contracts.names import MESSAGE_RECEIVED
+from shared.platform.bus import EventPublisher, PublishError
+from shared.platform.http import error, guard_body
+from shared.platform.observability import new_logger, new_tracer
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 

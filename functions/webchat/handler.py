@@ -1,6 +1,6 @@
 """Web chat channel: open a session, accept its messages, list what the session shows.
 
-Thin: validate at the edge, then the domain in ``shared.webchat`` and the storage in
+Thin: validate at the edge, then the domain in ``shared.channels.webchat`` and the storage in
 ``shared.repositories.webchat``; each accepted message is published as
 ``message.received``.
 """
@@ -22,15 +22,15 @@ from functions.webchat.models import (
     SessionMessage,
     SessionMessages,
 )
-from shared import webchat
-from shared.bus import EventPublisher
-from shared.config import get_secret
-from shared.events import format_timestamp, utc_now
-from shared.http import documented, error, guard_body, install_error_handlers
-from shared.identity import InvalidIdentity, normalise_email
-from shared.ids import new_id
-from shared.names import MESSAGE_RECEIVED
-from shared.observability import new_logger, new_tracer
+from shared.channels import webchat
+from shared.contracts.events import format_timestamp, utc_now
+from shared.contracts.names import MESSAGE_RECEIVED
+from shared.domain.identity import InvalidIdentity, normalise_email
+from shared.platform.bus import EventPublisher
+from shared.platform.config import get_secret
+from shared.platform.http import documented, error, guard_body, install_error_handlers
+from shared.platform.ids import new_id
+from shared.platform.observability import new_logger, new_tracer
 from shared.repositories.webchat import WebchatRepository
 
 MAX_BODY_BYTES = 16 * 1024

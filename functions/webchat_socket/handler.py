@@ -15,10 +15,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import webchat
-from shared.config import get_secret
-from shared.events import format_timestamp, utc_now
-from shared.observability import new_logger, new_tracer
+from shared.channels import webchat
+from shared.contracts.events import format_timestamp, utc_now
+from shared.platform.config import get_secret
+from shared.platform.observability import new_logger, new_tracer
 from shared.repositories.webchat_connections import WebchatConnectionRepository
 
 logger = new_logger()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from shared.channels import meta
 from shared.channels.meta_webhook import MetaWebhook
-from shared.observability import new_tracer
+from shared.platform.observability import new_tracer
 
 PATH = "/webhooks/whatsapp"
 

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.common import TYPE_PREFIX, physical_name
-from shared.topology import PROJECT
+from topology import PROJECT
 
 #: The metric the SLA sweep emits (functions/sla_sweep/handler.py STALLED_METRIC).
 STALLED_METRIC = "StalledConversations"

@@ -20,7 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.common import TYPE_PREFIX, PolicyStatement, policy_json, sid
-from shared.topology import PROJECT, Bucket
+from topology import PROJECT, Bucket
 
 #: S3 bucket names: 3-63 lower-case letters, digits and hyphens (dots left out on purpose).
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -87,7 +87,7 @@ def _ses_policy(
 
 
 class Buckets(pulumi.ComponentResource):
-    """One private, encrypted, expiring bucket per declared :class:`~shared.topology.Bucket`."""
+    """One private, encrypted, expiring bucket per declared :class:`~topology.Bucket`."""
 
     buckets: dict[str, aws.s3.Bucket]
     public_access_blocks: dict[str, aws.s3.BucketPublicAccessBlock]

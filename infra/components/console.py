@@ -30,8 +30,8 @@ import pulumi_aws as aws
 from infra.components.buckets import bucket_name
 from infra.components.common import TYPE_PREFIX, policy_json
 from omni.console import CONFIG_FILE, STATIC_DIR, config_script, content_type, static_files
-from shared.routing_config import load_rules
-from shared.topology import Topology
+from shared.domain.routing_rules import load_rules
+from topology import Topology
 
 #: AWS managed CloudFront policies (the same ids in every account).
 CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"

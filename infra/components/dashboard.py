@@ -14,7 +14,7 @@ Alarms, all notifying the alerts topic of :mod:`infra.components.alarms`:
   :data:`RATE_4XX_PERCENT` % of all requests were refused with a 4xx: providers' webhooks
   failing signature checks after a rotated or mistyped signing secret look like this.
 
-Everything is derived from :data:`shared.topology.TOPOLOGY` and the stage (physical names
+Everything is derived from :data:`topology.TOPOLOGY` and the stage (physical names
 are deterministic), plus the API's id.
 """
 
@@ -28,7 +28,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.common import TYPE_PREFIX, physical_name
-from shared.topology import PROJECT, Function, Topology
+from topology import PROJECT, Function, Topology
 
 ERROR_RATE_PERCENT = 5
 MIN_ERRORS = 3

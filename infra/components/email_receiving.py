@@ -21,7 +21,7 @@ import pulumi_aws as aws
 
 from infra.components.buckets import SesWriter
 from infra.components.common import TYPE_PREFIX, physical_name
-from shared.topology import Function, Topology
+from topology import Function, Topology
 
 
 def rule_set_name(stage: str) -> str:

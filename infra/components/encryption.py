@@ -31,7 +31,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.common import TYPE_PREFIX, PolicyStatement, physical_name, policy_json, sid
-from shared.topology import PROJECT, Function, ResourceKind, Topology
+from topology import PROJECT, Function, ResourceKind, Topology
 
 #: Seconds an SQS queue reuses a data key before asking KMS again (AWS allows 60..86400).
 DATA_KEY_REUSE_S = 3600

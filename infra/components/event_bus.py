@@ -11,7 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.common import TYPE_PREFIX, PolicyStatement, physical_name, policy_json, sid
-from shared.topology import EventBus, EventRule
+from topology import EventBus, EventRule
 
 
 @dataclass(frozen=True)

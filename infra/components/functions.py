@@ -1,7 +1,7 @@
 """The Lambda functions: role and policy, log group, function, and their queue/schedule triggers.
 
 Every function gets its own role with ONE inline policy, built from the grants of the
-topology (``shared.topology.iam_actions``) on the granted resources only, plus what
+topology (``topology.iam_actions``) on the granted resources only, plus what
 every function needs on its own things: consuming its queue, writing to its log group,
 sending X-Ray traces.
 """
@@ -26,7 +26,7 @@ from infra.components.common import (
 )
 from infra.components.encryption import function_key_statement
 from infra.components.packages import FunctionPackage
-from shared.topology import (
+from topology import (
     QUEUE_CONSUMER_ACTIONS,
     Function,
     ResourceKind,
@@ -72,7 +72,7 @@ class FunctionsArgs:
     #: The region (``kms:ViaService`` names regional service endpoints); with ``kms_key_arn``.
     region: pulumi.Input[str] | None = None
     #: The HTTP API's public endpoint, for the functions that put links to it in messages
-    #: (``shared.topology.mints_links``: they get ``OMNI_PUBLIC_API_URL``).
+    #: (``topology.mints_links``: they get ``OMNI_PUBLIC_API_URL``).
     public_api_url: pulumi.Input[str] | None = None
 
 

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.common import TYPE_PREFIX, check_log_retention
-from shared.topology import HttpRoute, Topology
+from topology import HttpRoute, Topology
 
 #: Throttle of every route that declares none (steady requests per second, burst).
 

@@ -14,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.common import TYPE_PREFIX, physical_name
-from shared.topology import Queue
+from topology import Queue
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def redrive_policy(dlq_arn: str, max_receive_count: int) -> str:
 
 
 class Queues(pulumi.ComponentResource):
-    """One queue plus dead-letter queue per declared :class:`~shared.topology.Queue`."""
+    """One queue plus dead-letter queue per declared :class:`~topology.Queue`."""
 
     queues: dict[str, aws.sqs.Queue]
     dlqs: dict[str, aws.sqs.Queue]

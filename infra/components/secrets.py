@@ -9,7 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.common import TYPE_PREFIX, physical_name
-from shared.topology import Secret
+from topology import Secret
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class SecretsArgs:
 
 
 class Secrets(pulumi.ComponentResource):
-    """One secret, with its current value, per declared :class:`~shared.topology.Secret`."""
+    """One secret, with its current value, per declared :class:`~topology.Secret`."""
 
     secrets: dict[str, aws.secretsmanager.Secret]
     versions: dict[str, aws.secretsmanager.SecretVersion]

@@ -9,7 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.common import TYPE_PREFIX, physical_name
-from shared.topology import Gsi, Table
+from topology import Gsi, Table
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class TablesArgs:
 
 
 class Tables(pulumi.ComponentResource):
-    """One DynamoDB table per declared :class:`~shared.topology.Table`."""
+    """One DynamoDB table per declared :class:`~topology.Table`."""
 
     tables: dict[str, aws.dynamodb.Table]
     names: dict[str, pulumi.Output[str]]

@@ -22,7 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.common import TYPE_PREFIX
-from shared.topology import Topology
+from topology import Topology
 
 
 def websocket_stage_name(stage: str) -> str:

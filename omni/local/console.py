@@ -62,7 +62,7 @@ def console_config(api_base: str = "", token_url: str = TOKEN_PATH) -> dict[str,
 
 
 def _queue_skills() -> set[str]:
-    from shared.routing_config import load_rules  # noqa: PLC0415 - only when the console is used
+    from shared.domain.routing_rules import load_rules  # noqa: PLC0415 - only when the console is used
 
     return {rule.skill for rule in load_rules().queues.values()}
 

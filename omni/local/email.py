@@ -55,7 +55,7 @@ from omni.local.http import LocalRequest, LocalResponse
 from omni.local.invoker import Invoker
 from omni.local.pollers import default_retry_delay
 from omni.local.provision import physical_name
-from shared.topology import Function, PhysicalNames, Topology
+from topology import Function, PhysicalNames, Topology
 
 logger = logging.getLogger("omni.local.email")
 

@@ -45,7 +45,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from omni.local import auth
 from omni.local.emulator import DEFAULT_ACCOUNT_ID
 from omni.local.invoker import Invoker
-from shared.topology import Function, HttpRoute, Throttle, Topology
+from topology import Function, HttpRoute, Throttle, Topology
 
 logger = logging.getLogger("omni.local.http")
 

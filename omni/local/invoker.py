@@ -33,7 +33,7 @@ from typing import Any
 from omni.local.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
 from omni.local.lambda_context import LambdaContext
 from omni.local.provision import DEFAULT_STAGE, physical_name
-from shared.topology import Function
+from topology import Function
 
 logger = logging.getLogger("omni.local.invoker")
 

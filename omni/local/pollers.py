@@ -36,7 +36,7 @@ from typing import Any
 
 from omni.local.emulator import DEFAULT_ACCOUNT_ID
 from omni.local.invoker import InvocationResult, Invoker
-from shared.topology import Function, Queue, Schedule
+from topology import Function, Queue, Schedule
 
 logger = logging.getLogger("omni.local.pollers")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.topology import PROJECT, Bucket, Queue, ResourceKind, Secret, Table, Topology
+from topology import PROJECT, Bucket, Queue, ResourceKind, Secret, Table, Topology
 
 logger = logging.getLogger("omni.local.provision")
 

@@ -7,7 +7,7 @@
         runtime.wait_idle(timeout=10)
 
 Every function runs in this process with one environment: the union of every
-function's environment (``shared.topology.function_environment``) is exported to
+function's environment (``topology.function_environment``) is exported to
 ``os.environ`` while the runtime runs, and put back when it stops.
 ``POWERTOOLS_SERVICE_NAME`` is the one per-function variable; it is set while a
 function's module is imported (see :mod:`omni.local.invoker`).
@@ -44,8 +44,8 @@ from omni.local.pollers import QueueEndpoint, Scheduler, SqsPoller
 from omni.local.provision import DEFAULT_STAGE, Provisioned, physical_name, provision
 from omni.local.state import remove_state, write_state
 from omni.local.websocket import LocalWebSocketApi
-from shared.http import PUBLIC_BASE_URL_ENV
-from shared.topology import (
+from shared.platform.http import PUBLIC_BASE_URL_ENV
+from topology import (
     PUBLIC_API_URL_ENV,
     PhysicalNames,
     ResourceKind,
@@ -69,8 +69,8 @@ _QUEUE_COUNTS = (
 
 
 def forget_cached_clients() -> None:
-    """Drop the boto3 clients ``shared.aws`` cached: they keep the endpoint they were made with."""
-    module = sys.modules.get("shared.aws")
+    """Drop the boto3 clients ``shared.platform.aws`` cached: they keep the endpoint they were made with."""
+    module = sys.modules.get("shared.platform.aws")
     reset = getattr(module, "reset_clients", None)
     if callable(reset):
         reset()
@@ -107,7 +107,7 @@ def merged_environment(topology: Topology, physical: PhysicalNames, stage: str) 
 class LocalRuntime:
     """Runs ``topology`` locally. Use :meth:`start` / :meth:`stop` or ``with``.
 
-    :param topology: defaults to :data:`shared.topology.TOPOLOGY`.
+    :param topology: defaults to :data:`topology.TOPOLOGY`.
     :param host, port: where the HTTP API listens; ``port=0`` picks a free port.
     :param stage: physical names are ``omni-<stage>-<name>``.
     :param endpoint_url: an AWS emulator to use; default ``$AWS_ENDPOINT_URL``, or an
@@ -139,7 +139,7 @@ class LocalRuntime:
         default_throttle: Throttle | None = None,
     ) -> None:
         if topology is None:
-            from shared.topology import TOPOLOGY  # noqa: PLC0415
+            from topology import TOPOLOGY  # noqa: PLC0415
 
             topology = TOPOLOGY
         problems = validate(topology)

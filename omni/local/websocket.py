@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from omni.local.invoker import Invoker
-from shared.topology import Function, WebSocketApi, WebSocketRoute
+from topology import Function, WebSocketApi, WebSocketRoute
 
 logger = logging.getLogger("omni.local.websocket")
 

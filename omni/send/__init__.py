@@ -70,7 +70,7 @@ def base_url(args: argparse.Namespace) -> str:
 
 def secret_value(name: str) -> str:
     """A secret as the local stack knows it: its ``OMNI_*`` variable, else the documented default."""
-    from shared.topology import TOPOLOGY  # noqa: PLC0415
+    from topology import TOPOLOGY  # noqa: PLC0415
 
     secret = TOPOLOGY.secret(name)
     return os.environ.get(secret.local_env_var) or secret.local_default

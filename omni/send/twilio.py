@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from omni.send import HttpResult, add_common_arguments, base_url, http, secret_value
 from shared.channels.twilio import FORM_CONTENT_TYPE, TERMINAL_CALL_STATUSES, compute_signature
-from shared.http import PUBLIC_BASE_URL_ENV
+from shared.platform.http import PUBLIC_BASE_URL_ENV
 
 API_VERSION = "2010-04-01"
 #: Our Twilio number in the examples (a fictional 555-01xx number).

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from omni.send import add_common_arguments, base_url, http, secret_value
-from shared.webchat import compute_user_hash
+from shared.channels.webchat import compute_user_hash
 
 
 def register(subparsers: Any) -> None:

@@ -11,7 +11,7 @@ everything here works on the raw bytes and those verdicts, without AWS:
   (``support+conv_...@example.com``) and :func:`thread_ids` lists the Message-IDs a
   reply points at, newest first; :func:`provider_id_candidates` spells each the ways
   the delivery log may hold it.
-* :func:`inbound_message` builds the canonical :class:`~shared.events.MessageReceived`.
+* :func:`inbound_message` builds the canonical :class:`~shared.contracts.events.MessageReceived`.
 
 Trust: the sender's address is a *verified* identity only when SES's DMARC verdict is
 ``PASS`` (see :attr:`Verdicts.sender_verified`). Headers inside the message
@@ -31,8 +31,8 @@ from email.utils import getaddresses
 from html.parser import HTMLParser
 from typing import Literal
 
-from shared.events import Attachment, Identity, MessageReceived
-from shared.identity import InvalidIdentity, normalise_email
+from shared.contracts.events import Attachment, Identity, MessageReceived
+from shared.domain.identity import InvalidIdentity, normalise_email
 
 CHANNEL: Literal["email"] = "email"
 PROVIDER = "ses"
@@ -48,7 +48,7 @@ MAX_METADATA_CHARS = 1000
 VERDICT_STATUSES = ("PASS", "FAIL", "GRAY", "PROCESSING_FAILED", "DISABLED")
 #: What a verdict the event does not carry is recorded as.
 MISSING = "MISSING"
-#: The conversation ids of shared.ids.new_id("conv"): Crockford base32, lower case.
+#: The conversation ids of shared.platform.ids.new_id("conv"): Crockford base32, lower case.
 _REPLY_TOKEN = re.compile(r"^conv_[0-9abcdefghjkmnpqrstvwxyz]{26}$")
 
 

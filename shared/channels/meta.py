@@ -5,7 +5,7 @@
 * :func:`answer_handshake` answers the subscription handshake (``hub.mode``,
   ``hub.verify_token``, ``hub.challenge``);
 * :func:`parse_whatsapp` and :func:`parse_messenger` turn a notification into canonical
-  :class:`~shared.events.MessageReceived` events plus the delivery statuses of messages
+  :class:`~shared.contracts.events.MessageReceived` events plus the delivery statuses of messages
   we sent, and say what they left out (echoes of our own messages, read receipts, ...).
 
 Meta adds fields over time, so the models accept unknown fields and check only those
@@ -27,8 +27,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from shared.events import Attachment, Identity, MessageReceived
-from shared.identity import InvalidIdentity, normalise_value
+from shared.contracts.events import Attachment, Identity, MessageReceived
+from shared.domain.identity import InvalidIdentity, normalise_value
 
 PROVIDER = "meta"
 SIGNATURE_HEADER = "x-hub-signature-256"

@@ -20,13 +20,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
-from shared.bus import EventPublisher
 from shared.channels import meta
-from shared.config import get_secret
-from shared.events import DeliveryStatusChanged, format_timestamp, utc_now
-from shared.http import error, guard_body, install_error_handlers, raw_body
-from shared.names import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
-from shared.observability import new_logger
+from shared.contracts.events import DeliveryStatusChanged, format_timestamp, utc_now
+from shared.contracts.names import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
+from shared.platform.bus import EventPublisher
+from shared.platform.config import get_secret
+from shared.platform.http import error, guard_body, install_error_handlers, raw_body
+from shared.platform.observability import new_logger
 from shared.repositories.outbox import OutboxRepository
 
 #: Meta batches up to 1,000 updates per notification; real ones stay far below this.

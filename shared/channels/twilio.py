@@ -8,7 +8,7 @@ signature proves is that Twilio sent exactly these parameters to exactly this UR
 replayed request carries its original SID, which downstream records only once.
 
 The functions here turn verified form fields into the canonical
-:class:`~shared.events.MessageReceived`, map delivery statuses onto ours, and write
+:class:`~shared.contracts.events.MessageReceived`, map delivery statuses onto ours, and write
 the TwiML the webhooks answer with.
 """
 
@@ -24,8 +24,8 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
-from shared.events import Attachment, ConsentKeyword, Identity, MessageKind, MessageReceived
-from shared.identity import InvalidIdentity, normalise_phone
+from shared.contracts.events import Attachment, ConsentKeyword, Identity, MessageKind, MessageReceived
+from shared.domain.identity import InvalidIdentity, normalise_phone
 
 PROVIDER = "twilio"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"

@@ -15,8 +15,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from pydantic import BaseModel, ValidationError
 
 from shared.channels import twilio
-from shared.config import get_secret
-from shared.http import error, install_error_handlers, public_url, raw_body
+from shared.platform.config import get_secret
+from shared.platform.http import error, install_error_handlers, public_url, raw_body
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -6,5 +6,5 @@
 * :mod:`shared.outbound.adapters` - one adapter per provider behind one interface, and the
   local mode that writes the provider request into the outbox instead of sending it.
 
-:mod:`shared.notify` ties them together with the outbox (idempotency) and the timeline.
+:mod:`functions.notify.notifier` ties them together with the outbox (idempotency) and the timeline.
 """

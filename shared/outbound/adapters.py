@@ -33,7 +33,7 @@ from email.utils import format_datetime, make_msgid, parsedate_to_datetime
 from typing import Any, Literal, Protocol
 from urllib.parse import urlencode
 
-from shared.events import Identity
+from shared.contracts.events import Identity
 from shared.outbound.templates import WhatsAppTemplate
 
 TWILIO_API_BASE = "https://api.twilio.com"
@@ -60,7 +60,7 @@ class OutboundMessage:
     in_reply_to: str | None = None
     #: E-mail: add List-Unsubscribe (notifications; not replies).
     unsubscribe: bool = False
-    #: E-mail notifications: the signed one-click unsubscribe link (``shared.links``), when
+    #: E-mail notifications: the signed one-click unsubscribe link (``shared.domain.links``), when
     #: this deployment has a public API URL; List-Unsubscribe then names it before the mailto.
     unsubscribe_url: str | None = None
     #: Our timestamp of the message (ISO 8601 UTC) and its epoch seconds.
@@ -213,7 +213,7 @@ def default_http() -> HttpClient:
 
 
 def _secret_json(env_var: str) -> dict[str, Any]:
-    from shared.config import get_secret  # noqa: PLC0415
+    from shared.platform.config import get_secret  # noqa: PLC0415
 
     raw = get_secret(env_var)
     try:

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from shared.events import Identity, NotificationRequested
+from shared.contracts.events import Identity, NotificationRequested
 
 #: The channel on which an identity is reached.
 CHANNEL_OF_IDENTITY = {

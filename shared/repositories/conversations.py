@@ -59,8 +59,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.events import Identity, format_timestamp
-from shared.models import (
+from shared.contracts.events import Identity, format_timestamp
+from shared.contracts.models import (
     ChannelSwitch,
     Conversation,
     ConversationSummary,
@@ -398,7 +398,7 @@ class ConversationRepository:
         reopened): the caller reads the profile again and uses that one.
         """
         if reopen_window_hours is None:
-            from shared.routing_config import load_rules  # noqa: PLC0415 - only on a first message
+            from shared.domain.routing_rules import load_rules  # noqa: PLC0415 - only on a first message
 
             reopen_window_hours = load_rules().reopen_window_hours
         latest = self.latest_for_customer(customer_id)

@@ -11,7 +11,7 @@ Items (``pk`` / ``sk``):
   provider timestamp), ``contacts`` (map: ``YYYY-MM-DD`` -> inbound messages that day, the
   last 30 days), ``retain_until_day`` (``YYYY-MM-DD``, the last day the data is kept: the last
   contact plus ``OMNI_RETENTION_DAYS``; the key of the sparse ``retention`` index, see
-  :mod:`shared.retention`), ``open_conversation_id``. A merged-away profile also has ``merged_into``,
+  :mod:`shared.domain.retention`), ``open_conversation_id``. A merged-away profile also has ``merged_into``,
   ``merge_id``, ``merged_at`` and, until its identities and conversations have all moved,
   ``merge_pending``. An erased profile keeps only ``customer_id``, ``status`` and
   ``erased_at``: its id answers "erased", and nothing about the person is left;
@@ -39,10 +39,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.events import Identity
-from shared.models import AttributeValue, Consent, Customer, CustomerIdentity, MergeSummary
+from shared.contracts.events import Identity
+from shared.contracts.models import AttributeValue, Consent, Customer, CustomerIdentity, MergeSummary
+from shared.domain.retention import RETAIN_ATTRIBUTE, RETENTION_INDEX, day_of, retain_until, retention_days
 from shared.repositories.dynamo import DynamoTable, cancellation_codes, deserialise, serialise
-from shared.retention import RETAIN_ATTRIBUTE, RETENTION_INDEX, day_of, retain_until, retention_days
 
 PROFILE = "PROFILE"
 OWNER = "OWNER"
@@ -919,7 +919,7 @@ def contact_counts(contacts: dict[str, int], today: str) -> tuple[int, int]:
 
 
 def to_customer(state: ProfileState, today: str | None = None) -> Customer:
-    from shared.events import format_timestamp, utc_now  # noqa: PLC0415
+    from shared.contracts.events import format_timestamp, utc_now  # noqa: PLC0415
 
     profile = state.profile
     attributes = {k: AttributeValue(**v) for k, v in (profile.get("attributes") or {}).items()}

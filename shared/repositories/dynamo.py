@@ -8,8 +8,8 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from shared import aws
-from shared.config import require_env
+from shared.platform import aws
+from shared.platform.config import require_env
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()

@@ -20,13 +20,13 @@ from botocore.exceptions import ClientError
 from functions.email import handler as email_handler
 from functions.email.handler import handler
 from functions.profile_merge.handler import handler as profile_merge
-from shared.bus import PublishError
-from shared.events import Identity
+from shared.contracts.events import Identity
+from shared.platform.bus import PublishError
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import OutboxRepository
-from shared.topology import TOPOLOGY
 from tests.helpers import context, sqs_event
+from topology import TOPOLOGY
 
 FIXTURES = Path(__file__).parent / "fixtures" / "email"
 EVENT = json.loads((FIXTURES / "ses_lambda_event.json").read_text())

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.channels import email as mail
-from shared.events import MessageReceived
+from shared.contracts.events import MessageReceived
 
 FIXTURES = Path(__file__).parent / "fixtures" / "email"
 TOKEN = "conv_01m88xwbstv2gb0cpyxfmw27cw"

@@ -12,13 +12,13 @@ from typing import Any
 import boto3
 
 from functions.messenger import handler as messenger
-from shared.events import MessageReceived, format_timestamp, utc_now
-from shared.profiles import record_message
+from shared.contracts.events import MessageReceived, format_timestamp, utc_now
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import OutboxRepository
-from shared.topology import TOPOLOGY
+from shared.services.profiles import record_message
 from tests.helpers import context, http_event
+from topology import TOPOLOGY
 
 FIXTURES = Path(__file__).parent / "fixtures" / "meta"
 PATH = "/webhooks/messenger"

@@ -15,7 +15,7 @@ import pytest
 from omni.send import HttpResult
 from omni.send import meta as sender
 from shared.channels import meta
-from shared.topology import TOPOLOGY
+from topology import TOPOLOGY
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 

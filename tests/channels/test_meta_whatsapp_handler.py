@@ -16,14 +16,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from functions.whatsapp import handler as whatsapp
-from shared.bus import PublishError
-from shared.events import Identity, MessageReceived, format_timestamp, utc_now
-from shared.profiles import record_message
+from shared.contracts.events import Identity, MessageReceived, format_timestamp, utc_now
+from shared.platform.bus import PublishError
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import OutboxRepository
-from shared.topology import TOPOLOGY
+from shared.services.profiles import record_message
 from tests.helpers import context, http_event
+from topology import TOPOLOGY
 
 FIXTURES = Path(__file__).parent / "fixtures" / "meta"
 PATH = "/webhooks/whatsapp"

@@ -15,7 +15,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from shared.channels import twilio
-from shared.events import Identity
+from shared.contracts.events import Identity
 
 TOKEN = "12345678901234567890123456789012"
 URL = "https://hooks.example.com/webhooks/sms?tenant=eu"

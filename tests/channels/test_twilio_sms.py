@@ -19,14 +19,14 @@ from twilio.request_validator import RequestValidator
 
 from functions.profile_merge.handler import handler as profile_merge
 from functions.sms import handler as sms
-from shared.events import Identity, MessageReceived, format_timestamp, utc_now
-from shared.models import Conversation
-from shared.profiles import record_message
+from shared.contracts.events import Identity, MessageReceived, format_timestamp, utc_now
+from shared.contracts.models import Conversation
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import OutboxRepository
-from shared.topology import TOPOLOGY
+from shared.services.profiles import record_message
 from tests.helpers import context, http_event, sqs_event
+from topology import TOPOLOGY
 
 TOKEN = TOPOLOGY.secret("twilio-auth-token").local_default
 PUBLIC_BASE = "https://hooks.example.com"

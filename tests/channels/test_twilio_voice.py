@@ -20,17 +20,17 @@ from botocore.exceptions import ClientError
 from twilio.request_validator import RequestValidator
 
 from functions.profile_merge.handler import handler as profile_merge
+from functions.routing.router import NOT_ROUTED, Router
 from functions.sms.handler import handler as sms_handler
 from functions.voice import handler as voice
-from shared.events import Identity, MessageReceived, MessageRecorded, format_timestamp, utc_now
-from shared.models import Conversation, RoutingDecision
-from shared.profiles import record_message
+from shared.contracts.events import Identity, MessageReceived, MessageRecorded, format_timestamp, utc_now
+from shared.contracts.models import Conversation, RoutingDecision
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.dynamo import serialise, serialise_value
-from shared.routing import NOT_ROUTED, Router
-from shared.topology import TOPOLOGY
+from shared.services.profiles import record_message
 from tests.helpers import context, http_event, sqs_event
+from topology import TOPOLOGY
 
 TOKEN = TOPOLOGY.secret("twilio-auth-token").local_default
 PUBLIC_BASE = "https://hooks.example.com"

@@ -36,8 +36,8 @@ from omni.local.http import LocalRequest, LocalResponse
 from omni.local.runtime import LocalRuntime
 from omni.send import meta as meta_sender
 from omni.send import twilio as twilio_sender
-from shared.http import PUBLIC_BASE_URL_ENV
-from shared.topology import TOPOLOGY
+from shared.platform.http import PUBLIC_BASE_URL_ENV
+from topology import TOPOLOGY
 
 pytestmark = pytest.mark.e2e
 
@@ -143,7 +143,7 @@ def test_console_serves_its_files_and_a_local_sign_in(runtime: LocalRuntime) -> 
     config = requests.get(f"{base}/console/config.js", timeout=10).text
     assert config.startswith("window.OMNI_CONSOLE = ")
     assert json.loads(config.split("=", 1)[1].rstrip().rstrip(";"))["localTokenUrl"] == "/_local/token"
-    assert requests.get(f"{base}/console/../shared/topology.py", timeout=10).status_code == 404
+    assert requests.get(f"{base}/console/../topology/", timeout=10).status_code == 404
     assert requests.get(f"{base}/console/nope.js", timeout=10).status_code == 404
     assert requests.post(f"{base}/console/", timeout=10).status_code == 405
 

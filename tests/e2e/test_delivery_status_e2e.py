@@ -16,9 +16,9 @@ import requests
 from omni.local.auth import issue_agent_token
 from omni.local.runtime import LocalRuntime
 from omni.send import twilio as sender
-from shared.http import PUBLIC_BASE_URL_ENV
+from shared.platform.http import PUBLIC_BASE_URL_ENV
 from shared.repositories.dynamo import deserialise
-from shared.topology import TOPOLOGY
+from topology import TOPOLOGY
 
 pytestmark = pytest.mark.e2e
 

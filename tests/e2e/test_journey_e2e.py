@@ -26,9 +26,9 @@ from twilio.request_validator import RequestValidator
 from omni.local.auth import issue_agent_token
 from omni.local.runtime import LocalRuntime
 from omni.send import twilio as sender
-from shared.http import PUBLIC_BASE_URL_ENV
-from shared.topology import TOPOLOGY
-from shared.webchat import compute_user_hash
+from shared.channels.webchat import compute_user_hash
+from shared.platform.http import PUBLIC_BASE_URL_ENV
+from topology import TOPOLOGY
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,8 @@ import requests
 from functions.notify import handler as notify_handler
 from omni import cli
 from omni.local.runtime import LocalRuntime
-from shared.events import Identity, NotificationRequested
-from shared.models import Consent
+from shared.contracts.events import Identity, NotificationRequested
+from shared.contracts.models import Consent
 from shared.repositories.customers import CustomerRepository, customer_pk
 from shared.repositories.dynamo import serialise
 

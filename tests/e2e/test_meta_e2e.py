@@ -17,9 +17,9 @@ import requests
 from omni.cli import main as omni
 from omni.local.auth import issue_agent_token
 from omni.local.runtime import LocalRuntime
-from shared.events import Identity, MessageReceived, utc_now
+from shared.contracts.events import Identity, MessageReceived, utc_now
 from shared.repositories.outbox import OutboxRepository
-from shared.topology import MESSAGE_RECEIVED, TOPOLOGY
+from topology import MESSAGE_RECEIVED, TOPOLOGY
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,7 @@ from functions.notify import handler as notify_handler
 from omni import cli
 from omni.local.auth import issue_agent_token
 from omni.local.runtime import LocalRuntime
-from shared.events import Identity, NotificationRequested
+from shared.contracts.events import Identity, NotificationRequested
 from shared.repositories.customers import CustomerRepository, customer_pk
 from shared.repositories.dynamo import serialise
 

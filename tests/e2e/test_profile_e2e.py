@@ -28,9 +28,9 @@ from omni.local.runtime import LocalRuntime
 from omni.send.email import CONTROL_PATH
 from omni.send.meta import whatsapp_message
 from omni.send.twilio import new_sid, sms_payload
-from shared.http import PUBLIC_BASE_URL_ENV
-from shared.topology import TOPOLOGY
-from shared.webchat import compute_user_hash
+from shared.channels.webchat import compute_user_hash
+from shared.platform.http import PUBLIC_BASE_URL_ENV
+from topology import TOPOLOGY
 
 pytestmark = pytest.mark.e2e
 

@@ -17,8 +17,8 @@ import requests
 
 from omni.local.auth import issue_agent_token
 from omni.local.runtime import LocalRuntime
-from shared.topology import TOPOLOGY
-from shared.webchat import compute_user_hash
+from shared.channels.webchat import compute_user_hash
+from topology import TOPOLOGY
 
 pytestmark = pytest.mark.e2e
 

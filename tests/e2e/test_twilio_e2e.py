@@ -24,8 +24,8 @@ from omni import cli
 from omni.local.auth import issue_agent_token
 from omni.local.runtime import LocalRuntime
 from omni.send import twilio as sender
-from shared.http import PUBLIC_BASE_URL_ENV
-from shared.topology import TOPOLOGY
+from shared.platform.http import PUBLIC_BASE_URL_ENV
+from topology import TOPOLOGY
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,8 @@ import boto3
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from shared.topology import TOPOLOGY
 from tests.helpers import context
+from topology import TOPOLOGY
 
 #: ``fault(client, operation, params, call)``: return a response, raise, or ``call(params)``.
 Fault = Callable[[Any, str, dict[str, Any], Callable[[dict[str, Any]], Any]], Any]

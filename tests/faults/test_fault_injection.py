@@ -317,7 +317,7 @@ def test_poison_messages_end_in_the_dlq_with_the_reason_logged_and_the_pipeline_
     ledger.count(stack[("table", "conversations")])
     ledger.assert_exactly_once(poison_in=len(POISON), dead_lettered=len(dead), batch_item_failures=retried)
     assert sorted(dead) == sorted(POISON)
-    from shared.topology import TOPOLOGY  # noqa: PLC0415
+    from topology import TOPOLOGY  # noqa: PLC0415
 
     max_receives = TOPOLOGY.queue("profile-merge").max_receive_count
     assert retried == len(POISON) * max_receives

@@ -33,8 +33,8 @@ from omni.send.twilio import (
 )
 from shared.channels import email as email_channel
 from shared.channels import meta, twilio
-from shared.topology import TOPOLOGY
 from tests.helpers import context, http_event
+from topology import TOPOLOGY
 
 FIXTURES = Path(__file__).parent.parent / "channels" / "fixtures"
 PUBLIC_BASE = "https://hooks.example.com"

@@ -34,9 +34,9 @@ from omni.local.runtime import LocalRuntime
 from omni.send.meta import whatsapp_message
 from omni.send.twilio import sms_payload
 from shared.channels.twilio import compute_signature
-from shared.http import PUBLIC_BASE_URL_ENV
-from shared.topology import TOPOLOGY
+from shared.platform.http import PUBLIC_BASE_URL_ENV
 from tests.faults.support import Ledger
+from topology import TOPOLOGY
 
 pytestmark = pytest.mark.e2e
 

@@ -17,16 +17,16 @@ import pytest
 
 from functions.agent_api.handler import handler as agent_api
 from functions.sla_sweep.handler import handler as sla_handler
-from shared.assignment import Desk
-from shared.events import MessageRecorded, format_timestamp, utc_now
-from shared.models import RoutingDecision
+from functions.sla_sweep.sweep import sweep
+from shared.contracts.events import MessageRecorded, format_timestamp, utc_now
+from shared.contracts.models import RoutingDecision
 from shared.repositories.agents import AgentRepository
 from shared.repositories.conversations import Change, ConversationRepository
 from shared.repositories.customers import CustomerRepository
-from shared.sla import sweep
-from shared.topology import AGENT_ASSIGNED, CONVERSATION_STALLED
+from shared.services.desk import Desk
 from tests.handlers.test_pipeline_handlers import drain, open_session, run_pipeline, say, verified_ana
 from tests.helpers import context, http_event
+from topology import AGENT_ASSIGNED, CONVERSATION_STALLED
 
 SUPERVISOR = {"sub": "sup-1", "exp": "4102444800", "cognito:groups": "[supervisors]"}
 

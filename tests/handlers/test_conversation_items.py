@@ -10,14 +10,14 @@ from typing import Any
 import boto3
 
 from bench.meter import item_size
-from shared.assignment import resolved_event
-from shared.events import Identity
+from shared.contracts.events import Identity
 from shared.repositories.conversations import ConversationRepository, conversation_pk
 from shared.repositories.customers import PROFILE, customer_pk
 from shared.repositories.dynamo import serialise
-from shared.topology import TOPOLOGY
+from shared.services.desk import resolved_event
 from tests.handlers.test_agents import add_agent, conv, conversation_of
 from tests.handlers.test_pipeline_handlers import drain, open_session, run_pipeline, say, verified_ana
+from topology import TOPOLOGY
 
 #: Attributes that grow with the conversation or are large: never on META.
 NOT_ON_META = ("transitions", "channel_switches", "handover", "routed_messages", "previous_routing")

@@ -14,12 +14,12 @@ import pytest
 
 from functions.delivery_status import handler as delivery_status
 from functions.whatsapp import handler as whatsapp
-from shared.events import DeliveryStatusChanged, Identity
+from shared.contracts.events import DeliveryStatusChanged, Identity
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import OutboxRepository
-from shared.topology import DELIVERY_STATUS_CHANGED, TOPOLOGY
 from tests.helpers import context, eventbridge_envelope, http_event, sqs_event
+from topology import DELIVERY_STATUS_CHANGED, TOPOLOGY
 
 AT = "2026-11-25T08:00:00.000000Z"
 PHONE = Identity(type="phone", value="+4915112345678", verified=True)

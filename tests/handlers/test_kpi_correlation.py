@@ -19,9 +19,9 @@ from functions.notify import handler as notify_module
 from functions.profile_merge import handler as merge_module
 from functions.routing import handler as routing_module
 from functions.webchat import handler as webchat_module
-from shared.topology import TOPOLOGY
-from shared.webchat import compute_user_hash
+from shared.channels.webchat import compute_user_hash
 from tests.helpers import context, deliver_one_batch, http_event
+from topology import TOPOLOGY
 
 MODULES = {
     "webchat": webchat_module,
@@ -116,7 +116,7 @@ def test_one_correlation_id_through_every_function(
 
 
 def test_pii_is_masked_in_the_functions_logs() -> None:
-    from shared.observability import new_logger  # noqa: PLC0415
+    from shared.platform.observability import new_logger  # noqa: PLC0415
 
     logger = new_logger(service="pii-check")
     buffer = io.StringIO()

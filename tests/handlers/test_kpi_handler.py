@@ -19,12 +19,13 @@ import pytest
 
 from functions.agent_api.handler import handler as agent_api
 from functions.kpi.handler import handler as kpi
-from shared import links
-from shared.events import format_timestamp
-from shared.kpis import bucket_bound, bucket_of
+from shared.contracts.events import format_timestamp
+from shared.domain import links
+from shared.domain.kpis import bucket_bound, bucket_of
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.dynamo import serialise
-from shared.topology import (
+from tests.helpers import context, http_event, sqs_event
+from topology import (
     AGENT_ASSIGNED,
     CONVERSATION_REOPENED,
     CONVERSATION_RESOLVED,
@@ -33,7 +34,6 @@ from shared.topology import (
     MESSAGE_RECORDED,
     NOTIFICATION_REQUESTED,
 )
-from tests.helpers import context, http_event, sqs_event
 
 AGENT = {"sub": "supervisor", "exp": "4102444800"}
 DAY = datetime.fromisoformat("2026-11-02T09:00:00+00:00")
@@ -371,7 +371,7 @@ def test_csat_by_link_counts_once_stored_on_the_conversation(
     stack: dict[Any, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     rules = tmp_path / "rules.toml"
-    packaged = (Path(__file__).parents[2] / "shared" / "routing_rules.toml").read_text()
+    packaged = (Path(__file__).parents[2] / "shared" / "domain" / "routing_rules.toml").read_text()
     rules.write_text(packaged.replace('survey = "ces"', 'survey = "csat"'))
     monkeypatch.setenv("OMNI_ROUTING_RULES", str(rules))
     monkeypatch.setenv("OMNI_CES_DELAY_S", "0")

@@ -18,12 +18,12 @@ from functions.kpi.handler import handler as kpi
 from functions.notify.handler import handler as notify
 from functions.profile_merge.handler import handler as profile_merge
 from functions.routing.handler import handler as routing
-from shared.assignment import Desk
-from shared.bus import EventPublisher
+from functions.sla_sweep.sweep import resolve_silent
+from shared.platform.bus import EventPublisher
 from shared.repositories.agents import AgentRepository
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
-from shared.sla import resolve_silent
+from shared.services.desk import Desk
 from tests.handlers.test_pipeline_handlers import open_session, say
 from tests.helpers import context, deliver_one_batch, http_event
 

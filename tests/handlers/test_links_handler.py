@@ -19,16 +19,16 @@ from hypothesis import strategies as st
 from functions.links import actions, pages
 from functions.links.handler import handler
 from functions.notify import handler as notify_handler
-from shared import links
-from shared.events import Identity, NotificationRequested
-from shared.models import Consent
-from shared.notify import Notifier
+from functions.notify.notifier import Notifier
+from shared.contracts.events import Identity, NotificationRequested
+from shared.contracts.models import Consent
+from shared.domain import links
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository, customer_pk
 from shared.repositories.dynamo import serialise
 from shared.repositories.outbox import OutboxRepository
-from shared.topology import TOPOLOGY
 from tests.helpers import context, http_event
+from topology import TOPOLOGY
 
 SECRET = TOPOLOGY.secret("links-signing").local_default
 ROUTE = "/links/{purpose}"

@@ -14,11 +14,11 @@ import boto3
 import pytest
 
 from functions.notify import handler as notify_handler
-from shared import links
-from shared import notify as shared_notify
-from shared.events import Identity, NotificationRequested, format_timestamp
-from shared.models import Consent
-from shared.notify import AttemptInFlight, Notifier, UnsubscribeLinks, WebchatAdapter
+from functions.notify import notifier as shared_notify
+from functions.notify.notifier import AttemptInFlight, Notifier, UnsubscribeLinks, WebchatAdapter
+from shared.contracts.events import Identity, NotificationRequested, format_timestamp
+from shared.contracts.models import Consent
+from shared.domain import links
 from shared.outbound.adapters import (
     Accepted,
     DeliveryFailed,
@@ -35,8 +35,8 @@ from shared.repositories.customers import CustomerRepository, customer_pk
 from shared.repositories.dynamo import serialise
 from shared.repositories.outbox import OutboxRepository
 from shared.repositories.webchat import WebchatRepository
-from shared.topology import TOPOLOGY
 from tests.helpers import context, eventbridge_envelope, http_event, sqs_event
+from topology import TOPOLOGY
 
 NOON = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)  # 13:00 in Lisbon (WEST)
 PHONE = Identity(type="phone", value="+351910000001", verified=True)

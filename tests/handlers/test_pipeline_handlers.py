@@ -18,9 +18,9 @@ from functions.notify.handler import handler as notify
 from functions.profile_merge.handler import handler as profile_merge
 from functions.routing.handler import handler as routing
 from functions.webchat.handler import handler as webchat
-from shared.topology import TOPOLOGY
-from shared.webchat import compute_user_hash
+from shared.channels.webchat import compute_user_hash
 from tests.helpers import context, http_event
+from topology import TOPOLOGY
 
 CONSUMERS = {"profile-merge": profile_merge, "routing": routing, "notify": notify}
 AGENT = {"sub": "agent-7", "exp": "4102444800"}

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from functions.proactive import handler as proactive_fn
-from shared.events import Identity, format_timestamp
+from shared.contracts.events import Identity, format_timestamp
 from shared.repositories.agents import AgentRepository
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
-from shared.topology import AGENT_ASSIGNED, NOTIFICATION_REQUESTED
 from tests.helpers import context, eventbridge_envelope, sqs_event
+from topology import AGENT_ASSIGNED, NOTIFICATION_REQUESTED
 
 PHONE = "+4915112340777"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -154,7 +154,7 @@ def test_the_rules_file_is_validated_when_the_function_starts(
     bad.write_text(json.dumps("x").join(["version = 1\n[[rules]]\nname = ", "\nevent = 'page.clicked'\n"]))
     monkeypatch.setenv("OMNI_PROACTIVE_RULES", str(bad))
     monkeypatch.setattr(proactive_fn, "_proactive", None)
-    from shared.proactive import ProactiveConfigError  # noqa: PLC0415
+    from functions.proactive.service import ProactiveConfigError  # noqa: PLC0415
 
     with pytest.raises(ProactiveConfigError, match=r"rules\[0\]\.event: unknown event 'page.clicked'"):
         proactive_fn.proactive()
@@ -163,7 +163,7 @@ def test_the_rules_file_is_validated_when_the_function_starts(
 def test_a_conversation_already_with_an_agent_only_gets_the_note(
     customer: str, published: list[tuple[str, Any]]
 ) -> None:
-    from shared.assignment import Desk  # noqa: PLC0415
+    from shared.services.desk import Desk  # noqa: PLC0415
 
     now = format_timestamp(NOW)
     agents, conversations = AgentRepository(), ConversationRepository()

@@ -9,9 +9,9 @@ import boto3
 import pytest
 
 from functions.webchat.handler import handler
-from shared.topology import TOPOLOGY
-from shared.webchat import compute_user_hash
+from shared.channels.webchat import compute_user_hash
 from tests.helpers import context, http_event
+from topology import TOPOLOGY
 
 SESSIONS = "/webchat/sessions"
 MESSAGES = "/webchat/sessions/{session_id}/messages"

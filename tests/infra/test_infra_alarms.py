@@ -14,7 +14,7 @@ from test_infra_stack import settled
 from functions.sla_sweep.handler import STALLED_METRIC
 from infra.components.alarms import STALLED_METRIC as ALARMED_METRIC
 from infra.components.alarms import Alarms, AlarmsArgs, stalled_conversations_alarm
-from shared.topology import PROJECT, TOPOLOGY
+from topology import PROJECT, TOPOLOGY
 
 pytestmark = pytest.mark.filterwarnings("ignore:aws.lambda/microvmsimage:DeprecationWarning")
 

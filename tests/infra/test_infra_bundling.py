@@ -22,7 +22,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from infra import bundling
-from shared.topology import TOPOLOGY, Function
+from topology import TOPOLOGY, Function
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,7 +50,7 @@ def fake_repo(tmp_path: Path) -> Path:
         "functions/demo/__pycache__/handler.cpython-313.pyc": "junk",
         "functions/other/handler.py": "# another function: not in demo's zip\n",
         "shared/__init__.py": "",
-        "shared/events.py": "EVENTS = 1\n",
+        "shared/contracts/events.py": "EVENTS = 1\n",
         "shared/repositories/__init__.py": "",
         "shared/repositories/tables.py": "TABLES = 1\n",
         "shared/stale.pyc": "junk",
@@ -81,7 +81,7 @@ def test_function_zip_holds_its_folder_functions_init_and_shared_only(
         "functions/demo/handler.py",
         "functions/demo/templates/reply.txt",
         "shared/__init__.py",
-        "shared/events.py",
+        "shared/contracts/events.py",
         "shared/repositories/__init__.py",
         "shared/repositories/tables.py",
     ]
@@ -107,7 +107,7 @@ def test_same_sources_give_byte_identical_zips(fake_repo: Path, tmp_path: Path) 
     # Touch, chmod and recreate files: none of it is content, so none of it may show.
     handler = fake_repo / "functions/demo/handler.py"
     os.utime(handler, (1_900_000_000, 1_900_000_000))
-    (fake_repo / "shared/events.py").chmod(0o755)
+    (fake_repo / "shared/contracts/events.py").chmod(0o755)
     text = (fake_repo / "shared/repositories/tables.py").read_text()
     (fake_repo / "shared/repositories/tables.py").unlink()
     (fake_repo / "shared/repositories/tables.py").write_text(text)
@@ -150,7 +150,7 @@ def test_every_declared_function_of_the_project_is_zipped_with_its_handler(tmp_p
             names = set(archive.namelist())
         assert f"{fn.source_dir}/__init__.py" in names
         assert bundling.handler_module_path(fn) in names
-        assert {"functions/__init__.py", "shared/__init__.py", "shared/events.py"} <= names
+        assert {"functions/__init__.py", "shared/__init__.py", "shared/contracts/events.py"} <= names
         assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
         # Only its own function folder.
         assert all(

@@ -26,7 +26,7 @@ from infra.components.console import (
     api_path_patterns,
 )
 from omni.console import STATIC_DIR
-from shared.topology import TOPOLOGY
+from topology import TOPOLOGY
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:aws.lambda/microvmsimage:DeprecationWarning"),

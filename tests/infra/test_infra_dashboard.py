@@ -22,7 +22,7 @@ from infra.components.dashboard import (
     channel_functions,
     dashboard_body,
 )
-from shared.topology import PROJECT, TOPOLOGY
+from topology import PROJECT, TOPOLOGY
 
 pytestmark = pytest.mark.filterwarnings("ignore:aws.lambda/microvmsimage:DeprecationWarning")
 

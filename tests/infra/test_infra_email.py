@@ -20,7 +20,7 @@ import pytest
 from infra.components.buckets import bucket_name as cloud_bucket_name
 from infra.settings import StackSettings, parse_recipients
 from omni.local.provision import bucket_name as local_bucket_name
-from shared.topology import TOPOLOGY
+from topology import TOPOLOGY
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -58,7 +58,7 @@ from infra_mocks import PROJECT, STACK, RecordingMocks
 
 mocks = RecordingMocks()
 pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False)
-from shared.topology import TOPOLOGY
+from topology import TOPOLOGY
 
 secrets = {f"omni:{secret.config_key}": "secret-value" for secret in TOPOLOGY.secrets}
 pulumi.runtime.set_all_config({**secrets, **extra_config}, secret_keys=list(secrets))

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.topology import TOPOLOGY
+from topology import TOPOLOGY
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -28,7 +28,7 @@ import pulumi
 from infra_mocks import PROJECT, STACK, RecordingMocks
 
 pulumi.runtime.set_mocks(RecordingMocks(), project=PROJECT, stack=STACK, preview=False)
-from shared.topology import TOPOLOGY
+from topology import TOPOLOGY
 
 keys = [f"omni:{secret.config_key}" for secret in TOPOLOGY.secrets]
 identities = {f"omni:{identity.config_key}": "shop.example" for identity in TOPOLOGY.email_identities}

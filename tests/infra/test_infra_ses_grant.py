@@ -17,7 +17,7 @@ import pytest
 
 from infra.components.functions import execution_policy
 from infra.settings import StackSettings, email_identity_settings
-from shared.topology import (
+from topology import (
     TOPOLOGY,
     EmailIdentity,
     Grant,

@@ -1,6 +1,6 @@
 """Pulumi mock tests of the infrastructure program: no CLI, no provider plugin, no AWS, no network.
 
-The stack is built once from ``shared.topology.TOPOLOGY`` with the mocks of
+The stack is built once from ``topology.TOPOLOGY`` with the mocks of
 ``infra_mocks``; each test waits for every resource to be registered and then checks
 what was registered against the topology.
 """
@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:.*deprecated in favor of.*:DeprecationWarning"),
 ]
 
-from shared.topology import TOPOLOGY  # noqa: E402 - stdlib only, safe before the mocks
+from topology import TOPOLOGY  # noqa: E402 - stdlib only, safe before the mocks
 
 # Every declared secret's config key, each with its own value (tests compare them).
 CONFIG = {f"omni:{secret.config_key}": f"{secret.name}-value-for-tests" for secret in TOPOLOGY.secrets}
@@ -43,7 +43,7 @@ from infra.components.common import RUNTIME  # noqa: E402
 from infra.components.packages import FunctionPackage  # noqa: E402
 from infra.settings import REPO_ROOT, StackSettings  # noqa: E402
 from infra.stack import OmniStack, build_stack, stack_outputs  # noqa: E402
-from shared.topology import (  # noqa: E402
+from topology import (  # noqa: E402
     BUS,
     QUEUE_CONSUMER_ACTIONS,
     TOPOLOGY,

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from shared.topology import (
+from tests.local import fake_handlers
+from topology import (
     EventBus,
     EventRule,
     Function,
@@ -20,7 +21,6 @@ from shared.topology import (
     Throttle,
     Topology,
 )
-from tests.local import fake_handlers
 
 H = "tests.local.fake_handlers."
 

@@ -20,9 +20,9 @@ import pytest
 
 from functions.webchat.handler import handler as webchat
 from omni.cli import build_parser, main
-from shared.topology import TOPOLOGY
 from tests.faults.support import Ledger, client_error, inject, invoke, receive, run_until_empty, settle
 from tests.helpers import context, eventbridge_envelope, http_event
+from topology import TOPOLOGY
 
 Stack = dict[Any, str]
 AWS = ["--aws", "--stage", "test", "--region", "us-east-1"]
@@ -227,7 +227,7 @@ def test_show_then_redrive_to_a_consumer_that_now_succeeds_records_the_message_o
     assert count(url("profile-merge")) == 0
     assert count(url("profile-merge-dlq")) == 1
 
-    # What Lambda ships to the consumer's log group: the warning shared/consumer.py logs.
+    # What Lambda ships to the consumer's log group: the warning shared/platform/consumer.py logs.
     sqs = boto3.client("sqs")
     [peek] = sqs.receive_message(QueueUrl=url("profile-merge-dlq"), VisibilityTimeout=0)["Messages"]
     logs = boto3.client("logs")

@@ -19,8 +19,8 @@ from boto3.dynamodb.types import TypeSerializer
 from omni import cli
 from omni.local import auth
 from omni.local.runtime import LocalRuntime
-from shared.topology import TOPOLOGY
 from tests.local.conftest import make_topology
+from topology import TOPOLOGY
 
 OMNI = [sys.executable, "-m", "omni.cli"]
 REPO = Path(__file__).resolve().parents[2]

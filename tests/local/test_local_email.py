@@ -21,7 +21,7 @@ from omni.local.http import LocalRequest
 from omni.local.invoker import InvocationResult, Invoker
 from omni.local.provision import bucket_name, provision
 from omni.send import email as send_email
-from shared.topology import (
+from topology import (
     BUS,
     TOPOLOGY,
     Bucket,

@@ -17,8 +17,8 @@ from omni import cli
 from omni.local import auth
 from omni.local.http import LocalRequest, LocalResponse
 from omni.local.runtime import LocalRuntime
-from shared.topology import Throttle
 from tests.local.conftest import make_topology
+from topology import Throttle
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import pytest
 from omni.local.invoker import InvocationResult
 from omni.local.pollers import failed_message_ids
 from omni.local.runtime import LocalRuntime
-from shared.topology import Schedule
 from tests.local import fake_handlers
 from tests.local.conftest import make_topology
+from topology import Schedule
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ from typing import Any
 
 import boto3
 
-from shared.events import Identity, MessageReceived, format_timestamp, utc_now
-from shared.profiles import RecordedMessage, record_message
+from shared.contracts.events import Identity, MessageReceived, format_timestamp, utc_now
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
+from shared.services.profiles import RecordedMessage, record_message
 
 START = datetime(2026, 11, 25, 8, tzinfo=UTC)
 

@@ -14,12 +14,12 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from omni.local.provision import provision
-from shared import aws
-from shared.events import MessageReceived
-from shared.profiles import RecordedMessage, ResolutionConflict, find_root, merged_tree
+from shared.contracts.events import MessageReceived
+from shared.platform import aws
 from shared.repositories.conversations import ConcurrentUpdate
-from shared.topology import TOPOLOGY, function_environment
+from shared.services.profiles import RecordedMessage, ResolutionConflict, find_root, merged_tree
 from tests.profiles.support import Repos, inbound, verified
+from topology import TOPOLOGY, function_environment
 
 LINKS = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (1, 3), (6, 4)]
 EXPECTED = [{0, 1, 2, 3}, {4, 5, 6}, {7}]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared import aws
+from shared.platform import aws
 from shared.repositories.customers import OWNER, PROFILE, customer_pk, owner_pk
 from shared.repositories.dynamo import serialise
 from tests.profiles.support import Repos, inbound, verified

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from shared.events import format_timestamp, utc_now
-from shared.profiles import erase_customer, export_customer, unmerge_customers
+from shared.contracts.events import format_timestamp, utc_now
+from shared.services.profiles import erase_customer, export_customer, unmerge_customers
 from tests.profiles.support import START, Repos, claimed, inbound, snapshot, verified
 
 PHONE = "+4915112345678"

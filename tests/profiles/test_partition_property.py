@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.events import Identity
-from shared.profiles import find_root
+from shared.contracts.events import Identity
 from shared.repositories.customers import customer_pk
+from shared.services.profiles import find_root
 from tests.profiles.support import Repos, claimed, inbound, verified
 
 POOL = 7

@@ -8,10 +8,8 @@ from typing import Any
 import boto3
 import pytest
 
-from shared.events import MessageReceived, format_timestamp, utc_now
-from shared.profiles import RecordedMessage, erase_customer, record_message, sweep_retention
-from shared.repositories.customers import PROFILE, customer_pk
-from shared.retention import (
+from shared.contracts.events import MessageReceived, format_timestamp, utc_now
+from shared.domain.retention import (
     RETAIN_ATTRIBUTE,
     RETENTION_INDEX,
     contact_day,
@@ -23,9 +21,11 @@ from shared.retention import (
     retain_until,
     retention_days,
 )
-from shared.topology import TOPOLOGY
+from shared.repositories.customers import PROFILE, customer_pk
+from shared.services.profiles import RecordedMessage, erase_customer, record_message, sweep_retention
 from tests.helpers import context
 from tests.profiles.support import Repos, inbound, snapshot, verified
+from topology import TOPOLOGY
 
 # --------------------------------------------------------------------------- #
 # Day buckets (pure)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from shared.bus import EventPublisher, PublishError
+from shared.platform.bus import EventPublisher, PublishError
 
 
 class Detail(BaseModel):

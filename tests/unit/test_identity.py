@@ -4,8 +4,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.events import Identity
-from shared.identity import InvalidIdentity, derived_identities, normalise, normalise_value, parse_identity
+from shared.contracts.events import Identity
+from shared.domain.identity import (
+    InvalidIdentity,
+    derived_identities,
+    normalise,
+    normalise_value,
+    parse_identity,
+)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from moto.events.models import EventPattern
 
-from shared.kpis import (
+from shared.domain.kpis import (
     CES_QUESTIONS,
     CSAT_QUESTIONS,
     bucket_bound,
@@ -31,9 +31,9 @@ from shared.kpis import (
     survey_question,
     within_window,
 )
-from shared.observability import mask_pii
-from shared.routing_config import DEFAULT_PATH, RoutingConfigError, load_rules, parse_rules
-from shared.topology import CONVERSATION_RESOLVED, MESSAGE_RECORDED, NOTIFICATION_REQUESTED, TOPOLOGY
+from shared.domain.routing_rules import DEFAULT_PATH, RoutingConfigError, load_rules, parse_rules
+from shared.platform.observability import mask_pii
+from topology import CONVERSATION_RESOLVED, MESSAGE_RECORDED, NOTIFICATION_REQUESTED, TOPOLOGY
 
 
 def test_buckets_are_log_spaced_and_hold_their_bounds() -> None:

@@ -1,4 +1,4 @@
-"""Signed customer links (shared/links.py): what a token proves and what it refuses."""
+"""Signed customer links (shared/domain/links.py): what a token proves and what it refuses."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shared import links
-from shared.links import InvalidLink, check_score, link_url, public_base_url, sign, verify
+from shared.domain import links
+from shared.domain.links import InvalidLink, check_score, link_url, public_base_url, sign, verify
 
 SECRET = "test-links-secret"
 NOW = 1_795_600_800.0  # 2026-11-25T08:00:00Z
@@ -154,7 +154,7 @@ def test_public_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_topology_and_links_agree_on_names() -> None:
-    from shared.topology import LINKS_SIGNING_SECRET, PUBLIC_API_URL_ENV, TOPOLOGY  # noqa: PLC0415
+    from topology import LINKS_SIGNING_SECRET, PUBLIC_API_URL_ENV, TOPOLOGY  # noqa: PLC0415
 
     assert PUBLIC_API_URL_ENV == links.BASE_URL_ENV_VAR
     assert TOPOLOGY.secret(LINKS_SIGNING_SECRET).env_var == links.SECRET_ENV_VAR

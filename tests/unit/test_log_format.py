@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from shared.observability import REDUNDANT_KEYS, new_logger
+from shared.platform.observability import REDUNDANT_KEYS, new_logger
 from tests.helpers import context
 
 

@@ -20,7 +20,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from shared.events import Identity
+from shared.contracts.events import Identity
 from shared.outbound.adapters import (
     DeliveryFailed,
     HttpClient,

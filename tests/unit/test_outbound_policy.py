@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.events import Identity, NotificationRequested
+from shared.contracts.events import Identity, NotificationRequested
 from shared.outbound.policy import (
     ConversationFacts,
     CustomerFacts,

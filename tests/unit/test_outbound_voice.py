@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from functions.notify import handler as notify_handler
-from shared.events import Identity, NotificationRequested
+from shared.contracts.events import Identity, NotificationRequested
 from shared.outbound.adapters import (
     DeliveryFailed,
     HttpClient,

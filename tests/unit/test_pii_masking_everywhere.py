@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from shared.topology import TOPOLOGY
+from topology import TOPOLOGY
 
 # Imports each handler with its own service name (as Lambda and the local runtime do: loggers
 # of one service share a handler, and the first one decides its formatter), then reports the

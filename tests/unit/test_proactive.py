@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.proactive import (
+from functions.proactive.service import (
     BehaviourDetail,
     InvalidBehaviourEvent,
     ProactiveConfigError,

@@ -8,12 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.assignment import rank_agents
-from shared.handover import build_handover
-from shared.models import ConversationSummary, Message, RoutingDecision
-from shared.orders import OrderStatus, SampleOrderLookup
-from shared.repositories.agents import Agent
-from shared.routing import (
+from functions.routing.orders import OrderStatus, SampleOrderLookup
+from functions.routing.router import (
     Classification,
     KeywordClassifier,
     customer_reply,
@@ -21,8 +17,12 @@ from shared.routing import (
     detect_language,
     priority_of,
 )
-from shared.routing_config import DEFAULT_PATH, RoutingConfigError, load_rules, parse_rules
-from shared.sla import is_stalled
+from functions.sla_sweep.sweep import is_stalled
+from shared.contracts.models import ConversationSummary, Message, RoutingDecision
+from shared.domain.handover import build_handover
+from shared.domain.routing_rules import DEFAULT_PATH, RoutingConfigError, load_rules, parse_rules
+from shared.repositories.agents import Agent
+from shared.services.desk import rank_agents
 
 RULES = load_rules(DEFAULT_PATH)
 CLASSIFIER = KeywordClassifier(RULES)

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from infra import bundling
-from shared import observability
-from shared.observability import LazyTracer
-from shared.topology import TOPOLOGY
+from shared.platform import observability
+from shared.platform.observability import LazyTracer
 from tests.helpers import context, http_event
+from topology import TOPOLOGY
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSUMERS = [fn for fn in TOPOLOGY.functions if fn.queue]
@@ -115,9 +115,9 @@ from types import SimpleNamespace
 import boto3
 from botocore.stub import Stubber
 
-from shared.bus import EventPublisher
-from shared.events import Identity, MessageReceived
-from shared.observability import new_tracer, set_correlation, new_logger
+from shared.platform.bus import EventPublisher
+from shared.contracts.events import Identity, MessageReceived
+from shared.platform.observability import new_tracer, set_correlation, new_logger
 
 captured = []
 

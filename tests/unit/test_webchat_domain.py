@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.webchat import (
+from shared.channels.webchat import (
     InvalidToken,
     InvalidUserHash,
     SessionClaims,

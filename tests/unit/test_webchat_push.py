@@ -23,12 +23,12 @@ from omni.local.websocket import (
     encode_frame,
     read_frame,
 )
-from shared import webchat
-from shared.config import get_secret
+from shared.channels import webchat
+from shared.outbound.webchat_push import WebchatPusher
+from shared.platform.config import get_secret
 from shared.repositories.webchat_connections import WebchatConnectionRepository
-from shared.topology import TOPOLOGY, Function, WebSocketRoute, validate
-from shared.webchat_push import WebchatPusher
 from tests.helpers import context
+from topology import TOPOLOGY, Function, WebSocketRoute, validate
 
 # --------------------------------------------------------------------------- #
 # Topology

@@ -269,7 +269,7 @@ def could_be_score(text: str) -> bool:
 def is_closing(text: str, closing: Mapping[str, object]) -> bool:
     """Whether ``text`` closes a conversation the bot answered: only closing words, at least one
     of them a thanks word, in one configured language (``closing``: language ->
-    :class:`shared.routing_config.Closing`)."""
+    :class:`shared.domain.routing_rules.Closing`)."""
     words = re.findall(r"[^\W_]+(?:'[^\W_]+)?", text.lower())
     if not words or len(words) > 12:
         return False

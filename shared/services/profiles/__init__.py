@@ -35,11 +35,22 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from shared.events import Identity, MessageReceived, format_timestamp
-from shared.identity import derived_identities, normalise
-from shared.ids import new_id
-from shared.kpis import could_be_score, parse_score
-from shared.models import Consent
+from shared.contracts.events import Identity, MessageReceived, format_timestamp
+from shared.contracts.models import Consent
+from shared.domain.identity import derived_identities, normalise
+from shared.domain.kpis import could_be_score, parse_score
+from shared.domain.retention import (
+    RETAIN_ATTRIBUTE,
+    contact_day,
+    day_of,
+    due_buckets,
+    is_due,
+    later,
+    profile_retain_until,
+    retain_until,
+    retention_days,
+)
+from shared.platform.ids import new_id
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.conversations import (
     ConcurrentUpdate,
@@ -60,17 +71,6 @@ from shared.repositories.customers import (
     identity_sk,
     link_identity,
     tombstone_retention_days,
-)
-from shared.retention import (
-    RETAIN_ATTRIBUTE,
-    contact_day,
-    day_of,
-    due_buckets,
-    is_due,
-    later,
-    profile_retain_until,
-    retain_until,
-    retention_days,
 )
 
 MAX_ATTEMPTS = 5
@@ -124,7 +124,7 @@ class RecordedMessage:
     #: Merges this message caused.
     merges: list[str] = field(default_factory=list)
     dropped: str | None = None
-    #: For the KPIs (see :class:`shared.events.MessageRecorded`).
+    #: For the KPIs (see :class:`shared.contracts.events.MessageRecorded`).
     channel_switch: bool = False
     reopened: bool = False
     #: The message answered the survey pending on the resolved conversation (not reopened).
@@ -996,7 +996,7 @@ def sweep_retention(
     lookback: int | None = None,
     keep_going: Callable[[], bool] = lambda: True,
 ) -> RetentionSweep:
-    """Erase every customer whose retention ended before today (see :mod:`shared.retention`).
+    """Erase every customer whose retention ended before today (see :mod:`shared.domain.retention`).
 
     Reads the retention index one past day at a time (no scan). Each customer found is
     checked against the profile itself: a contact the index does not show yet moves the

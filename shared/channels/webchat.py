@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.events import Identity, MessageReceived
+from shared.contracts.events import Identity, MessageReceived
 
 TOKEN_ISSUER = "omni-webchat"
 TOKEN_AUDIENCE = "webchat-session"

@@ -16,6 +16,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from shared.contracts.names import WEBCHAT_WEBSOCKET_ENDPOINT_ENV
 from shared.repositories.webchat_connections import WebchatConnectionRepository
 
 logger = Logger(child=True)
@@ -51,10 +52,7 @@ class WebchatPusher:
     def endpoint(self) -> str | None:
         if self._endpoint:
             return self._endpoint
-        # Read on first use: the topology names the variable; loading it is not a cold-start cost.
-        from shared.topology import TOPOLOGY  # noqa: PLC0415
-
-        return os.environ.get(TOPOLOGY.websocket_api("webchat").env_var) or None
+        return os.environ.get(WEBCHAT_WEBSOCKET_ENDPOINT_ENV) or None
 
     def push(self, session_id: str, message: Mapping[str, Any]) -> int:
         """Send ``{"type": "message", "message": ...}`` to each connection; returns how many got it."""

@@ -1,8 +1,8 @@
 """Names the functions use at run time: the project, the event source prefix, the bus's detail types.
 
-Part of the topology (``shared/topology.py`` re-exports every name here and builds the rules
+Part of the topology (``topology/`` re-exports every name here and builds the rules
 from them); kept in a module of its own so that a function can name an event without
-loading the whole declaration at cold start. Schemas of the events: ``shared/events.py``.
+loading the whole declaration at cold start. Schemas of the events: ``shared/contracts/events.py``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 PROJECT = "omni"
 EVENT_SOURCE_PREFIX = "omni."
 
-# Detail types of the events on the bus (their schemas live in shared/events.py).
+# Detail types of the events on the bus (their schemas live in shared/contracts/events.py).
 MESSAGE_RECEIVED = "message.received"
 MESSAGE_RECORDED = "message.recorded"
 NOTIFICATION_REQUESTED = "notification.requested"
@@ -22,7 +22,7 @@ CONVERSATION_RESOLVED = "conversation.resolved"
 CONVERSATION_REOPENED = "conversation.reopened"
 #: A customer answered a survey (CES or CSAT) through a signed link (e-mail, web chat).
 FEEDBACK_SUBMITTED = "feedback.submitted"
-#: Behaviour events the company's systems publish (source ``omni.<system>``; see shared/proactive.py).
+#: Behaviour events the company systems publish (source ``omni.<system>``; functions/proactive/service.py).
 ORDER_STATUS_CHECKED = "order.status_checked"
 PAGE_VIEWED = "page.viewed"
 BEHAVIOUR_EVENTS = (ORDER_STATUS_CHECKED, PAGE_VIEWED)
@@ -36,3 +36,7 @@ KPI_EVENTS = (
     CONVERSATION_REOPENED,
     FEEDBACK_SUBMITTED,
 )
+
+#: Environment variable that holds the web chat WebSocket API's management endpoint
+#: (``topology`` sets it from the same constant; a test checks the two agree).
+WEBCHAT_WEBSOCKET_ENDPOINT_ENV = "WEBCHAT_WEBSOCKET_ENDPOINT"

@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
 
-from shared.bus import PublishError
+from shared.platform.bus import PublishError
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared import aws
-from shared.config import require_env
-from shared.names import EVENT_SOURCE_PREFIX
-from shared.observability import annotate_published
+from shared.contracts.names import EVENT_SOURCE_PREFIX
+from shared.platform import aws
+from shared.platform.config import require_env
+from shared.platform.observability import annotate_published
 
 MAX_ENTRIES_PER_CALL = 10
 

@@ -18,7 +18,7 @@ import os
 import re
 from typing import Any
 
-from shared.events import Identity, IdentityType
+from shared.contracts.events import Identity, IdentityType
 
 IDENTITY_TYPES: tuple[str, ...] = IdentityType.__args__  # type: ignore[attr-defined]
 DEFAULT_PHONE_REGION_ENV = "OMNI_DEFAULT_PHONE_REGION"

@@ -163,6 +163,6 @@ def public_base_url() -> str | None:
 
 def signing_secret() -> str:
     """The ``links-signing`` secret (Secrets Manager through Powertools Parameters, cached)."""
-    from shared.config import get_secret  # noqa: PLC0415 - only functions that mint or check links
+    from shared.platform.config import get_secret  # noqa: PLC0415 - only functions that mint or check links
 
     return get_secret(SECRET_ENV_VAR)

@@ -11,7 +11,7 @@ Business systems publish behaviour events to the bus with a source starting with
 ``at`` is an ISO 8601 timestamp with a time zone. The customer is ``customer_id`` or the
 owner of ``identity`` (normalised like every identity, e.g. ``phone`` to E.164).
 
-The rules are configuration (``shared/proactive_rules.toml``, validated at load by
+The rules are configuration (``functions/proactive/proactive_rules.toml``, validated at load by
 :func:`load_proactive_rules`). Counting (:func:`count_event`) is a pure function over a
 small per-customer item; :class:`Proactive` applies what fires: a
 ``notification.requested`` (idempotent ``notification_id`` from the rule, customer, key
@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from shared.events import Identity, IdentityType, NotificationRequested, format_timestamp
-from shared.names import BEHAVIOUR_EVENTS, NOTIFICATION_REQUESTED, ORDER_STATUS_CHECKED, PAGE_VIEWED
+from shared.contracts.events import Identity, IdentityType, NotificationRequested, format_timestamp
+from shared.contracts.names import BEHAVIOUR_EVENTS, NOTIFICATION_REQUESTED, ORDER_STATUS_CHECKED, PAGE_VIEWED
 
 if TYPE_CHECKING:
-    from shared.assignment import Desk
     from shared.repositories.behaviour import BehaviourRepository
+    from shared.services.desk import Desk
 
 DEFAULT_PATH = Path(__file__).with_name("proactive_rules.toml")
 RULES_PATH_ENV = "OMNI_PROACTIVE_RULES"
@@ -337,7 +337,7 @@ def _check_notify(
 
 
 def _check_task(path: str, queue: Any, note: Any, problems: list[str]) -> None:
-    from shared.routing_config import RoutingConfigError, load_rules  # noqa: PLC0415 - load time only
+    from shared.domain.routing_rules import RoutingConfigError, load_rules  # noqa: PLC0415 - load time only
 
     if not isinstance(note, str) or not note.strip():
         problems.append(f"{path}.note: is required for action 'agent_task'")
@@ -486,7 +486,7 @@ class Proactive:
 
     def customer_of(self, detail: BehaviourDetail) -> str | None:
         """The customer the event is about (following merges), or None when unknown."""
-        from shared.identity import InvalidIdentity, normalise  # noqa: PLC0415 - phonenumbers only when needed
+        from shared.domain.identity import InvalidIdentity, normalise  # noqa: PLC0415 - phonenumbers only when needed
 
         customers = self.desk.customers
         customer_id = detail.customer_id
@@ -570,8 +570,8 @@ class Proactive:
         self, rule: ProactiveRule, fired: str, customer_id: str, detail: BehaviourDetail, now: str
     ) -> Events:
         """Put the customer's conversation in the rule's queue with a note (once per ``fired``)."""
-        from shared.ids import new_id  # noqa: PLC0415
-        from shared.models import Note, RoutingDecision  # noqa: PLC0415
+        from shared.contracts.models import Note, RoutingDecision  # noqa: PLC0415
+        from shared.platform.ids import new_id  # noqa: PLC0415
 
         conversations = self.desk.conversations
         conversation_id = None

@@ -9,7 +9,7 @@ as an automated resolution unless a human was ever involved) when
   ``bot-answered`` index (``bot_answered_in`` = ``bot#<shard>``, ``bot_answered_at`` =
   when the bot answered), a few queries a minute and never a scan; or
 * the customer's reply closes it ("thanks, that's all", "Danke!";
-  :func:`shared.kpis.is_closing`): routing resolves it at once.
+  :func:`shared.domain.kpis.is_closing`): routing resolves it at once.
 
 Routing sets the index attributes with every automated answer (and removes them when it
 hands the conversation to a human queue); a resolution removes them. A later message
@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared.models import Transition
+from shared.contracts.models import Transition
 from shared.repositories.conversations import (
     QUEUE_ATTRIBUTES,
     WAIT_ATTRIBUTES,
@@ -124,7 +124,7 @@ def resolve_by_bot(
     (routing sets a new one with its next automated answer). ``extra(meta)`` adds
     attributes to the resolution.
     """
-    from shared.assignment import resolved_event  # noqa: PLC0415 - assignment imports this module's peers
+    from shared.services.desk import resolved_event  # noqa: PLC0415 - assignment imports this module's peers
 
     def decide(meta: dict[str, Any]) -> Change:
         if answered_at is not None and meta.get("bot_answered_at") != answered_at:

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 
-from shared import names
+from shared.contracts import names
 
 Channel = Literal["webchat", "sms", "whatsapp", "messenger", "instagram", "email", "voice"]
 IdentityType = Literal[
@@ -46,7 +46,7 @@ class _Event(BaseModel):
 
 
 class Identity(BaseModel):
-    """A way to reach or recognise a customer, normalised (see shared.identity)."""
+    """A way to reach or recognise a customer, normalised (see shared.domain.identity)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
@@ -306,7 +306,7 @@ EVENT_MODELS[names.DELIVERY_STATUS_CHANGED] = DeliveryStatusChanged
 class FeedbackSubmitted(_Event):
     """Detail of ``feedback.submitted``: a customer answered a survey through a signed link.
 
-    Published by the public links endpoint (``shared/links.py``) when a customer clicks a
+    Published by the public links endpoint (``shared/domain/links.py``) when a customer clicks a
     score in an e-mail or in the web chat; a survey answered by a plain reply is read
     from the message itself. Idempotency key: ``(conversation_id, survey)`` - the first
     answer counts, a second click changes nothing.

@@ -1,4 +1,4 @@
-"""Routing rules as configuration: load ``shared/routing_rules.toml`` and validate it.
+"""Routing rules as configuration: load ``shared/domain/routing_rules.toml`` and validate it.
 
 The file is versioned with the code and packaged with ``shared/`` into every function's
 zip. :func:`load_rules` turns it into frozen dataclasses and refuses a bad file with a

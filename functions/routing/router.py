@@ -1,13 +1,13 @@
 """Routing: who answers a message - an automated answer, or which human queue, how urgently.
 
-The rules are configuration (``shared/routing_rules.toml``, see :mod:`shared.routing_config`).
+The rules are configuration (``shared/domain/routing_rules.toml``, see :mod:`shared.domain.routing_rules`).
 Intent detection goes through the :class:`Classifier` interface; the built-in
 :class:`KeywordClassifier` matches the configured keywords and patterns per language, and
 a hosted model can be plugged in later by implementing the same one method. Asking for a
 person ("agent", "Mensch", "Mitarbeiter") always escalates to a human queue.
 
 Everything down to :func:`decide` and :func:`customer_reply` is pure; :class:`Router`
-applies a decision to the conversation (through :class:`shared.assignment.Desk`) and
+applies a decision to the conversation (through :class:`shared.services.desk.Desk`) and
 says what to publish.
 """
 
@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from shared.bot_resolution import BOT, BOT_ATTRIBUTES, answered_fields, resolve_by_bot
-from shared.events import MessageRecorded, NotificationRequested, format_timestamp
-from shared.kpis import is_closing
-from shared.models import ConversationSummary, Handover, RoutingDecision, Transition
-from shared.names import NOTIFICATION_REQUESTED
-from shared.orders import OrderLookup, OrderStatus
+from functions.routing.orders import OrderLookup, OrderStatus
+from shared.contracts.events import MessageRecorded, NotificationRequested, format_timestamp
+from shared.contracts.models import ConversationSummary, Handover, RoutingDecision, Transition
+from shared.contracts.names import NOTIFICATION_REQUESTED
+from shared.domain.kpis import is_closing
+from shared.domain.routing_rules import RoutingRules, load_rules
 from shared.repositories.conversations import Change, ConversationNotFound, ConversationRepository
-from shared.routing_config import RoutingRules, load_rules
+from shared.services.bot_resolution import BOT, BOT_ATTRIBUTES, answered_fields, resolve_by_bot
 
 if TYPE_CHECKING:
-    from shared.assignment import Desk
+    from shared.services.desk import Desk
 
 #: An agent owns the conversation: new messages are for them, not for the bot.
 WITH_AGENT = ("assigned", "active")
@@ -270,7 +270,7 @@ class Router:
             raise ConversationNotFound(event.conversation_id)
         if meta.get("closed_by") == event.message_id and meta.get("status") == "resolved":
             # The customer's thanks resolved it: say so again (the KPIs count it once).
-            from shared.assignment import resolved_event  # noqa: PLC0415 - a rare redelivery
+            from shared.services.desk import resolved_event  # noqa: PLC0415 - a rare redelivery
 
             return [resolved_event(meta, meta["resolved_at"], BOT)]
         seen = self.conversations.routing_of(event.message_id) or {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shared.models import Customer, Handover, HandoverMessage, Message, RoutingDecision
+from shared.contracts.models import Customer, Handover, HandoverMessage, Message, RoutingDecision
 
 LAST_MESSAGES = 10
 MAX_TEXT = 500

@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-# The project's name and the bus's detail types are declared in shared/names.py (a module the
+# The project's name and the bus's detail types are declared in shared/contracts/names.py (a module the
 # functions import without loading this declaration at cold start); they are re-exported here.
-from shared.names import (  # noqa: F401 - re-exported
+from shared.contracts.names import (  # noqa: F401 - re-exported
     AGENT_ASSIGNED,
     BEHAVIOUR_EVENTS,
     CONVERSATION_REOPENED,
@@ -461,9 +461,9 @@ def resource_env_var(topology: Topology, kind: ResourceKind, name: str) -> str:
     return topology.bus.env_var
 
 
-#: The secret signing the links we put in messages (``shared/links.py``).
+#: The secret signing the links we put in messages (``shared/domain/links.py``).
 LINKS_SIGNING_SECRET = "links-signing"
-#: Where those links point: the public base URL of the HTTP API (``shared.links.BASE_URL_ENV_VAR``).
+#: Where those links point: the public base URL of the HTTP API (``shared.domain.links.BASE_URL_ENV_VAR``).
 PUBLIC_API_URL_ENV = "OMNI_PUBLIC_API_URL"
 
 
@@ -592,7 +592,7 @@ def validate(topology: Topology) -> list[str]:
 
 BUS = EventBus(name="events", archive_retention_days=30)
 
-#: Customers are erased this many days after their last contact (shared/retention.py). Every
+#: Customers are erased this many days after their last contact (shared/domain/retention.py). Every
 #: function that writes or sweeps ``retain_until_day`` gets the same value.
 RETENTION_ENVIRONMENT = {"OMNI_RETENTION_DAYS": "365"}
 
@@ -832,7 +832,7 @@ SECRETS += (
     ),
 )
 
-# Signed links in messages to customers (one-click unsubscribe, survey answers): shared/links.py.
+# Signed links in messages to customers (one-click unsubscribe, survey answers): shared/domain/links.py.
 SECRETS += (
     Secret(
         name="links-signing",
@@ -1083,7 +1083,7 @@ FUNCTIONS = (
             Grant("websocket", "webchat", "manage"),
             # SES v2 SendEmail from the configured sender identity only.
             Grant("email-identity", "sender", "send"),
-            # The one-click unsubscribe link of e-mail notifications (shared/links.py).
+            # The one-click unsubscribe link of e-mail notifications (shared/domain/links.py).
             Grant("secret", LINKS_SIGNING_SECRET, "get"),
         ),
     ),
@@ -1137,7 +1137,7 @@ FUNCTIONS = (
             Grant("bus", BUS.name, "publish"),
             # The CES question waits a while on the KPI queue (DelaySeconds) before it is asked.
             Grant("queue", "kpi", "send"),
-            # CES/CSAT score links in e-mail and web chat survey questions (shared/links.py).
+            # CES/CSAT score links in e-mail and web chat survey questions (shared/domain/links.py).
             Grant("secret", LINKS_SIGNING_SECRET, "get"),
         ),
     ),
@@ -1160,7 +1160,7 @@ FUNCTIONS = (
     ),
 )
 
-# Public signed links (shared/links.py): mail scanners fetch GET, so only POST acts.
+# Public signed links (shared/domain/links.py): mail scanners fetch GET, so only POST acts.
 FUNCTIONS += (
     Function(
         name="links",

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 
-from shared.events import Identity, NotificationRequested, format_timestamp
+from shared.contracts.events import Identity, NotificationRequested, format_timestamp
 from shared.outbound.adapters import (
     Accepted,
     Adapter,
@@ -56,11 +56,11 @@ from shared.outbound.policy import (
     window_open,
 )
 from shared.outbound.templates import Rendered, TemplateError, TemplateStore
+from shared.outbound.webchat_push import WebchatPusher
 from shared.repositories.conversations import ConversationNotFound, ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import ATTEMPTING, OutboxRepository
 from shared.repositories.webchat import WebchatRepository
-from shared.webchat_push import WebchatPusher
 
 __all__ = [
     "CHANNEL_OF_IDENTITY",
@@ -83,7 +83,7 @@ UnsubscribeLinkMinter = Callable[[str, datetime], str | None]
 
 
 class UnsubscribeLinks:
-    """Signed one-click unsubscribe links (``shared.links``) for e-mail notifications.
+    """Signed one-click unsubscribe links (``shared.domain.links``) for e-mail notifications.
 
     ``<OMNI_PUBLIC_API_URL>/links/unsubscribe?t=<token>``: the token names the customer and
     the ``email`` channel. Without a public API URL (a deployment that has none) there is
@@ -95,7 +95,7 @@ class UnsubscribeLinks:
         base_url: Callable[[], str | None] | None = None,
         secret: Callable[[], str] | None = None,
     ) -> None:
-        from shared import links  # noqa: PLC0415 - only notify mints links
+        from shared.domain import links  # noqa: PLC0415 - only notify mints links
 
         self._links = links
         self._base_url = base_url or links.public_base_url
@@ -124,7 +124,7 @@ class AttemptInFlight(Exception):
 
 class WebchatAdapter:
     """Delivers into the web chat session, where the widget's polling picks it up, and
-    pushes it to the session's open WebSockets (:mod:`shared.webchat_push`).
+    pushes it to the session's open WebSockets (:mod:`shared.outbound.webchat_push`).
 
     Our own table, keyed by the notification id: sending twice stores (and pushes) one message.
     """

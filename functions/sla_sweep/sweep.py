@@ -6,7 +6,7 @@ or for the agent's reply (``reply_sla_minutes``) - and emits ``conversation.stal
 once per wait (a conditional claim on the conversation, given back if publishing fails).
 Conversations still queued after ``overflow_after_minutes`` move to ``overflow_to``.
 Conversations the bot answered whose customer stayed silent for
-``bot_resolution.after_minutes`` are resolved by the bot (:mod:`shared.bot_resolution`).
+``bot_resolution.after_minutes`` are resolved by the bot (:mod:`shared.services.bot_resolution`).
 No table scans: every read is a query on an index partition of one queue (or one shard
 of the ``bot-answered`` index).
 """
@@ -20,12 +20,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared.assignment import Desk
-from shared.bot_resolution import answered_before, resolve_by_bot, silent_since_answer
-from shared.events import ConversationStalled, format_timestamp
-from shared.names import CONVERSATION_STALLED
+from shared.contracts.events import ConversationStalled, format_timestamp
+from shared.contracts.names import CONVERSATION_STALLED
+from shared.domain.routing_rules import QueueRule
 from shared.repositories.conversations import ConversationRepository
-from shared.routing_config import QueueRule
+from shared.services.bot_resolution import answered_before, resolve_by_bot, silent_since_answer
+from shared.services.desk import Desk
 
 Publish = Callable[[Sequence[tuple[str, BaseModel]]], None]
 

@@ -19,10 +19,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared.events import AgentAssigned, ConversationResolved, format_timestamp
-from shared.handover import build_handover
-from shared.models import Handover, RoutingDecision, Transition
-from shared.names import AGENT_ASSIGNED, CONVERSATION_RESOLVED
+from shared.contracts.events import AgentAssigned, ConversationResolved, format_timestamp
+from shared.contracts.models import Handover, RoutingDecision, Transition
+from shared.contracts.names import AGENT_ASSIGNED, CONVERSATION_RESOLVED
+from shared.domain.handover import build_handover
+from shared.domain.routing_rules import RoutingRules, load_rules
 from shared.repositories.agents import Agent, AgentNotFound, AgentRepository, AgentStatus
 from shared.repositories.conversations import (
     QUEUE_ATTRIBUTES,
@@ -35,7 +36,6 @@ from shared.repositories.conversations import (
     queue_rank,
 )
 from shared.repositories.customers import CustomerRepository
-from shared.routing_config import RoutingRules, load_rules
 
 Events = list[tuple[str, BaseModel]]
 #: Most conversations one call hands to a freed-up agent (bounded work per request).
