@@ -4,12 +4,14 @@
   ``/console/config.js`` is generated: the API is this origin, and agents sign in with
   ``POST /_local/token``.
 * ``POST /_local/token`` ``{"agent_id": "ines", "name": "Ines", "skills": {"billing": 8},
-  "max_concurrent": 3}`` answers ``{"token", "agent_id", "expires_in", "agent"}``: a local
+  "max_concurrent": 3, "supervisor": false}``
+  answers ``{"token", "agent_id", "expires_in", "agent"}``: a local
   agent token (what ``omni token --agent ID`` prints). An agent without a record is
   created through the agent API (``PUT /agents/{id}`` with a supervisor token issued
   here) with the given skills, by default every queue's skill; given ``skills`` update an
   existing record, otherwise it is left as it is. Only requests from the loopback
   interface are served: a token for any agent is a development convenience only.
+  ``"supervisor": true`` puts the token in the ``supervisors`` group (the supervisor view).
 
 In the cloud the same files are served by CloudFront (``infra/components/console.py``).
 """
@@ -54,6 +56,8 @@ class TokenRequest(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     skills: dict[str, int] | None = None
     max_concurrent: int | None = Field(default=None, ge=1, le=50)
+    #: A token in the ``supervisors`` group (the console's supervisor view, supervisor routes).
+    supervisor: bool = False
 
 
 def console_config(api_base: str = "", token_url: str = TOKEN_PATH) -> dict[str, Any]:
@@ -119,7 +123,8 @@ class LocalConsole:
             return _message(400, f"invalid sign-in request: {problems}")
         if wanted.agent_id == "me":
             return _message(400, "'me' is not a valid agent id")
-        token = issue_agent_token(wanted.agent_id, TOKEN_TTL_S)
+        groups = {"cognito:groups": ["supervisors"]} if wanted.supervisor else None
+        token = issue_agent_token(wanted.agent_id, TOKEN_TTL_S, extra_claims=groups)
         found = self._call("GET", "/agents/me", token)
         if found.status == 200 and wanted.skills is None and wanted.max_concurrent is None:
             agent = json.loads(found.body)
