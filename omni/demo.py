@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from omni.local.auth import issue_agent_token
 from shared.channels.webchat import compute_user_hash
+from shared.platform.http import PUBLIC_BASE_URL_ENV
 from topology import TOPOLOGY
 
 ACCOUNT_ID = "acct-1001"
@@ -133,11 +134,180 @@ def format_timeline(timeline: dict[str, Any]) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------- #
+# A past week, for the console's supervisor view
+# --------------------------------------------------------------------------- #
+HISTORY_DAYS = 7
+HISTORY_AGENT = "dana"
+#: A customer who comes back every four days about billing (a repeat contact).
+REGULAR_PHONE = "+14155550100"
+DAY_S = 86400
+
+
+def _clock(base_url: str, offset_s: int) -> None:
+    """Shift the local stack's clock (``POST /_local/clock``): what happens now is booked then."""
+    _request("POST", f"{base_url}/_local/clock", {"offset_s": offset_s})
+
+
+def _sms(base_url: str, phone: str, text: str) -> None:
+    from omni.send import twilio  # noqa: PLC0415
+
+    params = twilio.sms_payload(twilio.new_sid("SM"), phone, text)
+    token = TOPOLOGY.secret("twilio-auth-token").local_default
+    signed = os.environ.get(PUBLIC_BASE_URL_ENV) or base_url
+    result = twilio.post_signed(base_url, twilio.SMS_PATH, params, token, signed_base=signed)
+    if result.status != 200:
+        raise DemoError(f"the SMS webhook answered {result.status}")
+
+
+def _whatsapp(base_url: str, phone: str, text: str, offset_s: int) -> None:
+    from omni.send import meta  # noqa: PLC0415
+
+    payload = meta.whatsapp_message(phone.lstrip("+"), text, timestamp=int(time.time()) + offset_s)
+    secret = TOPOLOGY.secret("meta-app-secret").local_default
+    result = meta.post_signed(f"{base_url}/webhooks/whatsapp", payload, secret)
+    if result.status != 200:
+        raise DemoError(f"the WhatsApp webhook answered {result.status}")
+
+
+def _wait(what: str, check: Any, timeout_s: float = REPLY_TIMEOUT_S) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise DemoError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+def _conversation_of(base_url: str, token: str, phone: str) -> dict[str, Any] | None:
+    found = _request("GET", f"{base_url}/customers?identity=phone:{phone}", token=token)["customers"]
+    if not found:
+        return None
+    listed = _request("GET", f"{base_url}/customers/{found[0]['customer_id']}/conversations", token=token)
+    conversations = sorted(listed["conversations"], key=lambda c: c["opened_at"])
+    return conversations[-1] if conversations else None
+
+
+def _assigned(base_url: str, token: str) -> list[dict[str, Any]]:
+    mine = _request("GET", f"{base_url}/agents/me/conversations", token=token)["conversations"]
+    return [c for c in mine if c["status"] in ("assigned", "active")]
+
+
+def _messages(base_url: str, token: str, phone: str) -> int:
+    return int((_conversation_of(base_url, token, phone) or {}).get("message_count", 0))
+
+
+def _queue(base_url: str, token: str, queue: str) -> list[dict[str, Any]]:
+    return list(_request("GET", f"{base_url}/queues/{queue}", token=token)["waiting"])
+
+
+def _serve(base_url: str, token: str, expected: int) -> None:
+    """The agent takes, answers and resolves what is assigned to them."""
+    mine = _wait(
+        f"{expected} conversations for the agent",
+        lambda: (found := _assigned(base_url, token)) and len(found) >= expected and found,
+    )
+    for conversation in mine:
+        path = f"{base_url}/conversations/{conversation['conversation_id']}"
+        if conversation["status"] == "assigned":
+            _request("POST", f"{path}/accept", {}, token=token)
+        body = {"text": "Thanks for waiting - that is sorted now."}
+        _request_with_key(f"{path}/messages", body, token, uuid.uuid4().hex)
+        _request("POST", f"{path}/resolve", {"resolution": "sorted"}, token=token)
+
+
+def _request_with_key(url: str, body: Any, token: str, key: str) -> None:
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(  # noqa: S310 - our own URL
+        url,
+        data=data,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {token}",
+            "Idempotency-Key": key,
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        if response.status not in (200, 201, 202):
+            raise DemoError(f"POST {url} answered {response.status}")
+
+
+def play_history(base_url: str, days: int = HISTORY_DAYS, out: TextIO = sys.stdout) -> None:
+    """Play a week of journeys, one day at a time with the stack's clock shifted back.
+
+    Every message goes through the providers' webhooks and the whole pipeline (profile
+    merge, routing, the KPI function); only the clock says which day it is. Each day: a
+    billing question by SMS an agent resolves, a login problem on WhatsApp continued by
+    SMS (a channel switch), an opening-hours question the bot answers and the customer
+    closes ("thanks, that's all"), every four days a regular customer about billing again
+    (a repeat contact), and the survey answers of the day before. At the end two customers
+    have waited an hour in the billing queue (stalled hand-overs) and the clock is back.
+    """
+    from shared.domain.routing_rules import load_rules  # noqa: PLC0415
+
+    token = issue_agent_token(HISTORY_AGENT, 3600, extra_claims={"cognito:groups": ["supervisors"]})
+    skills = {rule.skill: 5 for rule in load_rules().queues.values()}
+    _request(
+        "PUT",
+        f"{base_url}/agents/{HISTORY_AGENT}",
+        {"name": "Dana Park", "skills": skills, "max_concurrent": 10},
+        token=token,
+    )
+    _request("PUT", f"{base_url}/agents/me/status", {"status": "available"}, token=token)
+    delay_s = max(float(os.environ.get("OMNI_CES_DELAY_S", "5")), 0.0) + 2.0
+    scores = ["6", "5", "7", "4", "6", "3", "7"]
+    unanswered: list[str] = []
+    resolved_at = 0.0
+    try:
+        for back in range(days, 0, -1):
+            offset = -back * DAY_S
+            _clock(base_url, offset)
+            print(f"   {days - back + 1}/{days}: replaying {back} day(s) ago", file=out, flush=True)
+            time.sleep(max(0.0, resolved_at + delay_s - time.monotonic()))
+            for i, phone in enumerate(unanswered):  # yesterday's survey, answered today
+                _sms(base_url, phone, scores[(back + i) % len(scores)])
+            billing, login, hours = (f"+1415555{back:02d}{n:02d}" for n in (1, 2, 3))
+            _sms(base_url, billing, "Hi, my invoice is wrong, I was charged twice.")
+            _whatsapp(base_url, login, "I can't log in, the password reset is not working", offset)
+            _sms(base_url, hours, "What are your opening hours on Saturday?")
+            expected = 2
+            if back % 4 == 2:
+                _sms(base_url, REGULAR_PHONE, "The invoice is wrong again, please check the charge.")
+                expected += 1
+            _wait("the bot's answer", lambda phone=hours: _messages(base_url, token, phone) >= 2)
+            _sms(base_url, hours, "thanks, that's all")
+            _wait("the login question", lambda phone=login: _messages(base_url, token, phone) >= 1)
+            _sms(base_url, login, "Writing from SMS now: still cannot log in.")
+            _wait("the switch to SMS", lambda phone=login: _messages(base_url, token, phone) >= 3)
+            # The agent gets to them a while later (resolution times of minutes, not seconds).
+            _clock(base_url, offset + 60 * (12 + 9 * back))
+            _serve(base_url, token, expected)
+            resolved_at = time.monotonic()
+            unanswered = [billing, login, hours] + ([REGULAR_PHONE] if back % 4 == 2 else [])
+        # Two customers have waited an hour for an agent: stalled hand-overs for the live view.
+        _request("PUT", f"{base_url}/agents/me/status", {"status": "away"}, token=token)
+        _clock(base_url, -3600)
+        time.sleep(max(0.0, resolved_at + delay_s - time.monotonic()))
+        for i, phone in enumerate(unanswered):
+            _sms(base_url, phone, scores[i % len(scores)])
+        for n in (1, 2):
+            _sms(base_url, f"+14155559{n:03d}", "My payment failed and I was still charged, please help.")
+        _wait("two customers in the billing queue", lambda: len(_queue(base_url, token, "billing")) >= 2)
+    finally:
+        _clock(base_url, 0)
+
+
 def play(base_url: str, out: TextIO = sys.stdout) -> dict[str, Any]:
     """Play the journey; print each step and the unified timeline; return the timeline."""
 
     def step(text: str) -> None:
         print(text, file=out, flush=True)
+
+    step(f"\n== Demo: a past week of journeys for the supervisor view ({base_url}/console/#supervisor)")
+    play_history(base_url, out=out)
 
     step(f"\n== Demo: a logged-in customer writes on web chat ({base_url})")
     laptop = open_session(base_url)

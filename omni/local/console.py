@@ -12,6 +12,8 @@
   existing record, otherwise it is left as it is. Only requests from the loopback
   interface are served: a token for any agent is a development convenience only.
   ``"supervisor": true`` puts the token in the ``supervisors`` group (the supervisor view).
+* ``POST /_local/clock`` ``{"offset_s": -86400}`` shifts the stack's clock (loopback only):
+  the demo plays a past week's journeys through the pipeline with back-dated timestamps.
 
 In the cloud the same files are served by CloudFront (``infra/components/console.py``).
 """
@@ -23,6 +25,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,9 @@ logger = logging.getLogger("omni.local.console")
 CONSOLE_PREFIX = "/console"
 LOCAL_PREFIX = "/_local"
 TOKEN_PATH = f"{LOCAL_PREFIX}/token"
+CLOCK_PATH = f"{LOCAL_PREFIX}/clock"
+#: The demo replays at most this far back.
+MAX_CLOCK_SHIFT_S = 40 * 86400
 TOKEN_TTL_S = 8 * 3600
 DEFAULT_MAX_CONCURRENT = 3
 DEFAULT_PROFICIENCY = 5
@@ -108,6 +114,8 @@ class LocalConsole:
 
     # -------------------------------------------------------------- sign-in
     def local(self, request: LocalRequest) -> LocalResponse:
+        if request.path == CLOCK_PATH:
+            return self.clock(request)
         if request.path != TOKEN_PATH:
             return _message(404, "Not Found")
         if request.method != "POST":
@@ -141,6 +149,26 @@ class LocalConsole:
             {"token": token, "agent_id": wanted.agent_id, "expires_in": TOKEN_TTL_S, "agent": agent},
             [("cache-control", "no-store")],
         )
+
+    def clock(self, request: LocalRequest) -> LocalResponse:
+        """``POST /_local/clock {"offset_s": -86400}``: shift the stack's clock (the functions'
+        ``utc_now``, the events' time) so the demo can replay past days through the pipeline;
+        ``{"offset_s": 0}`` puts it back. Loopback only, like the sign-in."""
+        if request.method != "POST":
+            return _message(405, "Method Not Allowed")
+        if not _is_loopback(request.source_ip):
+            return _message(403, "the clock is served to this machine only")
+        try:
+            offset = int(json.loads(request.body or b"{}")["offset_s"])
+        except (ValueError, KeyError, TypeError):
+            return _message(400, 'expected {"offset_s": <integer seconds>}')
+        if not -MAX_CLOCK_SHIFT_S <= offset <= 0:
+            return _message(400, f"offset_s must be between -{MAX_CLOCK_SHIFT_S} and 0")
+        from shared.contracts.events import shift_clock  # noqa: PLC0415
+
+        shift_clock(timedelta(seconds=offset))
+        logger.info("local clock shifted by %s s", offset)
+        return LocalResponse.json(200, {"offset_s": offset}, [("cache-control", "no-store")])
 
     def _save_agent(self, wanted: TokenRequest, current: dict[str, Any] | None) -> LocalResponse:
         current = current or {}

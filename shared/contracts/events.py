@@ -9,7 +9,7 @@ consumer idempotent, so an event delivered twice has one effect.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
@@ -24,8 +24,19 @@ IdentityType = Literal[
 SCHEMA_VERSION = 1
 
 
+#: How far the local stack's clock is shifted (``omni local``'s demo replays past days through
+#: the pipeline with :func:`shift_clock`). Always zero in Lambda: nothing there calls it.
+_clock_offset = timedelta(0)
+
+
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(UTC) + _clock_offset
+
+
+def shift_clock(offset: timedelta) -> None:
+    """Local runtime only: make :func:`utc_now` answer ``offset`` away from the real time."""
+    global _clock_offset  # noqa: PLW0603 - one clock per process, shifted by the local runtime only
+    _clock_offset = offset
 
 
 def format_timestamp(value: datetime) -> str:
