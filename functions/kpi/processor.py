@@ -52,7 +52,7 @@ from shared.domain.kpis import (
     survey_question,
     within_window,
 )
-from shared.platform import aws
+from shared.platform import aws, settings
 from shared.platform.config import require_env
 from shared.repositories.conversations import ConversationNotFound, ConversationRepository
 from shared.repositories.kpis import (
@@ -68,7 +68,7 @@ CES_DUE = "kpi.ces_due"
 CES_SOURCE = "omni.kpi"
 #: Seconds between a resolution and the CES question (a reopen meanwhile cancels it);
 #: a negative value turns the question off.
-CES_DELAY_ENV = "OMNI_CES_DELAY_S"
+CES_DELAY_ENV = settings.OMNI_CES_DELAY_S
 DEFAULT_CES_DELAY_S = 5
 #: SQS allows at most 15 minutes of DelaySeconds.
 MAX_DELAY_S = 900
@@ -444,12 +444,12 @@ class KpiProcessor:
             "source": CES_SOURCE,
             "account": "",
             "time": self.now(),
-            "region": os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "")),
+            "region": settings.aws_region(),
             "resources": [],
             "detail": due.model_dump(mode="json"),
         }
         aws.client("sqs").send_message(
-            QueueUrl=require_env("KPI_QUEUE_URL"),
+            QueueUrl=require_env(settings.KPI_QUEUE_URL),
             MessageBody=json.dumps(envelope),
             DelaySeconds=max(0, min(MAX_DELAY_S, delay)),
         )

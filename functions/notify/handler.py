@@ -37,7 +37,7 @@ from shared.outbound.adapters import (
     TwilioVoiceAdapter,
     WhatsAppAdapter,
 )
-from shared.platform import aws
+from shared.platform import aws, settings
 from shared.platform.config import require_env
 from shared.platform.consumer import LoggedBatchProcessor, event_record_model
 from shared.platform.observability import new_logger, new_tracer, set_correlation
@@ -54,7 +54,7 @@ processor = LoggedBatchProcessor(Record, logger)
 clock: Callable[[], datetime] = utc_now
 #: SQS allows at most 15 minutes of DelaySeconds; a longer wait takes several hops.
 MAX_DEFER_S = 900
-NOTIFY_QUEUE_ENV = "NOTIFY_QUEUE_URL"
+NOTIFY_QUEUE_ENV = settings.NOTIFY_QUEUE_URL
 #: Source of the re-queued (deferred) requests.
 DEFER_SOURCE = "omni.notify"
 
@@ -100,7 +100,7 @@ def defer(request: NotificationRequested, until: datetime, now: datetime) -> int
         "source": DEFER_SOURCE,
         "account": "",
         "time": format_timestamp(now),
-        "region": os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "")),
+        "region": settings.aws_region(),
         "resources": [],
         "detail": request.model_dump(mode="json"),
     }

@@ -34,13 +34,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from shared.contracts.events import Identity, IdentityType, NotificationRequested, format_timestamp
 from shared.contracts.names import BEHAVIOUR_EVENTS, NOTIFICATION_REQUESTED, ORDER_STATUS_CHECKED, PAGE_VIEWED
+from shared.platform import settings
 
 if TYPE_CHECKING:
     from shared.repositories.behaviour import BehaviourRepository
     from shared.services.desk import Desk
 
 DEFAULT_PATH = Path(__file__).with_name("proactive_rules.toml")
-RULES_PATH_ENV = "OMNI_PROACTIVE_RULES"
+RULES_PATH_ENV = settings.OMNI_PROACTIVE_RULES
 #: Events kept per counted item (more than any sensible ``count``).
 MAX_CHECKS = 50
 

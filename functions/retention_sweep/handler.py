@@ -13,7 +13,6 @@ Metrics (namespace ``omni``, dimensions ``service`` and ``stage``): ``RetentionE
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Metrics
@@ -21,6 +20,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.contracts.events import format_timestamp, utc_now
+from shared.platform import settings
 from shared.platform.observability import new_logger, new_tracer
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.customers import CustomerRepository
@@ -41,7 +41,7 @@ merger = ConversationMerger()
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    metrics.set_default_dimensions(stage=os.environ.get("OMNI_STAGE", "local"))
+    metrics.set_default_dimensions(stage=settings.stage())
     now = utc_now()
     result = sweep_retention(
         customers,

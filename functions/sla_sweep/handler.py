@@ -8,7 +8,6 @@ it), ``OverflowedConversations``, ``AssignedBySweep``, ``BotResolutions``.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Metrics
@@ -17,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.sla_sweep.sweep import sweep
 from shared.contracts.events import utc_now
+from shared.platform import settings
 from shared.platform.bus import EventPublisher
 from shared.platform.observability import new_logger, new_tracer
 from shared.repositories.agents import AgentRepository
@@ -52,7 +52,7 @@ def _publish(events: Any) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    metrics.set_default_dimensions(stage=os.environ.get("OMNI_STAGE", "local"))
+    metrics.set_default_dimensions(stage=settings.stage())
     result = sweep(conversations, desk(), _publish, utc_now())
     # Always emitted (zero included), so the alarm sees data rather than "missing".
     metrics.add_metric(name=STALLED_METRIC, unit=MetricUnit.Count, value=len(result.stalled))

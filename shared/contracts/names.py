@@ -3,6 +3,7 @@
 Part of the topology (``topology/`` re-exports every name here and builds the rules
 from them); kept in a module of its own so that a function can name an event without
 loading the whole declaration at cold start. Schemas of the events: ``shared/contracts/events.py``.
+Environment variable names: ``shared/platform/settings.py``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,3 @@ KPI_EVENTS = (
     CONVERSATION_REOPENED,
     FEEDBACK_SUBMITTED,
 )
-
-#: Environment variable that holds the web chat WebSocket API's management endpoint
-#: (``topology`` sets it from the same constant; a test checks the two agree).
-WEBCHAT_WEBSOCKET_ENDPOINT_ENV = "WEBCHAT_WEBSOCKET_ENDPOINT"

@@ -19,8 +19,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from shared.platform import settings
+
 DEFAULT_PATH = Path(__file__).with_name("routing_rules.toml")
-RULES_PATH_ENV = "OMNI_ROUTING_RULES"
+RULES_PATH_ENV = settings.OMNI_ROUTING_RULES
 
 Action = Literal["queue", "template", "order_status"]
 ACTIONS: tuple[str, ...] = ("queue", "template", "order_status")

@@ -35,6 +35,7 @@ from urllib.parse import urlencode
 
 from shared.contracts.events import Identity
 from shared.outbound.templates import WhatsAppTemplate
+from shared.platform import settings
 
 TWILIO_API_BASE = "https://api.twilio.com"
 GRAPH_API_BASE = "https://graph.facebook.com"
@@ -279,7 +280,7 @@ class _TwilioAdapter(_HttpAdapter):
 
     provider = "twilio"
     idempotent = False
-    secret_env_var = "TWILIO_API_SECRET_ID"
+    secret_env_var = settings.TWILIO_API_SECRET_ID
     default_api_base = TWILIO_API_BASE
 
     def _account_url(self, resource: str) -> str:
@@ -477,7 +478,7 @@ def _meta_outcome(response: HttpResponse, provider: str) -> dict[str, Any]:
 
 
 class _GraphAdapter(_HttpAdapter):
-    secret_env_var = "META_OUTBOUND_SECRET_ID"
+    secret_env_var = settings.META_OUTBOUND_SECRET_ID
     default_api_base = GRAPH_API_BASE
     idempotent = False
     provider = "meta"
@@ -649,7 +650,7 @@ class SesEmailAdapter(_Configured):
     channel = "email"
     provider = "ses"
     idempotent = False
-    secret_env_var = "EMAIL_SENDER_SECRET_ID"
+    secret_env_var = settings.EMAIL_SENDER_SECRET_ID
 
     def __init__(
         self, config: Mapping[str, Any] | ConfigSource | None = None, client: Any = None, region: str = ""
@@ -777,7 +778,7 @@ def _parse_iso(value: str) -> datetime | None:
 # Local mode
 # --------------------------------------------------------------------------- #
 #: Set by the local runtime (``omni local``): outbound goes to the outbox, not to providers.
-OUTBOUND_MODE_ENV = "OMNI_OUTBOUND_MODE"
+OUTBOUND_MODE_ENV = settings.OMNI_OUTBOUND_MODE
 
 
 class LocalOutboxAdapter:

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared.contracts.names import EVENT_SOURCE_PREFIX
-from shared.platform import aws
+from shared.platform import aws, settings
 from shared.platform.config import require_env
 from shared.platform.observability import annotate_published
 
@@ -51,7 +51,7 @@ class EventPublisher:
 
     @property
     def bus_name(self) -> str:
-        return self._bus_name or require_env("EVENT_BUS_NAME")
+        return self._bus_name or require_env(settings.EVENT_BUS_NAME)
 
     @property
     def client(self) -> Any:

@@ -19,6 +19,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
 
+from shared.platform import settings
 from shared.platform.bus import PublishError
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -106,7 +107,7 @@ def guard_body(
     return wrap
 
 
-PUBLIC_BASE_URL_ENV = "OMNI_PUBLIC_BASE_URL"
+PUBLIC_BASE_URL_ENV = settings.OMNI_PUBLIC_BASE_URL
 
 
 def public_url(event: Mapping[str, Any]) -> str:

@@ -37,6 +37,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from pydantic import BaseModel
 
+from shared.platform import settings
+
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
 
@@ -144,11 +146,11 @@ def _truthy(value: str | None) -> bool:
 def tracing_enabled() -> bool:
     """Powertools' rule: on in Lambda unless ``POWERTOOLS_TRACE_DISABLED`` says otherwise;
     off in SAM or Chalice local mode and outside Lambda."""
-    if _truthy(os.getenv("POWERTOOLS_TRACE_DISABLED")):
+    if _truthy(os.getenv(settings.POWERTOOLS_TRACE_DISABLED)):
         return False
-    if not os.getenv("LAMBDA_TASK_ROOT"):
+    if not os.getenv(settings.LAMBDA_TASK_ROOT):
         return False
-    return not (os.getenv("AWS_SAM_LOCAL") or os.getenv("AWS_CHALICE_CLI_MODE"))
+    return not (os.getenv(settings.AWS_SAM_LOCAL) or os.getenv(settings.AWS_CHALICE_CLI_MODE))
 
 
 class LazyTracer:

@@ -119,6 +119,9 @@ OPTIONAL = frozenset(
         ORDER_LOOKUP_URL,
         ORDER_LOOKUP_TOKEN,
         ORDER_LOOKUP,
+        # Read with a fallback (365 days); the topology sets the same value for every function
+        # that writes or sweeps ``retain_until_day``.
+        OMNI_RETENTION_DAYS,
         # Read with a fallback: links carry no URL when it is unset (notify logs a warning).
         OMNI_PUBLIC_API_URL,
         # Read with a fallback: no push when the web chat has no WebSocket API.

@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared.platform import settings
 from shared.repositories.dynamo import DynamoTable, is_condition_failure, serialise
 
 MAX_ATTEMPTS = 5
@@ -29,7 +30,7 @@ def tally_key(customer_id: str, rule: str, per: str) -> dict[str, str]:
 
 class BehaviourRepository:
     def __init__(self, table: DynamoTable | None = None) -> None:
-        self.table = table or DynamoTable("BEHAVIOUR_TABLE")
+        self.table = table or DynamoTable(settings.BEHAVIOUR_TABLE)
 
     def get(self, customer_id: str, rule: str, per: str) -> dict[str, Any] | None:
         return self.table.get(tally_key(customer_id, rule, per))

@@ -29,6 +29,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared.platform import settings
 from shared.repositories.dynamo import DynamoTable, cancellation_codes, serialise
 
 META = "META"
@@ -52,7 +53,7 @@ class ThreadMergeConflict(RuntimeError):
 
 class ConversationMerger:
     def __init__(self, table: DynamoTable | None = None) -> None:
-        self.table = table or DynamoTable("CONVERSATIONS_TABLE")
+        self.table = table or DynamoTable(settings.CONVERSATIONS_TABLE)
 
     # -- reads --------------------------------------------------------------- #
     def _meta(self, conversation_id: str) -> dict[str, Any] | None:

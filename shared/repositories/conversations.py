@@ -70,6 +70,7 @@ from shared.contracts.models import (
     RoutingDecision,
     Transition,
 )
+from shared.platform import settings
 from shared.repositories.customers import PROFILE, CustomerRepository, customer_pk
 from shared.repositories.dynamo import (
     DynamoTable,
@@ -183,7 +184,7 @@ class _Edit:
 
 class ConversationRepository:
     def __init__(self, table: DynamoTable | None = None, customers: CustomerRepository | None = None) -> None:
-        self.table = table or DynamoTable("CONVERSATIONS_TABLE")
+        self.table = table or DynamoTable(settings.CONVERSATIONS_TABLE)
         self._customers = customers
 
     @property

@@ -42,6 +42,7 @@ from botocore.exceptions import ClientError
 from shared.contracts.events import Identity
 from shared.contracts.models import AttributeValue, Consent, Customer, CustomerIdentity, MergeSummary
 from shared.domain.retention import RETAIN_ATTRIBUTE, RETENTION_INDEX, day_of, retain_until, retention_days
+from shared.platform import settings
 from shared.repositories.dynamo import DynamoTable, cancellation_codes, deserialise, serialise
 
 PROFILE = "PROFILE"
@@ -56,7 +57,7 @@ ACTIVE, MERGED, ERASED = "active", "merged", "erased"
 #: Identities moved in the merge transaction itself (3 actions each, 100 per transaction);
 #: any further ones move right after, while the merged-away profile points to the survivor.
 MOVES_PER_TRANSACTION = 30
-TOMBSTONE_RETENTION_ENV = "OMNI_TOMBSTONE_RETENTION_DAYS"
+TOMBSTONE_RETENTION_ENV = settings.OMNI_TOMBSTONE_RETENTION_DAYS
 #: Longer than every way an old event can come back: the bus archive (30 days) and
 #: provider retries (Meta: up to 7 days).
 DEFAULT_TOMBSTONE_RETENTION_DAYS = 90
@@ -214,7 +215,7 @@ ACTIVE_AT_VERSION = "#status = :active AND version = :version"
 
 class CustomerRepository:
     def __init__(self, table: DynamoTable | None = None) -> None:
-        self.table = table or DynamoTable("CUSTOMERS_TABLE")
+        self.table = table or DynamoTable(settings.CUSTOMERS_TABLE)
 
     # -- transactions ------------------------------------------------------ #
     def _transact(self, actions: list[Item]) -> list[str] | None:

@@ -31,6 +31,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared.platform import settings
 from shared.repositories.dynamo import (
     DynamoTable,
     cancellation_codes,
@@ -97,7 +98,7 @@ class Plan:
 
 class KpiRepository:
     def __init__(self, table_name: str | None = None, client: Any = None) -> None:
-        self.table = DynamoTable("KPIS_TABLE", table_name, client)
+        self.table = DynamoTable(settings.KPIS_TABLE, table_name, client)
 
     # -- state --------------------------------------------------------------- #
     def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
