@@ -65,7 +65,7 @@ def _settings_read(module: str) -> set[str]:
     tree = _parse(module)
     names: set[str] = set()
     for node in ast.walk(tree) if tree else ():
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "settings":
+        if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) == "settings":
             names.add(node.attr)
         elif isinstance(node, ast.ImportFrom) and node.module == "shared.platform.settings":
             names |= {alias.name for alias in node.names}
@@ -92,7 +92,7 @@ def _environment(fn: Function) -> dict[str, str]:
 
 
 def test_the_webchat_websocket_endpoint_is_the_topologys_variable() -> None:
-    assert settings.WEBCHAT_WEBSOCKET_ENDPOINT == TOPOLOGY.websocket_api("webchat").env_var
+    assert TOPOLOGY.websocket_api("webchat").env_var == settings.WEBCHAT_WEBSOCKET_ENDPOINT
 
 
 def test_every_resource_variable_the_topology_derives_is_declared() -> None:
