@@ -402,22 +402,10 @@ class LocalRuntime:
     # Health and idleness
     # ------------------------------------------------------------------ #
     def health(self) -> tuple[bool, dict[str, Any]]:
-        problems: list[str] = []
-        if not self.ready:
-            problems.append("not started")
-        if not self.emulator.running:
-            problems.append("emulator not running")
-        elif self._health_sqs is not None:
-            try:
-                self._health_sqs.list_queues(QueueNamePrefix=physical_name(self.stage, ""))
-            except Exception as exc:
-                problems.append(f"emulator unreachable: {type(exc).__name__}")
         pollers = {name: poller.alive for name, poller in self.pollers.items()}
+        problems = self._emulator_problems()
         problems.extend(f"poller of {name} is down" for name, alive in pollers.items() if not alive)
-        if self.scheduler is not None and self.scheduler.entries and not self.scheduler.alive:
-            problems.append("scheduler is down")
-        if self.http is None or not self.http.running:
-            problems.append("HTTP server not running")
+        problems.extend(self._server_problems())
         body: dict[str, Any] = {
             "status": "ok" if not problems else "unavailable",
             "stage": self.stage,
@@ -431,6 +419,28 @@ class LocalRuntime:
             body["invocations"] = self.invoker.invocations
             body["errors"] = self.invoker.errors
         return not problems, body
+
+    def _emulator_problems(self) -> list[str]:
+        problems: list[str] = []
+        if not self.ready:
+            problems.append("not started")
+        if not self.emulator.running:
+            problems.append("emulator not running")
+        elif self._health_sqs is not None:
+            try:
+                self._health_sqs.list_queues(QueueNamePrefix=physical_name(self.stage, ""))
+            except Exception as exc:
+                problems.append(f"emulator unreachable: {type(exc).__name__}")
+        return problems
+
+    def _server_problems(self) -> list[str]:
+        """The scheduler (when something is scheduled) and the HTTP server."""
+        problems: list[str] = []
+        if self.scheduler is not None and self.scheduler.entries and not self.scheduler.alive:
+            problems.append("scheduler is down")
+        if self.http is None or not self.http.running:
+            problems.append("HTTP server not running")
+        return problems
 
     def _healthz(self, request: LocalRequest) -> LocalResponse:
         if request.path != HEALTH_PATH:
