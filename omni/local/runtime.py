@@ -30,6 +30,7 @@ from omni.local.console import mount_console
 from omni.local.email import CONTROL_PREFIX as EMAIL_CONTROL_PREFIX
 from omni.local.email import SesReceiving
 from omni.local.emulator import DEFAULT_ACCOUNT_ID, Emulator
+from omni.local.environ import EnvironmentPatch
 from omni.local.http import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -171,7 +172,7 @@ class LocalRuntime:
         self.websockets: dict[str, LocalWebSocketApi] = {}
         self.ready = False
         self._mounts: dict[str, Mount] = {}
-        self._saved_env: dict[str, str | None] = {}
+        self._saved_env = EnvironmentPatch()
         self._sqs: Any = None
         self._health_sqs: Any = None
 
@@ -377,17 +378,10 @@ class LocalRuntime:
         self.stop()
 
     def _export(self, env: dict[str, str]) -> None:
-        for key, value in env.items():
-            self._saved_env.setdefault(key, os.environ.get(key))
-            os.environ[key] = value
+        self._saved_env.set(env)
 
     def _restore_env(self) -> None:
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved_env.clear()
+        self._saved_env.restore()
 
     # ------------------------------------------------------------------ #
     # Extra HTTP routes
