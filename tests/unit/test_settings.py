@@ -177,3 +177,19 @@ def test_lambda_code_never_imports_the_deploy_declaration() -> None:
                     if m.split(".")[0] in ("topology", "infra", "omni", "bench")
                 ]
     assert offenders == []
+
+
+def test_typed_accessors_read_the_environment_when_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(settings.OMNI_CES_DELAY_S, " 90 ")
+    monkeypatch.setenv(settings.OMNI_OUTBOUND_MODE, "")
+    monkeypatch.setenv(settings.OMNI_STAGE, "prod")
+    monkeypatch.delenv(settings.AWS_REGION, raising=False)
+    monkeypatch.setenv(settings.AWS_DEFAULT_REGION, "eu-west-3")
+    assert settings.env_int(settings.OMNI_CES_DELAY_S, 60) == 90
+    assert settings.env_str(settings.OMNI_OUTBOUND_MODE, "provider") == "provider"
+    assert settings.env_str("OMNI_UNSET_FOR_THIS_TEST") is None
+    assert settings.env_int("OMNI_UNSET_FOR_THIS_TEST", 7, environ={}) == 7
+    assert settings.stage() == "prod"
+    assert settings.aws_region() == "eu-west-3"
+    monkeypatch.setenv(settings.AWS_REGION, "us-east-1")
+    assert settings.aws_region() == "us-east-1"
