@@ -376,7 +376,7 @@ class ConversationMessages:
         not pending (any more) on a resolved conversation, or was answered: then the
         message is an ordinary one.
         """
-        item = {
+        item: dict[str, Any] = {
             "pk": conversation_pk(conversation_id),
             "sk": message_sk(sent_at, message_id),
             "message_id": message_id,

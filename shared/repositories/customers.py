@@ -37,12 +37,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from shared.contracts.events import Identity
 from shared.contracts.models import AttributeValue, Consent, Customer, CustomerIdentity, MergeSummary
 from shared.domain.retention import RETAIN_ATTRIBUTE, RETENTION_INDEX, day_of, retain_until, retention_days
-from shared.repositories.dynamo import DynamoTable, cancellation_codes, deserialise, serialise
+from shared.repositories.dynamo import CONDITION_FAILED, DynamoTable, deserialise, serialise
 
 PROFILE = "PROFILE"
 OWNER = "OWNER"
@@ -219,14 +217,8 @@ class CustomerRepository:
     # -- transactions ------------------------------------------------------ #
     def _transact(self, actions: list[Item]) -> list[str] | None:
         """Run a transaction: None when it was applied, else why each action failed."""
-        try:
-            self.table.client.transact_write_items(TransactItems=actions)
-        except ClientError as error:
-            codes = cancellation_codes(error)
-            if "ConditionalCheckFailed" in codes or "TransactionConflict" in codes:
-                return codes
-            raise
-        return None
+        cancelled = self.table.transact(actions)
+        return cancelled.codes if cancelled is not None else None
 
     # -- reads ------------------------------------------------------------- #
     def owner_of(self, identity: Identity) -> str | None:
@@ -320,7 +312,7 @@ class CustomerRepository:
     def _raise_for(self, actions: list[Item], codes: list[str], owned: dict[int, Identity]) -> None:
         """Turn a cancelled create/attach into IdentityErased / IdentityTaken / ProfileChanged."""
         for index, code in enumerate(codes):
-            if code != "ConditionalCheckFailed" or index not in owned:
+            if code != CONDITION_FAILED or index not in owned:
                 continue
             identity = owned[index]
             if "ConditionCheck" in actions[index]:
@@ -430,12 +422,12 @@ class CustomerRepository:
         codes = self._transact(actions)
         if codes is None:
             return True
-        if codes[1] == "ConditionalCheckFailed":
+        if codes[1] == CONDITION_FAILED:
             raise ProfileChanged(f"customer {customer_id} is no longer active")
-        if codes[0] == "ConditionalCheckFailed" and all(c in ("None", "") for c in codes[2:]):
+        if codes[0] == CONDITION_FAILED and all(c in ("None", "") for c in codes[2:]):
             return False  # on the profile already, at least as strongly
         for index in owned:
-            if codes[index] == "ConditionalCheckFailed" and "Put" in actions[index]:
+            if codes[index] == CONDITION_FAILED and "Put" in actions[index]:
                 current = self.owner_of(identity)
                 if current == customer_id:
                     return False  # ours already (a redelivery)
@@ -454,36 +446,21 @@ class CustomerRepository:
         False when the stored choice is newer than ``consent`` (or the same one: a
         redelivered keyword changes nothing). At the same instant an opt-out wins.
         """
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise(_profile_key(customer_id)),
-                UpdateExpression="SET #consent = :consent, updated_at = :now ADD version :one",
-                ConditionExpression=(
-                    "attribute_exists(pk) AND (attribute_not_exists(#consent) OR #consent.#at < :at "
-                    "OR (#consent.#at = :at AND #consent.#status <> :status AND :status = :out))"
-                ),
-                ExpressionAttributeNames={
-                    "#consent": f"{CONSENT_PREFIX}{channel}",
-                    "#at": "at",
-                    "#status": "status",
-                },
-                ExpressionAttributeValues=serialise(
-                    {
-                        ":consent": consent.model_dump(),
-                        ":at": consent.at,
-                        ":now": consent.at,
-                        ":status": consent.status,
-                        ":out": "opted_out",
-                        ":one": 1,
-                    }
-                ),
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self.table.update_if(
+            _profile_key(customer_id),
+            "SET #consent = :consent, updated_at = :now ADD version :one",
+            "attribute_exists(pk) AND (attribute_not_exists(#consent) OR #consent.#at < :at "
+            "OR (#consent.#at = :at AND #consent.#status <> :status AND :status = :out))",
+            {
+                ":consent": consent.model_dump(),
+                ":at": consent.at,
+                ":now": consent.at,
+                ":status": consent.status,
+                ":out": "opted_out",
+                ":one": 1,
+            },
+            {"#consent": f"{CONSENT_PREFIX}{channel}", "#at": "at", "#status": "status"},
+        )
 
     def set_open_conversation(self, customer_id: str, conversation_id: str) -> dict[str, Any]:
         """The update action that marks ``conversation_id`` open, if none is (for a transaction).
@@ -516,13 +493,7 @@ class CustomerRepository:
             condition=ACTIVE_AT_VERSION,
             condition_values={":active": ACTIVE, ":version": version},
         )["Update"]
-        try:
-            self.table.client.update_item(**action)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self.table.conditional("update_item", **action) is not None
 
     def record_contact(
         self,
@@ -554,19 +525,14 @@ class CustomerRepository:
             removes.append(f"contacts.#old{i}")
         if removes:
             expression += " REMOVE " + ", ".join(removes)
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise(_profile_key(customer_id)),
-                UpdateExpression=expression,
-                ConditionExpression="attribute_exists(contacts) AND attribute_exists(last_seen)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=serialise(values),
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            # The profile was erased meanwhile: nothing to count.
+        # False when the profile was erased meanwhile: nothing to count.
+        self.table.update_if(
+            _profile_key(customer_id),
+            expression,
+            "attribute_exists(contacts) AND attribute_exists(last_seen)",
+            values,
+            names,
+        )
 
     # -- merge and unmerge --------------------------------------------------- #
     def _move_actions(
@@ -788,13 +754,7 @@ class CustomerRepository:
         )["Update"]
         if due_before:
             action["ExpressionAttributeNames"]["#keep"] = RETAIN_ATTRIBUTE
-        try:
-            self.table.client.update_item(**action)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self.table.conditional("update_item", **action) is not None
 
     # -- retention ------------------------------------------------------------ #
     def retention_bucket(self, day: str) -> list[str]:
@@ -823,20 +783,13 @@ class CustomerRepository:
         )
 
     def _conditional_update(self, customer_id: str, expression: str, condition: str, values: Item) -> bool:
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise(_profile_key(customer_id)),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#keep": RETAIN_ATTRIBUTE, "#status": "status"},
-                ExpressionAttributeValues=serialise(values),
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self.table.update_if(
+            _profile_key(customer_id),
+            expression,
+            condition,
+            values,
+            {"#keep": RETAIN_ATTRIBUTE, "#status": "status"},
+        )
 
     def erase_partition(self, customer_id: str, erased_at: str, expires_at: int) -> list[Identity]:
         """Delete everything of one customer's partition; tombstone and release its identities.

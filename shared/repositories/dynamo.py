@@ -44,7 +44,7 @@ def serialise(item: Item) -> dict[str, Any]:
 
 
 def serialise_value(value: Any) -> dict[str, Any]:
-    return _serializer.serialize(_to_dynamo(value))
+    return dict(_serializer.serialize(_to_dynamo(value)))
 
 
 def deserialise(raw: dict[str, Any]) -> Item:
