@@ -38,7 +38,6 @@ from typing import Any
 from shared.contracts.events import Identity, MessageReceived, format_timestamp
 from shared.contracts.models import Consent
 from shared.domain.identity import derived_identities, normalise
-from shared.domain.kpis import could_be_score, parse_score
 from shared.domain.retention import (
     RETAIN_ATTRIBUTE,
     contact_day,
@@ -50,6 +49,7 @@ from shared.domain.retention import (
     retain_until,
     retention_days,
 )
+from shared.domain.surveys import could_be_score, parse_score
 from shared.platform.ids import new_id
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.conversations import (
