@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Literal
+
+#: A survey asked after a conversation's resolution.
+Survey = Literal["ces", "csat"]
 
 CES_MIN, CES_MAX = 1, 7
 CSAT_MIN, CSAT_MAX = 1, 5

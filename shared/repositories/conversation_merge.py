@@ -360,3 +360,9 @@ class ConversationMerger:
             while pending:
                 response = self.table.client.batch_write_item(RequestItems={self.table.name: pending})
                 pending = response.get("UnprocessedItems", {}).get(self.table.name, [])
+
+    def forward_message_if_merged(self, conversation_id: str, sent_at: str, message_id: str) -> str:
+        """:meth:`forward_if_merged` for the message ``message_id`` sent at ``sent_at``."""
+        from shared.repositories.conversations import message_sk  # noqa: PLC0415 - no import cycle
+
+        return self.forward_if_merged(conversation_id, message_sk(sent_at, message_id))

@@ -70,6 +70,7 @@ from shared.contracts.models import (
     RoutingDecision,
     Transition,
 )
+from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.customers import PROFILE, CustomerRepository, customer_pk
 from shared.repositories.dynamo import (
     DynamoTable,
@@ -81,6 +82,9 @@ from shared.repositories.dynamo import (
 
 META = "META"
 SEEN = "SEEN"
+#: Reopen window of :meth:`ConversationRepository.open_for` when the caller gives none (the
+#: packaged routing rules' ``reopen_window_hours``).
+DEFAULT_REOPEN_WINDOW_HOURS = 72
 HANDOVER = "HANDOVER"
 HISTORY_PREFIX = "HIST#"
 SWITCH_PREFIX = "CHANNEL#"
@@ -383,13 +387,14 @@ class ConversationRepository:
         conversation_id: str,
         now: str,
         channel: str,
-        reopen_window_hours: int | None = None,
+        reopen_window_hours: int = DEFAULT_REOPEN_WINDOW_HOURS,
     ) -> bool:
         """Create conversation ``conversation_id`` and make it the customer's open one.
 
         Unless the customer's latest conversation should take the message: one that is
         not finished (its open marker was lost in a race with resolving), or one resolved
-        within the reopen window (default from the routing rules, 72 h), which reopens.
+        within the reopen window (the routing rules' ``reopen_window_hours``; the caller
+        passes it, a repository reads no configuration), which reopens.
         A later message starts a new conversation linked to the previous one
         (``previous_conversation_id``).
 
@@ -397,10 +402,6 @@ class ConversationRepository:
         ``conversation_id`` (one opened concurrently, or the latest one reattached or
         reopened): the caller reads the profile again and uses that one.
         """
-        if reopen_window_hours is None:
-            from shared.domain.routing_rules import load_rules  # noqa: PLC0415 - only on a first message
-
-            reopen_window_hours = load_rules().reopen_window_hours
         latest = self.latest_for_customer(customer_id)
         previous_id: str | None = None
         if latest is not None:
@@ -1003,6 +1004,15 @@ class ConversationRepository:
                 "ExpressionAttributeValues": {":c": {"S": conversation_id}},
             }
         }
+
+    def seen(self, message_id: str) -> dict[str, Any] | None:
+        """The marker of a message (or keyword) recorded before: where it went
+        (``conversation_id``, for a survey answer) and ``what`` it was; None if it is new."""
+        return self.table.get({"pk": seen_pk(message_id), "sk": SEEN})
+
+    def merger(self) -> ConversationMerger:
+        """The conversation merger working on this repository's table."""
+        return ConversationMerger(self.table)
 
 
 def summary_of(meta: dict[str, Any]) -> ConversationSummary:
