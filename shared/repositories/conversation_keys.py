@@ -12,6 +12,9 @@ from shared.repositories.dynamo import serialise
 
 META = "META"
 SEEN = "SEEN"
+#: Reopen window of :meth:`ConversationRepository.open_for` when the caller gives none (the
+#: packaged routing rules' ``reopen_window_hours``).
+DEFAULT_REOPEN_WINDOW_HOURS = 72
 HANDOVER = "HANDOVER"
 HISTORY_PREFIX = "HIST#"
 SWITCH_PREFIX = "CHANNEL#"

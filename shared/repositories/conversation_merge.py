@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.repositories import conversation_keys
 from shared.repositories.conversation_keys import (
     BY_CUSTOMER_INDEX,
     HANDOVER,
@@ -343,3 +344,7 @@ class ConversationMerger:
             while pending:
                 response = self.table.client.batch_write_item(RequestItems={self.table.name: pending})
                 pending = response.get("UnprocessedItems", {}).get(self.table.name, [])
+
+    def forward_message_if_merged(self, conversation_id: str, sent_at: str, message_id: str) -> str:
+        """:meth:`forward_if_merged` for the message ``message_id`` sent at ``sent_at``."""
+        return self.forward_if_merged(conversation_id, conversation_keys.message_sk(sent_at, message_id))

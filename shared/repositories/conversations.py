@@ -67,6 +67,7 @@ from shared.domain.conversation_status import (
 )
 from shared.repositories.conversation_keys import (
     BY_CUSTOMER_INDEX,
+    DEFAULT_REOPEN_WINDOW_HOURS,
     HANDOVER,
     HISTORY_PREFIX,
     MAX_ATTEMPTS,
@@ -90,6 +91,7 @@ from shared.repositories.conversation_keys import (
     seen_pk,
     switch_sk,
 )
+from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.conversation_messages import (
     ConcurrentUpdate,
     ConversationMessages,
@@ -108,6 +110,7 @@ from shared.repositories.dynamo import Cancelled, DynamoTable, deserialise, seri
 
 __all__ = [
     "BY_CUSTOMER_INDEX",
+    "DEFAULT_REOPEN_WINDOW_HOURS",
     "HANDOVER",
     "HISTORY_PREFIX",
     "MAX_ATTEMPTS",
@@ -293,13 +296,14 @@ class ConversationRepository(ConversationMessages):
         conversation_id: str,
         now: str,
         channel: str,
-        reopen_window_hours: int | None = None,
+        reopen_window_hours: int = DEFAULT_REOPEN_WINDOW_HOURS,
     ) -> bool:
         """Create conversation ``conversation_id`` and make it the customer's open one.
 
         Unless the customer's latest conversation should take the message: one that is
         not finished (its open marker was lost in a race with resolving), or one resolved
-        within the reopen window (default from the routing rules, 72 h), which reopens.
+        within the reopen window (the routing rules' ``reopen_window_hours``; the caller
+        passes it, a repository reads no configuration), which reopens.
         A later message starts a new conversation linked to the previous one
         (``previous_conversation_id``).
 
@@ -307,10 +311,6 @@ class ConversationRepository(ConversationMessages):
         ``conversation_id`` (one opened concurrently, or the latest one reattached or
         reopened): the caller reads the profile again and uses that one.
         """
-        if reopen_window_hours is None:
-            from shared.domain.routing_rules import load_rules  # noqa: PLC0415 - only on a first message
-
-            reopen_window_hours = load_rules().reopen_window_hours
         latest = self.latest_for_customer(customer_id)
         previous_id: str | None = None
         if latest is not None:
@@ -511,6 +511,15 @@ class ConversationRepository(ConversationMessages):
                 "ExpressionAttributeValues": {":c": {"S": conversation_id}},
             }
         }
+
+    def seen(self, message_id: str) -> dict[str, Any] | None:
+        """The marker of a message (or keyword) recorded before: where it went
+        (``conversation_id``, for a survey answer) and ``what`` it was; None if it is new."""
+        return self.table.get({"pk": seen_pk(message_id), "sk": SEEN})
+
+    def merger(self) -> ConversationMerger:
+        """The conversation merger working on this repository's table."""
+        return ConversationMerger(self.table)
 
 
 def _raise_conflict(change: Change, cancelled: Cancelled) -> None:

@@ -107,6 +107,14 @@ class ProfileState:
     def link(self, sk: str) -> Item | None:
         return next((link for link in self.links if link["sk"] == sk), None)
 
+    def link_of(self, identity: Identity) -> Item | None:
+        """This customer's link item of ``identity``, if the profile has it."""
+        return self.link(identity_sk(identity))
+
+    def adopted(self, link: Item) -> Item:
+        """``link`` (another customer's link item) as an item of this customer's partition."""
+        return {**link, "pk": customer_pk(self.customer_id)}
+
 
 def _put(table: str, item: Item, condition: str | None = None, values: Item | None = None) -> Item:
     action: Item = {"TableName": table, "Item": serialise(item)}
