@@ -16,25 +16,17 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.proactive.service import BehaviourDetail, Proactive
+from shared import bootstrap
 from shared.contracts.events import format_timestamp, utc_now
-from shared.platform.bus import EventPublisher
 from shared.platform.consumer import LoggedBatchProcessor, event_record_model
 from shared.platform.observability import new_logger, new_tracer, set_correlation, with_correlation
-from shared.repositories.agents import AgentRepository
-from shared.repositories.behaviour import BehaviourRepository
-from shared.repositories.conversations import ConversationRepository
-from shared.repositories.customers import CustomerRepository
-from shared.services.desk import Desk
 
 logger = new_logger()
 tracer = new_tracer()
 Record = event_record_model(BehaviourDetail)
 processor = LoggedBatchProcessor(Record, logger)
-customers = CustomerRepository()
-conversations = ConversationRepository(customers=customers)
-agents = AgentRepository()
-behaviour = BehaviourRepository()
-publisher = EventPublisher(source="omni.proactive")
+behaviour = bootstrap.behaviour()
+publisher = bootstrap.publisher("omni.proactive")
 _proactive: Proactive | None = None
 
 
@@ -42,7 +34,7 @@ def proactive() -> Proactive:
     """Built on first use: the rules files are read and validated once per container."""
     global _proactive  # noqa: PLW0603 - one per container
     if _proactive is None:
-        _proactive = Proactive(behaviour, Desk(conversations, agents, customers))
+        _proactive = Proactive(behaviour, bootstrap.desk())
     return _proactive
 
 
