@@ -14,9 +14,7 @@ the commit and are idempotent, so a crash in between repeats them harmlessly.
 from __future__ import annotations
 
 import copy
-import json
 import os
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +50,7 @@ from shared.domain.kpis import (
     survey_question,
     within_window,
 )
-from shared.platform import aws
+from shared.platform.bus import send_delayed
 from shared.platform.config import require_env
 from shared.repositories.conversations import ConversationNotFound, ConversationRepository
 from shared.repositories.kpis import (
@@ -70,8 +68,6 @@ CES_SOURCE = "omni.kpi"
 #: a negative value turns the question off.
 CES_DELAY_ENV = "OMNI_CES_DELAY_S"
 DEFAULT_CES_DELAY_S = 5
-#: SQS allows at most 15 minutes of DelaySeconds.
-MAX_DELAY_S = 900
 MAX_ATTEMPTS = 5
 UNKNOWN = "unknown"
 #: Event ids kept on a conversation's state to recognise redeliveries. Only events that
@@ -437,22 +433,7 @@ class KpiProcessor:
             work.after.append(lambda: self._schedule_ces(due, delay))
 
     def _schedule_ces(self, due: CesDue, delay: int) -> None:
-        envelope = {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": CES_DUE,
-            "source": CES_SOURCE,
-            "account": "",
-            "time": self.now(),
-            "region": os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "")),
-            "resources": [],
-            "detail": due.model_dump(mode="json"),
-        }
-        aws.client("sqs").send_message(
-            QueueUrl=require_env("KPI_QUEUE_URL"),
-            MessageBody=json.dumps(envelope),
-            DelaySeconds=max(0, min(MAX_DELAY_S, delay)),
-        )
+        send_delayed(require_env("KPI_QUEUE_URL"), CES_SOURCE, CES_DUE, due, delay, self.now())
 
     def _ask_survey(self, work: _Work, due: CesDue) -> None:
         """Ask the configured survey (once per conversation), unless it reopened since."""
