@@ -101,4 +101,5 @@ def test_send_delayed_puts_an_eventbridge_envelope_on_the_queue_with_the_delay_s
     assert envelope["detail"] == {"n": 7}
     assert envelope["time"] == "2026-01-01T00:00:00Z"
     assert envelope["region"] == "eu-central-1"
-    assert envelope["id"] and envelope["version"] == "0"
+    assert envelope["id"]
+    assert envelope["version"] == "0"
