@@ -3,7 +3,7 @@
 Consumes the proactive queue, fed by the ``behaviour-events`` rule (sources ``omni.*``).
 Publishes ``notification.requested`` (a shipping update after repeated order-status
 checks) and ``agent.assigned`` (a retention task handed to an agent). The rules are
-``functions/proactive/proactive_rules.toml`` (see ``service.py`` beside it). An event that breaks the
+``functions/proactive/proactive_rules.toml`` (see ``rules.py`` beside it). An event that breaks the
 documented schema fails its record and ends in the dead-letter queue, with the reason in
 the log; an event about an unknown customer is logged and dropped.
 """
@@ -15,7 +15,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.proactive.service import BehaviourDetail, Proactive
+from functions.proactive.events import BehaviourDetail
+from functions.proactive.service import Proactive
 from shared import bootstrap
 from shared.contracts.events import format_timestamp, utc_now
 from shared.platform.consumer import LoggedBatchProcessor, event_record_model
@@ -34,7 +35,7 @@ def proactive() -> Proactive:
     """Built on first use: the rules files are read and validated once per container."""
     global _proactive  # noqa: PLW0603 - one per container
     if _proactive is None:
-        _proactive = Proactive(behaviour, bootstrap.desk())
+        _proactive = Proactive(behaviour, bootstrap.customers(), bootstrap.conversations(), bootstrap.desk())
     return _proactive
 
 

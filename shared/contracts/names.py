@@ -22,7 +22,7 @@ CONVERSATION_RESOLVED = "conversation.resolved"
 CONVERSATION_REOPENED = "conversation.reopened"
 #: A customer answered a survey (CES or CSAT) through a signed link (e-mail, web chat).
 FEEDBACK_SUBMITTED = "feedback.submitted"
-#: Behaviour events the company systems publish (source ``omni.<system>``; functions/proactive/service.py).
+#: Behaviour events the company systems publish (source ``omni.<system>``; functions/proactive/events.py).
 ORDER_STATUS_CHECKED = "order.status_checked"
 PAGE_VIEWED = "page.viewed"
 BEHAVIOUR_EVENTS = (ORDER_STATUS_CHECKED, PAGE_VIEWED)
