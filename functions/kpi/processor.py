@@ -267,7 +267,10 @@ class KpiProcessor:
             work.plan.add(opened_day, intent, state["channel"], counter, value)
         state["pending"] = {}
         work.metrics.append(("ConversationsStarted", 1, "Count"))
-        # Repeat contact: the customer's previous conversation on this intent, within 7 days.
+        self._repeat_contact(work, state, intent, opened_day)
+
+    def _repeat_contact(self, work: _Work, state: dict[str, Any], intent: str, opened_day: str) -> None:
+        """The customer's previous conversation on this intent, within 7 days: a repeat contact."""
         last_key = last_contact_key(state["customer_id"], intent)
         last = work.get(last_key)
         if last is not None and last.get("conversation_id") != state["conversation_id"]:

@@ -1004,6 +1004,16 @@ class ConversationRepository:
             }
         }
 
+    def bot_answered_before(self, partition: str, before: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Entries (keys only) of the ``bot-answered`` index in ``partition`` (``bot#<shard>``)
+        whose automated answer is older than ``before``, at most ``limit``."""
+        return self.table.query_all(
+            limit=limit,
+            IndexName="bot-answered",
+            KeyConditionExpression="bot_answered_in = :s AND bot_answered_at < :before",
+            ExpressionAttributeValues={":s": {"S": partition}, ":before": {"S": before}},
+        )
+
 
 def summary_of(meta: dict[str, Any]) -> ConversationSummary:
     routing = meta.get("routing")
