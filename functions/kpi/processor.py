@@ -482,7 +482,7 @@ def score_links(survey: str, customer_id: str, channel: str, conversation_id: st
         return None
     token = links.sign(
         links.signing_secret(),
-        survey,  # type: ignore[arg-type] - "ces" or "csat"
+        survey,  # type: ignore[arg-type]  # "ces" or "csat"
         customer_id=customer_id,
         channel=channel,
         conversation_id=conversation_id,
