@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared import bootstrap
 from shared.contracts.events import format_timestamp, utc_now
 from shared.platform.observability import new_logger, new_tracer
-from shared.services.profiles import sweep_retention
+from shared.services.profiles.erasure import sweep_retention
 
 ERASED_METRIC = "RetentionErased"
 #: Stop taking new customers when less time than this is left (one erasure is a few seconds).
