@@ -32,7 +32,7 @@ from shared.repositories.kpis import KpiRepository
 logger = new_logger()
 tracer = new_tracer()
 metrics = Metrics(namespace=PROJECT)
-Record = event_record_model(dict)  # type: ignore[arg-type] - the detail type decides the model
+Record = event_record_model(dict)  # type: ignore[arg-type]  # the detail type decides the model
 processor = LoggedBatchProcessor(Record, logger)
 publisher = EventPublisher(source="omni.kpi")
 _kpis: KpiProcessor | None = None
@@ -88,6 +88,8 @@ def record_handler(record: Any) -> None:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.set_default_dimensions(stage=settings.stage())
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+    return dict(
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
     )

@@ -19,11 +19,10 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared import bootstrap
 from shared.contracts.events import format_timestamp, utc_now
 from shared.platform import settings
 from shared.platform.observability import new_logger, new_tracer
-from shared.repositories.conversation_merge import ConversationMerger
-from shared.repositories.customers import CustomerRepository
 from shared.services.profiles.erasure import sweep_retention
 
 ERASED_METRIC = "RetentionErased"
@@ -33,8 +32,8 @@ RESERVE_MS = 60_000
 logger = new_logger()
 tracer = new_tracer()
 metrics = Metrics()
-customers = CustomerRepository()
-merger = ConversationMerger()
+customers = bootstrap.customers()
+merger = bootstrap.merger()
 
 
 @tracer.capture_lambda_handler

@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
 from shared.channels import meta
-from shared.contracts.events import DeliveryStatusChanged, format_timestamp, utc_now
+from shared.contracts.events import Channel, DeliveryStatusChanged, format_timestamp, utc_now
 from shared.contracts.names import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
 from shared.platform import settings
 from shared.platform.bus import EventPublisher
@@ -54,7 +54,7 @@ class MetaWebhook:
         name: str,
         path: str,
         parse: Callable[[bytes, datetime], Any],
-        channel_of: Callable[[Any], str],
+        channel_of: Callable[[Any], Channel],
         confirms_unconfirmed_sends: bool = False,
     ) -> None:
         self.name = name

@@ -17,6 +17,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict
 
 from shared.platform import settings
@@ -50,9 +51,9 @@ class ErrorBody(BaseModel):
     message: str
 
 
-def documented(success: int, model: type[BaseModel], *errors: int) -> dict[int, dict[str, Any]]:
+def documented(success: int, model: type[BaseModel], *errors: int) -> dict[int, OpenAPIResponse]:
     """OpenAPI ``responses`` for a route: its success body and the errors it can answer."""
-    responses: dict[int, dict[str, Any]] = {
+    responses: dict[int, OpenAPIResponse] = {
         success: {
             "description": HTTPStatus(success).phrase,
             "content": {"application/json": {"model": model}},

@@ -31,7 +31,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
@@ -212,7 +212,7 @@ class LazyTracer:
             if tracer is None:
                 return method(*args, **kwargs)
             if not traced:
-                traced.append(tracer.capture_method(method, capture_response=False))
+                traced.append(tracer.capture_method(cast(Any, method), capture_response=False))
             return traced[0](*args, **kwargs)
 
         wrapper.__traced_by__ = self  # type: ignore[attr-defined]

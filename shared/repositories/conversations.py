@@ -518,6 +518,16 @@ class ConversationRepository(ConversationMessages):
         (``conversation_id``, for a survey answer) and ``what`` it was; None if it is new."""
         return self.table.get({"pk": seen_pk(message_id), "sk": SEEN})
 
+    def bot_answered_before(self, partition: str, before: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Entries (keys only) of the ``bot-answered`` index in ``partition`` (``bot#<shard>``)
+        whose automated answer is older than ``before``, at most ``limit``."""
+        return self.table.query_all(
+            limit=limit,
+            IndexName="bot-answered",
+            KeyConditionExpression="bot_answered_in = :s AND bot_answered_at < :before",
+            ExpressionAttributeValues={":s": {"S": partition}, ":before": {"S": before}},
+        )
+
     def merger(self) -> ConversationMerger:
         """The conversation merger working on this repository's table."""
         return ConversationMerger(self.table)

@@ -35,16 +35,48 @@ def _parse(module: str) -> ast.Module | None:
     return ast.parse(path.read_text(), str(path)) if path else None
 
 
+#: The composition root imports every repository; a function reads only what the builders it calls build.
+BOOTSTRAP = "shared.bootstrap"
+
+
+@cache
+def _builder_modules() -> dict[str, frozenset[str]]:
+    """Per builder of the composition root: the modules of what it builds, and of the builders it calls."""
+    tree = _parse(BOOTSTRAP)
+    assert tree is not None
+    imported = {
+        alias.asname or alias.name: node.module
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+    }
+    builders = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    names = {name: {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)} for name, fn in builders.items()}
+
+    def modules(name: str, seen: frozenset[str]) -> set[str]:
+        found = {imported[n] for n in names[name] if n in imported}
+        for other in names[name] & set(builders) - seen - {name}:
+            found |= modules(other, seen | {name})
+        return found
+
+    return {name: frozenset(modules(name, frozenset())) for name in builders}
+
+
 def _imports(module: str) -> set[str]:
-    """The Lambda-code modules ``module`` imports (at any depth of its body)."""
+    """The Lambda-code modules ``module`` imports (at any depth of its body); of the composition
+    root, only the modules of the builders ``module`` calls (``bootstrap.<builder>``)."""
     tree = _parse(module)
+    if module == BOOTSTRAP or tree is None:
+        return set()
     found: set[str] = set()
-    for node in ast.walk(tree) if tree else ():
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
             found |= {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Attribute) and getattr(node.value, "id", None) == "bootstrap":
+            found |= _builder_modules().get(node.attr, frozenset())
     return {name for name in found if name.split(".")[0] in LAMBDA_PACKAGES and _module_path(name)}
 
 
@@ -76,9 +108,11 @@ def _settings_read(module: str) -> set[str]:
 #: repository builds its customer repository on the first call of a method that opens or
 #: closes a conversation, which the delivery-status and KPI functions never call (they have
 #: no grant on the customers table).
+#: Notify imports shared/platform/bus.py for ``send_delayed`` (onto its own queue) and never publishes.
 NOT_READ = {
     "delivery-status": {settings.CUSTOMERS_TABLE},
     "kpi": {settings.CUSTOMERS_TABLE},
+    "notify": {settings.EVENT_BUS_NAME},
 }
 
 
