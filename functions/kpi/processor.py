@@ -48,7 +48,7 @@ from shared.domain.kpis import (
     within_window,
 )
 from shared.domain.surveys import CSAT_SATISFIED, SCALES, survey_question
-from shared.platform import settings
+from shared.platform import link_settings, settings
 from shared.platform.bus import send_delayed
 from shared.platform.config import require_env
 from shared.repositories.conversations import ConversationNotFound, ConversationRepository
@@ -476,11 +476,11 @@ def score_links(survey: str, customer_id: str, channel: str, conversation_id: st
         return None
     from shared.domain import links  # noqa: PLC0415 - only when a question goes out
 
-    base = links.public_base_url()
+    base = link_settings.public_base_url()
     if base is None:
         return None
     token = links.sign(
-        links.signing_secret(),
+        link_settings.links_signing_secret(),
         survey,  # type: ignore[arg-type]  # "ces" or "csat"
         customer_id=customer_id,
         channel=channel,

@@ -57,6 +57,7 @@ from shared.outbound.policy import (
     window_open,
 )
 from shared.outbound.templates import Rendered, TemplateError, TemplateStore, WhatsAppTemplate
+from shared.platform import link_settings
 from shared.repositories.conversations import ConversationNotFound, ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import ATTEMPTING, OutboxRepository
@@ -101,8 +102,8 @@ class UnsubscribeLinks:
         from shared.domain import links  # noqa: PLC0415 - only notify mints links
 
         self._links = links
-        self._base_url = base_url or links.public_base_url
-        self._secret = secret or links.signing_secret
+        self._base_url = base_url or link_settings.public_base_url
+        self._secret = secret or link_settings.links_signing_secret
         self._warned = False
 
     def __call__(self, customer_id: str, now: datetime) -> str | None:

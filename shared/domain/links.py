@@ -24,7 +24,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -155,16 +154,3 @@ def check_score(purpose: str, score: int) -> None:
     low, high = SCALES[purpose]
     if not low <= score <= high:
         raise InvalidLink(f"score must be between {low} and {high}")
-
-
-def public_base_url() -> str | None:
-    """Where links point (``OMNI_PUBLIC_API_URL``); None when this deployment has no public API URL."""
-    value = os.environ.get(BASE_URL_ENV_VAR, "").strip()
-    return value.rstrip("/") or None
-
-
-def signing_secret() -> str:
-    """The ``links-signing`` secret (Secrets Manager through Powertools Parameters, cached)."""
-    from shared.platform.config import get_secret  # noqa: PLC0415 - only functions that mint or check links
-
-    return get_secret(SECRET_ENV_VAR)
