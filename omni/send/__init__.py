@@ -93,3 +93,5 @@ def http(
             error.headers.get("Content-Type", ""),
             error.headers.get("WWW-Authenticate", ""),
         )
+    except urllib.error.URLError as error:  # no stack listening: say so, without a traceback
+        raise SystemExit(f"omni send: cannot reach {url}: {error.reason}") from error
