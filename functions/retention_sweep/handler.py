@@ -21,7 +21,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.contracts.events import format_timestamp, utc_now
-from shared.platform.observability import new_logger, new_tracer
+from shared.platform.observability import new_logger, new_tracer, set_stage_dimension
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.customers import CustomerRepository
 from shared.services.profiles import sweep_retention
@@ -41,7 +41,7 @@ merger = ConversationMerger()
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    metrics.set_default_dimensions(stage=os.environ.get("OMNI_STAGE", "local"))
+    set_stage_dimension(metrics, os.environ.get("OMNI_STAGE", "local"))
     now = utc_now()
     result = sweep_retention(
         customers,

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.sla_sweep.sweep import sweep
 from shared.contracts.events import utc_now
 from shared.platform.bus import EventPublisher
-from shared.platform.observability import new_logger, new_tracer
+from shared.platform.observability import new_logger, new_tracer, set_stage_dimension
 from shared.repositories.agents import AgentRepository
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
@@ -52,7 +52,7 @@ def _publish(events: Any) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    metrics.set_default_dimensions(stage=os.environ.get("OMNI_STAGE", "local"))
+    set_stage_dimension(metrics, os.environ.get("OMNI_STAGE", "local"))
     result = sweep(conversations, desk(), _publish, utc_now())
     # Always emitted (zero included), so the alarm sees data rather than "missing".
     metrics.add_metric(name=STALLED_METRIC, unit=MetricUnit.Count, value=len(result.stalled))
