@@ -171,7 +171,7 @@ class LocalConsole:
 
 
 INDEX_LINKS = (
-    (f"{CONSOLE_PREFIX}/", "the agent console", "sign in with any agent id (but 'me')"),
+    (f"{CONSOLE_PREFIX}/", "the agent console", "sign in as ines (the demo's agent) or any id but 'me'"),
     ("/openapi.json", "/openapi.json", "the agent API's OpenAPI document"),
     ("/healthz", "/healthz", "the local stack's health: pollers, invocations, errors"),
 )
