@@ -158,10 +158,19 @@ def _play_demo(base_url: str) -> None:
             flush=True,
         )
         return
+    # The demo's narration reads on its own: the access log (one line per request, the
+    # widget's polls included) pauses while it plays; warnings and errors still show.
+    import logging  # noqa: PLC0415
+
+    access_log = logging.getLogger("omni.local.http")
+    level = access_log.level
+    access_log.setLevel(max(logging.WARNING, access_log.getEffectiveLevel()))
     try:
         demo.play(base_url)
     except Exception as exc:
         print(f"omni local --demo: the demo failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+    finally:
+        access_log.setLevel(level)
 
 
 # --------------------------------------------------------------------------- #
@@ -170,6 +179,13 @@ def _play_demo(base_url: str) -> None:
 def cmd_token(args: argparse.Namespace, out: TextIO) -> int:
     from omni.local.auth import issue_agent_token  # noqa: PLC0415
 
+    if args.agent == "me":
+        print(
+            "omni token: 'me' cannot be an agent id: in the agent API, /agents/me stands for the agent "
+            "the token belongs to. Use another id, e.g. --agent ines (the agent the demo sets up).",
+            file=sys.stderr,
+        )
+        return 2
     out.write(issue_agent_token(args.agent, args.ttl) + "\n")
     return 0
 
@@ -329,7 +345,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     local.set_defaults(run=cmd_local)
 
     token = commands.add_parser("token", help="print an agent JWT for the local API")
-    token.add_argument("--agent", required=True, help="the agent id (the token's sub)")
+    token.add_argument(
+        "--agent", required=True, help="the agent id (the token's sub), e.g. ines; any id but 'me'"
+    )
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
     token.set_defaults(run=cmd_token)
 

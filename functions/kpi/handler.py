@@ -25,7 +25,13 @@ from shared.contracts.names import PROJECT
 from shared.platform import settings
 from shared.platform.bus import EventPublisher
 from shared.platform.consumer import LoggedBatchProcessor, event_record_model
-from shared.platform.observability import correlation_of, new_logger, new_tracer, set_correlation
+from shared.platform.observability import (
+    correlation_of,
+    new_logger,
+    new_tracer,
+    set_correlation,
+    set_stage_dimension,
+)
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.kpis import KpiRepository
 
@@ -87,7 +93,7 @@ def record_handler(record: Any) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    metrics.set_default_dimensions(stage=settings.stage())
+    set_stage_dimension(metrics, settings.stage())
     return dict(
         process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context

@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared import bootstrap
 from shared.contracts.events import format_timestamp, utc_now
 from shared.platform import settings
-from shared.platform.observability import new_logger, new_tracer
+from shared.platform.observability import new_logger, new_tracer, set_stage_dimension
 from shared.services.profiles.erasure import sweep_retention
 
 ERASED_METRIC = "RetentionErased"
@@ -40,7 +40,7 @@ merger = bootstrap.merger()
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    metrics.set_default_dimensions(stage=settings.stage())
+    set_stage_dimension(metrics, settings.stage())
     now = utc_now()
     result = sweep_retention(
         customers,

@@ -18,7 +18,7 @@ from functions.sla_sweep.sweep import sweep
 from shared import bootstrap
 from shared.contracts.events import utc_now
 from shared.platform import settings
-from shared.platform.observability import new_logger, new_tracer
+from shared.platform.observability import new_logger, new_tracer, set_stage_dimension
 
 STALLED_METRIC = "StalledConversations"
 
@@ -39,7 +39,7 @@ def _publish(events: Any) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    metrics.set_default_dimensions(stage=settings.stage())
+    set_stage_dimension(metrics, settings.stage())
     result = sweep(conversations, desk(), _publish, utc_now())
     # Always emitted (zero included), so the alarm sees data rather than "missing".
     metrics.add_metric(name=STALLED_METRIC, unit=MetricUnit.Count, value=len(result.stalled))

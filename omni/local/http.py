@@ -9,7 +9,9 @@ Behaviour copied from HTTP API:
 * the most specific route wins (a literal segment beats ``{param}``, which beats
   ``{proxy+}``); a path or method without a route is ``404 {"message":"Not Found"}``;
 * ``auth == "agent"`` routes need ``Authorization: Bearer <jwt>`` (401 ``Unauthorized``
-  otherwise) and get the claims, as strings, in ``requestContext.authorizer.jwt``;
+  otherwise, with the reason in ``www-authenticate: Bearer scope="" error="invalid_token"
+  error_description="..."``, e.g. "the token has expired") and get the claims, as
+  strings, in ``requestContext.authorizer.jwt``;
 * route throttles are token buckets (429 ``Too Many Requests``); bodies over 10 MB are
   413, and so are events over Lambda's 6 MB synchronous payload limit;
 * the body reaches the function as text only for ``text/*``, ``application/json``,
@@ -467,6 +469,8 @@ class ApiGateway:
         self.jwt_secret = jwt_secret
         #: Path prefix -> handler, served before the API's routes (``/healthz``, ``/console``).
         self.mounts: dict[str, Mount] = dict(mounts or {})
+        #: Serves ``/`` when no route does (the local stack's index page).
+        self.index: Mount | None = None
         self.server_port: int | None = None
         self._buckets: dict[str, TokenBucket] = {}
         for compiled in self.routes.routes:
@@ -503,6 +507,8 @@ class ApiGateway:
             return _message(413, "Request Entity Too Large")
         found = self.routes.match(request.method, request.path)
         if found is None:
+            if request.path == "/" and self.index is not None:
+                return self.index(request)
             return _message(404, "Not Found")
         compiled, params = found
         bucket = self._buckets.get(compiled.route.route_key)
@@ -515,7 +521,7 @@ class ApiGateway:
                 claims = auth.verify_agent_token(token, secret=self.jwt_secret())
             except auth.Unauthorized as exc:
                 logger.info("%s %s: 401 (%s)", request.method, request.path, exc)
-                return _message(401, "Unauthorized", [("www-authenticate", 'Bearer error="invalid_token"')])
+                return _message(401, "Unauthorized", [("www-authenticate", exc.challenge)])
         event = build_event(
             request,
             compiled,

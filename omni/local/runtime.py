@@ -26,7 +26,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from omni.local.console import mount_console
+from omni.local.console import index_page, mount_console
 from omni.local.email import CONTROL_PREFIX as EMAIL_CONTROL_PREFIX
 from omni.local.email import SesReceiving
 from omni.local.emulator import DEFAULT_ACCOUNT_ID, Emulator
@@ -307,6 +307,7 @@ class LocalRuntime:
         self.gateway.mount(HEALTH_PATH, self._healthz)
         # The agent console (/console) and its local sign-in (/_local/token).
         mount_console(self.gateway.mount, self.gateway.handle)
+        self.gateway.index = index_page
         self.email = SesReceiving(
             self.topology,
             self.provisioned.physical,

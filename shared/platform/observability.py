@@ -21,6 +21,8 @@
   segment with ``correlation_id``, so a message is found in X-Ray with the filter
   ``annotation.correlation_id = "sms#SM..."``; responses are not captured (they carry
   customer data).
+* **Metrics.** :func:`set_stage_dimension` gives every metric of the invocation its
+  ``stage`` dimension.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from pydantic import BaseModel
 from shared.platform import settings
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools import Tracer
+    from aws_lambda_powertools import Metrics, Tracer
 
 _log = logging.getLogger(__name__)
 
@@ -246,3 +248,19 @@ def annotate_published(events: Sequence[tuple[str, BaseModel]]) -> None:
     if _active is None:
         return
     annotate_correlation(*(correlation_of(d, getattr(d, "message_key", None)) for _, d in events))
+
+
+def set_stage_dimension(metrics: Metrics, stage: str) -> None:
+    """``stage`` as a default dimension of ``metrics`` (call it at the start of each invocation).
+
+    Powertools keeps dimensions on the ``Metrics`` class, shared by every instance in the
+    process, and re-adds the default ones after each flush. In Lambda a process serves one
+    stage, so the value never changes; the local stack and the tests run several stages'
+    functions in one process, where setting another value over the kept one would warn
+    ("Dimension 'stage' has already been added"). A changed stage replaces the old one.
+    """
+    if metrics.default_dimensions.get("stage") == stage:
+        return
+    metrics.clear_default_dimensions()
+    metrics.dimension_set.pop("stage", None)
+    metrics.set_default_dimensions(stage=stage)
