@@ -39,6 +39,8 @@ class Kpis(BaseModel):
     intent: str | None = None
     kpis: dict[str, float | int | None]
     counters: dict[str, int]
+    #: Hand-overs to a person by why routing handed them over (docs/kpis.md).
+    handed_over_by_reason: dict[str, int]
     #: Where each KPI is defined.
     definitions: str = "docs/kpis.md"
 
@@ -83,6 +85,7 @@ def get_kpis(
             intent=intent,
             kpis=computed.kpis,
             counters=computed.counters,
+            handed_over_by_reason=computed.handed_over_by_reason,
         ),
     )
 
@@ -114,7 +117,9 @@ class KpiSeries(BaseModel):
     counters: dict[str, int]
     #: Conversations started per channel of the conversation (the filters applied).
     started_by_channel: dict[str, int]
-    #: Hand-overs to a human queue per intent (the routing rule that handed it over).
+    #: Hand-overs to a person by why routing handed them over (docs/kpis.md).
+    handed_over_by_reason: dict[str, int]
+    #: Hand-overs to a human queue per intent of the conversation.
     handed_over_by_intent: dict[str, int]
     #: The channels and intents seen in the range, whatever the filters: what a filter can offer.
     channels: list[str]
@@ -179,6 +184,7 @@ def get_kpi_series(
             days=days,
             kpis=whole.kpis,
             counters=whole.counters,
+            handed_over_by_reason=whole.handed_over_by_reason,
             started_by_channel=_by(rows, "channel", "started"),
             handed_over_by_intent=_by(rows, "intent", "escalated"),
             channels=sorted({str(row.get("channel")) for row in every if row.get("channel")}),

@@ -327,6 +327,15 @@ def test_a_supervisor_sees_live_queues_and_the_kpi_charts_of_the_journey(
         expect(figure("channels")).to_have_attribute("data-value", str(k["conversations_started"]))
         assert float(figure("fcr").get_attribute("data-value") or "nan") == k["first_contact_resolution_rate"]
         expect(figure("handovers")).to_have_attribute("data-value", str(k["handed_over"]))
+        # Hand-overs by reason: a bar per reason GET /kpis counted, with its number.
+        by_reason = want["handed_over_by_reason"]
+        assert by_reason, want
+        assert sum(by_reason.values()) == k["handed_over"], want
+        reasons = page.locator(".chart[data-chart='handovers'] rect.bar")
+        expect(reasons).to_have_count(len(by_reason))
+        for reason, count in by_reason.items():
+            bar = page.locator(f".chart[data-chart='handovers'] rect.bar.reason-{reason}")
+            expect(bar).to_have_attribute("data-value", str(count))
         bars = page.locator(".chart[data-chart='resolutions'] rect.bar")
         expect(bars.nth(0)).to_have_attribute("data-value", str(counters["automated"]))
         expect(bars.nth(1)).to_have_attribute("data-value", str(counters["resolved"] - counters["automated"]))

@@ -7,15 +7,29 @@ read back per day; the range as a whole must agree with ``GET /kpis``.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 
 from functions.agent_api.handler import app
 from functions.agent_api.handler import handler as agent_api
-from tests.handlers.test_kpi_handler import DAY, conversation, deliver, kpis, message, reply, resolved
+from shared.repositories.conversations import ConversationRepository
+from shared.repositories.dynamo import serialise
+from tests.handlers.test_kpi_handler import (
+    DAY,
+    conversation,
+    deliver,
+    envelope,
+    kpis,
+    message,
+    reply,
+    resolved,
+    ts,
+)
 from tests.helpers import context, http_event
+from topology import AGENT_ASSIGNED
 
 SUPERVISOR = {"sub": "sofia", "exp": "4102444800", "cognito:groups": "[supervisors]"}
 AGENT = {"sub": "ines", "exp": "4102444800"}
@@ -64,7 +78,78 @@ def test_every_day_of_the_range_with_its_kpis_and_the_whole_as_get_kpis(week: No
     assert got["counters"] == whole["counters"]
     assert got["started_by_channel"] == {"sms": 1, "webchat": 2}
     assert got["handed_over_by_intent"] == {"billing": 2}
+    assert got["handed_over_by_reason"] == whole["handed_over_by_reason"] == {"intent": 2}
     assert (got["channels"], got["intents"]) == (["sms", "webchat"], ["billing", "delivery"])
+
+
+def routed(cid: str, **decision: Any) -> None:
+    """Routing's decision on the conversation (what the KPI function reads the reason from)."""
+    routing = {"intent": "billing", "queue": "billing", "automated": False, **decision}
+    boto3.client("dynamodb").update_item(
+        TableName=ConversationRepository().table.name,
+        Key=serialise({"pk": f"CONV#{cid}", "sk": "META"}),
+        UpdateExpression="SET #r = :r",
+        ExpressionAttributeNames={"#r": "routing"},
+        ExpressionAttributeValues=serialise({":r": routing}),
+    )
+
+
+def assigned(cid: str, customer: str, at: datetime) -> str:
+    detail = {
+        "conversation_id": cid,
+        "customer_id": customer,
+        "agent_id": "ines",
+        "queue": "billing",
+        "intent": "billing",
+        "reason": "best_match",
+        "assigned_at": ts(at),
+    }
+    return envelope(AGENT_ASSIGNED, detail, at)
+
+
+def test_hand_overs_are_counted_once_per_conversation_by_routings_reason(
+    stack: dict[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMNI_CES_DELAY_S", "-1")
+    journeys = [
+        ("h1", {"escalated": True, "handover_reason": "asked_for_person"}),
+        ("h2", {"handover_reason": "no_bot_answer"}),
+        ("h3", {"handover_reason": "intent"}),
+        ("h4", {"intent": "general", "queue": "general"}),  # decided before reasons were named
+        ("h5", {"escalated": True}),  # likewise: the customer asked for a person
+        ("h6", {"intent": "hours", "automated": True}),  # an agent took a bot conversation
+    ]
+    for i, (cid, decision) in enumerate(journeys):
+        opened = DAY + timedelta(minutes=i)
+        conversation(cid, f"cus-{cid}", opened)
+        routed(cid, **decision)
+        first = (
+            assigned(cid, f"cus-{cid}", opened + timedelta(seconds=5))
+            if cid in ("h3", "h6")
+            else reply(cid, f"cus-{cid}", opened + timedelta(seconds=2), kind="acknowledgement")
+        )
+        # Each delivered twice, and a later hand-over of the same conversation counts nothing.
+        deliver(first)
+        deliver(assigned(cid, f"cus-{cid}", opened + timedelta(minutes=1)))
+    # A later decision does not change the reason counted.
+    routed("h1", handover_reason="intent")
+    deliver(reply("h1", "cus-h1", DAY + timedelta(hours=1), kind="acknowledgement"))
+
+    want = {
+        "asked_for_person": 2,
+        "no_bot_answer": 1,
+        "intent": 1,
+        "not_understood": 1,
+        "other": 1,
+    }
+    whole = kpis("2026-11-01", "2026-11-07")
+    assert whole["handed_over_by_reason"] == want
+    assert whole["kpis"]["handed_over"] == sum(want.values()) == 6
+    assert whole["counters"]["handover_asked_for_person"] == 2
+    got = series({"from": "2026-11-01", "to": "2026-11-07"})
+    assert got["handed_over_by_reason"] == want
+    # The filters apply: by intent (the conversation's), by channel.
+    assert kpis("2026-11-01", "2026-11-07", channel="sms")["handed_over_by_reason"] == {}
 
 
 def test_filters_select_conversations_by_channel_and_intent(week: None) -> None:

@@ -50,6 +50,14 @@
 
   // ------------------------------------------------------------------ charts
   const W = 320;
+  /** The KPI function's hand-over reasons (shared/domain/kpis.py HANDOVER_REASONS), labelled. */
+  const HANDOVER_REASONS = [
+    ["asked_for_person", "asked for a person"],
+    ["intent", "intent needs a person"],
+    ["no_bot_answer", "no bot answer"],
+    ["not_understood", "not understood"],
+    ["other", "other"],
+  ];
 
   /** A daily trend line: one point per day with a value (a gap where there is none). */
   function lineChart(days, key, format, max) {
@@ -85,8 +93,8 @@
   }
 
   /** Horizontal bars, the number beside each. */
-  function barChart(entries, format) {
-    const row = 24, left = 92, right = 52;
+  function barChart(entries, format, left = 92) {
+    const row = 24, right = 52;
     const H = Math.max(1, entries.length) * row + 4;
     const max = Math.max(1, ...entries.map(([, v]) => v || 0));
     const parts = entries.map(([label, value, css], i) => {
@@ -131,9 +139,10 @@
       chart("channels", "Conversations by channel", String(k.conversations_started), k.conversations_started,
         "Conversations started, by the channel of their first message; counted once routing classified them.",
         barChart(Object.entries(series.started_by_channel).map(([ch, n]) => [CHANNELS[ch] || ch, n, "channel-" + ch]), num)),
-      chart("handovers", "Hand-overs by intent", String(k.handed_over), k.handed_over,
-        "Conversations routing handed to a human queue (acknowledged or assigned), by the intent whose rule sent them there.",
-        barChart(Object.entries(series.handed_over_by_intent), num)),
+      chart("handovers", "Hand-overs by reason", String(k.handed_over), k.handed_over,
+        "Conversations handed to a person (acknowledged or assigned), by why routing handed them over: the customer asked for a person, the intent's rule sends it to a human queue, the bot's look-up had no answer, no intent recognised.",
+        barChart(HANDOVER_REASONS.filter(([key]) => series.handed_over_by_reason[key])
+          .map(([key, label]) => [label, series.handed_over_by_reason[key], "reason-" + key]), num, 132)),
       chart("friction", "Channel switches and repeats per 100 conversations",
         `${num(per100(c.switches || 0))} · ${num(per100(c.repeat || 0))}`, per100(c.switches || 0),
         "Switch: a customer message on another channel than their previous one in the conversation. Repeat: a conversation whose customer had another on the same intent in the 7 days before. Per 100 conversations started.",
