@@ -12,7 +12,8 @@
   existing record, otherwise it is left as it is. Only requests from the loopback
   interface are served: a token for any agent is a development convenience only.
   ``"supervisor": true`` puts the token in the ``supervisors`` group (the supervisor view).
-* ``POST /_local/clock`` ``{"offset_s": -86400}`` shifts the stack's clock (loopback only):
+* ``POST /_local/clock`` ``{"offset_s": -86400}`` shifts the stack's clock back (loopback only;
+  whole seconds, 0 to 40 days; never in Lambda, where ``shift_clock`` refuses):
   the demo plays a past week's journeys through the pipeline with back-dated timestamps.
 
 * ``GET /`` is a small index page linking the console, ``/openapi.json`` and ``/healthz``
@@ -33,7 +34,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, StrictInt, ValidationError
 
 from omni.console import CONFIG_FILE, STATIC_DIR, config_script, content_type
 from omni.local.auth import issue_agent_token
@@ -68,6 +69,11 @@ class TokenRequest(BaseModel):
     max_concurrent: int | None = Field(default=None, ge=1, le=50)
     #: A token in the ``supervisors`` group (the console's supervisor view, supervisor routes).
     supervisor: bool = False
+
+
+class ClockRequest(BaseModel):
+    #: Seconds the stack's clock runs behind the real time (0 puts it back); never ahead.
+    offset_s: StrictInt = Field(ge=-MAX_CLOCK_SHIFT_S, le=0)
 
 
 def console_config(api_base: str = "", token_url: str = TOKEN_PATH) -> dict[str, Any]:
@@ -163,11 +169,9 @@ class LocalConsole:
         if not _is_loopback(request.source_ip):
             return _message(403, "the clock is served to this machine only")
         try:
-            offset = int(json.loads(request.body or b"{}")["offset_s"])
-        except (ValueError, KeyError, TypeError):
-            return _message(400, 'expected {"offset_s": <integer seconds>}')
-        if not -MAX_CLOCK_SHIFT_S <= offset <= 0:
-            return _message(400, f"offset_s must be between -{MAX_CLOCK_SHIFT_S} and 0")
+            offset = ClockRequest.model_validate_json(request.body or b"{}").offset_s
+        except ValidationError:
+            return _message(400, f'expected {{"offset_s": <whole seconds from -{MAX_CLOCK_SHIFT_S} to 0>}}')
         from shared.contracts.events import shift_clock  # noqa: PLC0415
 
         shift_clock(timedelta(seconds=offset))

@@ -9,6 +9,7 @@ consumer idempotent, so an event delivered twice has one effect.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -27,8 +28,15 @@ SCHEMA_VERSION = 1
 
 
 #: How far the local stack's clock is shifted (``omni local``'s demo replays past days through
-#: the pipeline with :func:`shift_clock`). Always zero in Lambda: nothing there calls it.
+#: the pipeline: ``POST /_local/clock``). Always zero in Lambda: :func:`shift_clock` refuses there.
 _clock_offset = timedelta(0)
+#: Set by the Lambda runtime in every function's environment (``settings.LAMBDA_TASK_ROOT``;
+#: contracts sit below the platform layer, so the name is spelled here).
+LAMBDA_RUNTIME_MARKER = "LAMBDA_TASK_ROOT"
+
+
+class ClockShiftRefused(RuntimeError):
+    """The clock is shifted by the local runtime only, never in Lambda."""
 
 
 def utc_now() -> datetime:
@@ -36,8 +44,12 @@ def utc_now() -> datetime:
 
 
 def shift_clock(offset: timedelta) -> None:
-    """Local runtime only: make :func:`utc_now` answer ``offset`` away from the real time."""
+    """Local runtime only: make :func:`utc_now` answer ``offset`` away from the real time.
+
+    Raises :class:`ClockShiftRefused` in Lambda (nothing there calls it; this makes sure)."""
     global _clock_offset  # noqa: PLW0603 - one clock per process, shifted by the local runtime only
+    if os.environ.get(LAMBDA_RUNTIME_MARKER):
+        raise ClockShiftRefused("the clock is shifted by the local runtime only, never in Lambda")
     _clock_offset = offset
 
 
