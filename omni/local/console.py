@@ -175,7 +175,7 @@ class LocalConsole:
         from shared.contracts.events import shift_clock  # noqa: PLC0415
 
         shift_clock(timedelta(seconds=offset))
-        logger.info("local clock shifted by %s s", offset)
+        logger.debug("local clock shifted by %s s", offset)
         return LocalResponse.json(200, {"offset_s": offset}, [("cache-control", "no-store")])
 
     def _save_agent(self, wanted: TokenRequest, current: dict[str, Any] | None) -> LocalResponse:
