@@ -174,7 +174,9 @@
       const waits = q.waiting.filter((c) => c.waiting_since).map((c) => [c, (now - new Date(c.waiting_since)) / 1000]);
       const oldest = waits.reduce((m, [, s]) => Math.max(m, s), 0);
       const sla = q.sla_minutes * 60;
-      for (const [c, s] of waits) if (s > sla) stalled.push([q, c, s]);
+      // Waits longer than the SLA, for an agent or for an assigned agent's reply (the API's list).
+      const summaries = new Map(q.waiting.map((c) => [c.conversation_id, c]));
+      for (const s of q.stalled || []) stalled.push([q, s, summaries.get(s.conversation_id)]);
       const share = Math.min(oldest / (sla || 1), 2);
       const meter = svg("svg", { viewBox: "0 0 100 10", class: "meter", role: "img" },
         svg("rect", { x: 0, y: 2, width: 50, height: 6, class: "meter-sla" }),
@@ -190,12 +192,14 @@
     });
     fill($("live-queues").tBodies[0], rows.length ? rows : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "no queues")));
     $("stalled-count").textContent = stalled.length ? String(stalled.length) : "";
-    stalled.sort((a, b) => b[2] - a[2]);
+    stalled.sort((a, b) => b[1].waited_seconds - a[1].waited_seconds);
     fill($("stalled"), stalled.length
-      ? stalled.map(([q, c, s]) => h("li", { "data-conversation-id": c.conversation_id },
-          h("a", { href: "#conversation/" + encodeURIComponent(c.conversation_id) }, (c.routing && c.routing.intent) || "conversation"),
-          " ", (c.channels || []).map(channel),
-          h("span", { class: "muted small" }, ` ${q.queue} · waiting ${duration(s)} (SLA ${q.sla_minutes} min)`)))
+      ? stalled.map(([q, s, c]) => h("li", { "data-conversation-id": s.conversation_id, "data-wait-kind": s.wait_kind },
+          h("a", { href: "#conversation/" + encodeURIComponent(s.conversation_id) }, (c && c.routing && c.routing.intent) || "conversation"),
+          " ", ((c && c.channels) || []).map(channel),
+          h("span", { class: "muted small" },
+            ` ${q.queue} · ${s.wait_kind === "reply" ? `waiting for ${s.assigned_agent || "the agent"}'s reply` : "waiting for an agent"}`
+            + ` ${duration(s.waited_seconds)} (SLA ${Math.round(s.sla_seconds / 60)} min)`)))
       : h("li", { class: "muted" }, "None: every customer is within the SLA."));
     $("live-updated").textContent = "updated " + new Date().toLocaleTimeString();
   }
