@@ -358,8 +358,8 @@ def test_a_supervisor_sees_live_queues_and_the_kpi_charts_of_the_journey(
         page.select_option("#kpi-channel", "")
         started = str(k["conversations_started"])
         expect(figure("channels")).to_have_attribute("data-value", started, timeout=WAIT_MS)
-        update = os.environ.get("OMNI_UPDATE_SCREENSHOT")
-        shot = page.screenshot(path=str(SUPERVISOR_SCREENSHOT) if update else None, full_page=True)
+        # docs/supervisor.png shows the demo's week instead (the last test, on request).
+        shot = page.screenshot(full_page=True)
         assert len(shot) > 10_000
         assert errors == []
     finally:
@@ -381,5 +381,63 @@ def test_a_non_supervisor_gets_403_and_no_supervisor_page(runtime: LocalRuntime,
         expect(page.locator("#desk")).to_be_visible()
         expect(page.locator("#supervisor")).to_be_hidden()
         expect(page.locator("#nav")).to_be_hidden()
+    finally:
+        context.close()
+
+
+def test_the_supervisor_view_of_the_demo_week_for_the_readme(runtime: LocalRuntime, browser: Any) -> None:
+    """On request (OMNI_UPDATE_SCREENSHOT=1): the demo's journey and past week (what ``make
+    run`` plays, about a minute), then docs/supervisor.png of the supervisor view. Last in
+    the module: the week's journeys are in the stack from then on."""
+    if not os.environ.get("OMNI_UPDATE_SCREENSHOT"):
+        pytest.skip("docs/supervisor.png is refreshed on request (OMNI_UPDATE_SCREENSHOT=1)")
+    from playwright.sync_api import expect  # noqa: PLC0415
+
+    from omni import demo  # noqa: PLC0415
+
+    # The agent of the journeys above goes away, as in ``make run``: the demo's customers wait.
+    ines = issue_agent_token(AGENT, 600)
+    away = requests.put(
+        f"{runtime.base_url}/agents/me/status",
+        json={"status": "away"},
+        headers={"Authorization": f"Bearer {ines}"},
+        timeout=10,
+    )
+    assert away.status_code == 200, away.text
+    out = io.StringIO()
+    demo.play(runtime.base_url, out=out, history=True)
+    assert "The supervisor view has a week of data now" in out.getvalue()
+    runtime.wait_idle(timeout=60)
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="en-GB", timezone_id="UTC")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{runtime.base_url}/console/")
+        page.fill("#local-agent-id", "sofia")
+        page.fill("#local-agent-name", "Sofia Reyes")
+        page.check("#local-supervisor")
+        page.click("#local-sign-in-button")
+        page.click("#nav-supervisor")
+        expect(page.locator("body")).to_have_attribute("data-supervisor", "ready", timeout=WAIT_MS)
+        page.click(".period button[data-days='7']")
+        rng = page.locator("#kpi-range")
+        start, end = rng.get_attribute("data-from"), rng.get_attribute("data-to")
+        want = supervisor(runtime, "GET", f"/kpis?from={start}&to={end}").json()
+        figure = page.locator(".chart[data-chart='channels'] .figure")
+        expect(figure).to_have_attribute("data-value", str(want["kpis"]["conversations_started"]))
+        # The week: a point a day on the trend lines, hand-overs for every reason routing names.
+        expect(page.locator(".chart[data-chart='handovers'] .figure")).to_have_attribute(
+            "data-value", str(want["kpis"]["handed_over"])
+        )
+        assert page.locator(".chart[data-chart='fcr'] circle.point").count() >= 6
+        reasons = page.locator(".chart[data-chart='handovers'] rect.bar")
+        expect(reasons).to_have_count(len(want["handed_over_by_reason"]))
+        assert len(want["handed_over_by_reason"]) >= 4, want
+        # Stalled: two customers waiting an hour for an agent, one for the agent's reply.
+        expect(page.locator("#stalled li[data-wait-kind='agent']")).to_have_count(2, timeout=WAIT_MS)
+        expect(page.locator("#stalled li[data-wait-kind='reply']")).to_have_count(1)
+        page.screenshot(path=str(SUPERVISOR_SCREENSHOT), full_page=True)
+        assert errors == []
     finally:
         context.close()
