@@ -184,26 +184,25 @@ class ConversationRepository(ConversationMessages):
     def _partition(self, conversation_id: str, message_limit: int) -> list[dict[str, Any]]:
         """The conversation's items: everything up to META, then at most ``message_limit`` more.
 
-        The hand-over, history and switch items sort before META and are always read whole;
-        the limit bounds the messages (and notes) after it, as it always did.
+        Two bounded queries: the hand-over, history and switch items sort before META and are
+        read whole (they grow with changes of status, not with messages); the messages (and
+        notes) after META at most ``message_limit``, every request with its ``Limit``.
         """
-        kwargs: dict[str, Any] = {
-            "TableName": self.table.name,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": conversation_pk(conversation_id)}},
-            "ConsistentRead": True,
-        }
-        items: list[dict[str, Any]] = []
-        while True:
-            response = self.table.client.query(**kwargs)
-            items.extend(deserialise(raw) for raw in response.get("Items", []))
-            after = sum(1 for i in items if i["sk"] > META)
-            last = response.get("LastEvaluatedKey")
-            if after >= message_limit or not last:
-                break
-            kwargs["ExclusiveStartKey"] = last
-        before = [i for i in items if i["sk"] <= META]
-        return before + [i for i in items if i["sk"] > META][:message_limit]
+        pk = {":pk": {"S": conversation_pk(conversation_id)}, ":meta": {"S": META}}
+        before = self.table.query_all(
+            KeyConditionExpression="pk = :pk AND sk <= :meta",
+            ExpressionAttributeValues=pk,
+            ConsistentRead=True,
+        )
+        if not any(i["sk"] == META for i in before):
+            return before
+        after = self.table.query_all(
+            limit=message_limit,
+            KeyConditionExpression="pk = :pk AND sk > :meta",
+            ExpressionAttributeValues=pk,
+            ConsistentRead=True,
+        )
+        return before + after
 
     def get_handover(self, conversation_id: str) -> dict[str, Any] | None:
         """The hand-over context of the conversation's latest escalation, if any."""
