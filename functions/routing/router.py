@@ -125,7 +125,9 @@ class Router:
 
         try:
             _, change = self.conversations.update_meta(
-                event.conversation_id, lambda current: self._record(current, decision, handover(current), now)
+                event.conversation_id,
+                lambda current: self._record(current, decision, handover(current), now),
+                known=meta,
             )
         except _RoutedMeanwhile:
             return []  # a concurrent redelivery routed it a moment ago and publishes

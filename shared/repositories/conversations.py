@@ -390,15 +390,20 @@ class ConversationRepository(ConversationMessages):
         return False
 
     def update_meta(
-        self, conversation_id: str, decide: Callable[[dict[str, Any]], Change]
+        self,
+        conversation_id: str,
+        decide: Callable[[dict[str, Any]], Change],
+        known: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], Change]:
         """Read META, let ``decide`` say what changes, write it if META is unchanged; repeat on races.
 
         ``decide`` raises :class:`IllegalTransition` when the change is not allowed in the
         state it sees. Returns the META item ``decide`` saw and the change written.
+        ``known``: META as the caller just read it, used for the first attempt instead of
+        reading it again (the version condition rejects it if it is out of date).
         """
-        for _ in range(MAX_ATTEMPTS):
-            meta = self.get_meta(conversation_id)
+        for attempt in range(MAX_ATTEMPTS):
+            meta = known if attempt == 0 and known is not None else self.get_meta(conversation_id)
             if meta is None:
                 raise ConversationNotFound(conversation_id)
             change = decide(meta)

@@ -42,6 +42,11 @@ def counting_reads() -> Iterator[Counter[str]]:
         response = original(client, operation, params)
         if client.meta.service_model.service_name != "dynamodb":
             return response
+        for action in params.get("TransactItems", [params] if "Item" in params or "Key" in params else []):
+            for body in action.values() if "TransactItems" in params else [action]:
+                key = body.get("Key") or body.get("Item") or {}
+                if operation != "GetItem" and "sk" in key:
+                    counted[f"write {key['sk']['S'].split('#')[0]}"] += 1
         consistent = bool(params.get("ConsistentRead"))
         items: list[dict[str, Any]] = []
         if operation == "GetItem" and "Item" in response:
@@ -133,7 +138,9 @@ def lengthen(conversation_id: str, count: int) -> None:
 def test_reads_per_message_do_not_grow_with_the_conversation(stack: dict[Any, str]) -> None:
     short, long = open_session(), open_session()
     say(short, "s-1", "My invoice is wrong")
-    route(stack)
+    with counting_reads() as first:
+        route(stack)
+    assert first["write HANDOVER"] == 1  # handed over: the context is written once
     say(long, "l-1", "My invoice is wrong")
     route(stack)
     long_id = conversation_of(long)
@@ -147,13 +154,17 @@ def test_reads_per_message_do_not_grow_with_the_conversation(stack: dict[Any, st
         route(stack)
     assert at_length_1["items"] > 0
     assert at_length_500 == at_length_1
+    # Already waiting in the billing queue: the hand-over context is neither rebuilt nor rewritten.
+    assert at_length_1["write HANDOVER"] == 0
+    assert at_length_1["write MSG"] == 1
 
     repository = ConversationRepository()
     with counting_reads() as notify_short:
         assert conversation_facts(conversation_of(short), repository) is not None
     with counting_reads() as notify_long:
         facts = conversation_facts(long_id, repository)
-    assert facts is not None and facts.last_inbound_channel == "webchat"
+    assert facts is not None
+    assert facts.last_inbound_channel == "webchat"
     # Notify reads the latest messages (at most RECENT_MESSAGES), never the whole conversation.
     assert notify_long["items"] <= 1 + 50
     assert notify_long["rru"] <= 2 * notify_short["rru"] + 4
