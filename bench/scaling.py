@@ -14,7 +14,7 @@
    but moto's own operations then walk the whole table and one profile-merge batch took
    113 s — an emulator limit, not DynamoDB's (whose reads here are all by key).
    moto snapshots whole tables on every transaction (seconds per transaction at this
-   size, a cost of the emulator, not of DynamoDB): :mod:`bench.moto_fast_transactions`
+   size, a cost of the emulator, not of DynamoDB): :mod:`omni.local.fast_transactions`
    makes that snapshot proportional to the items a transaction names.
 2. A bounded load on loopback: ``--requests`` signed webhooks (SMS, WhatsApp, web chat
    messages of existing customers) from ``--threads`` threads; webhook-ack latency
@@ -35,9 +35,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench import moto_fast_transactions
 from bench.cost import CHANNELS, Customer, LogBytes, Workload
 from bench.meter import Meter, take_turns
+from omni.local import fast_transactions
 from omni.local.runtime import LocalRuntime
 
 SEED_BUDGET_S = 120.0
@@ -186,7 +186,8 @@ def run(profiles: int, requests_total: int, threads: int, out: Any) -> dict[str,
     from bench import meter as meter_module  # noqa: PLC0415
 
     result: dict[str, Any] = {}
-    undo_moto = moto_fast_transactions.install()
+    # The local runtime installs it too (idempotent): the bench measures what `omni local` runs.
+    fast_transactions.make_moto_transactions_fast()
     # Function logs are counted, not printed (also while the runtime stops).
     sys.stdout = LogBytes(lambda: getattr(meter_module._local, "function", None))  # type: ignore[assignment]
     try:
@@ -218,7 +219,6 @@ def run(profiles: int, requests_total: int, threads: int, out: Any) -> dict[str,
                 undo()
     finally:
         sys.stdout = real_stdout
-        undo_moto()
     result.update(small=small, large=large, profiles=seeded, requested=profiles, seed_s=seed_s)
     report(result, out)
     return result
