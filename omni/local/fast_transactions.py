@@ -35,7 +35,7 @@ def _snapshot(table: Table) -> Table:
     if table.range_key_attr:
         clone.items = defaultdict(dict, {h: dict(r) for h, r in table.items.items()})
     else:
-        clone.items = dict(table.items)
+        clone.items = dict(table.items)  # type: ignore[assignment]  # a hash-key table: a plain index
     for key in getattr(_local, "touched", {}).get(table.name, []):
         hash_key = DynamoType(key[table.hash_key_attr])
         if table.range_key_attr:
