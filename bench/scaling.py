@@ -32,6 +32,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -181,7 +182,10 @@ def load(runtime: LocalRuntime, total: int, threads: int) -> dict[str, float]:
 
 
 def stored_throughput(
-    sizes: tuple[int, ...] = (100, 2_000), window: int = 100, threads: int = 8
+    sizes: tuple[int, ...] = (100, 2_000),
+    window: int = 100,
+    threads: int = 8,
+    progress: Callable[[dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
     """End-to-end messages/s of a ``window`` of messages once the stack stores each of ``sizes``.
 
@@ -212,6 +216,8 @@ def stored_throughput(
                 send(size - window - sent)
             elapsed = send(window)
             rows.append({"stored": float(sent), "messages_per_s": window / elapsed, "seconds": elapsed})
+            if progress is not None:
+                progress(rows[-1])
     return rows
 
 
