@@ -172,7 +172,7 @@ class LocalConsole:
             offset = ClockRequest.model_validate_json(request.body or b"{}").offset_s
         except ValidationError:
             return _message(400, f'expected {{"offset_s": <whole seconds from -{MAX_CLOCK_SHIFT_S} to 0>}}')
-        from shared.contracts.events import shift_clock  # noqa: PLC0415
+        from shared.platform.clock import shift_clock  # noqa: PLC0415
 
         shift_clock(timedelta(seconds=offset))
         logger.debug("local clock shifted by %s s", offset)

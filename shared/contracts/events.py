@@ -9,7 +9,6 @@ consumer idempotent, so an event delivered twice has one effect.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -28,28 +27,18 @@ SCHEMA_VERSION = 1
 
 
 #: How far the local stack's clock is shifted (``omni local``'s demo replays past days through
-#: the pipeline: ``POST /_local/clock``). Always zero in Lambda: :func:`shift_clock` refuses there.
+#: the pipeline: ``POST /_local/clock``). Always zero in Lambda: only
+#: :func:`shared.platform.clock.shift_clock` sets it, and it refuses there.
 _clock_offset = timedelta(0)
-#: Set by the Lambda runtime in every function's environment (``settings.LAMBDA_TASK_ROOT``;
-#: contracts sit below the platform layer, so the name is spelled here).
-LAMBDA_RUNTIME_MARKER = "LAMBDA_TASK_ROOT"
-
-
-class ClockShiftRefused(RuntimeError):
-    """The clock is shifted by the local runtime only, never in Lambda."""
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC) + _clock_offset
 
 
-def shift_clock(offset: timedelta) -> None:
-    """Local runtime only: make :func:`utc_now` answer ``offset`` away from the real time.
-
-    Raises :class:`ClockShiftRefused` in Lambda (nothing there calls it; this makes sure)."""
+def set_clock_offset(offset: timedelta) -> None:
+    """Called by :func:`shared.platform.clock.shift_clock` only (it refuses in Lambda)."""
     global _clock_offset  # noqa: PLW0603 - one clock per process, shifted by the local runtime only
-    if os.environ.get(LAMBDA_RUNTIME_MARKER):
-        raise ClockShiftRefused("the clock is shifted by the local runtime only, never in Lambda")
     _clock_offset = offset
 
 

@@ -196,7 +196,7 @@ class KpiRepository:
     # -- the supervisor view's time series ------------------------------------ #
     def daily(self, start: date, end: date, limit: int = 5000) -> list[dict[str, Any]]:
         """The counter items of ``start`` .. ``end`` for a daily series: one query per month
-        partition the range touches (two at most for the 31 days the view asks for), each
+        partition the range touches (two at most for the 31 days the view asks for), paged
         with ``Limit``, and at most ``limit`` items in all (a day holds one item per intent
         and channel that saw traffic)."""
         rows: list[dict[str, Any]] = []
@@ -212,7 +212,6 @@ class KpiRepository:
                         ":hi": f"{end.isoformat()}~",
                     }
                 ),
-                Limit=min(limit - len(rows), 1000),
             )
             month = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
         return rows

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from shared.contracts.events import shift_clock, utc_now
+from shared.contracts.events import utc_now
 from shared.platform import settings
-from tests.handlers.test_agents import add_agent, call, conv, conversation_of
-from tests.handlers.test_pipeline_handlers import open_session, run_pipeline, say
+from shared.platform.clock import shift_clock
+from tests.helpers.agents import add_agent, call, conv, conversation_of
+from tests.helpers.pipeline import open_session, run_pipeline, say
 
 
 @pytest.fixture

@@ -18,12 +18,13 @@ import pytest
 
 from omni.local.console import CLOCK_PATH, MAX_CLOCK_SHIFT_S, LocalConsole
 from omni.local.http import LocalRequest, LocalResponse
-from shared.contracts import events
-from shared.contracts.events import ClockShiftRefused, shift_clock, utc_now
+from shared.contracts.events import utc_now
 from shared.platform import settings
+from shared.platform.clock import ClockShiftRefused, shift_clock
+from tests.helpers import REPO_ROOT
 from topology import TOPOLOGY
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = REPO_ROOT
 
 
 def no_api(request: LocalRequest) -> LocalResponse:
@@ -93,7 +94,6 @@ def test_only_post(console: LocalConsole) -> None:
 
 
 def test_the_clock_is_never_shifted_in_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert events.LAMBDA_RUNTIME_MARKER == settings.LAMBDA_TASK_ROOT
     monkeypatch.setenv(settings.LAMBDA_TASK_ROOT, "/var/task")
     with pytest.raises(ClockShiftRefused):
         shift_clock(timedelta(days=-1))
@@ -112,8 +112,14 @@ def mentions(path: Path, name: str) -> bool:
 
 
 def test_no_lambda_code_shifts_the_clock_and_no_deployed_route_leads_to_it() -> None:
+    setter = ROOT / "shared" / "platform" / "clock.py"
     lambda_code = [path for package in ("shared", "functions") for path in (ROOT / package).rglob("*.py")]
     assert len(lambda_code) > 50
-    assert [str(path.relative_to(ROOT)) for path in lambda_code if mentions(path, "shift_clock")] == []
+    shifters = [
+        str(path.relative_to(ROOT))
+        for path in lambda_code
+        if path != setter and (mentions(path, "shift_clock") or mentions(path, "set_clock_offset"))
+    ]
+    assert shifters == []
     assert mentions(ROOT / "omni" / "local" / "console.py", "shift_clock")
     assert [route.path for route, _ in TOPOLOGY.routes() if route.path.startswith("/_local")] == []
