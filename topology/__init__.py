@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 # The project's name and the bus's detail types are declared in shared/contracts/names.py (a module the
@@ -44,7 +44,7 @@ from shared.contracts.names import (  # noqa: F401 - re-exported
 # --------------------------------------------------------------------------- #
 
 ResourceKind = Literal["table", "queue", "bus", "secret", "bucket", "email-identity", "websocket"]
-Access = Literal["read", "write", "readwrite", "publish", "send", "get", "manage"]
+Access = Literal["read", "write", "readwrite", "list", "publish", "send", "get", "manage"]
 RouteAuth = Literal["public", "agent"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -124,8 +124,13 @@ class Bucket:
     """An S3 bucket (private, encrypted, objects expire): raw e-mail, nothing per message else."""
 
     name: str
-    #: Days until objects are deleted (raw e-mail is personal data).
-    expire_after_days: int = 30
+    #: Days until objects are deleted (raw e-mail is personal data); None: kept.
+    expire_after_days: int | None = 30
+    #: Object versioning (earlier versions of a changed or deleted object are kept).
+    versioned: bool = False
+    #: S3 event notifications (objects created or removed under ``notify_prefix``) go to this queue.
+    notify_queue: str | None = None
+    notify_prefix: str = ""
 
     @property
     def env_var(self) -> str:
@@ -423,6 +428,9 @@ _ACTIONS: dict[tuple[ResourceKind, Access], tuple[str, ...]] = {
     ("secret", "get"): ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"),
     ("bucket", "read"): ("s3:GetObject",),
     ("bucket", "write"): ("s3:PutObject",),
+    ("bucket", "readwrite"): ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"),
+    # On the bucket itself, not its objects (infra/components/functions.py: grant_resources).
+    ("bucket", "list"): ("s3:ListBucket",),
     # SES v2 SendEmail (simple, raw or template content) is authorised as ses:SendEmail;
     # ses:SendRawEmail covers the v1 raw API on the same identity.
     ("email-identity", "send"): ("ses:SendEmail", "ses:SendRawEmail"),
@@ -573,6 +581,7 @@ def validate(topology: Topology) -> list[str]:
             problems.append(f"queue {queue.name!r} has no consumer")
         if queue.max_receive_count < 1:
             problems.append(f"queue {queue.name!r}: maxReceiveCount must be at least 1")
+    problems += _bucket_problems(topology, names["queue"])
     for rule in topology.rules:
         if rule.target_queue not in names["queue"]:
             problems.append(f"rule {rule.name!r} targets unknown queue {rule.target_queue!r}")
@@ -584,6 +593,14 @@ def validate(topology: Topology) -> list[str]:
             if merged.setdefault(key, value) != value:
                 problems.append(f"environment variable {key!r} differs between functions")
     return problems
+
+
+def _bucket_problems(topology: Topology, queues: set[str]) -> list[str]:
+    return [
+        f"bucket {b.name!r} notifies unknown queue {b.notify_queue!r}"
+        for b in topology.buckets
+        if b.notify_queue and b.notify_queue not in queues
+    ]
 
 
 # --------------------------------------------------------------------------- #
@@ -1181,6 +1198,67 @@ FUNCTIONS += (
             Grant("secret", LINKS_SIGNING_SECRET, "get"),
         ),
     ),
+)
+
+# --------------------------------------------------------------------------- #
+# The assistant's knowledge base (docs/assistant.md): a versioned bucket of Markdown
+# articles, S3 notifications to the indexing function's queue, the index object it writes.
+# --------------------------------------------------------------------------- #
+KNOWLEDGE_BUCKET = "knowledge"
+#: Stack configuration the assistant functions get (infra/settings.py reads the Pulumi keys).
+ASSISTANT_ENVIRONMENT = {"OMNI_KNOWLEDGE_REFRESH_S": "30"}
+BUCKETS += (
+    Bucket(
+        name=KNOWLEDGE_BUCKET,
+        expire_after_days=None,
+        versioned=True,
+        notify_queue="knowledge-index",
+        notify_prefix="articles/",
+    ),
+)
+# Rebuilding the index of a few thousand chunks (and embedding the changed ones) takes a while.
+QUEUES += (Queue(name="knowledge-index", batch_size=10, visibility_timeout_s=900, max_batching_window_s=2),)
+_KNOWLEDGE_ROUTES = (
+    HttpRoute("GET", "/knowledge/articles", auth="agent"),
+    HttpRoute("GET", "/knowledge/articles/{article_id}", auth="agent"),
+    HttpRoute("PUT", "/knowledge/articles/{article_id}", auth="agent"),
+    HttpRoute("DELETE", "/knowledge/articles/{article_id}", auth="agent"),
+)
+FUNCTIONS += (
+    Function(
+        name="knowledge-index",
+        handler="functions.knowledge_index.handler.handler",
+        source_dir="functions/knowledge_index",
+        description="Rebuilds the knowledge index (chunks, BM25, embeddings) when an article changes.",
+        memory_mb=512,
+        timeout_s=120,
+        queue="knowledge-index",
+        environment=ASSISTANT_ENVIRONMENT,
+        grants=(
+            Grant("bucket", KNOWLEDGE_BUCKET, "readwrite"),
+            Grant("bucket", KNOWLEDGE_BUCKET, "list"),
+        ),
+    ),
+)
+FUNCTIONS = tuple(
+    replace(
+        fn,
+        environment={**fn.environment, **ASSISTANT_ENVIRONMENT},
+        grants=(*fn.grants, Grant("bucket", KNOWLEDGE_BUCKET, "read")),
+    )
+    if fn.name == "routing"
+    else replace(
+        fn,
+        routes=(*fn.routes, *_KNOWLEDGE_ROUTES),
+        grants=(
+            *fn.grants,
+            Grant("bucket", KNOWLEDGE_BUCKET, "readwrite"),
+            Grant("bucket", KNOWLEDGE_BUCKET, "list"),
+        ),
+    )
+    if fn.name == "agent-api"
+    else fn
+    for fn in FUNCTIONS
 )
 
 TOPOLOGY = Topology(

@@ -21,6 +21,7 @@ from shared.platform.observability import new_logger, new_tracer, set_correlatio
 from shared.repositories.agents import AgentRepository
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
+from shared.services.assistant import assistant_from_env
 from shared.services.desk import Desk
 
 logger = new_logger()
@@ -39,7 +40,13 @@ def router() -> Router:
     global _router  # noqa: PLW0603 - one per container
     if _router is None:
         desk = Desk(conversations, agents, customers)
-        _router = Router(conversations, desk, rules=desk.rules, orders=order_lookup_from_env())
+        _router = Router(
+            conversations,
+            desk,
+            rules=desk.rules,
+            orders=order_lookup_from_env(),
+            assistant=assistant_from_env(),
+        )
     return _router
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
+from functions.routing.assist import Assisted, assist
 from functions.routing.orders import OrderLookup, OrderStatus
 from shared.contracts.events import MessageRecorded, NotificationRequested, format_timestamp
 from shared.contracts.models import ConversationSummary, Handover, RoutingDecision, Transition
@@ -31,6 +32,7 @@ from shared.repositories.conversations import Change, ConversationNotFound, Conv
 from shared.services.bot_resolution import BOT, BOT_ATTRIBUTES, answered_fields, resolve_by_bot
 
 if TYPE_CHECKING:
+    from shared.services.assistant import Assistant
     from shared.services.desk import Desk
 
 #: An agent owns the conversation: new messages are for them, not for the bot.
@@ -247,7 +249,10 @@ class Router:
         rules: RoutingRules | None = None,
         classifier: Classifier | None = None,
         orders: OrderLookup | None = None,
+        assistant: Assistant | None = None,
     ) -> None:
+        #: Answers from the knowledge base and says when to hand over (functions/routing/assist.py).
+        self.assistant = assistant
         self.conversations = conversations
         self.desk = desk
         self.rules = rules or load_rules()
@@ -322,13 +327,24 @@ class Router:
         decision = decide(
             self.rules, classification, event.message_id, now, priority, order, self.orders is not None
         )
+        assisted = assist(self.assistant, event, meta, decision) if self.assistant is not None else None
+        decision = assisted.decision if assisted is not None else decision
         waited = meta.get("status") == "queued"
         handover = None
         if not decision.automated:
             handover = self.desk.handover(event.customer_id, event.conversation_id, decision, profile, now)
+            if assisted is not None:
+                handover = handover.model_copy(
+                    update={
+                        "handover_reason": decision.handover_reason,
+                        "assistant_summary": assisted.summary,
+                        "citations": list(assisted.citations),
+                    }
+                )
         try:
             _, change = self.conversations.update_meta(
-                event.conversation_id, lambda current: self._record(current, decision, handover, now)
+                event.conversation_id,
+                lambda current: self._record(current, decision, handover, now, assisted),
             )
         except _RoutedMeanwhile:
             return []  # a concurrent redelivery routed it a moment ago and publishes
@@ -353,7 +369,12 @@ class Router:
         )
 
     def _record(
-        self, meta: dict[str, Any], decision: RoutingDecision, handover: Handover | None, now: str
+        self,
+        meta: dict[str, Any],
+        decision: RoutingDecision,
+        handover: Handover | None,
+        now: str,
+        assisted: Assisted | None = None,
     ) -> Change:
         if decision.message_id in meta.get("routed_messages", []):
             return Change(noop=True)
@@ -368,6 +389,8 @@ class Router:
         else:
             change = Change()
         change.set["routing"] = decision.model_dump(exclude_none=True)
+        if assisted is not None and assisted.state is not None and assisted.state != meta.get("assistant"):
+            change.set["assistant"] = assisted.state
         # The message's routed marker, with what a redelivery needs to ask for the same reply.
         quiet = acknowledged_before(decision, _routing(meta), status == "queued")
         change.also.append(self.conversations.mark_routed(decision.message_id, now, quiet))
@@ -420,6 +443,7 @@ class Router:
                         and not (previous_known and previous is not None and previous.automated),
                         first_handover=not decision.automated
                         and (not previous_known or previous is None or previous.automated),
+                        citations=list(decision.citations) if decision.automated else [],
                     ),
                 ),
             )

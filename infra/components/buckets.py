@@ -130,24 +130,34 @@ class Buckets(pulumi.ComponentResource):
                 rules=[_encryption_rule(args.kms_key_arn)],
                 opts=child,
             )
-            aws.s3.BucketLifecycleConfiguration(
-                f"{prefix}-lifecycle",
-                bucket=created.id,
-                rules=[
-                    aws.s3.BucketLifecycleConfigurationRuleArgs(
-                        id="expire-objects",
-                        status="Enabled",
-                        filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                        expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
-                            days=bucket.expire_after_days
-                        ),
-                        abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                            days_after_initiation=1
-                        ),
-                    )
-                ],
-                opts=child,
-            )
+            if bucket.versioned:
+                aws.s3.BucketVersioning(
+                    f"{prefix}-versioning",
+                    bucket=created.id,
+                    versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
+                        status="Enabled"
+                    ),
+                    opts=child,
+                )
+            if bucket.expire_after_days is not None:
+                aws.s3.BucketLifecycleConfiguration(
+                    f"{prefix}-lifecycle",
+                    bucket=created.id,
+                    rules=[
+                        aws.s3.BucketLifecycleConfigurationRuleArgs(
+                            id="expire-objects",
+                            status="Enabled",
+                            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
+                                days=bucket.expire_after_days
+                            ),
+                            abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                                days_after_initiation=1
+                            ),
+                        )
+                    ],
+                    opts=child,
+                )
             writers = list(args.ses_writers.get(bucket.name, ()))
             if writers:
                 self.policies[bucket.name] = aws.s3.BucketPolicy(

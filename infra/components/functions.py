@@ -76,13 +76,13 @@ class FunctionsArgs:
     public_api_url: pulumi.Input[str] | None = None
 
 
-def grant_resources(kind: ResourceKind, arn: str) -> list[str]:
+def grant_resources(kind: ResourceKind, arn: str, access: str | None = None) -> list[str]:
     """The IAM resources of a grant: a table's indexes are resources of their own; a
     bucket grant is about its objects (``s3:GetObject`` on the bucket ARN grants nothing)."""
     if kind == "table":
         return [arn, f"{arn}/index/*"]
     if kind == "bucket":
-        return [f"{arn}/*"]
+        return [arn] if access == "list" else [f"{arn}/*"]
     return [arn]
 
 
@@ -123,7 +123,7 @@ def execution_policy(
             [
                 resource
                 for arn in _as_list(arns[(grant.kind, grant.resource)])
-                for resource in grant_resources(grant.kind, arn)
+                for resource in grant_resources(grant.kind, arn, grant.access)
             ],
         )
     if fn.queue:

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 
 from shared.contracts import names
+from shared.contracts.models import Citation
 
 Channel = Literal["webchat", "sms", "whatsapp", "messenger", "instagram", "email", "voice"]
 IdentityType = Literal[
@@ -177,6 +178,8 @@ class NotificationRequested(_Event):
     #: An ``acknowledgement`` of the conversation's first hand-over to a human queue (routing
     #: sets it unless its previous decision had handed over already). Only these reach the KPIs.
     first_handover: bool = False
+    #: The knowledge-base articles a bot answer came from (recorded on the message).
+    citations: list[Citation] = Field(default_factory=list)
 
 
 EVENT_MODELS: dict[str, type[_Event]] = {

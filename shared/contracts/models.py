@@ -121,6 +121,15 @@ class Customer(BaseModel):
     redirected_from: str | None = None
 
 
+class Citation(BaseModel):
+    """A knowledge-base article a bot answer came from (docs/assistant.md)."""
+
+    model_config = _DEFERRED
+
+    article_id: str
+    title: str
+
+
 class Message(BaseModel):
     model_config = _DEFERRED
 
@@ -133,6 +142,8 @@ class Message(BaseModel):
     author: str | None = None
     status: str | None = None
     attachments: list[dict[str, Any]] = Field(default_factory=list)
+    #: The articles a bot answer came from (the assistant's answers only).
+    citations: list[Citation] = Field(default_factory=list)
 
 
 class ChannelSwitch(BaseModel):
@@ -164,6 +175,15 @@ class RoutingDecision(BaseModel):
     answer: str | None = None
     #: Version of the routing rules that decided.
     rules_version: int | None = None
+    #: The assistant (docs/assistant.md): the articles its answer cites, why it handed over,
+    #: how sure it was, and what the answer cost (tokens, USD).
+    citations: list[Citation] = Field(default_factory=list)
+    handover_reason: str | None = None
+    confidence: float | None = None
+    assistant_model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
 
 
 class Transition(BaseModel):
@@ -225,6 +245,10 @@ class Handover(BaseModel):
     last_messages: list[HandoverMessage] = Field(default_factory=list)
     previous_conversation_id: str | None = None
     created_at: str
+    #: The assistant handed over: why, what was asked and answered, and the articles it cited.
+    handover_reason: str | None = None
+    assistant_summary: str | None = None
+    citations: list[Citation] = Field(default_factory=list)
 
 
 class ConversationSummary(BaseModel):

@@ -739,9 +739,12 @@ class ConversationRepository:
         timestamp: str,
         author: str,
         status: str,
+        citations: list[dict[str, str]] | None = None,
     ) -> bool:
-        """Append an outbound message (a reply, an acknowledgement); False if already there."""
-        item = {
+        """Append an outbound message (a reply, an acknowledgement); False if already there.
+
+        ``citations``: the knowledge-base articles a bot answer came from."""
+        item: dict[str, Any] = {
             "pk": conversation_pk(conversation_id),
             "sk": message_sk(timestamp, message_id),
             "message_id": message_id,
@@ -752,6 +755,8 @@ class ConversationRepository:
             "author": author,
             "status": status,
         }
+        if citations:
+            item["citations"] = citations
 
         def change(meta: dict[str, Any]) -> _Edit:
             expression = (
@@ -1063,4 +1068,5 @@ def _message(item: dict[str, Any]) -> Message:
         author=item.get("author"),
         status=item.get("status"),
         attachments=item.get("attachments", []),
+        citations=item.get("citations", []),
     )
