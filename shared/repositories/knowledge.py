@@ -47,11 +47,11 @@ class KnowledgeStore:
 
     @property
     def bucket(self) -> str:
-        if self._bucket is None:
-            from shared.platform.config import require_env  # noqa: PLC0415
+        if self._bucket is not None:
+            return self._bucket
+        from shared.platform.config import require_env  # noqa: PLC0415
 
-            self._bucket = require_env(BUCKET_ENV)
-        return self._bucket
+        return require_env(BUCKET_ENV)  # read on each use: cheap, and follows a changed environment
 
     @property
     def s3(self) -> Any:
