@@ -173,5 +173,5 @@ def test_the_demo_shows_an_answer_with_its_source_and_a_handover_with_its_summar
     out = io.StringIO()
     demo.play_with_assistant(runtime.base_url, out=out)
     printed = out.getvalue()
-    assert "source:    Returning an item (returns)" in printed
+    assert "source:    Returning an item (returns), shown on the message" in printed
     assert "hand-over summary: The customer asked:" in printed

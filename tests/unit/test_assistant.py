@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import boto3
@@ -73,8 +74,6 @@ def test_retrieval_finds_differently_phrased_questions_in_the_right_language() -
 
 
 def test_retrieval_of_a_few_thousand_chunks_is_fast() -> None:
-    import time
-
     many = [
         parse_article(
             f"---\ntitle: Topic {n}\nlanguage: en\n---\n" + f"Item{n} widget number {n} care. " * 20, f"a{n}"
