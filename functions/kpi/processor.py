@@ -43,15 +43,13 @@ from shared.contracts.names import (
     NOTIFICATION_REQUESTED,
 )
 from shared.domain.kpis import (
-    CSAT_SATISFIED,
-    SCALES,
     bucket_counter,
     bucket_of,
     day_of,
     seconds_between,
-    survey_question,
     within_window,
 )
+from shared.domain.surveys import CSAT_SATISFIED, SCALES, survey_question
 from shared.platform import aws
 from shared.platform.config import require_env
 from shared.repositories.conversations import ConversationNotFound, ConversationRepository

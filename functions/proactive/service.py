@@ -577,7 +577,8 @@ class Proactive:
         conversation_id = None
         for _ in range(3):
             candidate = new_id("conv")
-            if conversations.open_for(customer_id, candidate, now, "proactive"):
+            window = self.desk.rules.reopen_window_hours
+            if conversations.open_for(customer_id, candidate, now, "proactive", window):
                 conversation_id = candidate
                 break
             conversation_id = (self.desk.customers.get_profile(customer_id) or {}).get("open_conversation_id")

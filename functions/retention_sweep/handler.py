@@ -24,7 +24,7 @@ from shared.contracts.events import format_timestamp, utc_now
 from shared.platform.observability import new_logger, new_tracer
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.customers import CustomerRepository
-from shared.services.profiles import sweep_retention
+from shared.services.profiles.erasure import sweep_retention
 
 ERASED_METRIC = "RetentionErased"
 #: Stop taking new customers when less time than this is left (one erasure is a few seconds).

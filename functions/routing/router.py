@@ -26,8 +26,8 @@ from functions.routing.orders import OrderLookup, OrderStatus
 from shared.contracts.events import MessageRecorded, NotificationRequested, format_timestamp
 from shared.contracts.models import ConversationSummary, Handover, RoutingDecision, Transition
 from shared.contracts.names import NOTIFICATION_REQUESTED
-from shared.domain.kpis import is_closing
 from shared.domain.routing_rules import RoutingRules, load_rules
+from shared.domain.surveys import is_closing
 from shared.repositories.conversations import Change, ConversationNotFound, ConversationRepository
 from shared.services.bot_resolution import BOT, BOT_ATTRIBUTES, answered_fields, resolve_by_bot
 

@@ -9,7 +9,7 @@ as an automated resolution unless a human was ever involved) when
   ``bot-answered`` index (``bot_answered_in`` = ``bot#<shard>``, ``bot_answered_at`` =
   when the bot answered), a few queries a minute and never a scan; or
 * the customer's reply closes it ("thanks, that's all", "Danke!";
-  :func:`shared.domain.kpis.is_closing`): routing resolves it at once.
+  :func:`shared.domain.surveys.is_closing`): routing resolves it at once.
 
 Routing sets the index attributes with every automated answer (and removes them when it
 hands the conversation to a human queue); a resolution removes them. A later message
