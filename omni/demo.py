@@ -217,7 +217,5 @@ def play_with_assistant(base_url: str, out: TextIO = sys.stdout) -> dict[str, An
     for conversation in fetch_timeline(base_url, agent_token, "acct-1002")["conversations"]:
         for message in conversation["messages"]:
             for citation in message.get("citations") or []:
-                step(
-                    f"   source:    {citation['title']} ({citation['article_id']}) - on the message in the agent API"
-                )
+                step(f"   source:    {citation['title']} ({citation['article_id']}), shown on the message")
     return play(base_url, out)
