@@ -271,8 +271,8 @@ def _passage(hit: Hit, score: float) -> Passage:
 def extractive_answer(passages: Sequence[Passage], config: AssistantConfig) -> AssistantReply:
     """The best passage as the answer when it is confident enough; deterministic."""
     if not passages or passages[0].score < config.min_confidence:
-        best = passages[0].score if passages else 0.0
-        return AssistantReply(False, None, handover_reason=LOW_CONFIDENCE, confidence=best)
+        top = passages[0].score if passages else 0.0
+        return AssistantReply(False, None, handover_reason=LOW_CONFIDENCE, confidence=top)
     best = passages[0]
     answer = plain_text(best.text)
     if len(answer) > MAX_ANSWER_CHARS:
