@@ -29,12 +29,13 @@ from functions.email.repositories import OutboxThreads, RawMailMissing, RawMailS
 from shared.channels import email as email_channel
 from shared.contracts.events import utc_now
 from shared.contracts.names import MESSAGE_RECEIVED
+from shared.platform import settings
 from shared.platform.bus import EventPublisher
 from shared.platform.config import require_env
 from shared.platform.observability import new_logger, new_tracer
 
-BUCKET_ENV = "INBOUND_EMAIL_BUCKET"
-PREFIX_ENV = "INBOUND_EMAIL_PREFIX"
+BUCKET_ENV = settings.INBOUND_EMAIL_BUCKET
+PREFIX_ENV = settings.INBOUND_EMAIL_PREFIX
 
 logger = new_logger()
 tracer = new_tracer()

@@ -13,22 +13,20 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared import bootstrap
 from shared.contracts.events import MessageReceived, format_timestamp, utc_now
 from shared.contracts.names import MESSAGE_RECORDED
-from shared.platform.bus import EventPublisher
 from shared.platform.consumer import LoggedBatchProcessor, event_record_model
 from shared.platform.observability import new_logger, new_tracer, set_correlation
-from shared.repositories.conversations import ConversationRepository
-from shared.repositories.customers import CustomerRepository
 from shared.services.profiles.inbound import record_message
 
 logger = new_logger()
 tracer = new_tracer()
 Record = event_record_model(MessageReceived)
 processor = LoggedBatchProcessor(Record, logger)
-customers = CustomerRepository()
-conversations = ConversationRepository(customers=customers)
-publisher = EventPublisher(source="omni.profile-merge")
+customers = bootstrap.customers()
+conversations = bootstrap.conversations()
+publisher = bootstrap.publisher("omni.profile-merge")
 
 
 @tracer.capture_method

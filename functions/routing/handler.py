@@ -14,24 +14,19 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.routing.orders import order_lookup_from_env
 from functions.routing.router import Router
+from shared import bootstrap
 from shared.contracts.events import MessageRecorded, format_timestamp, utc_now
-from shared.platform.bus import EventPublisher
 from shared.platform.consumer import LoggedBatchProcessor, event_record_model
 from shared.platform.observability import new_logger, new_tracer, set_correlation, with_correlation
-from shared.repositories.agents import AgentRepository
-from shared.repositories.conversations import ConversationRepository
-from shared.repositories.customers import CustomerRepository
 from shared.services.assistant import assistant_from_env
-from shared.services.desk import Desk
 
 logger = new_logger()
 tracer = new_tracer()
 Record = event_record_model(MessageRecorded)
 processor = LoggedBatchProcessor(Record, logger)
-customers = CustomerRepository()
-conversations = ConversationRepository(customers=customers)
-agents = AgentRepository()
-publisher = EventPublisher(source="omni.routing")
+customers = bootstrap.customers()
+conversations = bootstrap.conversations()
+publisher = bootstrap.publisher("omni.routing")
 _router: Router | None = None
 
 
@@ -39,9 +34,10 @@ def router() -> Router:
     """Built on first use: the rules file is read and validated once per container."""
     global _router  # noqa: PLW0603 - one per container
     if _router is None:
-        desk = Desk(conversations, agents, customers)
+        desk = bootstrap.desk()
         _router = Router(
             conversations,
+            customers,
             desk,
             rules=desk.rules,
             orders=order_lookup_from_env(),
@@ -71,6 +67,8 @@ def record_handler(record: Any) -> None:
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+    return dict(
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
     )

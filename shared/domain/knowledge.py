@@ -285,6 +285,8 @@ class Index:
     #: Embedding per chunk (cloud only), and the model that made them.
     embeddings: list[list[float]] | None = None
     embedding_model: str | None = None
+    #: BM25's length normalisation per chunk, computed on the first search (the index is immutable).
+    _norms: list[float] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def average_length(self) -> float:
@@ -319,24 +321,28 @@ class Index:
             return []
         weights = {t: self.idf(t) for t in terms}
         total = sum(weights.values()) or 1.0
-        avg = self.average_length or 1.0
+        norms = self._length_norms()
         scores: dict[int, float] = {}
         covered: dict[int, float] = {}
         for term in terms:
             idf = weights[term]
             for number, tf in self.postings.get(term, ()):
-                norm = (
-                    tf * (BM25_K1 + 1) / (tf + BM25_K1 * (1 - BM25_B + BM25_B * self.lengths[number] / avg))
-                )
-                scores[number] = scores.get(number, 0.0) + idf * norm
+                scores[number] = scores.get(number, 0.0) + idf * tf * (BM25_K1 + 1) / (tf + norms[number])
                 covered[number] = covered.get(number, 0.0) + idf
-        hits = [
-            Hit(self.chunks[n], round(score, 6), round(covered[n] / total, 6))
-            for n, score in scores.items()
-            if allowed(self.chunks[n], language, channel)
-        ]
-        hits.sort(key=lambda h: (-h.score, h.chunk.chunk_id))
-        return hits[:limit]
+        ranked = sorted(scores, key=lambda n: (-scores[n], self.chunks[n].chunk_id))
+        hits: list[Hit] = []
+        for n in ranked:
+            if allowed(self.chunks[n], language, channel):
+                hits.append(Hit(self.chunks[n], round(scores[n], 6), round(covered[n] / total, 6)))
+                if len(hits) == limit:
+                    break
+        return hits
+
+    def _length_norms(self) -> list[float]:
+        if self._norms is None:
+            avg = self.average_length or 1.0
+            self._norms = [BM25_K1 * (1 - BM25_B + BM25_B * length / avg) for length in self.lengths]
+        return self._norms
 
     def to_dict(self) -> dict[str, Any]:
         return {

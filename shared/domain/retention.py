@@ -24,7 +24,9 @@ from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import Any
 
-RETENTION_ENV = "OMNI_RETENTION_DAYS"
+from shared.platform import settings
+
+RETENTION_ENV = settings.OMNI_RETENTION_DAYS
 DEFAULT_RETENTION_DAYS = 365
 #: Profile attribute: the last day the customer's data is kept (partition key of the index).
 RETAIN_ATTRIBUTE = "retain_until_day"

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.platform import settings
 from shared.repositories.dynamo import (
     CONDITION_FAILED,
     DynamoTable,
@@ -84,7 +85,7 @@ def _agent(item: dict[str, Any]) -> Agent:
 
 class AgentRepository:
     def __init__(self, table: DynamoTable | None = None) -> None:
-        self.table = table or DynamoTable("AGENTS_TABLE")
+        self.table = table or DynamoTable(settings.AGENTS_TABLE)
 
     # -- reads ------------------------------------------------------------- #
     def get(self, agent_id: str) -> Agent | None:

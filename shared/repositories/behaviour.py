@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from shared.platform import settings
 from shared.repositories.dynamo import DynamoTable
 
 MAX_ATTEMPTS = 5
@@ -27,7 +28,7 @@ def tally_key(customer_id: str, rule: str, per: str) -> dict[str, str]:
 
 class BehaviourRepository:
     def __init__(self, table: DynamoTable | None = None) -> None:
-        self.table = table or DynamoTable("BEHAVIOUR_TABLE")
+        self.table = table or DynamoTable(settings.BEHAVIOUR_TABLE)
 
     def get(self, customer_id: str, rule: str, per: str) -> dict[str, Any] | None:
         return self.table.get(tally_key(customer_id, rule, per))

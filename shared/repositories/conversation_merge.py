@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.platform import settings
 from shared.repositories import conversation_keys
 from shared.repositories.conversation_keys import (
     BY_CUSTOMER_INDEX,
@@ -52,7 +53,7 @@ class ThreadMergeConflict(RuntimeError):
 
 class ConversationMerger:
     def __init__(self, table: DynamoTable | None = None) -> None:
-        self.table = table or DynamoTable("CONVERSATIONS_TABLE")
+        self.table = table or DynamoTable(settings.CONVERSATIONS_TABLE)
 
     # -- reads --------------------------------------------------------------- #
     def _meta(self, conversation_id: str) -> dict[str, Any] | None:

@@ -65,6 +65,7 @@ from shared.domain.conversation_status import (
     is_unfinished,
     reopens,
 )
+from shared.platform import settings
 from shared.repositories.conversation_keys import (
     BY_CUSTOMER_INDEX,
     DEFAULT_REOPEN_WINDOW_HOURS,
@@ -164,7 +165,7 @@ class Change:
 
 class ConversationRepository(ConversationMessages):
     def __init__(self, table: DynamoTable | None = None, customers: CustomerRepository | None = None) -> None:
-        self.table = table or DynamoTable("CONVERSATIONS_TABLE")
+        self.table = table or DynamoTable(settings.CONVERSATIONS_TABLE)
         self._customers = customers
 
     @property
@@ -516,6 +517,16 @@ class ConversationRepository(ConversationMessages):
         """The marker of a message (or keyword) recorded before: where it went
         (``conversation_id``, for a survey answer) and ``what`` it was; None if it is new."""
         return self.table.get({"pk": seen_pk(message_id), "sk": SEEN})
+
+    def bot_answered_before(self, partition: str, before: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Entries (keys only) of the ``bot-answered`` index in ``partition`` (``bot#<shard>``)
+        whose automated answer is older than ``before``, at most ``limit``."""
+        return self.table.query_all(
+            limit=limit,
+            IndexName="bot-answered",
+            KeyConditionExpression="bot_answered_in = :s AND bot_answered_at < :before",
+            ExpressionAttributeValues={":s": {"S": partition}, ":before": {"S": before}},
+        )
 
     def merger(self) -> ConversationMerger:
         """The conversation merger working on this repository's table."""

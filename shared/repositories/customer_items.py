@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.contracts.events import Identity
+from shared.platform import settings
 from shared.repositories.dynamo import DynamoTable, serialise
 
 PROFILE = "PROFILE"
@@ -23,7 +24,7 @@ ACTIVE, MERGED, ERASED = "active", "merged", "erased"
 #: Identities moved in the merge transaction itself (3 actions each, 100 per transaction);
 #: any further ones move right after, while the merged-away profile points to the survivor.
 MOVES_PER_TRANSACTION = 30
-TOMBSTONE_RETENTION_ENV = "OMNI_TOMBSTONE_RETENTION_DAYS"
+TOMBSTONE_RETENTION_ENV = settings.OMNI_TOMBSTONE_RETENTION_DAYS
 #: Longer than every way an old event can come back: the bus archive (30 days) and
 #: provider retries (Meta: up to 7 days).
 DEFAULT_TOMBSTONE_RETENTION_DAYS = 90

@@ -37,6 +37,7 @@ from typing import Any
 from shared.contracts.events import Identity
 from shared.contracts.models import Consent, Customer
 from shared.domain.retention import RETAIN_ATTRIBUTE, RETENTION_INDEX, day_of, retain_until, retention_days
+from shared.platform import settings
 from shared.repositories.customer_items import (
     ACTIVE,
     ACTIVE_AT_VERSION,
@@ -108,7 +109,7 @@ __all__ = [
 
 class CustomerRepository(CustomerMerges):
     def __init__(self, table: DynamoTable | None = None) -> None:
-        self.table = table or DynamoTable("CUSTOMERS_TABLE")
+        self.table = table or DynamoTable(settings.CUSTOMERS_TABLE)
 
     # -- reads ------------------------------------------------------------- #
     def owner_of(self, identity: Identity) -> str | None:

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.domain.knowledge import Index
-from shared.platform import aws
+from shared.platform import aws, settings
 
-BUCKET_ENV = "KNOWLEDGE_BUCKET"
+BUCKET_ENV = settings.KNOWLEDGE_BUCKET
 ARTICLES_PREFIX = "articles/"
 INDEX_KEY = "index/knowledge-index.json"
 #: At most this many articles are listed and indexed (a few thousand chunks).

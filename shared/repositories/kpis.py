@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from shared.platform import settings
 from shared.repositories.dynamo import CONDITION_FAILED, CONFLICT, DynamoTable, serialise, serialise_value
 
 STATE = "STATE"
@@ -89,7 +90,7 @@ class Plan:
 
 class KpiRepository:
     def __init__(self, table_name: str | None = None, client: Any = None) -> None:
-        self.table = DynamoTable("KPIS_TABLE", table_name, client)
+        self.table = DynamoTable(settings.KPIS_TABLE, table_name, client)
 
     # -- state --------------------------------------------------------------- #
     def get(self, key: tuple[str, str]) -> dict[str, Any] | None:

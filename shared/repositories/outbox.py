@@ -18,6 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared.platform import settings
 from shared.repositories.dynamo import DynamoTable, serialise
 
 Status = str  # queued | sent | delivered | read | failed
@@ -30,7 +31,7 @@ _SAME_ATTEMPT = "#attempts.#c.#state = :attempting AND #attempts.#c.started_at =
 
 class OutboxRepository:
     def __init__(self, table: DynamoTable | None = None) -> None:
-        self.table = table or DynamoTable("OUTBOX_TABLE")
+        self.table = table or DynamoTable(settings.OUTBOX_TABLE)
 
     def start(self, item: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Record a delivery as queued; returns the stored item and whether it is new."""

@@ -70,12 +70,7 @@ def answered_before(conversations: ConversationRepository, before: str) -> list[
     per shard."""
     found: list[dict[str, Any]] = []
     for shard in range(BOT_SHARDS):
-        found += conversations.table.query_all(
-            limit=500,
-            IndexName=BOT_INDEX,
-            KeyConditionExpression="bot_answered_in = :s AND bot_answered_at < :before",
-            ExpressionAttributeValues={":s": {"S": f"bot#{shard}"}, ":before": {"S": before}},
-        )
+        found += conversations.bot_answered_before(f"bot#{shard}", before, limit=500)
     return found
 
 

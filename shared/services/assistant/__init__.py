@@ -13,6 +13,7 @@ Configuration (environment):
 * ``OMNI_ASSISTANT_MODEL_ID`` - the Converse model (default :data:`bedrock.DEFAULT_MODEL_ID`).
 * ``OMNI_ASSISTANT_GUARDRAIL_ID`` / ``OMNI_ASSISTANT_GUARDRAIL_VERSION`` - optional guardrail.
 * ``OMNI_EMBEDDING_MODEL_ID`` - the embedding model (empty: lexical retrieval only).
+* ``OMNI_ASSISTANT_MIN_CONFIDENCE`` - the hand-over threshold (default: ``assistant.toml``).
 * ``KNOWLEDGE_BUCKET`` - the knowledge bucket (set by the topology grant).
 """
 
@@ -34,16 +35,18 @@ from shared.domain.assistant import (
     load_config,
     retrieve,
 )
+from shared.platform import settings
 from shared.repositories.knowledge import IndexCache, KnowledgeStore
 
 logger = logging.getLogger(__name__)
 
-MODE_ENV = "OMNI_ASSISTANT"
-MODEL_ENV = "OMNI_ASSISTANT_MODEL_ID"
-GUARDRAIL_ENV = "OMNI_ASSISTANT_GUARDRAIL_ID"
-GUARDRAIL_VERSION_ENV = "OMNI_ASSISTANT_GUARDRAIL_VERSION"
-EMBEDDING_ENV = "OMNI_EMBEDDING_MODEL_ID"
-REFRESH_ENV = "OMNI_KNOWLEDGE_REFRESH_S"
+MODE_ENV = settings.OMNI_ASSISTANT
+MODEL_ENV = settings.OMNI_ASSISTANT_MODEL_ID
+GUARDRAIL_ENV = settings.OMNI_ASSISTANT_GUARDRAIL_ID
+GUARDRAIL_VERSION_ENV = settings.OMNI_ASSISTANT_GUARDRAIL_VERSION
+EMBEDDING_ENV = settings.OMNI_EMBEDDING_MODEL_ID
+REFRESH_ENV = settings.OMNI_KNOWLEDGE_REFRESH_S
+MIN_CONFIDENCE_ENV = settings.OMNI_ASSISTANT_MIN_CONFIDENCE
 
 
 class Answerer(Protocol):
@@ -132,6 +135,9 @@ def assistant_from_env(config: AssistantConfig | None = None) -> Assistant | Non
     if mode == "off" or not KnowledgeStore.configured():
         return None
     config = config or load_config()
+    threshold = settings.env_str(MIN_CONFIDENCE_ENV)
+    if threshold is not None:
+        config = replace(config, min_confidence=min(1.0, max(0.0, float(threshold))))
     cache = IndexCache(KnowledgeStore(), refresh_s=float(os.environ.get(REFRESH_ENV, "30")))
     if mode != "bedrock":
         return Assistant(cache, config)
