@@ -193,6 +193,8 @@ RULES = (
             DetailFilter(MESSAGE_RECORDED, "survey", ("ces", "csat")),
             DetailFilter(NOTIFICATION_REQUESTED, "first_handover", (True,)),
             DetailFilter(NOTIFICATION_REQUESTED, "first_response", (True,)),
+            # The assistant's answers and hand-overs (its KPIs: answers, citations, tokens, cost).
+            DetailFilter(NOTIFICATION_REQUESTED, "assisted", (True,)),
         ),
     ),
     EventRule(

@@ -24,6 +24,7 @@ from shared.domain.assistant import (
     after_bot_answer,
     answered_state,
     extractive_summary,
+    feedback_on_answer,
     handover_before_answering,
 )
 from shared.services.assistant import Assistant
@@ -48,8 +49,13 @@ def assist(
         return Assisted(decision)  # a template or the order lookup answered
     previous = meta.get("routing") or {}
     bot_answered_last = meta.get("status") == "bot" and bool(previous.get("automated"))
-    state = after_bot_answer(
-        assistant.config, AssistantState.from_item(meta.get("assistant")), event.text, bot_answered_last
+    before = AssistantState.from_item(meta.get("assistant"))
+    state = after_bot_answer(assistant.config, before, event.text, bot_answered_last)
+    # The "was this helpful?" signal: the customer's message right after an assistant answer.
+    feedback = (
+        feedback_on_answer(assistant.config, before, state, event.text)
+        if bot_answered_last and previous.get("citations")
+        else None
     )
     reason = handover_before_answering(
         assistant.config,
@@ -76,6 +82,7 @@ def assist(
                     "input_tokens": reply.input_tokens,
                     "output_tokens": reply.output_tokens,
                     "cost_usd": reply.cost_usd,
+                    "assistant_feedback": feedback,
                 }
             )
             return Assisted(answered, answered_state(state, event.text, reply).to_item())
@@ -95,6 +102,7 @@ def assist(
         update={
             "handover_reason": reason,
             "reason": f"{decision.reason} (assistant: {REASON_TEXT.get(reason, reason)})",
+            "assistant_feedback": feedback,
             **extra,
         }
     )

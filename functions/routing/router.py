@@ -20,9 +20,15 @@ from functions.routing.decide import (
     priority_of,
 )
 from functions.routing.orders import OrderLookup, OrderStatus
-from shared.contracts.events import MessageRecorded, NotificationRequested
+from shared.contracts.events import (
+    FeedbackSubmitted,
+    MessageRecorded,
+    NotificationRequested,
+    format_timestamp,
+)
 from shared.contracts.models import Handover, RoutingDecision, Transition
-from shared.contracts.names import NOTIFICATION_REQUESTED
+from shared.contracts.names import FEEDBACK_SUBMITTED, NOTIFICATION_REQUESTED
+from shared.domain.assistant import HELPFUL, UNHELPFUL
 from shared.domain.routing_rules import RoutingRules, load_rules
 from shared.domain.surveys import is_closing
 from shared.repositories.conversations import Change, ConversationNotFound, ConversationRepository
@@ -83,7 +89,8 @@ class Router:
         if meta.get("status") in WITH_AGENT:
             return []  # the agent has the conversation; the message is theirs to answer
         if meta.get("status") == BOT and is_closing(event.text, self.rules.bot_resolution.closing):
-            return self._closed_by_customer(event, now)
+            closed = self._closed_by_customer(event, now)
+            return [*closed, *_helpful_closing(event, meta)] if closed else closed
         return self._route_new(event, meta, now)
 
     def _routed_before(self, event: MessageRecorded, meta: dict[str, Any], now: str) -> Events | None:
@@ -92,7 +99,7 @@ class Router:
             # The customer's thanks resolved it: say so again (the KPIs count it once).
             from shared.services.desk import resolved_event  # noqa: PLC0415 - a rare redelivery
 
-            return [resolved_event(meta, meta["resolved_at"], BOT)]
+            return [resolved_event(meta, meta["resolved_at"], BOT), *_helpful_closing(event, meta)]
         seen = self.conversations.routing_of(event.message_id) or {}
         # ``routed_messages``: the list an earlier version kept on META.
         if not (seen.get("routed_at") or event.message_id in meta.get("routed_messages", [])):
@@ -261,14 +268,52 @@ class Router:
                         first_handover=not decision.automated
                         and (not previous_known or previous is None or previous.automated),
                         citations=list(decision.citations) if decision.automated else [],
+                        **_assistant_usage(decision),
                     ),
                 ),
             )
+        if decision.assistant_feedback in (HELPFUL, UNHELPFUL):
+            out.append(_feedback(event, decision.assistant_feedback == HELPFUL))
         return out
 
 
 class _RoutedMeanwhile(Exception):
     """The message's routed marker was written by a concurrent redelivery."""
+
+
+def _assistant_usage(decision: RoutingDecision) -> dict[str, Any]:
+    """What the KPIs count of the assistant's part in ``decision`` (docs/kpis.md)."""
+    answered = decision.automated and bool(decision.citations)
+    if not answered and decision.handover_reason is None:
+        return {}
+    return {
+        "assisted": True,
+        "handover_reason": None if decision.automated else decision.handover_reason,
+        "input_tokens": decision.input_tokens or 0,
+        "output_tokens": decision.output_tokens or 0,
+        "cost_usd": decision.cost_usd or 0.0,
+    }
+
+
+def _feedback(event: MessageRecorded, helpful: bool) -> tuple[str, BaseModel]:
+    """The "was this helpful?" signal of the customer's message (counted once per conversation)."""
+    return (
+        FEEDBACK_SUBMITTED,
+        FeedbackSubmitted(
+            customer_id=event.customer_id,
+            conversation_id=event.conversation_id,
+            survey="helpful",
+            score=1 if helpful else 0,
+            channel=event.channel,
+            answered_at=format_timestamp(event.sent_at),
+            correlation_id=event.correlation_id,
+        ),
+    )
+
+
+def _helpful_closing(event: MessageRecorded, meta: dict[str, Any]) -> Events:
+    """ "Thanks, that's all" right after an assistant answer: the answer helped."""
+    return [_feedback(event, True)] if (meta.get("routing") or {}).get("citations") else []
 
 
 def _routing(meta: dict[str, Any]) -> RoutingDecision | None:

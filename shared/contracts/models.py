@@ -184,6 +184,8 @@ class RoutingDecision(BaseModel):
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost_usd: float | None = None
+    #: The customer's reaction to the assistant's previous answer: ``helpful`` or ``unhelpful``.
+    assistant_feedback: str | None = None
 
 
 class Transition(BaseModel):

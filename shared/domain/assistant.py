@@ -68,6 +68,8 @@ class AssistantConfig:
     repeat_similarity: float = 0.6
     unhelpful: tuple[re.Pattern[str], ...] = ()
     sensitive: tuple[re.Pattern[str], ...] = ()
+    #: The customer says the answer helped (the "was this helpful?" signal, docs/assistant.md).
+    helpful: tuple[re.Pattern[str], ...] = ()
 
 
 def _patterns(raw: Any, where: str, problems: list[str]) -> tuple[re.Pattern[str], ...]:
@@ -93,6 +95,7 @@ def parse_config(data: dict[str, Any], source: str = "<assistant>") -> Assistant
         "repeat_similarity",
         "unhelpful",
         "sensitive",
+        "helpful",
     }
     if set(data) - known:
         problems.append(f"unknown keys {sorted(set(data) - known)}")
@@ -114,6 +117,7 @@ def parse_config(data: dict[str, Any], source: str = "<assistant>") -> Assistant
         numbers[key] = value
     unhelpful = _patterns(data.get("unhelpful", {}), "unhelpful", problems)
     sensitive = _patterns(data.get("sensitive", {}), "sensitive", problems)
+    helpful = _patterns(data.get("helpful", {}), "helpful", problems)
     if problems:
         raise AssistantConfigError(
             f"invalid assistant configuration in {source}:\n  " + "\n  ".join(problems)
@@ -126,6 +130,7 @@ def parse_config(data: dict[str, Any], source: str = "<assistant>") -> Assistant
         repeat_similarity=float(numbers["repeat_similarity"]),
         unhelpful=unhelpful,
         sensitive=sensitive,
+        helpful=helpful,
     )
 
 
@@ -345,6 +350,28 @@ def question_terms(text: str) -> tuple[str, ...]:
 def said_unhelpful(config: AssistantConfig, text: str) -> bool:
     lowered = text.lower().replace("\u2019", "'")
     return any(p.search(lowered) for p in config.unhelpful)
+
+
+def said_helpful(config: AssistantConfig, text: str) -> bool:
+    lowered = text.lower().replace("\u2019", "'")
+    return any(p.search(lowered) for p in config.helpful) and not said_unhelpful(config, text)
+
+
+#: The customer's reaction to the assistant's previous answer (the "was this helpful?" signal).
+HELPFUL = "helpful"
+UNHELPFUL = "unhelpful"
+
+
+def feedback_on_answer(
+    config: AssistantConfig, before: AssistantState, after: AssistantState, text: str
+) -> str | None:
+    """:data:`HELPFUL`, :data:`UNHELPFUL` or None: what the customer's message right after an
+    assistant answer says about it (``before``/``after``: the state around :func:`after_bot_answer`)."""
+    if after.unhelpful > before.unhelpful:
+        return UNHELPFUL
+    if said_helpful(config, text):
+        return HELPFUL
+    return None
 
 
 def is_sensitive(config: AssistantConfig, text: str) -> bool:

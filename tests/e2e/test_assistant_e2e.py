@@ -175,3 +175,31 @@ def test_the_demo_shows_an_answer_with_its_source_and_a_handover_with_its_summar
     printed = out.getvalue()
     assert "source:    Returning an item (returns), shown on the message" in printed
     assert "hand-over summary: The customer asked:" in printed
+
+
+def assistant_kpis(runtime: LocalRuntime) -> dict[str, Any]:
+    today = datetime.now(UTC).date().isoformat()
+    response = api(runtime, "GET", f"/kpis?from={today}&to={today}")
+    assert response.status_code == 200, response.text
+    return dict(response.json()["assistant"])
+
+
+def test_the_kpis_count_answers_citations_feedback_and_handovers_by_reason(runtime: LocalRuntime) -> None:
+    before = assistant_kpis(runtime)
+    customer = session(runtime)
+    chat(runtime, customer, "How do I send back a jacket I ordered?")
+    # "Thanks, that's all" right after an answer: resolved by the bot, and the answer helped.
+    chat(runtime, customer, "Thanks, that's all")
+    chat(runtime, session(runtime), "I want to talk to a person")
+    after = assistant_kpis(runtime)
+    assert after["answers"] - before["answers"] == 1
+    assert after["conversations"] - before["conversations"] == 1
+    assert after["resolved"] - before["resolved"] == 1
+    assert after["feedback_answers"] - before["feedback_answers"] == 1
+    assert after["helpful_rate"] is not None
+    assert after["helpful_rate"] > 0
+    reasons = before["handovers_by_reason"]
+    assert after["handovers_by_reason"]["asked_for_person"] - reasons.get("asked_for_person", 0) == 1
+    assert after["citations_per_answer"] >= 1
+    # The extractive answerer (local) uses no model: no tokens, no cost.
+    assert after["model_cost_usd"] == before["model_cost_usd"] == 0
