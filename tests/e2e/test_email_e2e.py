@@ -15,10 +15,11 @@ from omni.cli import main as omni
 from omni.local.auth import issue_agent_token
 from omni.local.runtime import LocalRuntime
 from shared.repositories.outbox import OutboxRepository
+from tests.helpers import FIXTURES as SHARED_FIXTURES
 
 pytestmark = pytest.mark.e2e
 
-FIXTURES = Path(__file__).resolve().parents[1] / "channels" / "fixtures" / "email"
+FIXTURES = SHARED_FIXTURES / "email"
 ANA = "ana.lima@example.com"
 
 

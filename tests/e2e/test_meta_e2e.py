@@ -8,7 +8,6 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,11 +18,12 @@ from omni.local.auth import issue_agent_token
 from omni.local.runtime import LocalRuntime
 from shared.contracts.events import Identity, MessageReceived, utc_now
 from shared.repositories.outbox import OutboxRepository
+from tests.helpers import FIXTURES as SHARED_FIXTURES
 from topology import MESSAGE_RECEIVED, TOPOLOGY
 
 pytestmark = pytest.mark.e2e
 
-FIXTURES = Path(__file__).parent.parent / "channels" / "fixtures" / "meta"
+FIXTURES = SHARED_FIXTURES / "meta"
 APP_SECRET = TOPOLOGY.secret("meta-app-secret").local_default
 VERIFY_TOKEN = TOPOLOGY.secret("meta-verify-token").local_default
 

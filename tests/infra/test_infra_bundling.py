@@ -22,9 +22,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from infra import bundling
+from tests.helpers import REPO_ROOT
 from topology import TOPOLOGY, Function
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 FN = Function(
     name="demo",
