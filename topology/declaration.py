@@ -15,6 +15,7 @@ from shared.contracts.names import (
 from shared.platform import settings
 from topology.environment import LINKS_SIGNING_SECRET
 from topology.model import (
+    BedrockUse,
     Bucket,
     DetailFilter,
     EmailIdentity,
@@ -28,6 +29,7 @@ from topology.model import (
     Queue,
     Schedule,
     Secret,
+    StackSetting,
     Table,
     Throttle,
     Topology,
@@ -637,6 +639,49 @@ FUNCTIONS += (
 KNOWLEDGE_BUCKET = "knowledge"
 #: The assistant's settings every function using it gets (the same everywhere: one local process).
 ASSISTANT_ENVIRONMENT = {settings.OMNI_KNOWLEDGE_REFRESH_S: "30"}
+#: The assistant's stack config (README, "Assistant"): Pulumi reads the keys, locally the defaults.
+ASSISTANT_MODE = StackSetting(
+    settings.OMNI_ASSISTANT,
+    "assistant",
+    "extractive",
+    description="extractive (no model), bedrock (Converse) or off",
+)
+ASSISTANT_MODEL = StackSetting(
+    settings.OMNI_ASSISTANT_MODEL_ID,
+    "assistantModelId",
+    "anthropic.claude-3-haiku-20240307-v1:0",
+    kind="bedrock-model",
+    description="the Converse model id or inference profile id",
+)
+ASSISTANT_GUARDRAIL = StackSetting(
+    settings.OMNI_ASSISTANT_GUARDRAIL_ID,
+    "assistantGuardrailId",
+    kind="bedrock-guardrail",
+    description="an optional Bedrock Guardrail applied to every answer",
+)
+ASSISTANT_GUARDRAIL_VERSION = StackSetting(
+    settings.OMNI_ASSISTANT_GUARDRAIL_VERSION, "assistantGuardrailVersion", description="its version"
+)
+EMBEDDING_MODEL = StackSetting(
+    settings.OMNI_EMBEDDING_MODEL_ID,
+    "embeddingModelId",
+    kind="bedrock-model",
+    description="the embedding model (e.g. amazon.titan-embed-text-v2:0); empty: lexical retrieval",
+)
+ASSISTANT_MIN_CONFIDENCE = StackSetting(
+    settings.OMNI_ASSISTANT_MIN_CONFIDENCE,
+    "assistantMinConfidence",
+    description="hand over below this retrieval confidence (0..1; default: assistant.toml)",
+)
+ASSISTANT_SETTINGS = (
+    ASSISTANT_MODE,
+    ASSISTANT_MODEL,
+    ASSISTANT_GUARDRAIL,
+    ASSISTANT_GUARDRAIL_VERSION,
+    EMBEDDING_MODEL,
+    ASSISTANT_MIN_CONFIDENCE,
+)
+USES_BEDROCK = BedrockUse(settings.OMNI_ASSISTANT, "bedrock")
 BUCKETS += (
     Bucket(
         name=KNOWLEDGE_BUCKET,
@@ -664,6 +709,8 @@ FUNCTIONS += (
         timeout_s=120,
         queue="knowledge-index",
         environment=ASSISTANT_ENVIRONMENT,
+        settings=(ASSISTANT_MODE, EMBEDDING_MODEL),
+        bedrock=USES_BEDROCK,
         grants=(
             Grant("bucket", KNOWLEDGE_BUCKET, "readwrite"),
             Grant("bucket", KNOWLEDGE_BUCKET, "list"),
@@ -675,6 +722,8 @@ FUNCTIONS = tuple(
         fn,
         environment={**fn.environment, **ASSISTANT_ENVIRONMENT},
         grants=(*fn.grants, Grant("bucket", KNOWLEDGE_BUCKET, "read")),
+        settings=ASSISTANT_SETTINGS,
+        bedrock=USES_BEDROCK,
     )
     if fn.name == "routing"
     else replace(

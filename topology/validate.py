@@ -34,6 +34,22 @@ def validate(topology: Topology) -> list[str]:
     problems += bucket_problems(topology, names)
     problems += rule_problems(topology, names)
     problems += environment_problems(topology)
+    problems += setting_problems(topology)
+    return problems
+
+
+def setting_problems(topology: Topology) -> list[str]:
+    """A Bedrock function names its mode setting; a config key means one variable and default."""
+    problems: list[str] = []
+    seen: dict[str, tuple[str, str]] = {}
+    for fn in topology.functions:
+        if fn.bedrock and fn.bedrock.mode_env_var not in {s.env_var for s in fn.settings}:
+            problems.append(
+                f"function {fn.name!r}: Bedrock mode {fn.bedrock.mode_env_var!r} is no setting of it"
+            )
+        for s in fn.settings:
+            if seen.setdefault(s.config_key, (s.env_var, s.default)) != (s.env_var, s.default):
+                problems.append(f"stack setting {s.config_key!r} differs between functions")
     return problems
 
 
