@@ -81,6 +81,8 @@ class FunctionsArgs:
     stack_config: Mapping[str, str] = field(default_factory=dict)
     #: The account (Bedrock inference profiles and guardrails are account resources).
     account_id: pulumi.Input[str] | None = None
+    #: The Lambda runtime of every function (a stack setting: ``runtime``).
+    runtime: str = RUNTIME
 
 
 #: A cross-region inference profile id: a geography prefix before the model id (``eu.anthropic...``).
@@ -304,7 +306,7 @@ class Functions(pulumi.ComponentResource):
             name=deployed_name,
             description=fn.description,
             role=role.arn,
-            runtime=RUNTIME,
+            runtime=args.runtime,
             architectures=[fn.architecture],
             handler=fn.handler,
             memory_size=fn.memory_mb,

@@ -140,6 +140,9 @@ class RoutingRules:
     bot_resolution: BotResolution = field(default_factory=BotResolution)
     #: The survey asked after a resolution: ``ces`` (1-7) or ``csat`` (1-5).
     survey: str = "ces"
+    #: How many of the conversation's latest messages a hand-over carries (read per message:
+    #: bounded, whatever the conversation's length).
+    history_messages: int = 30
 
     def queue(self, name: str) -> QueueRule:
         return self.queues[name]
@@ -503,6 +506,7 @@ def parse_rules(data: dict[str, Any], source: str = "<rules>") -> RoutingRules:
         templates=templates,
         bot_resolution=_parse_bot_resolution(check, data, known_languages),
         survey=_parse_survey(check, data),
+        history_messages=check.integer(data, "history_messages", "", 30, minimum=1) or 30,
     )
     if check.problems:
         raise RoutingConfigError(source, check.problems)
