@@ -596,6 +596,12 @@ def _run(customers_per_channel: int, rounds: int, logs: LogBytes) -> dict[str, A
                     Counter(logs.bytes),
                 )
 
+            from bench import assistant  # noqa: PLC0415 - it prices with this module's price()
+
+            ai_answered = assistant.measure(
+                runtime, meter, lambda: logs.bytes, logs.bytes.clear, rounds=max(1, rounds - 1)
+            )
+
             with meter.window() as sweep_snap:
                 runtime.trigger_schedule("sla-sweep", "sweep")
             secrets_calls = sum(n for (f, s, _), n in meter.total_calls.items() if s == "secretsmanager")
@@ -613,6 +619,7 @@ def _run(customers_per_channel: int, rounds: int, logs: LogBytes) -> dict[str, A
     return {
         "inbound": inbound,
         "reply": reply_cost,
+        "ai_answered": ai_answered,
         "sessions": sessions,
         "inbound_full_batches": full_batch_variant(inbound),
         "reply_full_batches": full_batch_variant(reply_cost),
@@ -726,6 +733,9 @@ def report(result: dict[str, Any], customers: int, rounds: int, out: Any) -> Non
     for text, saving in cuts(inbound):
         out.write(f"- ${saving:.2f}: {text}\n")
     out.write("\n")
+    from bench import assistant  # noqa: PLC0415
+
+    out.write(assistant.describe(result["ai_answered"]))
     for costed in (inbound, reply, sessions):
         out.write(describe(costed) + "\n\n")
 

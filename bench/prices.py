@@ -38,3 +38,14 @@ SES_RECEIVE_PER_CHUNK = 0.09 / 1000
 
 #: What a hosted product charges, for comparison (widely quoted): Amazon Connect chat per message.
 CONNECT_CHAT_PER_MESSAGE = 0.004
+
+# Amazon S3 Standard: GET (the routing function's conditional GET of the knowledge index).
+S3_GET_PER_REQUEST = 0.0004 / 1000
+# Amazon Bedrock, on-demand, the assistant's default model (anthropic.claude-3-haiku-20240307-v1:0,
+# shared/services/assistant/bedrock.py DEFAULT_MODEL_ID): USD per 1,000 input / output tokens.
+BEDROCK_DEFAULT_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
+BEDROCK_INPUT_PER_1K = 0.00025
+BEDROCK_OUTPUT_PER_1K = 0.00125
+#: Characters per token for the prompt sizes the bench counts (Anthropic's rule of thumb: ~3.5
+#: characters of English per token; 3.5 rounds the token count up, so the cost is not understated).
+CHARS_PER_TOKEN = 3.5

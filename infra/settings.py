@@ -50,6 +50,9 @@ class StackSettings:
     #: The SES configuration set of an e-mail identity's sends, by declared name (optional,
     #: ``emailConfigurationSet``); when set, the send grant also names the configuration set.
     email_configuration_sets: Mapping[str, str] = field(default_factory=dict)
+    #: The functions' deployment settings by config key (``topology.StackSetting``: the assistant's
+    #: mode, model, guardrail, embedding model, threshold); unset keys take the declared defaults.
+    stack_config: Mapping[str, str] = field(default_factory=dict)
     #: The Lambda runtime of every function (``runtime``): the layer's wheels and the
     #: artifacts' bytecode are built for its Python version.
     runtime: str = RUNTIME
@@ -95,10 +98,17 @@ class StackSettings:
             agent_jwt_audience=config.get("agentJwtAudience") or None,
             email_recipients=parse_recipients(config.get("emailRecipients")),
             activate_receipt_rule_set=config.get_bool("activateReceiptRuleSet", False) or False,
+            stack_config=stack_config(topology, config),
             runtime=config.get("runtime") or RUNTIME,
             require_bytecode=config.get_bool("requireBytecode", False) or False,
             **email_identity_settings(topology, config),
         )
+
+
+def stack_config(topology: Topology, config: pulumi.Config) -> dict[str, str]:
+    """The value of every declared stack setting that is set in the stack's config."""
+    keys = {s.config_key for fn in topology.functions for s in fn.settings}
+    return {key: value for key in sorted(keys) if (value := config.get(key))}
 
 
 class EmailIdentitySettings(TypedDict):

@@ -135,7 +135,9 @@ def build_stack(
         "packages", FunctionPackagesArgs(bundle=bundle, stage=stage, runtime=settings.runtime)
     )
     buckets = (
-        _buckets(topology, settings, account_id=account_id, writers=writers, kms_key_arn=key_arn)
+        _buckets(
+            topology, settings, account_id=account_id, writers=writers, kms_key_arn=key_arn, queues=queues
+        )
         if topology.buckets
         else None
     )
@@ -170,6 +172,8 @@ def build_stack(
             kms_key_arn=key_arn,
             region=region,
             public_api_url=http_api.url,
+            stack_config=settings.stack_config,
+            account_id=account_id,
             runtime=settings.runtime,
         ),
     )
@@ -276,7 +280,9 @@ def _buckets(
     account_id: pulumi.Output[str],
     writers: Mapping[str, Sequence[SesWriter]],
     kms_key_arn: pulumi.Input[str],
+    queues: Queues,
 ) -> Buckets:
+    notified = {b.notify_queue for b in topology.buckets if b.notify_queue}
     return Buckets(
         "buckets",
         BucketsArgs(
@@ -286,6 +292,7 @@ def _buckets(
             ses_writers=writers,
             force_destroy=not settings.deletion_protection,
             kms_key_arn=kms_key_arn,
+            notify_queues={name: (queues.arns[name], queues.urls[name]) for name in notified},
         ),
     )
 

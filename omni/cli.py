@@ -6,6 +6,7 @@
 ``omni outbox [--endpoint URL] [--stage]``  the deliveries logged by the running local stack
 ``omni dlq list|show|redrive``  the dead-letter queues, locally or on AWS (omni/dlq.py)
 ``omni replay --from ISO --to ISO``  replay the bus archive (omni/replay.py)
+``omni knowledge sync DIR [--endpoint URL --token JWT]``  load articles (omni/knowledge.py)
 
 Heavy modules (boto3, moto) are imported inside the commands that need them.
 """
@@ -166,7 +167,8 @@ def _play_demo(base_url: str) -> None:
     level = access_log.level
     access_log.setLevel(max(logging.WARNING, access_log.getEffectiveLevel()))
     try:
-        demo.play(base_url, history=True)
+        # The assistant's part first (it loads examples/knowledge), then the journey and the week.
+        demo.play_with_assistant(base_url, history=True)
     except Exception as exc:
         print(f"omni local --demo: the demo failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     finally:
@@ -361,6 +363,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     from omni.kpis import register as register_kpis  # noqa: PLC0415
 
     register_kpis(commands)
+
+    from omni.knowledge import register as register_knowledge  # noqa: PLC0415
+
+    register_knowledge(commands)
 
     from omni.dlq import register as register_dlq  # noqa: PLC0415
     from omni.replay import register as register_replay  # noqa: PLC0415

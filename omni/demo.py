@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
@@ -35,6 +36,8 @@ ACCOUNT_ID = "acct-1001"
 EMAIL = "ana.lima@example.com"
 NAME = "Ana Lima"
 REPLY_TIMEOUT_S = 20.0
+#: The demo company's knowledge base (the assistant answers from it).
+KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "examples" / "knowledge"
 #: The agent the demo sets up; the README's examples use her token.
 AGENT_ID = "ines"
 AGENT_NAME = "Ines"
@@ -83,10 +86,12 @@ def set_up_agent(base_url: str) -> dict[str, Any]:
     return _request("PUT", f"{base_url}/agents/{AGENT_ID}", body, token=supervisor)
 
 
-def open_session(base_url: str) -> dict[str, Any]:
+def open_session(
+    base_url: str, account_id: str = ACCOUNT_ID, email: str = EMAIL, name: str = NAME
+) -> dict[str, Any]:
     # What the company's web server does for a logged-in customer: sign the account id.
-    user_hash = compute_user_hash(identity_secret(), ACCOUNT_ID)
-    customer = {"account_id": ACCOUNT_ID, "email": EMAIL, "name": NAME, "user_hash": user_hash}
+    user_hash = compute_user_hash(identity_secret(), account_id)
+    customer = {"account_id": account_id, "email": email, "name": name, "user_hash": user_hash}
     return _request("POST", f"{base_url}/webchat/sessions", {"customer": customer}, expect=201)
 
 
@@ -118,8 +123,8 @@ def wait_for_reply(
         time.sleep(0.2)
 
 
-def fetch_timeline(base_url: str, agent_token: str) -> dict[str, Any]:
-    identity = quote(f"account:{ACCOUNT_ID}", safe="")
+def fetch_timeline(base_url: str, agent_token: str, account_id: str = ACCOUNT_ID) -> dict[str, Any]:
+    identity = quote(f"account:{account_id}", safe="")
     found = _request("GET", f"{base_url}/customers?identity={identity}", token=agent_token)
     if not found["customers"]:
         raise DemoError("the agent API does not know the customer")
@@ -132,6 +137,22 @@ def fetch_timeline(base_url: str, agent_token: str) -> dict[str, Any]:
         for c in listed["conversations"]
     ]
     return {"customer": customer, "conversations": conversations}
+
+
+def load_knowledge(base_url: str, out: TextIO, timeout_s: float = REPLY_TIMEOUT_S) -> None:
+    """``omni knowledge sync examples/knowledge``, then wait until the index has every article."""
+    from omni.knowledge import sync  # noqa: PLC0415
+
+    token = issue_agent_token("demo-supervisor", 600, extra_claims={"cognito:groups": ["supervisors"]})
+    sync(KNOWLEDGE_DIR, base_url, token, out=out)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        listing = _request("GET", f"{base_url}/knowledge/articles", token=token)
+        if listing["articles"] and all(a["indexed"] for a in listing["articles"]):
+            return
+        if time.monotonic() > deadline:
+            raise DemoError("the knowledge base was not indexed in time")
+        time.sleep(0.2)
 
 
 def format_timeline(timeline: dict[str, Any]) -> list[str]:
@@ -153,6 +174,11 @@ def format_timeline(timeline: dict[str, Any]) -> list[str]:
             lines.append(
                 f"  {message['timestamp'][11:19]} {arrow} {message['channel']:<8} {who:<8} {message['text']}"
             )
+            for citation in message.get("citations") or []:
+                lines.append(f"{'':<31}source: {citation['title']} ({citation['article_id']})")
+        handover = conversation.get("handover") or {}
+        if handover.get("assistant_summary"):
+            lines.append(f"  hand-over summary: {handover['assistant_summary']}")
         for switch in conversation.get("channel_switches", []):
             lines.append(
                 f"  channel switch {switch['from_channel']} -> {switch['to_channel']} at {switch['at']}"
@@ -398,3 +424,27 @@ def play(base_url: str, out: TextIO = sys.stdout, *, history: bool = False) -> d
             f"(the journey {journey_s:.0f} s).\n"
         )
     return timeline
+
+
+def play_with_assistant(base_url: str, out: TextIO = sys.stdout, *, history: bool = False) -> dict[str, Any]:
+    """``make run``'s demo: the knowledge base is loaded, a routine question is answered by the
+    assistant with its source, then the journey of :func:`play` (a hand-over with its summary)."""
+
+    def step(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    step(f"\n== Demo: the company's knowledge base is loaded ({KNOWLEDGE_DIR.name}/)")
+    load_knowledge(base_url, out)
+    step("== Another customer asks a routine question: the assistant answers from an article")
+    other = open_session(base_url, "acct-1002", "ben.ito@example.com", "Ben Ito")
+    question = "How do I send back a jacket I ordered?"
+    say(base_url, other, question)
+    step(f"   customer:  {question}")
+    answered = [m for m in wait_for_reply(base_url, other, after=0) if m["direction"] == "outbound"]
+    step(f"   assistant: {answered[-1]['text']}")
+    agent_token = issue_agent_token("demo-agent", 600)
+    for conversation in fetch_timeline(base_url, agent_token, "acct-1002")["conversations"]:
+        for message in conversation["messages"]:
+            for citation in message.get("citations") or []:
+                step(f"   source:    {citation['title']} ({citation['article_id']}), shown on the message")
+    return play(base_url, out, history=history)

@@ -40,6 +40,15 @@ LABELS = (
     ("csat_satisfied_rate", "CSAT satisfied (4-5)"),
     ("csat_answers", "CSAT answers"),
     ("csat_response_rate", "CSAT response rate"),
+    ("assistant_answers", "assistant: answers"),
+    ("assistant_resolved", "assistant: answered and resolved by the bot"),
+    ("assistant_resolution_rate", "assistant: resolution rate"),
+    ("assistant_handovers", "assistant: hand-overs"),
+    ("citations_per_answer", "assistant: citations per answer"),
+    ("tokens_per_answer", "assistant: tokens per answer"),
+    ("model_cost_per_answer_usd", "assistant: model cost per answer (USD)"),
+    ("model_cost_usd", "assistant: model cost (USD)"),
+    ("assistant_helpful_rate", "assistant: 'was this helpful?' yes rate"),
 )
 RATES = {key for key, _ in LABELS if key.endswith("_rate")}
 
@@ -66,6 +75,10 @@ def format_report(report: dict[str, Any]) -> list[str]:
     by_reason = report.get("handed_over_by_reason") or {}
     if by_reason:
         lines.append("  hand-overs by reason: " + ", ".join(f"{r} {n}" for r, n in by_reason.items()))
+    by_reason = (report.get("assistant") or {}).get("handovers_by_reason") or {}
+    lines += [
+        f"    assistant hand-overs: {reason:<{width - 26}}  {count}" for reason, count in by_reason.items()
+    ]
     return lines
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from shared.contracts.names import (
     BEHAVIOUR_EVENTS,
     DELIVERY_STATUS_CHANGED,
@@ -13,6 +15,7 @@ from shared.contracts.names import (
 from shared.platform import settings
 from topology.environment import LINKS_SIGNING_SECRET
 from topology.model import (
+    BedrockUse,
     Bucket,
     DetailFilter,
     EmailIdentity,
@@ -26,6 +29,7 @@ from topology.model import (
     Queue,
     Schedule,
     Secret,
+    StackSetting,
     Table,
     Throttle,
     Topology,
@@ -141,7 +145,7 @@ TABLES = (
     ),
 )
 
-QUEUES = (
+QUEUES: tuple[Queue, ...] = (
     Queue(name="profile-merge", batch_size=10, visibility_timeout_s=180),
     Queue(name="routing", batch_size=10, visibility_timeout_s=180),
     Queue(name="notify", batch_size=10, visibility_timeout_s=180),
@@ -191,6 +195,8 @@ RULES = (
             DetailFilter(MESSAGE_RECORDED, "survey", ("ces", "csat")),
             DetailFilter(NOTIFICATION_REQUESTED, "first_handover", (True,)),
             DetailFilter(NOTIFICATION_REQUESTED, "first_response", (True,)),
+            # The assistant's answers and hand-overs (its KPIs: answers, citations, tokens, cost).
+            DetailFilter(NOTIFICATION_REQUESTED, "assisted", (True,)),
         ),
     ),
     EventRule(
@@ -286,7 +292,7 @@ SECRETS += (
     ),
 )
 
-BUCKETS = (Bucket(name="inbound-email", expire_after_days=30),)
+BUCKETS: tuple[Bucket, ...] = (Bucket(name="inbound-email", expire_after_days=30),)
 
 EMAIL_IDENTITIES = (
     EmailIdentity(
@@ -624,6 +630,114 @@ FUNCTIONS += (
             Grant("secret", LINKS_SIGNING_SECRET, "get"),
         ),
     ),
+)
+
+# --------------------------------------------------------------------------- #
+# The assistant's knowledge base (docs/assistant.md): a versioned bucket of Markdown
+# articles, S3 notifications to the indexing function's queue, the index object it writes.
+# --------------------------------------------------------------------------- #
+KNOWLEDGE_BUCKET = "knowledge"
+#: The assistant's settings every function using it gets (the same everywhere: one local process).
+ASSISTANT_ENVIRONMENT = {settings.OMNI_KNOWLEDGE_REFRESH_S: "30"}
+#: The assistant's stack config (README, "Assistant"): Pulumi reads the keys, locally the defaults.
+ASSISTANT_MODE = StackSetting(
+    settings.OMNI_ASSISTANT,
+    "assistant",
+    "extractive",
+    description="extractive (no model), bedrock (Converse) or off",
+)
+ASSISTANT_MODEL = StackSetting(
+    settings.OMNI_ASSISTANT_MODEL_ID,
+    "assistantModelId",
+    "anthropic.claude-3-haiku-20240307-v1:0",
+    kind="bedrock-model",
+    description="the Converse model id or inference profile id",
+)
+ASSISTANT_GUARDRAIL = StackSetting(
+    settings.OMNI_ASSISTANT_GUARDRAIL_ID,
+    "assistantGuardrailId",
+    kind="bedrock-guardrail",
+    description="an optional Bedrock Guardrail applied to every answer",
+)
+ASSISTANT_GUARDRAIL_VERSION = StackSetting(
+    settings.OMNI_ASSISTANT_GUARDRAIL_VERSION, "assistantGuardrailVersion", description="its version"
+)
+EMBEDDING_MODEL = StackSetting(
+    settings.OMNI_EMBEDDING_MODEL_ID,
+    "embeddingModelId",
+    kind="bedrock-model",
+    description="the embedding model (e.g. amazon.titan-embed-text-v2:0); empty: lexical retrieval",
+)
+ASSISTANT_MIN_CONFIDENCE = StackSetting(
+    settings.OMNI_ASSISTANT_MIN_CONFIDENCE,
+    "assistantMinConfidence",
+    description="hand over below this retrieval confidence (0..1; default: assistant.toml)",
+)
+ASSISTANT_SETTINGS = (
+    ASSISTANT_MODE,
+    ASSISTANT_MODEL,
+    ASSISTANT_GUARDRAIL,
+    ASSISTANT_GUARDRAIL_VERSION,
+    EMBEDDING_MODEL,
+    ASSISTANT_MIN_CONFIDENCE,
+)
+USES_BEDROCK = BedrockUse(settings.OMNI_ASSISTANT, "bedrock")
+BUCKETS += (
+    Bucket(
+        name=KNOWLEDGE_BUCKET,
+        expire_after_days=None,
+        versioned=True,
+        notify_queue="knowledge-index",
+        notify_prefix="articles/",
+    ),
+)
+# Rebuilding the index of a few thousand chunks (and embedding the changed ones) takes a while.
+QUEUES += (Queue(name="knowledge-index", batch_size=10, visibility_timeout_s=900, max_batching_window_s=2),)
+_KNOWLEDGE_ROUTES = (
+    HttpRoute("GET", "/knowledge/articles", auth="agent"),
+    HttpRoute("GET", "/knowledge/articles/{article_id}", auth="agent"),
+    HttpRoute("PUT", "/knowledge/articles/{article_id}", auth="agent"),
+    HttpRoute("DELETE", "/knowledge/articles/{article_id}", auth="agent"),
+)
+FUNCTIONS += (
+    Function(
+        name="knowledge-index",
+        handler="functions.knowledge_index.handler.handler",
+        source_dir="functions/knowledge_index",
+        description="Rebuilds the knowledge index (chunks, BM25, embeddings) when an article changes.",
+        memory_mb=512,
+        timeout_s=120,
+        queue="knowledge-index",
+        environment=ASSISTANT_ENVIRONMENT,
+        settings=(ASSISTANT_MODE, EMBEDDING_MODEL),
+        bedrock=USES_BEDROCK,
+        grants=(
+            Grant("bucket", KNOWLEDGE_BUCKET, "readwrite"),
+            Grant("bucket", KNOWLEDGE_BUCKET, "list"),
+        ),
+    ),
+)
+FUNCTIONS = tuple(
+    replace(
+        fn,
+        environment={**fn.environment, **ASSISTANT_ENVIRONMENT},
+        grants=(*fn.grants, Grant("bucket", KNOWLEDGE_BUCKET, "read")),
+        settings=ASSISTANT_SETTINGS,
+        bedrock=USES_BEDROCK,
+    )
+    if fn.name == "routing"
+    else replace(
+        fn,
+        routes=(*fn.routes, *_KNOWLEDGE_ROUTES),
+        grants=(
+            *fn.grants,
+            Grant("bucket", KNOWLEDGE_BUCKET, "readwrite"),
+            Grant("bucket", KNOWLEDGE_BUCKET, "list"),
+        ),
+    )
+    if fn.name == "agent-api"
+    else fn
+    for fn in FUNCTIONS
 )
 
 TOPOLOGY = Topology(

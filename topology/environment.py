@@ -39,12 +39,33 @@ def mints_links(fn: Function) -> bool:
     return any(g.kind == "secret" and g.resource == LINKS_SIGNING_SECRET for g in fn.grants)
 
 
+def setting_values(fn: Function, config: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The value of each of ``fn``'s deployment settings by variable (``config``: stack config
+    by key, or None locally: the defaults); empty values are left out."""
+    values = {s.env_var: ((config or {}).get(s.config_key) or s.default).strip() for s in fn.settings}
+    return {name: value for name, value in values.items() if value}
+
+
+def bedrock_resources(fn: Function, config: Mapping[str, str] | None = None) -> dict[str, list[str]]:
+    """The Bedrock models and guardrails ``fn`` may use (``bedrock-model``/``bedrock-guardrail``
+    ids), none unless its mode setting turns Bedrock on."""
+    values = setting_values(fn, config)
+    out: dict[str, list[str]] = {"bedrock-model": [], "bedrock-guardrail": []}
+    if fn.bedrock is None or values.get(fn.bedrock.mode_env_var) != fn.bedrock.mode_value:
+        return out
+    for s in fn.settings:
+        if s.kind != "text" and values.get(s.env_var) and values[s.env_var] not in out[s.kind]:
+            out[s.kind].append(values[s.env_var])
+    return out
+
+
 def function_environment(
     topology: Topology,
     fn: Function,
     physical: PhysicalNames,
     stage: str,
     public_api_url: str | None = None,
+    config: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment variables of ``fn``: its static ones plus one per granted resource.
 
@@ -60,6 +81,7 @@ def function_environment(
         settings.LOG_LEVEL: "INFO",
     }
     env.update(fn.environment)
+    env.update(setting_values(fn, config))
     for grant in fn.grants:
         env[resource_env_var(topology, grant.kind, grant.resource)] = physical[(grant.kind, grant.resource)]
     if public_api_url and mints_links(fn):

@@ -30,6 +30,9 @@ ACTIONS: dict[tuple[ResourceKind, Access], tuple[str, ...]] = {
     ("secret", "get"): ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"),
     ("bucket", "read"): ("s3:GetObject",),
     ("bucket", "write"): ("s3:PutObject",),
+    ("bucket", "readwrite"): ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"),
+    # On the bucket itself, not its objects (infra/components/functions.py: grant_resources).
+    ("bucket", "list"): ("s3:ListBucket",),
     # SES v2 SendEmail (simple, raw or template content) is authorised as ses:SendEmail;
     # ses:SendRawEmail covers the v1 raw API on the same identity.
     ("email-identity", "send"): ("ses:SendEmail", "ses:SendRawEmail"),

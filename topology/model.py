@@ -19,7 +19,7 @@ from shared.contracts.names import EVENT_SOURCE_PREFIX
 from shared.platform import settings
 
 ResourceKind = Literal["table", "queue", "bus", "secret", "bucket", "email-identity", "websocket"]
-Access = Literal["read", "write", "readwrite", "publish", "send", "get", "manage"]
+Access = Literal["read", "write", "readwrite", "list", "publish", "send", "get", "manage"]
 RouteAuth = Literal["public", "agent"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -99,8 +99,13 @@ class Bucket:
     """An S3 bucket (private, encrypted, objects expire): raw e-mail, nothing per message else."""
 
     name: str
-    #: Days until objects are deleted (raw e-mail is personal data).
-    expire_after_days: int = 30
+    #: Days until objects are deleted (raw e-mail is personal data); None: kept.
+    expire_after_days: int | None = 30
+    #: Object versioning (earlier versions of a changed or deleted object are kept).
+    versioned: bool = False
+    #: S3 event notifications (objects created or removed under ``notify_prefix``) go to this queue.
+    notify_queue: str | None = None
+    notify_prefix: str = ""
 
     @property
     def env_var(self) -> str:
@@ -275,6 +280,28 @@ class Grant:
 
 
 @dataclass(frozen=True)
+class StackSetting:
+    """A function setting of the deployment: Pulumi reads it from stack config ``config_key``
+    (the README's configuration table), the local runtime uses ``default``; empty: unset."""
+
+    env_var: str
+    config_key: str
+    default: str = ""
+    #: ``bedrock-model``: a Bedrock model (or inference profile) id the function may invoke
+    #: (``bedrock:InvokeModel`` on that model only) when the ``bedrock_mode`` setting says so.
+    kind: Literal["text", "bedrock-model", "bedrock-guardrail"] = "text"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class BedrockUse:
+    """The function calls Amazon Bedrock when its setting ``mode_env_var`` is ``mode_value``."""
+
+    mode_env_var: str
+    mode_value: str = "bedrock"
+
+
+@dataclass(frozen=True)
 class Function:
     name: str
     #: Lambda handler string; the same dotted path the local runtime imports.
@@ -294,6 +321,10 @@ class Function:
     email: EmailReceiving | None = None
     grants: tuple[Grant, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
+    #: Deployment settings (stack config in the cloud, defaults locally): environment variables.
+    settings: tuple[StackSetting, ...] = ()
+    #: When it calls Bedrock (its ``bedrock-model`` settings are then granted ``bedrock:InvokeModel``).
+    bedrock: BedrockUse | None = None
     log_retention_days: int = 30
 
     @property

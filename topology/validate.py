@@ -31,8 +31,25 @@ def validate(topology: Topology) -> list[str]:
         problems += consumer_problems(topology, fn, names, consumers)
         problems += grant_problems(fn, names)
     problems += queue_problems(topology, consumers)
+    problems += bucket_problems(topology, names)
     problems += rule_problems(topology, names)
     problems += environment_problems(topology)
+    problems += setting_problems(topology)
+    return problems
+
+
+def setting_problems(topology: Topology) -> list[str]:
+    """A Bedrock function names its mode setting; a config key means one variable and default."""
+    problems: list[str] = []
+    seen: dict[str, tuple[str, str]] = {}
+    for fn in topology.functions:
+        if fn.bedrock and fn.bedrock.mode_env_var not in {s.env_var for s in fn.settings}:
+            problems.append(
+                f"function {fn.name!r}: Bedrock mode {fn.bedrock.mode_env_var!r} is no setting of it"
+            )
+        for s in fn.settings:
+            if seen.setdefault(s.config_key, (s.env_var, s.default)) != (s.env_var, s.default):
+                problems.append(f"stack setting {s.config_key!r} differs between functions")
     return problems
 
 
@@ -139,6 +156,14 @@ def queue_problems(topology: Topology, consumers: dict[str, str]) -> list[str]:
         if queue.max_receive_count < 1:
             problems.append(f"queue {queue.name!r}: maxReceiveCount must be at least 1")
     return problems
+
+
+def bucket_problems(topology: Topology, names: Names) -> list[str]:
+    return [
+        f"bucket {b.name!r} notifies unknown queue {b.notify_queue!r}"
+        for b in topology.buckets
+        if b.notify_queue and b.notify_queue not in names["queue"]
+    ]
 
 
 def rule_problems(topology: Topology, names: Names) -> list[str]:

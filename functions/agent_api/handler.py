@@ -14,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.agent_api import agents, conversations, customers, kpis, notifications, queues
+from functions.agent_api import agents, conversations, customers, knowledge, kpis, notifications, queues
 from shared.platform.http import install_error_handlers, json_response
 from shared.platform.observability import new_logger, new_tracer, set_correlation
 
@@ -35,6 +35,7 @@ app.include_router(agents.router)
 app.include_router(queues.router)
 app.include_router(notifications.router)
 app.include_router(kpis.router)
+app.include_router(knowledge.router)
 
 
 @app.get(OPENAPI_PATH, include_in_schema=False)

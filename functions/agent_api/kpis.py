@@ -16,10 +16,10 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from functions.agent_api.deps import is_supervisor, json_body
-from shared.domain.kpis import report, sum_counters
+from shared.domain.kpis import ai_handovers_by_reason, report, sum_counters
 from shared.platform.http import documented, error
 from shared.repositories.kpis import KpiRepository
 
@@ -28,6 +28,46 @@ repository = KpiRepository()
 #: Longest range one request may ask for.
 MAX_DAYS = 366
 _DAY = r"^\d{4}-\d{2}-\d{2}$"
+
+
+class AssistantKpis(BaseModel):
+    """The assistant's KPIs (docs/kpis.md, "The assistant"); also in ``kpis`` as ``assistant_*``."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    answers: int = Field(description="Answers the assistant gave from the knowledge base.")
+    conversations: int = Field(description="Conversations the assistant answered at least once.")
+    resolved: int = Field(description="Of those, resolved by the bot without a hand-over.")
+    resolution_rate: float | None = Field(description="resolved / conversations.")
+    handovers_by_reason: dict[str, int] = Field(
+        description="The assistant's hand-overs to a person (one per conversation) by reason: "
+        "asked_for_person, escalation_rule, sensitive_topic, unhelpful_answers, low_confidence, "
+        "not_answerable, assistant_error."
+    )
+    citations_per_answer: float | None = Field(description="Articles cited per answer.")
+    tokens_per_answer: float | None = Field(description="Model tokens (input + output) per answer.")
+    model_cost_usd: float = Field(description="Model cost (Converse usage x list price), USD.")
+    model_cost_per_answer_usd: float | None = Field(description="model_cost_usd / answers.")
+    helpful_rate: float | None = Field(
+        description="Share of 'was this helpful?' reactions that said it helped (first per conversation)."
+    )
+    feedback_answers: int = Field(description="'Was this helpful?' reactions counted.")
+
+
+def assistant_section(kpis: dict[str, float | None], counters: dict[str, int]) -> AssistantKpis:
+    return AssistantKpis(
+        answers=int(kpis["assistant_answers"] or 0),
+        conversations=int(kpis["assistant_conversations"] or 0),
+        resolved=int(kpis["assistant_resolved"] or 0),
+        resolution_rate=kpis["assistant_resolution_rate"],
+        handovers_by_reason=ai_handovers_by_reason(counters),
+        citations_per_answer=kpis["citations_per_answer"],
+        tokens_per_answer=kpis["tokens_per_answer"],
+        model_cost_usd=float(kpis["model_cost_usd"] or 0.0),
+        model_cost_per_answer_usd=kpis["model_cost_per_answer_usd"],
+        helpful_rate=kpis["assistant_helpful_rate"],
+        feedback_answers=int(kpis["assistant_feedback_answers"] or 0),
+    )
 
 
 class Kpis(BaseModel):
@@ -41,6 +81,7 @@ class Kpis(BaseModel):
     counters: dict[str, int]
     #: Hand-overs to a person by why routing handed them over (docs/kpis.md).
     handed_over_by_reason: dict[str, int]
+    assistant: AssistantKpis
     #: Where each KPI is defined.
     definitions: str = "docs/kpis.md"
 
@@ -86,6 +127,7 @@ def get_kpis(
             kpis=computed.kpis,
             counters=computed.counters,
             handed_over_by_reason=computed.handed_over_by_reason,
+            assistant=assistant_section(computed.kpis, computed.counters),
         ),
     )
 

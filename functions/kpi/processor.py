@@ -42,9 +42,12 @@ from shared.contracts.names import (
 )
 from shared.domain.kpis import (
     HANDOVER_PREFIX,
+    HELPFUL_SCALE,
+    NANO_USD,
     bucket_counter,
     bucket_of,
     day_of,
+    handover_counter,
     handover_reason,
     seconds_between,
     within_window,
@@ -340,6 +343,45 @@ class KpiProcessor:
         )
         return True
 
+    def _helpful(self, work: _Work, event: FeedbackSubmitted) -> None:
+        """The customer's reaction to an assistant answer: the first one per conversation counts."""
+        state = self._state(work, event.conversation_id)
+        low, high = HELPFUL_SCALE
+        if state.get("helpful") is not None or not low <= event.score <= high:
+            return
+        state["helpful"] = event.score
+        self._classify(work, state, None)
+        intent, channel = self._dims(state)
+        work.plan.add(
+            day_of(event.answered_at), intent, channel, "ai_helpful" if event.score else "ai_unhelpful"
+        )
+        work.metrics.append(("AssistantHelpful" if event.score else "AssistantUnhelpful", 1, "Count"))
+
+    def _assistant(self, work: _Work, state: dict[str, Any], event: NotificationRequested, time: str) -> None:
+        """An assistant answer (with its citations and the model's usage) or hand-over (by reason)."""
+        intent, channel = self._dims(state)
+        day = day_of(time)
+        answered = event.kind == "reply" and bool(event.citations)
+        if answered:
+            work.plan.add(day, intent, channel, "ai_answers")
+            work.plan.add(day, intent, channel, "ai_citations", len(event.citations))
+            work.metrics += [("AssistantAnswers", 1, "Count"), ("Citations", len(event.citations), "Count")]
+            if not state.get("ai_answered"):
+                state["ai_answered"] = True
+                work.plan.add(day, intent, channel, "ai_conversations")
+        elif event.kind == "acknowledgement" and event.handover_reason and not state.get("ai_handover"):
+            state["ai_handover"] = event.handover_reason
+            work.plan.add(day, intent, channel, handover_counter(event.handover_reason))
+            work.metrics.append(("AssistantHandovers", 1, "Count"))
+        tokens = event.input_tokens + event.output_tokens
+        if tokens:
+            work.plan.add(day, intent, channel, "ai_input_tokens", event.input_tokens)
+            work.plan.add(day, intent, channel, "ai_output_tokens", event.output_tokens)
+            work.metrics.append(("ModelTokens", tokens, "Count"))
+        cost = round(event.cost_usd * NANO_USD)
+        if cost:
+            work.plan.add(day, intent, channel, "ai_cost_nusd", cost)
+
     def _feedback(self, work: _Work, event: FeedbackSubmitted) -> None:
         """A score clicked in an e-mail or in the web chat (the public links endpoint).
 
@@ -347,6 +389,9 @@ class KpiProcessor:
         first (only when the survey has no answer yet); when a reply answered it first, that
         message counts it.
         """
+        if event.survey == "helpful":
+            self._helpful(work, event)
+            return
         state = self._state(work, event.conversation_id)
         low, high = SCALES[event.survey]
         if (
@@ -372,10 +417,19 @@ class KpiProcessor:
             return  # the survey question is no reply
         state = self._state(work, event.conversation_id)
         self._classify(work, state, None)
-        if event.kind == "acknowledgement":
+        if event.assisted:
+            self._assistant(work, state, event, time)
+        # Only the first hand-over and the first response count here (an assistant's later
+        # answers and hand-overs reach the KPIs for the assistant's counters only).
+        if event.kind == "acknowledgement" and (event.first_handover or not event.assisted):
             # Routing acknowledges a message it hands to a human queue.
             self._hand_over(work, state)
-        if event.kind == "reply" and not state.get("first_response_at") and state.get("status") != "resolved":
+        if (
+            event.kind == "reply"
+            and (event.first_response or not event.assisted)
+            and not state.get("first_response_at")
+            and state.get("status") != "resolved"
+        ):
             state["first_response_at"] = time
             seconds = seconds_between(state["opened_at"], time)
             self._add_opened(work, state, bucket_counter("frt", bucket_of(seconds)))
@@ -431,6 +485,9 @@ class KpiProcessor:
             if event.resolved_by == "bot" and not (event.escalated or state.get("escalated")):
                 work.plan.add(day, intent, channel, "automated")
                 work.metrics.append(("AutomatedResolutions", 1, "Count"))
+                if state.get("ai_answered"):
+                    work.plan.add(day, intent, channel, "ai_resolved")
+                    work.metrics.append(("AssistantResolutions", 1, "Count"))
         delay = ces_delay_s()
         if delay >= 0:
             due = CesDue(

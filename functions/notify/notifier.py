@@ -511,6 +511,7 @@ class Notifier:
                 timestamp=item["created_at"],
                 author=request.author,
                 status=status,
+                citations=[c.model_dump() for c in request.citations] or None,
             )
         except ConversationNotFound:
             return  # erased meanwhile (or never there): nothing to add it to

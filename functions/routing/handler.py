@@ -18,6 +18,7 @@ from shared import bootstrap
 from shared.contracts.events import MessageRecorded, format_timestamp, utc_now
 from shared.platform.consumer import LoggedBatchProcessor, event_record_model
 from shared.platform.observability import new_logger, new_tracer, set_correlation, with_correlation
+from shared.services.assistant import assistant_from_env
 
 logger = new_logger()
 tracer = new_tracer()
@@ -34,7 +35,14 @@ def router() -> Router:
     global _router  # noqa: PLW0603 - one per container
     if _router is None:
         desk = bootstrap.desk()
-        _router = Router(conversations, customers, desk, rules=desk.rules, orders=order_lookup_from_env())
+        _router = Router(
+            conversations,
+            customers,
+            desk,
+            rules=desk.rules,
+            orders=order_lookup_from_env(),
+            assistant=assistant_from_env(),
+        )
     return _router
 
 

@@ -4,10 +4,11 @@ on the conversation (through :class:`shared.services.desk.Desk`), and what to pu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from functions.routing.assist import Assisted, assist
 from functions.routing.decide import (
     Classification,
     Classifier,
@@ -19,15 +20,24 @@ from functions.routing.decide import (
     priority_of,
 )
 from functions.routing.orders import OrderLookup, OrderStatus
-from shared.contracts.events import MessageRecorded, NotificationRequested
+from shared.contracts.events import (
+    FeedbackSubmitted,
+    MessageRecorded,
+    NotificationRequested,
+    format_timestamp,
+)
 from shared.contracts.models import Handover, RoutingDecision, Transition
-from shared.contracts.names import NOTIFICATION_REQUESTED
+from shared.contracts.names import FEEDBACK_SUBMITTED, NOTIFICATION_REQUESTED
+from shared.domain.assistant import HELPFUL, UNHELPFUL
 from shared.domain.routing_rules import RoutingRules, load_rules
 from shared.domain.surveys import is_closing
 from shared.repositories.conversations import Change, ConversationNotFound, ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.services.bot_resolution import BOT, BOT_ATTRIBUTES, answered_fields, resolve_by_bot
 from shared.services.desk import Desk
+
+if TYPE_CHECKING:
+    from shared.services.assistant import Assistant
 
 #: An agent owns the conversation: new messages are for them, not for the bot.
 WITH_AGENT = ("assigned", "active")
@@ -48,7 +58,10 @@ class Router:
         rules: RoutingRules | None = None,
         classifier: Classifier | None = None,
         orders: OrderLookup | None = None,
+        assistant: Assistant | None = None,
     ) -> None:
+        #: Answers from the knowledge base and says when to hand over (functions/routing/assist.py).
+        self.assistant = assistant
         self.conversations = conversations
         self.customers = customers
         self.desk = desk
@@ -76,7 +89,8 @@ class Router:
         if meta.get("status") in WITH_AGENT:
             return []  # the agent has the conversation; the message is theirs to answer
         if meta.get("status") == BOT and is_closing(event.text, self.rules.bot_resolution.closing):
-            return self._closed_by_customer(event, now)
+            closed = self._closed_by_customer(event, now)
+            return [*closed, *_helpful_closing(event, meta)] if closed else closed
         return self._route_new(event, meta, now)
 
     def _routed_before(self, event: MessageRecorded, meta: dict[str, Any], now: str) -> Events | None:
@@ -85,7 +99,7 @@ class Router:
             # The customer's thanks resolved it: say so again (the KPIs count it once).
             from shared.services.desk import resolved_event  # noqa: PLC0415 - a rare redelivery
 
-            return [resolved_event(meta, meta["resolved_at"], BOT)]
+            return [resolved_event(meta, meta["resolved_at"], BOT), *_helpful_closing(event, meta)]
         seen = self.conversations.routing_of(event.message_id) or {}
         # ``routed_messages``: the list an earlier version kept on META.
         if not (seen.get("routed_at") or event.message_id in meta.get("routed_messages", [])):
@@ -108,6 +122,8 @@ class Router:
         """Decide, record the decision (and the hand-over) on the conversation, say what to publish."""
         profile = self.customers.get_profile(event.customer_id) or {}
         decision = self._decide(event, profile, now)
+        assisted = assist(self.assistant, event, meta, decision) if self.assistant is not None else None
+        decision = assisted.decision if assisted is not None else decision
         waited = meta.get("status") == "queued"
         built: dict[str, Handover] = {}
 
@@ -121,12 +137,20 @@ class Router:
                 built["handover"] = self.desk.handover(
                     event.customer_id, event.conversation_id, decision, profile, now, meta=current
                 )
+                if assisted is not None:
+                    built["handover"] = built["handover"].model_copy(
+                        update={
+                            "handover_reason": decision.handover_reason,
+                            "assistant_summary": assisted.summary,
+                            "citations": list(assisted.citations),
+                        }
+                    )
             return built["handover"]
 
         try:
             _, change = self.conversations.update_meta(
                 event.conversation_id,
-                lambda current: self._record(current, decision, handover(current), now),
+                lambda current: self._record(current, decision, handover(current), now, assisted),
                 known=meta,
             )
         except _RoutedMeanwhile:
@@ -181,7 +205,12 @@ class Router:
         )
 
     def _record(
-        self, meta: dict[str, Any], decision: RoutingDecision, handover: Handover | None, now: str
+        self,
+        meta: dict[str, Any],
+        decision: RoutingDecision,
+        handover: Handover | None,
+        now: str,
+        assisted: Assisted | None = None,
     ) -> Change:
         if decision.message_id in meta.get("routed_messages", []):
             return Change(noop=True)
@@ -197,6 +226,8 @@ class Router:
         else:
             change = Change()
         change.set["routing"] = decision.model_dump(exclude_none=True)
+        if assisted is not None and assisted.state is not None and assisted.state != meta.get("assistant"):
+            change.set["assistant"] = assisted.state
         # The message's routed marker, with what a redelivery needs to ask for the same reply.
         quiet = acknowledged_before(decision, _routing(meta), status == "queued")
         change.also.append(self.conversations.mark_routed(decision.message_id, now, quiet))
@@ -251,14 +282,53 @@ class Router:
                         and not (previous_known and previous is not None and previous.automated),
                         first_handover=not decision.automated
                         and (not previous_known or previous is None or previous.automated),
+                        citations=list(decision.citations) if decision.automated else [],
+                        **_assistant_usage(decision),
                     ),
                 ),
             )
+        if decision.assistant_feedback in (HELPFUL, UNHELPFUL):
+            out.append(_feedback(event, decision.assistant_feedback == HELPFUL))
         return out
 
 
 class _RoutedMeanwhile(Exception):
     """The message's routed marker was written by a concurrent redelivery."""
+
+
+def _assistant_usage(decision: RoutingDecision) -> dict[str, Any]:
+    """What the KPIs count of the assistant's part in ``decision`` (docs/kpis.md)."""
+    answered = decision.automated and bool(decision.citations)
+    if not answered and decision.handover_reason is None:
+        return {}
+    return {
+        "assisted": True,
+        "handover_reason": None if decision.automated else decision.handover_reason,
+        "input_tokens": decision.input_tokens or 0,
+        "output_tokens": decision.output_tokens or 0,
+        "cost_usd": decision.cost_usd or 0.0,
+    }
+
+
+def _feedback(event: MessageRecorded, helpful: bool) -> tuple[str, BaseModel]:
+    """The "was this helpful?" signal of the customer's message (counted once per conversation)."""
+    return (
+        FEEDBACK_SUBMITTED,
+        FeedbackSubmitted(
+            customer_id=event.customer_id,
+            conversation_id=event.conversation_id,
+            survey="helpful",
+            score=1 if helpful else 0,
+            channel=event.channel,
+            answered_at=format_timestamp(event.sent_at),
+            correlation_id=event.correlation_id,
+        ),
+    )
+
+
+def _helpful_closing(event: MessageRecorded, meta: dict[str, Any]) -> Events:
+    """ "Thanks, that's all" right after an assistant answer: the answer helped."""
+    return [_feedback(event, True)] if (meta.get("routing") or {}).get("citations") else []
 
 
 def _hands_over(meta: dict[str, Any], decision: RoutingDecision) -> bool:

@@ -53,6 +53,27 @@ class BucketsArgs:
     force_destroy: bool = False
     #: The customer-managed key of the objects (SSE-KMS with an S3 bucket key; None: SSE-S3).
     kms_key_arn: pulumi.Input[str] | None = None
+    #: The queues buckets notify (``Bucket.notify_queue``): (ARN, URL) by declared queue name.
+    notify_queues: Mapping[str, tuple[pulumi.Input[str], pulumi.Input[str]]] = field(default_factory=dict)
+
+
+#: The object events a notifying bucket sends (an article written or deleted).
+NOTIFY_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
+
+
+def s3_notify_statement(queue_arn: str, bucket_arn: str, account_id: str) -> PolicyStatement:
+    """The queue policy statement letting S3 send the notifications of this stack's bucket only."""
+    return {
+        "Sid": "S3SendsBucketNotifications",
+        "Effect": "Allow",
+        "Principal": {"Service": "s3.amazonaws.com"},
+        "Action": "sqs:SendMessage",
+        "Resource": queue_arn,
+        "Condition": {
+            "ArnEquals": {"aws:SourceArn": bucket_arn},
+            "StringEquals": {"aws:SourceAccount": account_id},
+        },
+    }
 
 
 def ses_put_statement(bucket_arn: str, prefix: str, account_id: str, rule_arn: str) -> PolicyStatement:
@@ -99,6 +120,8 @@ class Buckets(pulumi.ComponentResource):
         super().__init__(f"{TYPE_PREFIX}:Buckets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.buckets, self.public_access_blocks, self.policies = {}, {}, {}
+        self.notifications: dict[str, aws.s3.BucketNotification] = {}
+        self.notify_policies: dict[str, aws.sqs.QueuePolicy] = {}
         for bucket in args.buckets:
             prefix = f"{name}-{bucket.name}"
             created = aws.s3.Bucket(
@@ -130,24 +153,36 @@ class Buckets(pulumi.ComponentResource):
                 rules=[_encryption_rule(args.kms_key_arn)],
                 opts=child,
             )
-            aws.s3.BucketLifecycleConfiguration(
-                f"{prefix}-lifecycle",
-                bucket=created.id,
-                rules=[
-                    aws.s3.BucketLifecycleConfigurationRuleArgs(
-                        id="expire-objects",
-                        status="Enabled",
-                        filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                        expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
-                            days=bucket.expire_after_days
-                        ),
-                        abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                            days_after_initiation=1
-                        ),
-                    )
-                ],
-                opts=child,
-            )
+            if bucket.versioned:
+                aws.s3.BucketVersioning(
+                    f"{prefix}-versioning",
+                    bucket=created.id,
+                    versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
+                        status="Enabled"
+                    ),
+                    opts=child,
+                )
+            if bucket.expire_after_days is not None:
+                aws.s3.BucketLifecycleConfiguration(
+                    f"{prefix}-lifecycle",
+                    bucket=created.id,
+                    rules=[
+                        aws.s3.BucketLifecycleConfigurationRuleArgs(
+                            id="expire-objects",
+                            status="Enabled",
+                            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
+                                days=bucket.expire_after_days
+                            ),
+                            abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                                days_after_initiation=1
+                            ),
+                        )
+                    ],
+                    opts=child,
+                )
+            if bucket.notify_queue:
+                self._notify(prefix, bucket, created, args)
             writers = list(args.ses_writers.get(bucket.name, ()))
             if writers:
                 self.policies[bucket.name] = aws.s3.BucketPolicy(
@@ -160,6 +195,37 @@ class Buckets(pulumi.ComponentResource):
         self.names = {key: b.bucket for key, b in self.buckets.items()}
         self.arns = {key: b.arn for key, b in self.buckets.items()}
         self.register_outputs({"names": self.names, "arns": self.arns})
+
+    def _notify(self, prefix: str, bucket: Bucket, created: aws.s3.Bucket, args: BucketsArgs) -> None:
+        """S3 event notifications of ``bucket`` to its queue: the queue's policy first (S3 checks
+        that it may send when the notification is configured)."""
+        assert bucket.notify_queue is not None
+        if bucket.notify_queue not in args.notify_queues:
+            raise ValueError(
+                f"bucket {bucket.name!r} notifies queue {bucket.notify_queue!r}, which is not passed"
+            )
+        queue_arn, queue_url = args.notify_queues[bucket.notify_queue]
+        policy = aws.sqs.QueuePolicy(
+            f"{prefix}-notify-policy",
+            queue_url=queue_url,
+            policy=pulumi.Output.all(queue_arn, created.arn, args.account_id).apply(
+                lambda values: policy_json([s3_notify_statement(values[0], values[1], values[2])])
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.notifications[bucket.name] = aws.s3.BucketNotification(
+            f"{prefix}-notification",
+            bucket=created.id,
+            queues=[
+                aws.s3.BucketNotificationQueueArgs(
+                    queue_arn=queue_arn,
+                    events=list(NOTIFY_EVENTS),
+                    filter_prefix=bucket.notify_prefix or None,
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        )
+        self.notify_policies[bucket.name] = policy
 
 
 def _encryption_rule(

@@ -48,6 +48,15 @@ KPI_METRICS = (
     "StalledHandovers",
     "AutomatedResolutions",
 )
+#: The assistant's metrics of functions/kpi (docs/kpis.md, "The assistant").
+ASSISTANT_METRICS = (
+    "AssistantAnswers",
+    "AssistantResolutions",
+    "AssistantHandovers",
+    "Citations",
+    "AssistantHelpful",
+    "AssistantUnhelpful",
+)
 KPI_TIMES = ("FirstResponseTime", "ResolutionTime")
 STALLED_METRIC = "StalledConversations"
 
@@ -199,6 +208,18 @@ def dashboard_body(topology: Topology, stage: str, api_id: str, region: str) -> 
             12,
             24,
             stat="Average",
+        ),
+        widget(
+            "Assistant: answers, resolutions, hand-overs, citations, helpful (see docs/kpis.md)",
+            [[PROJECT, metric, "service", "kpi", "stage", stage] for metric in ASSISTANT_METRICS],
+            0,
+            30,
+        ),
+        widget(
+            "Assistant: model tokens",
+            [[PROJECT, "ModelTokens", "service", "kpi", "stage", stage]],
+            12,
+            30,
         ),
     ]
     return {"widgets": widgets}

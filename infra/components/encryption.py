@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.buckets import bucket_name
 from infra.components.common import TYPE_PREFIX, PolicyStatement, physical_name, policy_json, sid
 from topology import PROJECT, Function, ResourceKind, Topology
 
@@ -109,6 +110,8 @@ class KeyPolicyContext:
     partition: str = "aws"
     #: ARNs of the receipt rules that store mail in the encrypted bucket.
     receipt_rule_arns: tuple[str, ...] = ()
+    #: Names of the buckets whose S3 notifications go to an encrypted queue.
+    notifying_buckets: tuple[str, ...] = ()
 
     def arn(self, service: str, resource: str) -> str:
         return f"arn:{self.partition}:{service}:{self.region}:{self.account_id}:{resource}"
@@ -178,6 +181,22 @@ def key_policy(context: KeyPolicyContext) -> list[PolicyStatement]:
             {"StringEquals": same_account},
         ),
     ]
+    if context.notifying_buckets:
+        statements.append(
+            service(
+                "s3 sends bucket notifications to the encrypted queues",
+                "s3.amazonaws.com",
+                SERVICE_ACTIONS,
+                {
+                    "StringEquals": same_account,
+                    "ArnLike": {
+                        "aws:SourceArn": [
+                            f"arn:{context.partition}:s3:::{b}" for b in context.notifying_buckets
+                        ]
+                    },
+                },
+            )
+        )
     if context.receipt_rule_arns:
         statements.append(
             service(
@@ -260,6 +279,9 @@ class Encryption(pulumi.ComponentResource):
                 bus_name=bus_name,
                 partition=partition,
                 receipt_rule_arns=rules,
+                notifying_buckets=tuple(
+                    bucket_name(args.stage, b.name, account) for b in args.topology.buckets if b.notify_queue
+                ),
             )
             return policy_json(key_policy(context))
 

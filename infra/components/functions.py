@@ -8,8 +8,9 @@ sending X-Ray traces.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -31,6 +32,7 @@ from topology import (
     Function,
     ResourceKind,
     Topology,
+    bedrock_resources,
     function_environment,
     iam_actions,
     mints_links,
@@ -74,17 +76,72 @@ class FunctionsArgs:
     #: The HTTP API's public endpoint, for the functions that put links to it in messages
     #: (``topology.mints_links``: they get ``OMNI_PUBLIC_API_URL``).
     public_api_url: pulumi.Input[str] | None = None
+    #: The stack's settings by config key (``topology.StackSetting``): the functions' environment,
+    #: and the Bedrock models they may invoke.
+    stack_config: Mapping[str, str] = field(default_factory=dict)
+    #: The account (Bedrock inference profiles and guardrails are account resources).
+    account_id: pulumi.Input[str] | None = None
     #: The Lambda runtime of every function (a stack setting: ``runtime``).
     runtime: str = RUNTIME
 
 
-def grant_resources(kind: ResourceKind, arn: str) -> list[str]:
+#: A cross-region inference profile id: a geography prefix before the model id (``eu.anthropic...``).
+_INFERENCE_PROFILE = re.compile(r"^(?:us|eu|apac|us-gov|jp|au|ca|global)\.(.+)$")
+
+
+def bedrock_model_arns(model_id: str, region: str, account_id: str) -> list[str]:
+    """The ARNs ``bedrock:InvokeModel`` needs for ``model_id``: the foundation model in the
+    stack's region; for an inference profile, the profile and its model in the regions it routes to."""
+    if model_id.startswith("arn:"):
+        return [model_id]
+    profile = _INFERENCE_PROFILE.match(model_id)
+    if profile:
+        return [
+            f"arn:aws:bedrock:{region}:{account_id}:inference-profile/{model_id}",
+            f"arn:aws:bedrock:*::foundation-model/{profile.group(1)}",
+        ]
+    return [f"arn:aws:bedrock:{region}::foundation-model/{model_id}"]
+
+
+def bedrock_statements(
+    fn: Function, config: Mapping[str, str], region: str, account_id: str
+) -> list[PolicyStatement]:
+    """``bedrock:InvokeModel`` on the configured models only (and ``bedrock:ApplyGuardrail`` on
+    the configured guardrail, which Converse needs to apply it); nothing unless Bedrock is on."""
+    used = bedrock_resources(fn, config)
+    statements: list[PolicyStatement] = []
+    if used["bedrock-model"]:
+        resources = [arn for m in used["bedrock-model"] for arn in bedrock_model_arns(m, region, account_id)]
+        statements.append(
+            {
+                "Sid": "InvokeBedrockModels",
+                "Effect": "Allow",
+                "Action": ["bedrock:InvokeModel"],
+                "Resource": resources,
+            }
+        )
+    if used["bedrock-guardrail"]:
+        statements.append(
+            {
+                "Sid": "ApplyBedrockGuardrail",
+                "Effect": "Allow",
+                "Action": ["bedrock:ApplyGuardrail"],
+                "Resource": [
+                    g if g.startswith("arn:") else f"arn:aws:bedrock:{region}:{account_id}:guardrail/{g}"
+                    for g in used["bedrock-guardrail"]
+                ],
+            }
+        )
+    return statements
+
+
+def grant_resources(kind: ResourceKind, arn: str, access: str | None = None) -> list[str]:
     """The IAM resources of a grant: a table's indexes are resources of their own; a
     bucket grant is about its objects (``s3:GetObject`` on the bucket ARN grants nothing)."""
     if kind == "table":
         return [arn, f"{arn}/index/*"]
     if kind == "bucket":
-        return [f"{arn}/*"]
+        return [arn] if access == "list" else [f"{arn}/*"]
     return [arn]
 
 
@@ -101,6 +158,7 @@ def execution_policy(
     arns: Mapping[ResourceKey, str | Sequence[str]],
     log_group_arn: str,
     key_statement: PolicyStatement | None = None,
+    bedrock: Sequence[PolicyStatement] = (),
 ) -> list[PolicyStatement]:
     """The statements of ``fn``'s execution role, given the deployed ARNs (one per
     resource, or several: an e-mail identity and the configuration set its sends use),
@@ -125,7 +183,7 @@ def execution_policy(
             [
                 resource
                 for arn in _as_list(arns[(grant.kind, grant.resource)])
-                for resource in grant_resources(grant.kind, arn)
+                for resource in grant_resources(grant.kind, arn, grant.access)
             ],
         )
     if fn.queue:
@@ -134,7 +192,18 @@ def execution_policy(
     add("SendTraces", XRAY_ACTIONS, "*")
     if key_statement is not None:
         statements.append(key_statement)
+    statements += bedrock
     return statements
+
+
+def _bedrock(fn: Function, args: FunctionsArgs) -> pulumi.Output[list[PolicyStatement]]:
+    if not any(bedrock_resources(fn, args.stack_config).values()):
+        return pulumi.Output.from_input([])
+    if args.region is None or args.account_id is None:
+        raise ValueError("FunctionsArgs.region and account_id are required for a function that uses Bedrock")
+    return pulumi.Output.all(args.region, args.account_id).apply(
+        lambda values: bedrock_statements(fn, args.stack_config, values[0], values[1])
+    )
 
 
 def _key_statement(fn: Function, args: FunctionsArgs) -> pulumi.Output[PolicyStatement | None]:
@@ -202,13 +271,16 @@ class Functions(pulumi.ComponentResource):
             policy=pulumi.Output.all(
                 log_group.arn,
                 _key_statement(fn, args),
+                _bedrock(fn, args),
                 *(
                     pulumi.Output.all(args.resources[key].arn, *args.resources[key].extra_arns)
                     for key in keys
                 ),
             ).apply(
                 lambda values: policy_json(
-                    execution_policy(fn, dict(zip(keys, values[2:], strict=True)), values[0], values[1])
+                    execution_policy(
+                        fn, dict(zip(keys, values[3:], strict=True)), values[0], values[1], values[2]
+                    )
                 )
             ),
             opts=child,
@@ -225,6 +297,7 @@ class Functions(pulumi.ComponentResource):
                 dict(zip(granted, values[1:], strict=True)),
                 args.stage,
                 public_api_url=values[0],
+                config=args.stack_config,
             )
         )
         package = args.packages[fn.name]

@@ -126,6 +126,24 @@ def provision(topology: Topology, session: Any, *, stage: str = DEFAULT_STAGE) -
             result.physical[("bucket", bucket.name)] = _ensure_bucket(
                 s3, bucket, bucket_name(stage, bucket.name, account_id)
             )
+            if bucket.notify_queue:
+                # S3 event notifications straight to the queue, as in the cloud.
+                s3.put_bucket_notification_configuration(
+                    Bucket=result.physical[("bucket", bucket.name)],
+                    NotificationConfiguration={
+                        "QueueConfigurations": [
+                            {
+                                "QueueArn": result.queues[bucket.notify_queue].arn,
+                                "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+                                "Filter": {
+                                    "Key": {
+                                        "FilterRules": [{"Name": "prefix", "Value": bucket.notify_prefix}]
+                                    }
+                                },
+                            }
+                        ]
+                    },
+                )
     logger.info(
         "provisioned %d tables, %d queues, %d rules, %d secrets, %d buckets (stage %s)",
         len(topology.tables),
@@ -264,6 +282,10 @@ def _ensure_bucket(client: Any, bucket: Bucket, name: str) -> str:
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
         },
     )
+    if bucket.versioned:
+        client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    if bucket.expire_after_days is None:
+        return name
     client.put_bucket_lifecycle_configuration(
         Bucket=name,
         LifecycleConfiguration={

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 
 from shared.contracts import names
+from shared.contracts.models import Citation
 
 #: Our delivery statuses of an outbound message (the outbox's, in order).
 DeliveryStatus = Literal["queued", "sent", "delivered", "read", "failed"]
@@ -191,6 +192,15 @@ class NotificationRequested(_Event):
     #: An ``acknowledgement`` of the conversation's first hand-over to a human queue (routing
     #: sets it unless its previous decision had handed over already). Only these reach the KPIs.
     first_handover: bool = False
+    #: The knowledge-base articles a bot answer came from (recorded on the message).
+    citations: list[Citation] = Field(default_factory=list)
+    #: The assistant answered (a ``reply`` with citations) or handed over (an ``acknowledgement``
+    #: with ``handover_reason``): these reach the KPIs too, with the model's usage (docs/kpis.md).
+    assisted: bool = False
+    handover_reason: Annotated[str, Field(max_length=60)] | None = None
+    input_tokens: Annotated[int, Field(ge=0)] = 0
+    output_tokens: Annotated[int, Field(ge=0)] = 0
+    cost_usd: Annotated[float, Field(ge=0)] = 0.0
 
 
 EVENT_MODELS: dict[str, type[_Event]] = {
@@ -318,7 +328,9 @@ EVENT_MODELS[names.DELIVERY_STATUS_CHANGED] = DeliveryStatusChanged
 
 
 class FeedbackSubmitted(_Event):
-    """Detail of ``feedback.submitted``: a customer answered a survey through a signed link.
+    """Detail of ``feedback.submitted``: a customer answered a survey through a signed link,
+    or reacted to the assistant's answer (``helpful``: 1 it helped, 0 it did not; published by
+    routing from the customer's next message, docs/assistant.md).
 
     Published by the public links endpoint (``shared/domain/links.py``) when a customer clicks a
     score in an e-mail or in the web chat; a survey answered by a plain reply is read
@@ -329,9 +341,10 @@ class FeedbackSubmitted(_Event):
     detail_type: Literal["feedback.submitted"] = names.FEEDBACK_SUBMITTED
     customer_id: Annotated[str, Field(min_length=1, max_length=100)]
     conversation_id: Annotated[str, Field(min_length=1, max_length=100)]
-    survey: Literal["ces", "csat"]
-    #: CES 1-7 (7 = very easy), CSAT 1-5 (5 = very satisfied); checked against the survey's scale.
-    score: Annotated[int, Field(ge=1, le=7)]
+    survey: Literal["ces", "csat", "helpful"]
+    #: CES 1-7 (7 = very easy), CSAT 1-5 (5 = very satisfied), helpful 0-1; checked against the
+    #: survey's scale.
+    score: Annotated[int, Field(ge=0, le=7)]
     #: The channel the survey was sent on (where the link was).
     channel: Channel
     answered_at: str

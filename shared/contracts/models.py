@@ -121,6 +121,15 @@ class Customer(BaseModel):
     redirected_from: str | None = None
 
 
+class Citation(BaseModel):
+    """A knowledge-base article a bot answer came from (docs/assistant.md)."""
+
+    model_config = _DEFERRED
+
+    article_id: str
+    title: str
+
+
 class Message(BaseModel):
     model_config = _DEFERRED
 
@@ -133,6 +142,8 @@ class Message(BaseModel):
     author: str | None = None
     status: str | None = None
     attachments: list[dict[str, Any]] = Field(default_factory=list)
+    #: The articles a bot answer came from (the assistant's answers only).
+    citations: list[Citation] = Field(default_factory=list)
 
 
 class ChannelSwitch(BaseModel):
@@ -148,7 +159,20 @@ class ChannelSwitch(BaseModel):
 #: ``asked_for_person`` the customer asked for one; ``intent`` the intent's rule sends it to a
 #: human queue; ``no_bot_answer`` the bot's look-up had no answer (no order found, no order
 #: look-up); ``not_understood`` no intent recognised (the default queue).
-HandoverReason = Literal["asked_for_person", "intent", "no_bot_answer", "not_understood"]
+#: Why routing handed a conversation to a person: its own rules' reasons, then the assistant's
+#: (shared/domain/assistant.py). Counted per reason by the KPI function (docs/kpis.md).
+HandoverReason = Literal[
+    "asked_for_person",
+    "intent",
+    "no_bot_answer",
+    "not_understood",
+    "escalation_rule",
+    "sensitive_topic",
+    "unhelpful_answers",
+    "low_confidence",
+    "not_answerable",
+    "assistant_error",
+]
 
 
 class RoutingDecision(BaseModel):
@@ -173,6 +197,16 @@ class RoutingDecision(BaseModel):
     rules_version: int | None = None
     #: Why a person gets it (decisions that are not automated).
     handover_reason: HandoverReason | None = None
+    #: The assistant (docs/assistant.md): the articles its answer cites, why it handed over,
+    #: how sure it was, and what the answer cost (tokens, USD).
+    citations: list[Citation] = Field(default_factory=list)
+    confidence: float | None = None
+    assistant_model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    #: The customer's reaction to the assistant's previous answer: ``helpful`` or ``unhelpful``.
+    assistant_feedback: str | None = None
 
 
 class Transition(BaseModel):
@@ -234,6 +268,10 @@ class Handover(BaseModel):
     last_messages: list[HandoverMessage] = Field(default_factory=list)
     previous_conversation_id: str | None = None
     created_at: str
+    #: The assistant handed over: why, what was asked and answered, and the articles it cited.
+    handover_reason: str | None = None
+    assistant_summary: str | None = None
+    citations: list[Citation] = Field(default_factory=list)
 
 
 class ConversationSummary(BaseModel):

@@ -52,7 +52,20 @@ COUNTERS = (
 #: shared/contracts/models.py), and ``other`` for a hand-over without a routing decision that
 #: handed over (an agent took a conversation the bot was answering, a proactive one).
 HANDOVER_PREFIX = "handover_"
-HANDOVER_REASONS = ("asked_for_person", "intent", "no_bot_answer", "not_understood", "other")
+HANDOVER_REASONS = (
+    "asked_for_person",
+    "intent",
+    "no_bot_answer",
+    "not_understood",
+    # the assistant's (shared/domain/assistant.py)
+    "escalation_rule",
+    "sensitive_topic",
+    "unhelpful_answers",
+    "low_confidence",
+    "not_answerable",
+    "assistant_error",
+    "other",
+)
 
 
 def handover_reason(routing: Mapping[str, object] | None) -> str:
@@ -69,6 +82,35 @@ def handover_reason(routing: Mapping[str, object] | None) -> str:
     if routing.get("escalated"):
         return "asked_for_person"
     return "not_understood" if routing.get("intent") in (None, "general") else "intent"
+
+
+#: The assistant's counters (docs/kpis.md, "The assistant"): answers, the conversations it answered,
+#: those it answered and the bot resolved, the citations of its answers, the model's tokens and
+#: cost (nano-USD: counters are integers), the "was this helpful?" answers, and the hand-overs by
+#: reason (``ai_handover_<reason>``, :func:`handover_counter`).
+ASSISTANT_COUNTERS = (
+    "ai_answers",
+    "ai_conversations",
+    "ai_resolved",
+    "ai_citations",
+    "ai_input_tokens",
+    "ai_output_tokens",
+    "ai_cost_nusd",
+    "ai_helpful",
+    "ai_unhelpful",
+)
+AI_HANDOVER_PREFIX = "ai_handover_"
+#: USD in one cost counter unit (nano-USD).
+NANO_USD = 1_000_000_000
+#: The "was this helpful?" scale: 0 it did not help, 1 it helped.
+HELPFUL_SCALE = (0, 1)
+
+
+def handover_counter(reason: str) -> str:
+    """The counter of the assistant's hand-overs for ``reason`` (a short snake_case word)."""
+    return (
+        AI_HANDOVER_PREFIX + "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in reason.lower())[:40]
+    )
 
 
 def bucket_of(seconds: float) -> int:
@@ -168,7 +210,7 @@ def sum_counters(rows: Iterable[Mapping[str, object]]) -> dict[str, int]:
             if (
                 key in COUNTERS
                 or key.startswith(tuple(f"{h}_" for h in HISTOGRAMS))
-                or key.startswith(("ces_", "csat_", HANDOVER_PREFIX))
+                or key.startswith(("ces_", "csat_", HANDOVER_PREFIX, "ai_"))
             ):
                 total[key] = total.get(key, 0) + int(value)
     return total
@@ -177,6 +219,42 @@ def sum_counters(rows: Iterable[Mapping[str, object]]) -> dict[str, int]:
 def histogram(counters: Mapping[str, int], name: str) -> dict[int, int]:
     prefix = f"{name}_b"
     return {int(key[len(prefix) :]): value for key, value in counters.items() if key.startswith(prefix)}
+
+
+def ai_handovers_by_reason(counters: Mapping[str, int]) -> dict[str, int]:
+    """The assistant's own hand-overs by its reason (``ai_handover_<reason>``); every hand-over
+    to a person, whatever handed it over, is in ``handed_over_by_reason`` of :func:`report`."""
+    return {
+        key[len(AI_HANDOVER_PREFIX) :]: int(value)
+        for key, value in sorted(counters.items())
+        if key.startswith(AI_HANDOVER_PREFIX) and value
+    }
+
+
+def assistant_kpis(counters: Mapping[str, int]) -> dict[str, float | None]:
+    """The assistant's KPIs (docs/kpis.md): hand-overs by reason as ``assistant_handovers_<reason>``."""
+    c = {key: int(counters.get(key, 0)) for key in ASSISTANT_COUNTERS}
+    answers = c["ai_answers"]
+    by_reason = ai_handovers_by_reason(counters)
+    tokens = c["ai_input_tokens"] + c["ai_output_tokens"]
+    feedback = c["ai_helpful"] + c["ai_unhelpful"]
+    out: dict[str, float | None] = {
+        "assistant_answers": answers,
+        "assistant_conversations": c["ai_conversations"],
+        "assistant_resolved": c["ai_resolved"],
+        "assistant_resolution_rate": _ratio(c["ai_resolved"], c["ai_conversations"]),
+        "assistant_handovers": sum(by_reason.values()),
+        "citations_per_answer": _ratio(c["ai_citations"], answers),
+        "tokens_per_answer": round(tokens / answers, 1) if answers else None,
+        "input_tokens_per_answer": round(c["ai_input_tokens"] / answers, 1) if answers else None,
+        "output_tokens_per_answer": round(c["ai_output_tokens"] / answers, 1) if answers else None,
+        "model_cost_usd": round(c["ai_cost_nusd"] / NANO_USD, 6),
+        "model_cost_per_answer_usd": round(c["ai_cost_nusd"] / NANO_USD / answers, 8) if answers else None,
+        "assistant_helpful_rate": _ratio(c["ai_helpful"], feedback),
+        "assistant_feedback_answers": feedback,
+    }
+    out.update({f"assistant_handovers_{reason}": count for reason, count in by_reason.items()})
+    return out
 
 
 def report(counters: Mapping[str, int]) -> KpiReport:
@@ -213,6 +291,7 @@ def report(counters: Mapping[str, int]) -> KpiReport:
         "csat_answers": c["csat_count"],
         "csat_response_rate": _ratio(c["csat_count"], c["csat_asked"]),
     }
+    kpis.update(assistant_kpis(c))
     out_counters = {key: value for key, value in c.items() if not key.startswith(("frt_b", "rt_b"))}
     out_counters.update({f"ces_{k}": v for k, v in ces_distribution.items()})
     out_counters.update({f"csat_{k}": v for k, v in csat_distribution.items()})

@@ -54,6 +54,8 @@ KPI_QUEUE_URL = "KPI_QUEUE_URL"
 
 # Buckets (``Bucket.env_var``: ``<NAME>_BUCKET``).
 INBOUND_EMAIL_BUCKET = "INBOUND_EMAIL_BUCKET"
+#: The assistant's knowledge base (articles and the index; shared/repositories/knowledge.py).
+KNOWLEDGE_BUCKET = "KNOWLEDGE_BUCKET"
 
 # SES identities (``EmailIdentity.env_var``: ``<NAME>_EMAIL_IDENTITY``). Set for notify, which
 # names its sender through the email-sender secret instead (informational).
@@ -83,6 +85,22 @@ OMNI_PUBLIC_API_URL = "OMNI_PUBLIC_API_URL"
 OMNI_RETENTION_DAYS = "OMNI_RETENTION_DAYS"
 #: Key prefix under which SES receiving stores raw e-mail in the inbound bucket.
 INBOUND_EMAIL_PREFIX = "INBOUND_EMAIL_PREFIX"
+
+# The assistant (docs/assistant.md). Pulumi sets them from stack config (infra/settings.py,
+# the README's configuration table); the local runtime from the topology's defaults.
+#: ``extractive`` (deterministic, no model), ``bedrock`` (Converse) or ``off``.
+OMNI_ASSISTANT = "OMNI_ASSISTANT"
+#: The Converse model id (or inference profile id) the assistant answers with.
+OMNI_ASSISTANT_MODEL_ID = "OMNI_ASSISTANT_MODEL_ID"
+#: Optional Bedrock Guardrail applied to every Converse call, and its version.
+OMNI_ASSISTANT_GUARDRAIL_ID = "OMNI_ASSISTANT_GUARDRAIL_ID"
+OMNI_ASSISTANT_GUARDRAIL_VERSION = "OMNI_ASSISTANT_GUARDRAIL_VERSION"
+#: The embedding model of the index and the questions (empty: lexical retrieval only).
+OMNI_EMBEDDING_MODEL_ID = "OMNI_EMBEDDING_MODEL_ID"
+#: Below this retrieval confidence (0..1) the assistant hands over (overrides assistant.toml).
+OMNI_ASSISTANT_MIN_CONFIDENCE = "OMNI_ASSISTANT_MIN_CONFIDENCE"
+#: Seconds between the routing function's checks for a new version of the index.
+OMNI_KNOWLEDGE_REFRESH_S = "OMNI_KNOWLEDGE_REFRESH_S"
 
 # --------------------------------------------------------------------------- #
 # Optional: unset in the cloud by default, each with a documented fallback
@@ -119,6 +137,15 @@ OPTIONAL = frozenset(
         ORDER_LOOKUP_URL,
         ORDER_LOOKUP_TOKEN,
         ORDER_LOOKUP,
+        # The assistant's settings: each has a default (extractive answers, the default model,
+        # no guardrail, lexical retrieval, the threshold of assistant.toml, 30 s).
+        OMNI_ASSISTANT,
+        OMNI_ASSISTANT_MODEL_ID,
+        OMNI_ASSISTANT_GUARDRAIL_ID,
+        OMNI_ASSISTANT_GUARDRAIL_VERSION,
+        OMNI_EMBEDDING_MODEL_ID,
+        OMNI_ASSISTANT_MIN_CONFIDENCE,
+        OMNI_KNOWLEDGE_REFRESH_S,
         # Read with a fallback (365 days); the topology sets the same value for every function
         # that writes or sweeps ``retain_until_day``.
         OMNI_RETENTION_DAYS,

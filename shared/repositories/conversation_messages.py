@@ -219,9 +219,12 @@ class ConversationMessages:
         timestamp: str,
         author: str,
         status: str,
+        citations: list[dict[str, str]] | None = None,
     ) -> bool:
-        """Append an outbound message (a reply, an acknowledgement); False if already there."""
-        item = {
+        """Append an outbound message (a reply, an acknowledgement); False if already there.
+
+        ``citations``: the knowledge-base articles a bot answer came from."""
+        item: dict[str, Any] = {
             "pk": conversation_pk(conversation_id),
             "sk": message_sk(timestamp, message_id),
             "message_id": message_id,
@@ -232,6 +235,8 @@ class ConversationMessages:
             "author": author,
             "status": status,
         }
+        if citations:
+            item["citations"] = citations
 
         def change(meta: dict[str, Any]) -> _Edit:
             expression = (

@@ -68,7 +68,11 @@ from tests.helpers import REPO_ROOT
 
 # The e-mail function alone (other channels' code need not exist for this test).
 topology = dataclasses.replace(
-    TOPOLOGY, functions=(TOPOLOGY.function("email"),), queues=(), rules=()
+    TOPOLOGY,
+    functions=(TOPOLOGY.function("email"),),
+    queues=(),
+    rules=(),
+    buckets=(TOPOLOGY.bucket("inbound-email"),),
 )
 
 

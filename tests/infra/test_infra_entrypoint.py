@@ -95,7 +95,10 @@ def test_entry_point_builds_the_stack_and_exports_its_outputs(tmp_path: Path) ->
     assert outputs["kmsKeyArn"].startswith("arn:aws:kms:eu-west-3:123456789012:key/")
     assert outputs["busName"] == "omni-test-events"
     assert outputs["tableNames"]["webchat"] == "omni-test-webchat"
-    assert outputs["bucketNames"] == {"inbound-email": "omni-test-inbound-email-123456789012"}
+    assert outputs["bucketNames"] == {
+        "inbound-email": "omni-test-inbound-email-123456789012",
+        "knowledge": "omni-test-knowledge-123456789012",
+    }
     assert set(outputs["queueUrls"]) == {queue.name for queue in TOPOLOGY.queues}
     assert (
         outputs["agentJwtIssuer"]

@@ -492,7 +492,18 @@ def test_each_rule_feeds_its_queue_with_its_pattern(built: Built) -> pulumi.Outp
 def test_queue_policies_let_only_their_rules_send(built: Built) -> pulumi.Output[None]:
     def check(registry: Registry) -> None:
         targeted = {rule.target_queue for rule in TOPOLOGY.rules}
-        assert len(registry.of_type(QUEUE_POLICY)) == len(targeted)
+        notified = {b.notify_queue: b for b in TOPOLOGY.buckets if b.notify_queue}
+        assert not targeted & set(notified)  # a queue has one policy
+        assert len(registry.of_type(QUEUE_POLICY)) == len(targeted) + len(notified)
+        for queue_name, bucket in notified.items():
+            queue = registry.one(QUEUE, name=physical(queue_name))
+            [statement] = statements(registry.one(QUEUE_POLICY, queueUrl=queue.state["url"]).inputs["policy"])
+            assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+            assert as_list(statement["Action"]) == ["sqs:SendMessage"]
+            assert as_list(statement["Resource"]) == [queue.arn]
+            assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == arn_of(
+                registry, "bucket", bucket.name
+            )
         for queue_name in targeted:
             queue = registry.one(QUEUE, name=physical(queue_name))
             policy = registry.one(QUEUE_POLICY, queueUrl=queue.state["url"])
@@ -566,8 +577,8 @@ def test_each_function_role_grants_exactly_its_declared_access(built: Built) -> 
             for grant in fn.grants:
                 arn = arn_of(registry, grant.kind, grant.resource)
                 resources = [arn, f"{arn}/index/*"] if grant.kind == "table" else [arn]
-                if grant.kind == "bucket":  # object actions: on the objects, not the bucket
-                    resources = [f"{arn}/*"]
+                if grant.kind == "bucket":  # object actions: on the objects; listing: on the bucket
+                    resources = [arn] if grant.access == "list" else [f"{arn}/*"]
                 expected |= {(action, res) for action in iam_actions(grant) for res in resources}
             if fn.queue:
                 queue_arn = arn_of(registry, "queue", fn.queue)

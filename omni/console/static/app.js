@@ -448,8 +448,21 @@
       handover.bot_answers && handover.bot_answers.length
         ? h("div", {}, h("strong", {}, "The bot already said:"),
             h("ul", {}, handover.bot_answers.map((a) => h("li", {}, a))))
-        : null
+        : null,
+      handover.assistant_summary
+        ? h("p", { class: "assistant-summary" }, h("strong", {}, "Assistant: "), handover.assistant_summary,
+            handover.handover_reason ? h("span", { class: "muted small" }, ` (${handover.handover_reason})`) : null)
+        : null,
+      renderSources(handover.citations)
     );
+  }
+
+  // The knowledge-base articles a bot answer came from (docs/assistant.md).
+  function renderSources(citations) {
+    if (!citations || !citations.length) return null;
+    return h("div", { class: "sources muted small" }, "Sources: ",
+      citations.map((c, i) => h("span", { class: "source", "data-article-id": c.article_id },
+        (i ? ", " : "") + `${c.title} (${c.article_id})`)));
   }
 
   function author(message) {
@@ -475,7 +488,8 @@
             h("time", {}, when(m.timestamp)),
             m.direction === "outbound" && m.status ? h("span", { class: "delivery delivery-" + m.status }, m.status) : null),
           h("div", { class: "text" }, m.text || (m.attachments && m.attachments.length ? "[attachment]" : "")),
-          (m.attachments || []).map((a) => h("div", { class: "muted small" }, "📎 " + (a.name || a.type || "attachment"))));
+          (m.attachments || []).map((a) => h("div", { class: "muted small" }, "📎 " + (a.name || a.type || "attachment"))),
+          renderSources(m.citations));
       }
       if (item.kind === "note") {
         return h("li", { class: "entry note" },
