@@ -171,9 +171,9 @@ def test_demo_is_played_when_present(
     def play(base_url: str, *, history: bool = False) -> None:
         played.append((base_url, history))
 
-    monkeypatch.setitem(sys.modules, "omni.demo", types.SimpleNamespace(play=play))
+    monkeypatch.setitem(sys.modules, "omni.demo", types.SimpleNamespace(play_with_assistant=play))
     cli._play_demo("http://127.0.0.1:1")
-    assert played == [("http://127.0.0.1:1", True)]  # the journey, then the past week
+    assert played == [("http://127.0.0.1:1", True)]  # the assistant, the journey, then the past week
     monkeypatch.setitem(sys.modules, "omni.demo", None)
     cli._play_demo("http://127.0.0.1:1")
     assert "demo" in capsys.readouterr().err
@@ -197,7 +197,7 @@ def test_the_access_log_pauses_while_the_demo_plays(monkeypatch: pytest.MonkeyPa
         levels.append(access_log.isEnabledFor(logging.INFO))
         raise RuntimeError("the demo stumbled")
 
-    monkeypatch.setitem(sys.modules, "omni.demo", types.SimpleNamespace(play=play))
+    monkeypatch.setitem(sys.modules, "omni.demo", types.SimpleNamespace(play_with_assistant=play))
     cli._play_demo("http://127.0.0.1:1")
     assert levels == [False]  # no "GET /... -> 200" lines between the demo's own
     assert access_log.isEnabledFor(logging.WARNING)
