@@ -70,7 +70,7 @@ class MetaWebhook:
         self.app.get(path)(self._handshake)
         self.app.post(path)(self._receive)
 
-        @guard_body(MAX_BODY_BYTES)
+        @guard_body(MAX_BODY_BYTES, parse_json=False)  # signature first; the parser checks depth
         @self.logger.inject_lambda_context(clear_state=True)
         def handler(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
             return self.app.resolve(dict(event), context)
