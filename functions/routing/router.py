@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 #: An agent owns the conversation: new messages are for them, not for the bot.
 WITH_AGENT = ("assigned", "active")
 #: Message kinds that never change routing (the call itself, its end).
-NOT_ROUTED = frozenset({"call", "call_status"})
+#: Recorded but never answered: calls, and WhatsApp reactions and system messages (no request in them).
+NOT_ROUTED = frozenset({"call", "call_status", "reaction", "system"})
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,10 @@ from shared.repositories.outbox import OutboxRepository
 
 #: Meta batches up to 1,000 updates per notification; real ones stay far below this.
 MAX_BODY_BYTES = 1024 * 1024
+#: Seconds the messages of one notification may take to publish; Meta waits a few seconds
+#: (and resends what it got no 200 for). Past the budget we answer 503: the resend is
+#: recorded once downstream (idempotent on the message id).
+PUBLISH_BUDGET_S = 5.0
 
 
 class EventReceived(BaseModel):
@@ -114,7 +118,11 @@ class MetaWebhook:
             self.logger.warning(
                 "notification for another object ignored", extra={"object": notification.object}
             )
-        self.publisher.publish([(MESSAGE_RECEIVED, message) for message in notification.messages])
+        if notification.skipped:
+            self.logger.warning("webhook items skipped", extra={"skipped": notification.skipped[:50]})
+        self.publisher.publish_concurrently(
+            [(MESSAGE_RECEIVED, message) for message in notification.messages], PUBLISH_BUDGET_S
+        )
         receipts = [
             receipt for update in notification.statuses if (receipt := self._apply(notification, update))
         ]

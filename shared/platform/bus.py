@@ -21,6 +21,8 @@ from shared.platform.config import require_env
 from shared.platform.observability import annotate_published
 
 MAX_ENTRIES_PER_CALL = 10
+#: PutEvents calls in flight at once when a big batch is published.
+MAX_PUBLISH_WORKERS = 8
 
 
 class PublishError(RuntimeError):
@@ -72,12 +74,38 @@ class EventPublisher:
         for start in range(0, len(pending), MAX_ENTRIES_PER_CALL):
             self._put_all(pending[start : start + MAX_ENTRIES_PER_CALL])
 
-    def _put_all(self, entries: list[dict[str, Any]]) -> None:
+    def publish_concurrently(
+        self, events: Sequence[tuple[str, BaseModel]], budget_s: float, workers: int = MAX_PUBLISH_WORKERS
+    ) -> None:
+        """:meth:`publish` with up to ``workers`` PutEvents calls at once, within ``budget_s`` seconds.
+
+        Raises :class:`PublishError` when a batch fails or the budget runs out: the caller
+        answers so the sender retries; what went out already is deduplicated downstream.
+        """
+        if len(events) <= MAX_ENTRIES_PER_CALL:
+            self.publish(events)
+            return
+        from concurrent.futures import ThreadPoolExecutor, wait  # noqa: PLC0415 - only big batches
+
+        pending = [self.entry(detail_type, detail) for detail_type, detail in events]
+        annotate_published(events)
+        chunks = [pending[i : i + MAX_ENTRIES_PER_CALL] for i in range(0, len(pending), MAX_ENTRIES_PER_CALL)]
+        client = self.client  # resolved once, shared by the threads (boto3 clients are thread-safe)
+        pool = ThreadPoolExecutor(max_workers=workers)
+        futures = [pool.submit(self._put_all, chunk, client) for chunk in chunks]
+        done, late = wait(futures, timeout=budget_s)
+        pool.shutdown(wait=False, cancel_futures=True)
+        failures = [f.exception() for f in done if f.exception() is not None]
+        if late or failures:
+            raise PublishError([{"ErrorCode": "TimeBudgetExceeded" if late else "PutEventsFailed"}])
+
+    def _put_all(self, entries: list[dict[str, Any]], client: Any = None) -> None:
         failures: list[dict[str, Any]] = []
+        client = client or self.client
         for attempt in range(self.attempts):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            response = self.client.put_events(Entries=entries)
+            response = client.put_events(Entries=entries)
             if not response.get("FailedEntryCount"):
                 return
             # Results come back in the order of the entries; resend only those that failed.
