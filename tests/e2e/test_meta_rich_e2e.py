@@ -1,0 +1,49 @@
+"""WhatsApp business-scoped ids and a shared contact card on the local stack, posted as Meta would."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from omni.local.runtime import LocalRuntime
+from tests.e2e.test_meta_e2e import customer_of, fixture, inbound_messages, post
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[LocalRuntime]:
+    with LocalRuntime(port=0, stage="meta-rich-e2e") as running:
+        yield running
+
+
+def test_business_scoped_ids_become_customers(runtime: LocalRuntime) -> None:
+    response = post(runtime, "whatsapp", json.dumps(fixture("whatsapp_bsuid.json")).encode())
+    assert response.status_code == 200, response.text
+    runtime.wait_idle(timeout=60)
+    carla = customer_of(runtime, "whatsapp_user:BR.1184029375510293847")
+    verified = {(i["type"], i["value"]) for i in carla["identities"] if i["verified"]}
+    assert {("whatsapp", "+5511987650001"), ("whatsapp_user", "BR.1184029375510293847")} <= verified
+    assert customer_of(runtime, "phone:+5511987650001")["customer_id"] == carla["customer_id"]
+    # Known only by the business-scoped id (a username user, no phone number).
+    dora = customer_of(runtime, "whatsapp_user:DE.9920418836475510023")
+    assert dora["display_name"] == "dora.k"
+    [message] = inbound_messages(runtime, dora["customer_id"])
+    assert message["text"] == "Hallo, wo ist meine Bestellung?"
+
+
+def test_a_contact_card_reaches_the_agent_readably(runtime: LocalRuntime) -> None:
+    payload = fixture("whatsapp_rich.json")
+    value = payload["entry"][0]["changes"][0]["value"]
+    value["contacts"][0]["wa_id"] = "4915199990077"
+    value["messages"] = [dict(value["messages"][0], **{"from": "4915199990077"})]
+    assert post(runtime, "whatsapp", json.dumps(payload).encode()).status_code == 200
+    runtime.wait_idle(timeout=60)
+    ana = customer_of(runtime, "whatsapp:+4915199990077")
+    [message] = inbound_messages(runtime, ana["customer_id"])
+    assert message["text"].startswith("[contact] Bruno Keller, +49 30 1234567")
+    [card] = message["attachments"]
+    assert card["content"]["kind"] == "contact"
+    assert card["content"]["emails"] == ["bruno.keller@example.com"]
