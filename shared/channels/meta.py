@@ -891,7 +891,7 @@ def _messenger_event(
         return
     if at is None:
         raise InvalidPayload(f"{where}.timestamp: Field required")
-    sender_id = _identity(channel, event.sender.id if event.sender else "", f"{where}.sender.id")
+    sender_id = _identity(channel, (event.sender.id if event.sender else None) or "", f"{where}.sender.id")
     metadata = {"page_id" if channel == "messenger" else "account_id": entry.id}
     if event.message is not None:
         provider_id, text, attachments, extra = _messenger_message(event.message)
