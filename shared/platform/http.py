@@ -96,8 +96,14 @@ def json_depth(text: str, limit: int = MAX_JSON_DEPTH) -> int:
     return deepest
 
 
+#: The names these answers have always carried (``HTTPStatus(413).phrase`` is the older wording).
+_PHRASES = {413: "Payload Too Large", 415: "Unsupported Media Type"}
+
+
 def _refusal(status: int, message: str) -> dict[str, Any]:
-    return json_response(status, {"error": HTTPStatus(status).phrase, "message": message})
+    return json_response(
+        status, {"error": _PHRASES.get(status, HTTPStatus(status).phrase), "message": message}
+    )
 
 
 def check_body(
