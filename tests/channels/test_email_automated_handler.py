@@ -10,10 +10,21 @@ from typing import Any
 import boto3
 
 from functions.delivery_status import handler as delivery_status
+from functions.email.handler import handler
 from shared.contracts.events import Identity
+from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import OutboxRepository
-from tests.channels.test_email_handler import SES_SENT_ID, published, receive
+from tests.channels.test_email_handler import (
+    FIXTURES,
+    PREFIX,
+    SES_SENT_ID,
+    bucket,
+    published,
+    receive,
+    ses_event,
+)
+from tests.handlers.test_pipeline_handlers import drain
 from tests.helpers import context, sqs_event
 
 AT = "2026-11-26T08:00:01.000000Z"
@@ -142,3 +153,79 @@ def test_the_consumer_records_the_undeliverable_address_on_the_profile(stack: di
     assert customer is not None
     [identity] = customer.identities
     assert identity.undeliverable == {"at": "2026-11-26T08:00:05.000000Z", "reason": "bounce:5.1.1"}
+
+
+# --------------------------------------------------------------------------- #
+# Through profile merge and routing: nothing answers automatic mail
+# --------------------------------------------------------------------------- #
+def receive_raw(stack: dict[Any, str], raw: bytes, message_id: str) -> None:
+    boto3.client("s3").put_object(Bucket=bucket(stack), Key=f"{PREFIX}{message_id}", Body=raw)
+    handler(ses_event(message_id), context("email"))
+
+
+def route_all(stack: dict[Any, str]) -> list[dict[str, Any]]:
+    """Profile merge and routing consume what is queued; the notifications asked for (left queued)."""
+    for queue in ("profile-merge", "routing"):
+        assert drain(stack, queue)["batchItemFailures"] == []
+    sqs = boto3.client("sqs")
+    found: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(
+        QueueUrl=stack[("queue", "notify")], MaxNumberOfMessages=10, VisibilityTimeout=60
+    ).get("Messages", []):
+        found.extend(json.loads(m["Body"])["detail"] for m in batch)
+    return found
+
+
+def ana_conversation() -> Any:
+    customers = CustomerRepository()
+    customer_id = customers.owner_of(Identity(type="email", value="ana.lima@example.com", verified=True))
+    assert customer_id is not None
+    profile = customers.get_profile(customer_id) or {}
+    conversation = ConversationRepository(customers=customers).get(profile["open_conversation_id"])
+    assert conversation is not None
+    return conversation
+
+
+def test_list_mail_is_recorded_for_the_agent_but_never_acknowledged(stack: dict[Any, str]) -> None:
+    receive(stack, "list_newsletter.eml", "list00000000000000000000000000000000001")
+    assert route_all(stack) == []
+    customer_id = CustomerRepository().owner_of(
+        Identity(type="email", value="news@vendor.example", verified=True)
+    )
+    assert customer_id is not None  # recorded: an agent decides what to do with it
+
+
+def test_an_out_of_office_reply_is_a_note_on_the_conversation_and_gets_no_reply(
+    stack: dict[Any, str],
+) -> None:
+    receive(stack, "plain.eml", "plain0000000000000000000000000000000001")
+    [acknowledgement] = route_all(stack)
+    assert acknowledgement["kind"] == "acknowledgement"
+    receive(stack, "ooo_exchange.eml", "ooo00000000000000000000000000000000002")
+    assert route_all(stack) == []
+    conversation = ana_conversation()
+    assert [m.direction for m in conversation.messages] == ["inbound"]  # not a customer message
+    [note] = conversation.notes
+    assert note.author == "email:auto-reply"
+    assert note.text.startswith("Automatic reply from ana.lima@example.com")
+    assert "out of the office until 7 December" in note.text
+
+
+def test_one_acknowledgement_per_conversation_within_the_window(stack: dict[Any, str]) -> None:
+    receive(stack, "plain.eml", "plain0000000000000000000000000000000001")  # billing
+    [first] = route_all(stack)
+    assert first["kind"] == "acknowledgement"
+    moved = (
+        (FIXTURES / "plain.eml")
+        .read_bytes()
+        .replace(
+            b"my invoice 2026-118 charges me twice for the same order. Could you check it?",
+            b"I want to cancel my contract.",
+        )
+    )
+    receive_raw(
+        stack, moved.replace(b"CAF1plain0001", b"CAF1plain0002"), "plain0000000000000000000000000000000002"
+    )
+    assert route_all(stack) == []  # another queue, but acknowledged a moment ago
+    conversation = ana_conversation()
+    assert len([m for m in conversation.messages if m.direction == "inbound"]) == 2
