@@ -234,6 +234,9 @@ def acknowledged_before(
 
 #: Conversation attribute: when the last automatic acknowledgement was asked for.
 ACKNOWLEDGED_AT = "acknowledged_at"
+#: Conversation attribute: the last routed message was automatic mail (its kind); no survey
+#: is asked after the resolution of such a conversation.
+AUTOMATED_MAIL = "automated_mail"
 
 
 def for_automatic_mail(decision: RoutingDecision, automated: str) -> RoutingDecision:
@@ -362,7 +365,8 @@ class Router:
             handover = self.desk.handover(event.customer_id, event.conversation_id, decision, profile, now)
         try:
             _, change = self.conversations.update_meta(
-                event.conversation_id, lambda current: self._record(current, decision, handover, now, silent)
+                event.conversation_id,
+                lambda current: self._record(current, decision, handover, now, silent, event.automated),
             )
         except _RoutedMeanwhile:
             return []  # a concurrent redelivery routed it a moment ago and publishes
@@ -393,6 +397,7 @@ class Router:
         handover: Handover | None,
         now: str,
         silent: bool = False,
+        automated: str | None = None,
     ) -> Change:
         if decision.message_id in meta.get("routed_messages", []):
             return Change(noop=True)
@@ -412,6 +417,10 @@ class Router:
         change.also.append(self.conversations.mark_routed(decision.message_id, now, quiet))
         if not decision.automated and not quiet:
             change.set[ACKNOWLEDGED_AT] = now  # the acknowledgement window starts
+        if automated:
+            change.set[AUTOMATED_MAIL] = automated  # no survey after its resolution
+        elif AUTOMATED_MAIL in meta:
+            change.remove = (*change.remove, AUTOMATED_MAIL)
         change.on_conflict = lambda _: _RoutedMeanwhile()
         if decision.automated and status in ("open", "bot"):
             change.set["status"] = "bot"

@@ -193,6 +193,10 @@ def test_list_mail_is_recorded_for_the_agent_but_never_acknowledged(stack: dict[
         Identity(type="email", value="news@vendor.example", verified=True)
     )
     assert customer_id is not None  # recorded: an agent decides what to do with it
+    open_id = (CustomerRepository().get_profile(customer_id) or {})["open_conversation_id"]
+    meta = ConversationRepository().get_meta(open_id) or {}
+    assert meta["automated_mail"] == "list"  # no survey after its resolution
+    assert meta["status"] == "queued"  # with people, never the bot
 
 
 def test_an_out_of_office_reply_is_a_note_on_the_conversation_and_gets_no_reply(
