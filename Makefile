@@ -23,9 +23,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+## make lint: ruff (style, complexity), mypy (types), import-linter (the layers of docs/architecture.md).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared functions topology infra omni
+	PYTHONPATH=. $(BIN)/lint-imports
 
 ## make bench: cost per 1M messages, cold start, handler overhead, scaling -> bench/results.md
 bench: $(STAMP)

@@ -452,7 +452,7 @@ class LocalRuntime:
             "delayed": int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
         }
 
-    def _busy(self) -> list[str]:
+    def _busy(self, *, count_delayed: bool = True) -> list[str]:
         busy: list[str] = []
         if self.invoker is None:
             return ["not started"]
@@ -462,27 +462,32 @@ class LocalRuntime:
             busy.append(f"{self.email.pending} e-mail deliveries pending")
         for name in self.pollers:
             depth = self.queue_depth(name)
+            if not count_delayed:
+                depth.pop("delayed")
             if any(depth.values()):
                 busy.append(f"queue {name}: {depth}")
         return busy
 
-    def is_idle(self) -> bool:
-        """No invocation running and every queue (not the DLQs) empty, in flight included."""
+    def is_idle(self, *, count_delayed: bool = True) -> bool:
+        """No invocation running and every queue (not the DLQs) empty, in flight included.
+
+        ``count_delayed=False`` treats delayed messages (a notification deferred to the end of
+        the customer's quiet hours, hours away) as settled: nothing can happen to them now."""
         if self.invoker is None:
             return False
         running, generation = self.invoker.activity()
-        if running or self._busy():
+        if running or self._busy(count_delayed=count_delayed):
             return False
         return self.invoker.activity() == (0, generation)
 
-    def wait_idle(self, timeout: float = 30.0, poll_s: float = 0.05) -> None:
+    def wait_idle(self, timeout: float = 30.0, poll_s: float = 0.05, *, count_delayed: bool = True) -> None:
         """Block until :meth:`is_idle`; raises ``TimeoutError`` (saying what is busy) after ``timeout`` s.
 
         Messages in dead-letter queues do not count: a poison message makes the pipeline
         busy until it has been moved to its DLQ.
         """
         deadline = time.monotonic() + timeout
-        while not self.is_idle():
+        while not self.is_idle(count_delayed=count_delayed):
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"not idle after {timeout} s: {'; '.join(self._busy()) or 'activity'}")
             time.sleep(poll_s)
