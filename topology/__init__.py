@@ -998,7 +998,8 @@ FUNCTIONS = (
         grants=(
             Grant("bucket", "inbound-email", "read"),
             Grant("bus", BUS.name, "publish"),
-            Grant("table", "outbox", "read"),
+            # readwrite: a bounce marks the delivery it returns failed.
+            Grant("table", "outbox", "readwrite"),
         ),
     ),
     Function(
@@ -1095,7 +1096,11 @@ FUNCTIONS = (
         memory_mb=256,
         timeout_s=10,
         queue="delivery-status",
-        grants=(Grant("table", "conversations", "readwrite"),),
+        grants=(
+            Grant("table", "conversations", "readwrite"),
+            # A bounce records the address as undeliverable on the customer's identity.
+            Grant("table", "customers", "readwrite"),
+        ),
     ),
     Function(
         name="agent-api",

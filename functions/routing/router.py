@@ -233,6 +233,40 @@ def acknowledged_before(
     )
 
 
+#: Conversation attribute: when the last automatic acknowledgement was asked for.
+ACKNOWLEDGED_AT = "acknowledged_at"
+#: Conversation attribute: the last routed message was automatic mail (its kind); no survey
+#: is asked after the resolution of such a conversation.
+AUTOMATED_MAIL = "automated_mail"
+
+
+def for_automatic_mail(decision: RoutingDecision, automated: str) -> RoutingDecision:
+    """A machine sent the message (RFC 3834): it goes to people, never answered by the bot."""
+    if not decision.automated:
+        return decision
+    return decision.model_copy(
+        update={
+            "automated": False,
+            "answer": None,
+            "reason": f"automatic mail ({automated}) is never answered automatically; "
+            f"goes to the {decision.queue} queue",
+        }
+    )
+
+
+def not_acknowledged(rules: RoutingRules, meta: dict[str, Any], event: MessageRecorded, now: str) -> bool:
+    """No acknowledgement for this message: a machine sent it, or the conversation was
+    acknowledged within the configured window (whatever the channel)."""
+    if event.automated:
+        return True
+    window = rules.acknowledgement_window_minutes
+    last = meta.get(ACKNOWLEDGED_AT)
+    if not window or not isinstance(last, str):
+        return False
+    since = format_timestamp(datetime.fromisoformat(now) - timedelta(minutes=window))
+    return last > since
+
+
 # --------------------------------------------------------------------------- #
 # Applying a decision
 # --------------------------------------------------------------------------- #
@@ -323,20 +357,24 @@ class Router:
         decision = decide(
             self.rules, classification, event.message_id, now, priority, order, self.orders is not None
         )
+        if event.automated:
+            decision = for_automatic_mail(decision, event.automated)
+        silent = not decision.automated and not_acknowledged(self.rules, meta, event, now)
         waited = meta.get("status") == "queued"
         handover = None
         if not decision.automated:
             handover = self.desk.handover(event.customer_id, event.conversation_id, decision, profile, now)
         try:
             _, change = self.conversations.update_meta(
-                event.conversation_id, lambda current: self._record(current, decision, handover, now)
+                event.conversation_id,
+                lambda current: self._record(current, decision, handover, now, silent, event.automated),
             )
         except _RoutedMeanwhile:
             return []  # a concurrent redelivery routed it a moment ago and publishes
         if change.noop:
             return []
         previous = _routing(meta)
-        quiet = acknowledged_before(decision, previous, waited)
+        quiet = acknowledged_before(decision, previous, waited) or silent
         return self._publishable(event, decision, quiet, now, previous=previous)
 
     def _closed_by_customer(self, event: MessageRecorded, now: str) -> list[tuple[str, BaseModel]]:
@@ -354,7 +392,13 @@ class Router:
         )
 
     def _record(
-        self, meta: dict[str, Any], decision: RoutingDecision, handover: Handover | None, now: str
+        self,
+        meta: dict[str, Any],
+        decision: RoutingDecision,
+        handover: Handover | None,
+        now: str,
+        silent: bool = False,
+        automated: str | None = None,
     ) -> Change:
         if decision.message_id in meta.get("routed_messages", []):
             return Change(noop=True)
@@ -370,8 +414,14 @@ class Router:
             change = Change()
         change.set["routing"] = decision.model_dump(exclude_none=True)
         # The message's routed marker, with what a redelivery needs to ask for the same reply.
-        quiet = acknowledged_before(decision, _routing(meta), status == "queued")
+        quiet = acknowledged_before(decision, _routing(meta), status == "queued") or silent
         change.also.append(self.conversations.mark_routed(decision.message_id, now, quiet))
+        if not decision.automated and not quiet:
+            change.set[ACKNOWLEDGED_AT] = now  # the acknowledgement window starts
+        if automated:
+            change.set[AUTOMATED_MAIL] = automated  # no survey after its resolution
+        elif AUTOMATED_MAIL in meta:
+            change.remove = (*change.remove, AUTOMATED_MAIL)
         change.on_conflict = lambda _: _RoutedMeanwhile()
         if decision.automated and status in ("open", "bot"):
             change.set["status"] = "bot"

@@ -178,6 +178,10 @@ class Attachment(BaseModel):
 #: ``reaction`` (an emoji on an earlier message, named in ``metadata["reaction_to"]``) and
 #: ``system`` (the provider reports a changed number or identity) are recorded, never answered.
 MessageKind = Literal["message", "call", "call_status", "transcription", "consent", "reaction", "system"]
+#: A message a machine sent (RFC 3834): never answered automatically. ``bounce``: a delivery
+#: failure report; ``auto_reply``: an out-of-office or other automatic answer;
+#: ``auto_generated``: other machine-sent mail; ``list``: bulk or mailing-list mail.
+AutomatedKind = Literal["bounce", "auto_reply", "auto_generated", "list"]
 ConsentKeyword = Literal["opt_out", "opt_in", "help"]
 
 
@@ -212,6 +216,8 @@ class MessageReceived(_Event):
     #: Channel-specific facts worth keeping: e-mail subject and SPF/DKIM/DMARC verdicts,
     #: call status and duration, the provider's message type, ...
     metadata: dict[str, str] = Field(default_factory=dict)
+    #: Sent by a machine, decided by the channel: no acknowledgement, bot answer or survey.
+    automated: AutomatedKind | None = None
 
     @property
     def message_key(self) -> str:
@@ -246,6 +252,8 @@ class MessageRecorded(_Event):
     survey_score: Annotated[int, Field(ge=1, le=7)] | None = None
     #: The inbound message this event stems from (default: ``message_id``); logged by every consumer.
     correlation_id: str | None = None
+    #: As on ``message.received``: a machine sent it, routing answers nothing automatically.
+    automated: AutomatedKind | None = None
 
 
 class NotificationRequested(_Event):
@@ -406,6 +414,11 @@ class DeliveryStatusChanged(_Event):
     at: str
     error_code: Annotated[str, Field(max_length=100)] | None = None
     correlation_id: str | None = None
+    #: The customer the message was for (from the delivery log), when known.
+    customer_id: Annotated[str, Field(max_length=100)] | None = None
+    #: An address the provider says cannot be reached (an e-mail bounce): recorded as
+    #: undeliverable on the customer's profile.
+    undeliverable: Identity | None = None
 
 
 EVENT_MODELS[names.DELIVERY_STATUS_CHANGED] = DeliveryStatusChanged

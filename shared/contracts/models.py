@@ -21,6 +21,8 @@ class CustomerIdentity(BaseModel):
     source: str | None = None
     #: For a claimed identity another customer owns (verified): that customer, a possible match.
     possible_match: str | None = None
+    #: The address cannot be reached (an e-mail bounce): ``{at, reason}``.
+    undeliverable: dict[str, str] | None = None
 
 
 class Consent(BaseModel):

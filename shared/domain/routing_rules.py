@@ -137,6 +137,9 @@ class RoutingRules:
     bot_resolution: BotResolution = field(default_factory=BotResolution)
     #: The survey asked after a resolution: ``ces`` (1-7) or ``csat`` (1-5).
     survey: str = "ces"
+    #: At most one automatic acknowledgement per conversation within this many minutes,
+    #: whatever the channel (0: no limit besides "not again while waiting in the same queue").
+    acknowledgement_window_minutes: int = 60
 
     def queue(self, name: str) -> QueueRule:
         return self.queues[name]
@@ -483,6 +486,10 @@ def parse_rules(data: dict[str, Any], source: str = "<rules>") -> RoutingRules:
         templates=templates,
         bot_resolution=_parse_bot_resolution(check, data, known_languages),
         survey=_parse_survey(check, data),
+        acknowledgement_window_minutes=check.integer(
+            data, "acknowledgement_window_minutes", "", 60, minimum=0
+        )
+        or 0,
     )
     if check.problems:
         raise RoutingConfigError(source, check.problems)

@@ -485,6 +485,26 @@ class CustomerRepository:
             raise
         return True
 
+    def mark_undeliverable(self, customer_id: str, identity: Identity, at: str, reason: str) -> bool:
+        """Record on the customer's identity that it cannot be reached (an e-mail bounce):
+        ``undeliverable`` = ``{at, reason}``, the latest report kept. False when the customer
+        has no such identity (erased, moved, never had it) or a later report is recorded."""
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=serialise({"pk": customer_pk(customer_id), "sk": identity_sk(identity)}),
+                UpdateExpression="SET undeliverable = :u",
+                ConditionExpression="attribute_exists(pk) AND "
+                "(attribute_not_exists(undeliverable) OR undeliverable.#at < :at)",
+                ExpressionAttributeNames={"#at": "at"},
+                ExpressionAttributeValues=serialise({":u": {"at": at, "reason": reason}, ":at": at}),
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def set_open_conversation(self, customer_id: str, conversation_id: str) -> dict[str, Any]:
         """The update action that marks ``conversation_id`` open, if none is (for a transaction).
 
@@ -940,6 +960,7 @@ def to_customer(state: ProfileState, today: str | None = None) -> Customer:
                 verified=bool(i.get("verified")),
                 added_at=i["added_at"],
                 source=i.get("source"),
+                undeliverable=i.get("undeliverable"),
             )
             for i in state.links
         ],
