@@ -30,9 +30,12 @@ lint: $(STAMP)
 	$(BIN)/mypy shared functions topology infra omni
 	PYTHONPATH=. $(BIN)/lint-imports
 
-## make bench: cost per 1M messages, cold start, handler overhead, scaling -> bench/results.md
+## make bench: cost per 1M messages, cold start, handler overhead, scaling -> build/bench/results.md
+## (untracked); make bench RECORD=1 writes the tracked bench/results.md the README quotes.
+BENCH_OUT := $(if $(RECORD),bench/results.md,build/bench/results.md)
 bench: $(STAMP)
-	$(BIN)/python -m bench.run --out bench/results.md
+	@mkdir -p $(dir $(BENCH_OUT))
+	$(BIN)/python -m bench.run --out $(BENCH_OUT)
 
 ## make deploy: pulumi up for the currently selected stack (see README).
 deploy: $(STAMP)

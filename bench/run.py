@@ -1,8 +1,11 @@
-"""``make bench``: every benchmark, one results file (``bench/results.md``) and the same on stdout.
+"""``make bench``: every benchmark, one results file and the same on stdout.
 
 ::
 
-    .venv/bin/python -m bench.run [--quick] [--out bench/results.md]
+    .venv/bin/python -m bench.run [--quick] [--out build/bench/results.md]
+
+The results go to the untracked ``build/bench/results.md`` unless ``--out`` says otherwise;
+``make bench RECORD=1`` writes the tracked ``bench/results.md`` that the README quotes.
 
 Runs, in order: :mod:`bench.cost`, :mod:`bench.coldstart`, the pytest-benchmark of
 ``bench/test_handler_overhead.py`` (in a subprocess) and :mod:`bench.scaling`, and
@@ -120,8 +123,9 @@ class Tee(io.TextIOBase):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small workloads, to try the tooling")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "results.md")
     args = parser.parse_args(argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
 
     from bench import coldstart, cost, scaling  # noqa: PLC0415 - after argument parsing
 

@@ -8,6 +8,11 @@ left out. Pulumi hashes the zip, so an unchanged function shows no diff.
 * A function's zip holds its ``source_dir`` folder, ``functions/__init__.py`` and the
   project's ``shared/`` package, at the same paths as in the repository, so the
   handler string of the topology (``functions.webchat.handler.handler``) works as is.
+  Nothing else: the deploy declaration (``topology/``), the Pulumi program (``infra/``),
+  the local runtime (``omni/``) and the benchmarks (``bench/``) never reach a function
+  (a function learns physical names from the environment variables named in
+  ``shared/platform/settings.py``); ``tests/infra/test_infra_bundling.py`` checks the
+  project's zips.
 * The layer holds the third-party runtime dependencies: ``[project].dependencies`` of
   ``pyproject.toml`` minus boto3 (the Lambda runtime has it), installed as arm64 wheels
   for the Lambda Python version under ``python/``. Installing needs PyPI, so the layer

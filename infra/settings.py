@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import pulumi
 
@@ -90,7 +91,14 @@ class StackSettings:
         )
 
 
-def email_identity_settings(topology: Topology, config: pulumi.Config) -> dict[str, dict[str, str]]:
+class EmailIdentitySettings(TypedDict):
+    """The :class:`StackSettings` fields :func:`email_identity_settings` reads from config."""
+
+    email_identities: dict[str, str]
+    email_configuration_sets: dict[str, str]
+
+
+def email_identity_settings(topology: Topology, config: pulumi.Config) -> EmailIdentitySettings:
     """The SES identity (and configuration set) of each declared e-mail identity.
 
     An identity some function is granted must be configured: secrets are not readable
@@ -110,7 +118,7 @@ def email_identity_settings(topology: Topology, config: pulumi.Config) -> dict[s
             configuration_set = config.get(identity.configuration_set_config_key)
             if configuration_set and configuration_set.strip():
                 configuration_sets[identity.name] = configuration_set.strip()
-    return {"email_identities": identities, "email_configuration_sets": configuration_sets}
+    return EmailIdentitySettings(email_identities=identities, email_configuration_sets=configuration_sets)
 
 
 def parse_recipients(value: str | None) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ from infra.components import (
     TablesArgs,
 )
 from infra.components.alarms import Alarms, AlarmsArgs, stalled_conversations_alarm
+from infra.components.buckets import SesWriter
 from infra.components.console import Console, ConsoleArgs, api_path_patterns
 from infra.components.dashboard import Dashboard, DashboardArgs
 from infra.components.email_receiving import ses_writers
@@ -100,17 +102,7 @@ def build_stack(
     region: pulumi.Output[str] = aws.get_region_output().region
     account_id: pulumi.Output[str] = aws.get_caller_identity_output().account_id
     writers = ses_writers(topology, stage, region, account_id) if topology.buckets else {}
-    encryption = Encryption(
-        "encryption",
-        EncryptionArgs(
-            topology=topology,
-            stage=stage,
-            account_id=account_id,
-            region=region,
-            receipt_rule_arns=[writer.rule_arn for group in writers.values() for writer in group],
-            deletion_window_in_days=30 if settings.deletion_protection else 7,
-        ),
-    )
+    encryption = _encryption(topology, settings, region, account_id, writers)
     key_arn = encryption.arn
     tables = Tables(
         "tables", TablesArgs(topology.tables, stage, settings.deletion_protection, kms_key_arn=key_arn)
@@ -136,49 +128,17 @@ def build_stack(
         ),
     )
     packages = FunctionPackages("packages", FunctionPackagesArgs(bundle=bundle, stage=stage))
-    buckets: Buckets | None = None
-    if topology.buckets:
-        buckets = Buckets(
-            "buckets",
-            BucketsArgs(
-                topology.buckets,
-                stage,
-                account_id,
-                ses_writers=writers,
-                force_destroy=not settings.deletion_protection,
-                kms_key_arn=key_arn,
-            ),
-        )
-
-    resources: dict[ResourceKey, ResourceRef] = {
-        ("bus", topology.bus.name): ResourceRef(physical=events.bus.name, arn=events.bus.arn)
-    }
-    for name in tables.tables:
-        resources[("table", name)] = ResourceRef(physical=tables.names[name], arn=tables.arns[name])
-    for name in queues.queues:
-        resources[("queue", name)] = ResourceRef(physical=queues.urls[name], arn=queues.arns[name])
-    for name in secrets.secrets:
-        resources[("secret", name)] = ResourceRef(physical=secrets.names[name], arn=secrets.arns[name])
-    if buckets is not None:
-        for name in buckets.buckets:
-            resources[("bucket", name)] = ResourceRef(physical=buckets.names[name], arn=buckets.arns[name])
+    buckets = (
+        _buckets(topology, settings, account_id=account_id, writers=writers, kms_key_arn=key_arn)
+        if topology.buckets
+        else None
+    )
+    resources = _resources(topology, events=events, tables=tables, queues=queues, secrets=secrets)
+    resources.update(_bucket_resources(buckets))
     if topology.email_identities:
         resources.update(email_identity_resources(settings, region, account_id))
-    websocket_apis: WebSocketApis | None = None
-    if topology.websocket_apis:
-        websocket_apis = WebSocketApis("websocket-apis", WebSocketApisArgs(topology=topology, stage=stage))
-        for name in websocket_apis.apis:
-            resources[("websocket", name)] = ResourceRef(
-                physical=websocket_apis.management_endpoints[name], arn=websocket_apis.connections_arns[name]
-            )
-    identity: AgentIdentity | None = None
-    issuer: pulumi.Input[str] | None = settings.agent_jwt_issuer
-    audience: pulumi.Input[str] | None = settings.agent_jwt_audience
-    if issuer is None and any(route.auth == "agent" for route, _ in topology.routes()):
-        identity = AgentIdentity(
-            "agent-identity", AgentIdentityArgs(stage=stage, deletion_protection=settings.deletion_protection)
-        )
-        issuer, audience = identity.issuer, identity.audience
+    websocket_apis = _websocket_apis(topology, stage, resources) if topology.websocket_apis else None
+    identity, issuer, audience = _agent_identity(topology, settings)
     # The API first, its routes after the functions: the functions that put links into
     # messages learn its endpoint (API -> functions -> integrations, no cycle).
     http_api = HttpApi(
@@ -208,36 +168,14 @@ def build_stack(
     )
     http_api.connect(functions.arns, functions.names)
 
-    email: EmailReceiving | None = None
-    if buckets is not None:
-        email = EmailReceiving(
-            "email",
-            EmailReceivingArgs(
-                topology=topology,
-                stage=stage,
-                region=region,
-                account_id=account_id,
-                function_arns=functions.arns,
-                function_names=functions.names,
-                bucket_names=buckets.names,
-                bucket_policies=buckets.policies,
-                recipients=settings.email_recipients,
-                activate=settings.activate_receipt_rule_set,
-            ),
-        )
-
-    websocket_routes: WebSocketRoutes | None = None
-    if websocket_apis is not None:
-        websocket_routes = WebSocketRoutes(
-            "websocket-routes",
-            WebSocketRoutesArgs(
-                topology=topology,
-                stage=stage,
-                apis=websocket_apis,
-                function_invoke_arns={key: f.invoke_arn for key, f in functions.functions.items()},
-                function_names=functions.names,
-            ),
-        )
+    email = (
+        _email_receiving(topology, settings, region, account_id, functions, buckets)
+        if buckets is not None
+        else None
+    )
+    websocket_routes = (
+        _websocket_routes(topology, stage, websocket_apis, functions) if websocket_apis is not None else None
+    )
     alarms = Alarms(
         "alarms", AlarmsArgs(stage=stage, alarms=(stalled_conversations_alarm(stage),), kms_key_arn=key_arn)
     )
@@ -251,18 +189,7 @@ def build_stack(
             topic_arn=alarms.topic.arn,
         ),
     )
-    console = Console(
-        "console",
-        ConsoleArgs(
-            stage=stage,
-            account_id=account_id,
-            api_endpoint=http_api.url,
-            api_paths=api_path_patterns(topology),
-            cognito_region=region if identity else None,
-            cognito_client_id=identity.client.id if identity else None,
-            force_destroy=not settings.deletion_protection,
-        ),
-    )
+    console = _console(topology, settings, region, account_id, http_api, identity)
     return OmniStack(
         alarms=alarms,
         dashboard=dashboard,
@@ -281,6 +208,162 @@ def build_stack(
         websocket_apis=websocket_apis,
         websocket_routes=websocket_routes,
         encryption=encryption,
+    )
+
+
+def _encryption(
+    topology: Topology,
+    settings: StackSettings,
+    region: pulumi.Output[str],
+    account_id: pulumi.Output[str],
+    writers: Mapping[str, Sequence[SesWriter]],
+) -> Encryption:
+    return Encryption(
+        "encryption",
+        EncryptionArgs(
+            topology=topology,
+            stage=settings.stage,
+            account_id=account_id,
+            region=region,
+            receipt_rule_arns=[writer.rule_arn for group in writers.values() for writer in group],
+            deletion_window_in_days=30 if settings.deletion_protection else 7,
+        ),
+    )
+
+
+def _console(
+    topology: Topology,
+    settings: StackSettings,
+    region: pulumi.Output[str],
+    account_id: pulumi.Output[str],
+    http_api: HttpApi,
+    identity: AgentIdentity | None,
+) -> Console:
+    return Console(
+        "console",
+        ConsoleArgs(
+            stage=settings.stage,
+            account_id=account_id,
+            api_endpoint=http_api.url,
+            api_paths=api_path_patterns(topology),
+            cognito_region=region if identity else None,
+            cognito_client_id=identity.client.id if identity else None,
+            force_destroy=not settings.deletion_protection,
+        ),
+    )
+
+
+def _bucket_resources(buckets: Buckets | None) -> dict[ResourceKey, ResourceRef]:
+    if buckets is None:
+        return {}
+    return {
+        ("bucket", name): ResourceRef(physical=buckets.names[name], arn=buckets.arns[name])
+        for name in buckets.buckets
+    }
+
+
+def _buckets(
+    topology: Topology,
+    settings: StackSettings,
+    *,
+    account_id: pulumi.Output[str],
+    writers: Mapping[str, Sequence[SesWriter]],
+    kms_key_arn: pulumi.Input[str],
+) -> Buckets:
+    return Buckets(
+        "buckets",
+        BucketsArgs(
+            topology.buckets,
+            settings.stage,
+            account_id,
+            ses_writers=writers,
+            force_destroy=not settings.deletion_protection,
+            kms_key_arn=kms_key_arn,
+        ),
+    )
+
+
+def _resources(
+    topology: Topology, *, events: EventBusComponent, tables: Tables, queues: Queues, secrets: Secrets
+) -> dict[ResourceKey, ResourceRef]:
+    """The physical name and ARN of the bus, every table, queue and secret (what grants name)."""
+    resources: dict[ResourceKey, ResourceRef] = {
+        ("bus", topology.bus.name): ResourceRef(physical=events.bus.name, arn=events.bus.arn)
+    }
+    for name in tables.tables:
+        resources[("table", name)] = ResourceRef(physical=tables.names[name], arn=tables.arns[name])
+    for name in queues.queues:
+        resources[("queue", name)] = ResourceRef(physical=queues.urls[name], arn=queues.arns[name])
+    for name in secrets.secrets:
+        resources[("secret", name)] = ResourceRef(physical=secrets.names[name], arn=secrets.arns[name])
+    return resources
+
+
+def _websocket_apis(
+    topology: Topology, stage: str, resources: dict[ResourceKey, ResourceRef]
+) -> WebSocketApis:
+    """The WebSocket APIs; each one's management endpoint and connections ARN join ``resources``."""
+    websocket_apis = WebSocketApis("websocket-apis", WebSocketApisArgs(topology=topology, stage=stage))
+    for name in websocket_apis.apis:
+        resources[("websocket", name)] = ResourceRef(
+            physical=websocket_apis.management_endpoints[name], arn=websocket_apis.connections_arns[name]
+        )
+    return websocket_apis
+
+
+def _agent_identity(
+    topology: Topology, settings: StackSettings
+) -> tuple[AgentIdentity | None, pulumi.Input[str] | None, pulumi.Input[str] | None]:
+    """The agents' JWT issuer and audience: the configured ones, else a Cognito pool of our own
+    (only when a route needs an agent)."""
+    issuer: pulumi.Input[str] | None = settings.agent_jwt_issuer
+    audience: pulumi.Input[str] | None = settings.agent_jwt_audience
+    if issuer is not None or not any(route.auth == "agent" for route, _ in topology.routes()):
+        return None, issuer, audience
+    identity = AgentIdentity(
+        "agent-identity",
+        AgentIdentityArgs(stage=settings.stage, deletion_protection=settings.deletion_protection),
+    )
+    return identity, identity.issuer, identity.audience
+
+
+def _email_receiving(
+    topology: Topology,
+    settings: StackSettings,
+    region: pulumi.Output[str],
+    account_id: pulumi.Output[str],
+    functions: Functions,
+    buckets: Buckets,
+) -> EmailReceiving:
+    return EmailReceiving(
+        "email",
+        EmailReceivingArgs(
+            topology=topology,
+            stage=settings.stage,
+            region=region,
+            account_id=account_id,
+            function_arns=functions.arns,
+            function_names=functions.names,
+            bucket_names=buckets.names,
+            bucket_policies=buckets.policies,
+            recipients=settings.email_recipients,
+            activate=settings.activate_receipt_rule_set,
+        ),
+    )
+
+
+def _websocket_routes(
+    topology: Topology, stage: str, websocket_apis: WebSocketApis, functions: Functions
+) -> WebSocketRoutes:
+    return WebSocketRoutes(
+        "websocket-routes",
+        WebSocketRoutesArgs(
+            topology=topology,
+            stage=stage,
+            apis=websocket_apis,
+            function_invoke_arns={key: f.invoke_arn for key, f in functions.functions.items()},
+            function_names=functions.names,
+        ),
     )
 
 

@@ -33,34 +33,45 @@ def _topology() -> Any:
 def topology_summary(topology: Any) -> str:
     lines = [f"bus {topology.bus.name}"]
     for fn in topology.functions:
-        triggers: list[str] = [
-            route.route_key + (" [agent]" if route.auth == "agent" else "") for route in fn.routes
-        ]
-        if fn.queue:
-            triggers.append(f"queue {fn.queue}")
-        triggers.extend(f"schedule {s.name} {s.expression}" for s in fn.schedules)
-        lines.append(f"function {fn.name}  ({fn.handler}, {fn.memory_mb} MB, {fn.timeout_s} s)")
-        lines.extend(f"    <- {trigger}" for trigger in triggers)
-        if fn.grants:
-            grants = ", ".join(f"{g.kind} {g.resource} ({g.access})" for g in fn.grants)
-            lines.append(f"    may use {grants}")
-    for rule in topology.rules:
-        matched = [*rule.detail_types] + [
-            f"{f.detail_type} if {f.field} in {list(f.values)}" for f in rule.filtered
-        ]
-        lines.append(f"rule {rule.name}: {', '.join(matched)} -> queue {rule.target_queue}")
-    for queue in topology.queues:
-        lines.append(
-            f"queue {queue.name}: batch {queue.batch_size}, visibility {queue.visibility_timeout_s} s, "
-            f"DLQ {queue.dlq_name} after {queue.max_receive_count} receives"
-        )
-    for table in topology.tables:
-        keys = table.partition_key + (f" / {table.sort_key}" if table.sort_key else "")
-        extra = "".join(f", GSI {g.name}" for g in table.gsis)
-        ttl = f", TTL {table.ttl_attribute}" if table.ttl_attribute else ""
-        lines.append(f"table {table.name}: {keys}{extra}{ttl}")
+        lines += _function_summary(fn)
+    lines += [_rule_summary(rule) for rule in topology.rules]
+    lines += [
+        f"queue {queue.name}: batch {queue.batch_size}, visibility {queue.visibility_timeout_s} s, "
+        f"DLQ {queue.dlq_name} after {queue.max_receive_count} receives"
+        for queue in topology.queues
+    ]
+    lines += [_table_summary(table) for table in topology.tables]
     lines.extend(f"secret {secret.name} (locally ${secret.local_env_var})" for secret in topology.secrets)
     return "\n".join(lines)
+
+
+def _function_summary(fn: Any) -> list[str]:
+    triggers: list[str] = [
+        route.route_key + (" [agent]" if route.auth == "agent" else "") for route in fn.routes
+    ]
+    if fn.queue:
+        triggers.append(f"queue {fn.queue}")
+    triggers.extend(f"schedule {s.name} {s.expression}" for s in fn.schedules)
+    lines = [f"function {fn.name}  ({fn.handler}, {fn.memory_mb} MB, {fn.timeout_s} s)"]
+    lines.extend(f"    <- {trigger}" for trigger in triggers)
+    if fn.grants:
+        grants = ", ".join(f"{g.kind} {g.resource} ({g.access})" for g in fn.grants)
+        lines.append(f"    may use {grants}")
+    return lines
+
+
+def _rule_summary(rule: Any) -> str:
+    matched = [*rule.detail_types] + [
+        f"{f.detail_type} if {f.field} in {list(f.values)}" for f in rule.filtered
+    ]
+    return f"rule {rule.name}: {', '.join(matched)} -> queue {rule.target_queue}"
+
+
+def _table_summary(table: Any) -> str:
+    keys = table.partition_key + (f" / {table.sort_key}" if table.sort_key else "")
+    extra = "".join(f", GSI {g.name}" for g in table.gsis)
+    ttl = f", TTL {table.ttl_attribute}" if table.ttl_attribute else ""
+    return f"table {table.name}: {keys}{extra}{ttl}"
 
 
 def cmd_topology(args: argparse.Namespace, out: TextIO) -> int:
@@ -147,10 +158,19 @@ def _play_demo(base_url: str) -> None:
             flush=True,
         )
         return
+    # The demo's narration reads on its own: the access log (one line per request, the
+    # widget's polls included) pauses while it plays; warnings and errors still show.
+    import logging  # noqa: PLC0415
+
+    access_log = logging.getLogger("omni.local.http")
+    level = access_log.level
+    access_log.setLevel(max(logging.WARNING, access_log.getEffectiveLevel()))
     try:
         demo.play(base_url)
     except Exception as exc:
         print(f"omni local --demo: the demo failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+    finally:
+        access_log.setLevel(level)
 
 
 # --------------------------------------------------------------------------- #
@@ -159,6 +179,13 @@ def _play_demo(base_url: str) -> None:
 def cmd_token(args: argparse.Namespace, out: TextIO) -> int:
     from omni.local.auth import issue_agent_token  # noqa: PLC0415
 
+    if args.agent == "me":
+        print(
+            "omni token: 'me' cannot be an agent id: in the agent API, /agents/me stands for the agent "
+            "the token belongs to. Use another id, e.g. --agent ines (the agent the demo sets up).",
+            file=sys.stderr,
+        )
+        return 2
     out.write(issue_agent_token(args.agent, args.ttl) + "\n")
     return 0
 
@@ -232,13 +259,25 @@ def cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
     stage = args.stage or state.get("stage") or "local"
     region = state.get("region") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
-    import boto3  # noqa: PLC0415
-    from boto3.dynamodb.types import TypeDeserializer  # noqa: PLC0415
-    from botocore.config import Config  # noqa: PLC0415
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
-    from omni.local.emulator import FAKE_CREDENTIALS  # noqa: PLC0415
     from omni.local.provision import physical_name  # noqa: PLC0415
+
+    table = physical_name(stage, "outbox")
+    try:
+        items = _scan_table(_dynamodb_client(endpoint, region), table)
+    except (BotoCoreError, ClientError) as exc:
+        print(f"omni outbox: cannot read table {table} at {endpoint}: {exc}", file=sys.stderr)
+        return 1
+    return _print_deliveries(items, table, as_json=args.json, out=out)
+
+
+def _dynamodb_client(endpoint: str, region: str) -> Any:
+    """A DynamoDB client of the local stack (the emulator's fake credentials unless real ones are set)."""
+    import boto3  # noqa: PLC0415
+    from botocore.config import Config  # noqa: PLC0415
+
+    from omni.local.emulator import FAKE_CREDENTIALS  # noqa: PLC0415
 
     fake = not os.environ.get("AWS_ACCESS_KEY_ID")
     session = boto3.session.Session(
@@ -246,24 +285,28 @@ def cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
         aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"] if fake else None,
         aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"] if fake else None,
     )
-    client = session.client(
+    return session.client(
         "dynamodb",
         endpoint_url=endpoint,
         config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 2}),
     )
-    table = physical_name(stage, "outbox")
+
+
+def _scan_table(client: Any, table: str) -> list[dict[str, Any]]:
+    from boto3.dynamodb.types import TypeDeserializer  # noqa: PLC0415
+
     deserializer = TypeDeserializer()
     items: list[dict[str, Any]] = []
-    try:
-        for page in client.get_paginator("scan").paginate(TableName=table):
-            items.extend(
-                {key: _plain(deserializer.deserialize(value)) for key, value in raw.items()}
-                for raw in page.get("Items", [])
-            )
-    except (BotoCoreError, ClientError) as exc:
-        print(f"omni outbox: cannot read table {table} at {endpoint}: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
+    for page in client.get_paginator("scan").paginate(TableName=table):
+        items.extend(
+            {key: _plain(deserializer.deserialize(value)) for key, value in raw.items()}
+            for raw in page.get("Items", [])
+        )
+    return items
+
+
+def _print_deliveries(items: list[dict[str, Any]], table: str, *, as_json: bool, out: TextIO) -> int:
+    if as_json:
         json.dump(
             sorted(items, key=lambda item: str(item.get("created_at") or "")), out, indent=2, default=str
         )
@@ -302,7 +345,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     local.set_defaults(run=cmd_local)
 
     token = commands.add_parser("token", help="print an agent JWT for the local API")
-    token.add_argument("--agent", required=True, help="the agent id (the token's sub)")
+    token.add_argument(
+        "--agent", required=True, help="the agent id (the token's sub), e.g. ines; any id but 'me'"
+    )
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
     token.set_defaults(run=cmd_token)
 

@@ -1,9 +1,11 @@
 """The demo journey ``make run`` plays against the running stack, over plain HTTP.
 
-It does what the real parties do: the company's site signs the logged-in customer's
-account id (``user_hash``), the browser widget opens a session and writes, the stack
-answers; later the customer writes again from another device; finally an agent, with
-a bearer token, reads the unified customer and the conversation's timeline.
+It does what the real parties do: a supervisor sets up the agent ``ines`` (offline, so
+nothing is assigned to her), the company's site signs the logged-in customer's account
+id (``user_hash``), the browser widget opens a session and writes, the stack answers;
+later the customer writes again from another device; finally the agent, with a bearer
+token, reads the unified customer and the conversation's timeline. ``ines`` stays set up:
+``omni token --agent ines`` is a token for the README's examples and the console.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime
 from typing import Any, TextIO
+from urllib.parse import quote
 
 from omni.local.auth import issue_agent_token
 from shared.channels.webchat import compute_user_hash
@@ -26,6 +29,11 @@ ACCOUNT_ID = "acct-1001"
 EMAIL = "ana.lima@example.com"
 NAME = "Ana Lima"
 REPLY_TIMEOUT_S = 20.0
+#: The agent the demo sets up; the README's examples use her token.
+AGENT_ID = "ines"
+AGENT_NAME = "Ines"
+#: The group API Gateway's JWT authorizer passes in ``cognito:groups`` for supervisors.
+SUPERVISORS_GROUP = "supervisors"
 
 
 class DemoError(RuntimeError):
@@ -55,6 +63,18 @@ def _request(
 def identity_secret() -> str:
     secret = TOPOLOGY.secret("webchat-identity")
     return os.environ.get(secret.local_env_var) or secret.local_default
+
+
+def set_up_agent(base_url: str) -> dict[str, Any]:
+    """What a supervisor does once: ``PUT /agents/ines`` with every queue's skill."""
+    from shared.domain.routing_rules import load_rules  # noqa: PLC0415
+
+    skills = {rule.skill: 5 for rule in load_rules().queues.values()}
+    supervisor = issue_agent_token(
+        "demo-supervisor", 60, extra_claims={"cognito:groups": [SUPERVISORS_GROUP]}
+    )
+    body = {"name": AGENT_NAME, "skills": skills, "max_concurrent": 3}
+    return _request("PUT", f"{base_url}/agents/{AGENT_ID}", body, token=supervisor)
 
 
 def open_session(base_url: str) -> dict[str, Any]:
@@ -93,7 +113,8 @@ def wait_for_reply(
 
 
 def fetch_timeline(base_url: str, agent_token: str) -> dict[str, Any]:
-    found = _request("GET", f"{base_url}/customers?identity=account:{ACCOUNT_ID}", token=agent_token)
+    identity = quote(f"account:{ACCOUNT_ID}", safe="")
+    found = _request("GET", f"{base_url}/customers?identity={identity}", token=agent_token)
     if not found["customers"]:
         raise DemoError("the agent API does not know the customer")
     customer = found["customers"][0]
@@ -139,7 +160,10 @@ def play(base_url: str, out: TextIO = sys.stdout) -> dict[str, Any]:
     def step(text: str) -> None:
         print(text, file=out, flush=True)
 
-    step(f"\n== Demo: a logged-in customer writes on web chat ({base_url})")
+    agent = set_up_agent(base_url)
+    skills = ", ".join(sorted(agent["skills"]))
+    step(f"\n== Demo: a supervisor sets up the agent {agent['agent_id']} (offline; skills: {skills})")
+    step(f"== A logged-in customer writes on web chat ({base_url})")
     laptop = open_session(base_url)
     step(f"   web chat session {laptop['session_id']} opened (identity verified: {laptop['verified']})")
     say(base_url, laptop, "Hi, I was charged twice for my November invoice.")
@@ -152,7 +176,7 @@ def play(base_url: str, out: TextIO = sys.stdout) -> dict[str, Any]:
     say(base_url, phone, "Any update? I still see two charges on my card.")
     step("   customer: Any update? I still see two charges on my card.")
     deadline = time.monotonic() + REPLY_TIMEOUT_S
-    agent_token = issue_agent_token("demo-agent", 600)
+    agent_token = issue_agent_token(AGENT_ID, 600)
     # Same queue, so no second acknowledgement: wait until the message is in the conversation.
     while sum(c["message_count"] for c in fetch_timeline(base_url, agent_token)["conversations"]) < 3:
         if time.monotonic() > deadline:
@@ -164,8 +188,9 @@ def play(base_url: str, out: TextIO = sys.stdout) -> dict[str, Any]:
     for line in format_timeline(timeline):
         step("   " + line if line else "")
     step(
-        "\nTry it yourself: TOKEN=$(.venv/bin/omni token --agent me); "
+        f"\nTry it yourself as {AGENT_ID}: TOKEN=$(.venv/bin/omni token --agent {AGENT_ID}); "
         f"curl -H \"Authorization: Bearer $TOKEN\" '{base_url}/customers?identity=account:{ACCOUNT_ID}'"
     )
+    step(f"The agent console: {base_url}/console/ (sign in as {AGENT_ID}).")
     step("Deliveries so far: .venv/bin/omni outbox\n")
     return timeline

@@ -117,22 +117,32 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_target(args: argparse.Namespace) -> Target:
-    outputs: dict[str, Any] = {}
-    if args.outputs:
-        try:
-            outputs = json.loads(Path(args.outputs).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DlqError(f"cannot read the stack outputs {args.outputs}: {exc}") from None
-        if not isinstance(outputs, dict):
-            raise DlqError(f"{args.outputs} is not the JSON object `pulumi stack output --json` prints")
+    outputs = _read_outputs(args.outputs) if args.outputs else {}
     if args.aws:
-        if not args.stage and not outputs:
-            raise DlqError("with --aws, say which stack: --stage STAGE or --outputs FILE")
-        stage = args.stage or _stage_from_outputs(outputs)
-        region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        return Target(
-            stage=stage, where=f"AWS ({region or 'default region'})", region=region, outputs=outputs
-        )
+        return _aws_target(args, outputs)
+    return _local_target(args, outputs)
+
+
+def _read_outputs(path: str) -> dict[str, Any]:
+    """The JSON ``pulumi stack output --json`` printed into ``path``."""
+    try:
+        outputs = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DlqError(f"cannot read the stack outputs {path}: {exc}") from None
+    if not isinstance(outputs, dict):
+        raise DlqError(f"{path} is not the JSON object `pulumi stack output --json` prints")
+    return outputs
+
+
+def _aws_target(args: argparse.Namespace, outputs: dict[str, Any]) -> Target:
+    if not args.stage and not outputs:
+        raise DlqError("with --aws, say which stack: --stage STAGE or --outputs FILE")
+    stage = args.stage or _stage_from_outputs(outputs)
+    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return Target(stage=stage, where=f"AWS ({region or 'default region'})", region=region, outputs=outputs)
+
+
+def _local_target(args: argparse.Namespace, outputs: dict[str, Any]) -> Target:
     from omni.local.state import read_state  # noqa: PLC0415
 
     state = read_state(Path(args.state_file)) or {}

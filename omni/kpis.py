@@ -77,9 +77,13 @@ def fetch(base_url: str, token: str, params: dict[str, str]) -> tuple[int, dict[
     except urllib.error.HTTPError as error:
         body = error.read()
         try:
-            return error.code, json.loads(body or b"{}")
+            answer = json.loads(body or b"{}")
         except ValueError:
-            return error.code, {"message": body[:200].decode("utf-8", "replace")}
+            answer = {"message": body[:200].decode("utf-8", "replace")}
+        # A refused token: the JWT authorizer says why in this header, not in the body.
+        if error.headers.get("WWW-Authenticate") and isinstance(answer, dict):
+            answer["www-authenticate"] = error.headers["WWW-Authenticate"]
+        return error.code, answer
 
 
 def cmd_kpis(args: argparse.Namespace, out: TextIO) -> int:
@@ -106,7 +110,8 @@ def cmd_kpis(args: argparse.Namespace, out: TextIO) -> int:
         print(f"omni kpis: cannot reach {base_url}: {exc}", file=sys.stderr)
         return 1
     if status != 200:
-        print(f"omni kpis: {status} {body.get('message', body)}", file=sys.stderr)
+        reason = f" (www-authenticate: {body['www-authenticate']})" if "www-authenticate" in body else ""
+        print(f"omni kpis: {status} {body.get('message', body)}{reason}", file=sys.stderr)
         return 1
     if args.json:
         json.dump(body, out, indent=2, sort_keys=True)

@@ -33,10 +33,9 @@ from shared.repositories.customers import (
     identity_sk,
     to_customer,
 )
-from shared.services.profiles import (
+from shared.services.profiles.erasure import erase_customer, export_customer
+from shared.services.profiles.merge import (
     MergeRefused,
-    erase_customer,
-    export_customer,
     find_root,
     merge_customers,
     merged_tree,

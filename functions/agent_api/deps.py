@@ -9,11 +9,10 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel
 
-from shared.repositories.conversations import ConversationRepository
-from shared.repositories.customers import CustomerRepository
+from shared import bootstrap
 
-customers = CustomerRepository()
-conversations = ConversationRepository(customers=customers)
+customers = bootstrap.customers()
+conversations = bootstrap.conversations()
 
 
 def json_body(status: int, model: BaseModel) -> Response[dict[str, Any]]:

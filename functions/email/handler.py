@@ -30,12 +30,13 @@ from shared.channels import email as email_channel
 from shared.contracts.events import DeliveryStatusChanged, Identity, format_timestamp, utc_now
 from shared.contracts.names import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
 from shared.domain.identity import InvalidIdentity, normalise_email
+from shared.platform import settings
 from shared.platform.bus import EventPublisher
 from shared.platform.config import require_env
 from shared.platform.observability import new_logger, new_tracer
 
-BUCKET_ENV = "INBOUND_EMAIL_BUCKET"
-PREFIX_ENV = "INBOUND_EMAIL_PREFIX"
+BUCKET_ENV = settings.INBOUND_EMAIL_BUCKET
+PREFIX_ENV = settings.INBOUND_EMAIL_PREFIX
 
 logger = new_logger()
 tracer = new_tracer()

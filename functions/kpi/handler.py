@@ -13,7 +13,6 @@ metrics in the embedded metric format (namespace ``omni``, dimensions ``service`
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Metrics
@@ -23,16 +22,23 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.kpi.processor import DETAIL_MODELS, KpiProcessor
 from shared.contracts.events import format_timestamp, utc_now
 from shared.contracts.names import PROJECT
+from shared.platform import settings
 from shared.platform.bus import EventPublisher
 from shared.platform.consumer import LoggedBatchProcessor, event_record_model
-from shared.platform.observability import correlation_of, new_logger, new_tracer, set_correlation
+from shared.platform.observability import (
+    correlation_of,
+    new_logger,
+    new_tracer,
+    set_correlation,
+    set_stage_dimension,
+)
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.kpis import KpiRepository
 
 logger = new_logger()
 tracer = new_tracer()
 metrics = Metrics(namespace=PROJECT)
-Record = event_record_model(dict)  # type: ignore[arg-type] - the detail type decides the model
+Record = event_record_model(dict)  # type: ignore[arg-type]  # the detail type decides the model
 processor = LoggedBatchProcessor(Record, logger)
 publisher = EventPublisher(source="omni.kpi")
 _kpis: KpiProcessor | None = None
@@ -87,7 +93,9 @@ def record_handler(record: Any) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    metrics.set_default_dimensions(stage=os.environ.get("OMNI_STAGE", "local"))
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+    set_stage_dimension(metrics, settings.stage())
+    return dict(
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
     )

@@ -14,9 +14,7 @@ the commit and are idempotent, so a crash in between repeats them harmlessly.
 from __future__ import annotations
 
 import copy
-import json
 import os
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,16 +41,15 @@ from shared.contracts.names import (
     NOTIFICATION_REQUESTED,
 )
 from shared.domain.kpis import (
-    CSAT_SATISFIED,
-    SCALES,
     bucket_counter,
     bucket_of,
     day_of,
     seconds_between,
-    survey_question,
     within_window,
 )
-from shared.platform import aws
+from shared.domain.surveys import CSAT_SATISFIED, SCALES, survey_question
+from shared.platform import link_settings, settings
+from shared.platform.bus import send_delayed
 from shared.platform.config import require_env
 from shared.repositories.conversations import ConversationNotFound, ConversationRepository
 from shared.repositories.kpis import (
@@ -68,10 +65,8 @@ CES_DUE = "kpi.ces_due"
 CES_SOURCE = "omni.kpi"
 #: Seconds between a resolution and the CES question (a reopen meanwhile cancels it);
 #: a negative value turns the question off.
-CES_DELAY_ENV = "OMNI_CES_DELAY_S"
+CES_DELAY_ENV = settings.OMNI_CES_DELAY_S
 DEFAULT_CES_DELAY_S = 5
-#: SQS allows at most 15 minutes of DelaySeconds.
-MAX_DELAY_S = 900
 MAX_ATTEMPTS = 5
 UNKNOWN = "unknown"
 #: Event ids kept on a conversation's state to recognise redeliveries. Only events that
@@ -271,7 +266,10 @@ class KpiProcessor:
             work.plan.add(opened_day, intent, state["channel"], counter, value)
         state["pending"] = {}
         work.metrics.append(("ConversationsStarted", 1, "Count"))
-        # Repeat contact: the customer's previous conversation on this intent, within 7 days.
+        self._repeat_contact(work, state, intent, opened_day)
+
+    def _repeat_contact(self, work: _Work, state: dict[str, Any], intent: str, opened_day: str) -> None:
+        """The customer's previous conversation on this intent, within 7 days: a repeat contact."""
         last_key = last_contact_key(state["customer_id"], intent)
         last = work.get(last_key)
         if last is not None and last.get("conversation_id") != state["conversation_id"]:
@@ -437,22 +435,7 @@ class KpiProcessor:
             work.after.append(lambda: self._schedule_ces(due, delay))
 
     def _schedule_ces(self, due: CesDue, delay: int) -> None:
-        envelope = {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": CES_DUE,
-            "source": CES_SOURCE,
-            "account": "",
-            "time": self.now(),
-            "region": os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "")),
-            "resources": [],
-            "detail": due.model_dump(mode="json"),
-        }
-        aws.client("sqs").send_message(
-            QueueUrl=require_env("KPI_QUEUE_URL"),
-            MessageBody=json.dumps(envelope),
-            DelaySeconds=max(0, min(MAX_DELAY_S, delay)),
-        )
+        send_delayed(require_env(settings.KPI_QUEUE_URL), CES_SOURCE, CES_DUE, due, delay, self.now())
 
     def _ask_survey(self, work: _Work, due: CesDue) -> None:
         """Ask the configured survey (once per conversation), unless it reopened since."""
@@ -495,12 +478,12 @@ def score_links(survey: str, customer_id: str, channel: str, conversation_id: st
         return None
     from shared.domain import links  # noqa: PLC0415 - only when a question goes out
 
-    base = links.public_base_url()
+    base = link_settings.public_base_url()
     if base is None:
         return None
     token = links.sign(
-        links.signing_secret(),
-        survey,  # type: ignore[arg-type] - "ces" or "csat"
+        link_settings.links_signing_secret(),
+        survey,  # type: ignore[arg-type]  # "ces" or "csat"
         customer_id=customer_id,
         channel=channel,
         conversation_id=conversation_id,

@@ -88,7 +88,7 @@ def feedback(
         conversation_id=claims.conversation_id,
         survey=survey,
         score=score,
-        channel=claims.channel,  # type: ignore[arg-type] - validated by the model
+        channel=claims.channel,  # type: ignore[arg-type]  # validated by the model
         answered_at=format_timestamp(now),
         correlation_id=claims.conversation_id,
     )

@@ -28,6 +28,7 @@ from functions.links import actions, pages
 from shared.contracts.events import Channel, utc_now
 from shared.contracts.names import FEEDBACK_SUBMITTED
 from shared.domain import links
+from shared.platform import link_settings
 from shared.platform.bus import EventPublisher
 from shared.platform.http import guard_body, install_error_handlers, raw_body
 from shared.platform.observability import new_logger, new_tracer
@@ -86,7 +87,7 @@ def _claims(purpose: str) -> tuple[links.LinkClaims, str]:
     if not token:
         raise Refused(400, "the link has no token; open the whole link from the message")
     try:
-        claims = links.verify(links.signing_secret(), token, purpose)  # type: ignore[arg-type]
+        claims = links.verify(link_settings.links_signing_secret(), token, purpose)  # type: ignore[arg-type]
     except links.InvalidLink as exc:
         status = 410 if exc.expired else 403 if exc.reason in _FORBIDDEN else 400
         raise Refused(status, exc.reason) from exc

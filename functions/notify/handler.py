@@ -13,10 +13,7 @@ wrapped so the provider request lands in the outbox instead of being sent.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -24,26 +21,16 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.notify.notifier import Notifier, UnsubscribeLinks, WebchatAdapter
+from functions.notify.notifier import Notifier, UnsubscribeLinks
+from shared import bootstrap
 from shared.contracts.events import NotificationRequested, format_timestamp, utc_now
 from shared.contracts.names import NOTIFICATION_REQUESTED
-from shared.outbound.adapters import (
-    OUTBOUND_MODE_ENV,
-    Adapter,
-    LocalOutboxAdapter,
-    MessengerAdapter,
-    SesEmailAdapter,
-    TwilioSmsAdapter,
-    TwilioVoiceAdapter,
-    WhatsAppAdapter,
-)
-from shared.platform import aws
+from shared.outbound.registry import build_adapters
+from shared.platform import settings
+from shared.platform.bus import send_delayed
 from shared.platform.config import require_env
 from shared.platform.consumer import LoggedBatchProcessor, event_record_model
 from shared.platform.observability import new_logger, new_tracer, set_correlation
-from shared.repositories.conversations import ConversationRepository
-from shared.repositories.customers import CustomerRepository
-from shared.repositories.outbox import OutboxRepository
 
 logger = new_logger()
 tracer = new_tracer()
@@ -54,36 +41,23 @@ processor = LoggedBatchProcessor(Record, logger)
 clock: Callable[[], datetime] = utc_now
 #: SQS allows at most 15 minutes of DelaySeconds; a longer wait takes several hops.
 MAX_DEFER_S = 900
-NOTIFY_QUEUE_ENV = "NOTIFY_QUEUE_URL"
+NOTIFY_QUEUE_ENV = settings.NOTIFY_QUEUE_URL
 #: Source of the re-queued (deferred) requests.
 DEFER_SOURCE = "omni.notify"
 
 _notifier: Notifier | None = None
 
-
-def build_adapters(mode: str | None = None) -> dict[str, Adapter]:
-    providers: list[Adapter] = [
-        TwilioSmsAdapter(),
-        TwilioVoiceAdapter(),
-        WhatsAppAdapter(),
-        MessengerAdapter(),
-        SesEmailAdapter(),
-    ]
-    if (mode if mode is not None else os.environ.get(OUTBOUND_MODE_ENV)) == "local":
-        providers = [LocalOutboxAdapter(adapter) for adapter in providers]
-    adapters: dict[str, Adapter] = {adapter.channel: adapter for adapter in providers}
-    adapters["webchat"] = WebchatAdapter()
-    return adapters
+__all__ = ["build_adapters", "defer", "handler", "notifier"]
 
 
 def notifier() -> Notifier:
+    """Built on first use (adapters from the environment then: ``OMNI_OUTBOUND_MODE``)."""
     global _notifier  # noqa: PLW0603 - one per container, built on first use
     if _notifier is None:
-        customers = CustomerRepository()
         _notifier = Notifier(
-            outbox=OutboxRepository(),
-            conversations=ConversationRepository(customers=customers),
-            customers=customers,
+            outbox=bootstrap.outbox(),
+            conversations=bootstrap.conversations(),
+            customers=bootstrap.customers(),
             adapters=build_adapters(),
             unsubscribe_links=UnsubscribeLinks(),
         )
@@ -93,21 +67,10 @@ def notifier() -> Notifier:
 def defer(request: NotificationRequested, until: datetime, now: datetime) -> int:
     """Put the request back on the notify queue, due at ``until`` or after one 15-minute hop."""
     delay = max(1, min(MAX_DEFER_S, math.ceil((until - now).total_seconds())))
-    envelope = {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": NOTIFICATION_REQUESTED,
-        "source": DEFER_SOURCE,
-        "account": "",
-        "time": format_timestamp(now),
-        "region": os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "")),
-        "resources": [],
-        "detail": request.model_dump(mode="json"),
-    }
-    aws.client("sqs").send_message(
-        QueueUrl=require_env(NOTIFY_QUEUE_ENV), MessageBody=json.dumps(envelope), DelaySeconds=delay
+    queue_url = require_env(NOTIFY_QUEUE_ENV)
+    return send_delayed(
+        queue_url, DEFER_SOURCE, NOTIFICATION_REQUESTED, request, delay, format_timestamp(now)
     )
-    return delay
 
 
 @tracer.capture_method
@@ -141,6 +104,8 @@ def record_handler(record: Any) -> None:
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+    return dict(
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
     )

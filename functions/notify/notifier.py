@@ -28,12 +28,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 
-from shared.contracts.events import Identity, NotificationRequested, format_timestamp
+from functions.notify.facts import conversation_facts, customer_facts, parse_time
+from shared.contracts.events import NotificationRequested, format_timestamp
 from shared.outbound.adapters import (
     Accepted,
     Adapter,
@@ -46,28 +47,26 @@ from shared.outbound.adapters import (
 from shared.outbound.policy import (
     CHANNEL_OF_IDENTITY,
     Candidate,
+    ChannelPlan,
     ConversationFacts,
     CustomerFacts,
-    QuietHours,
     choose_channels,
     defers_for_quiet_hours,
     is_reply,
     next_allowed_time,
     window_open,
 )
-from shared.outbound.templates import Rendered, TemplateError, TemplateStore
-from shared.outbound.webchat_push import WebchatPusher
+from shared.outbound.templates import Rendered, TemplateError, TemplateStore, WhatsAppTemplate
+from shared.platform import link_settings
 from shared.repositories.conversations import ConversationNotFound, ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import ATTEMPTING, OutboxRepository
-from shared.repositories.webchat import WebchatRepository
 
 __all__ = [
     "CHANNEL_OF_IDENTITY",
     "DeliveryFailed",
     "Notifier",
     "Outcome",
-    "WebchatAdapter",
 ]
 
 _log = Logger(child=True)
@@ -77,6 +76,11 @@ _log = Logger(child=True)
 ATTEMPT_LEASE = timedelta(seconds=120)
 FINAL_STATUSES = frozenset({"sent", "delivered", "read", "failed"})
 
+
+#: A channel the message went out on: the candidate, the message, the provider's acceptance.
+Delivered = tuple[Candidate, OutboundMessage, Accepted]
+#: An attempt accepted in this run: channel, provider message id, details.
+Fresh = tuple[str, str | None, dict[str, str] | None]
 
 #: Mints the one-click unsubscribe URL of a customer's e-mail notification (None: no URL).
 UnsubscribeLinkMinter = Callable[[str, datetime], str | None]
@@ -98,8 +102,8 @@ class UnsubscribeLinks:
         from shared.domain import links  # noqa: PLC0415 - only notify mints links
 
         self._links = links
-        self._base_url = base_url or links.public_base_url
-        self._secret = secret or links.signing_secret
+        self._base_url = base_url or link_settings.public_base_url
+        self._secret = secret or link_settings.links_signing_secret
         self._warned = False
 
     def __call__(self, customer_id: str, now: datetime) -> str | None:
@@ -122,59 +126,6 @@ class AttemptInFlight(Exception):
     """Another invocation is sending this notification on this channel right now; retry later."""
 
 
-class WebchatAdapter:
-    """Delivers into the web chat session, where the widget's polling picks it up, and
-    pushes it to the session's open WebSockets (:mod:`shared.outbound.webchat_push`).
-
-    Our own table, keyed by the notification id: sending twice stores (and pushes) one message.
-    """
-
-    channel = "webchat"
-    provider = "webchat"
-    idempotent = True
-
-    def __init__(
-        self, sessions: WebchatRepository | None = None, pusher: WebchatPusher | None = None
-    ) -> None:
-        self.sessions = sessions or WebchatRepository()
-        self.pusher = pusher or WebchatPusher()
-
-    def build(self, message: OutboundMessage) -> ProviderRequest:
-        if message.to.type != "webchat":
-            raise DeliveryFailed("wrong_recipient", f"web chat cannot reach a {message.to.type} identity")
-        body = {"session_id": message.to.value, "message_id": message.notification_id, "text": message.text}
-        return ProviderRequest(self.provider, "PUT", f"webchat:{message.to.value}", "api", body)
-
-    def send(self, request: ProviderRequest, message: OutboundMessage) -> Accepted:
-        stored = self.sessions.add_message(
-            message.to.value,
-            "outbound",
-            message.notification_id,
-            message.text,
-            message.timestamp,
-            message.epoch,
-            author="bot",
-        )
-        if stored:
-            self.pusher.push(
-                message.to.value,
-                {
-                    "message_id": message.notification_id,
-                    "direction": "outbound",
-                    "text": message.text,
-                    "timestamp": message.timestamp,
-                    "author": "bot",
-                },
-            )
-        return Accepted(message.notification_id)
-
-    def find_sent(self, request: ProviderRequest, message: OutboundMessage, since: datetime) -> str | None:
-        return None
-
-    def simulate(self, request: ProviderRequest, message: OutboundMessage) -> Accepted:
-        return self.send(request, message)
-
-
 @dataclass(frozen=True)
 class Outcome:
     notification_id: str
@@ -190,90 +141,6 @@ class Outcome:
 
 
 # --------------------------------------------------------------------------- #
-# Facts
-# --------------------------------------------------------------------------- #
-def customer_facts(customer_id: str, customers: CustomerRepository) -> CustomerFacts | None:
-    """What notify needs of a customer, read defensively from the profile.
-
-    Profile attributes used: ``preferences.channels`` (ordered list), ``preferences.all``
-    (bool: every listed channel), ``language``, ``timezone`` (IANA), ``quiet_hours``
-    (``{"start": "HH:MM", "end": "HH:MM"}``, also accepted under ``preferences``) and
-    ``consent_<channel>`` (``{status, at, source}``) via :meth:`CustomerRepository.get`.
-    """
-    customer = customers.get(customer_id)
-    if customer is None:
-        return None
-    profile = customers.get_profile(customer_id) or {}
-    if profile.get("erased_at") or profile.get("erased"):
-        return CustomerFacts(customer_id)  # erased: no identities, nobody can be reached
-    preferences = profile.get("preferences") if isinstance(profile.get("preferences"), dict) else {}
-    channels = preferences.get("channels") or []
-    preferred = tuple(str(c) for c in channels if isinstance(c, str)) if isinstance(channels, list) else ()
-    quiet_raw = profile.get("quiet_hours") or preferences.get("quiet_hours")
-    identities = []
-    for known in customer.identities:
-        try:
-            identities.append(Identity(type=known.type, value=known.value, verified=known.verified))  # type: ignore[arg-type]
-        except ValueError:
-            continue
-    return CustomerFacts(
-        customer_id=customer_id,
-        identities=tuple(identities),
-        consent={channel: consent.status for channel, consent in customer.consent.items()},
-        preferred=preferred,
-        all_channels=bool(preferences.get("all") or preferences.get("all_channels")),
-        language=_str_or_none(profile.get("language") or preferences.get("language")),
-        timezone=_str_or_none(profile.get("timezone") or preferences.get("timezone")),
-        quiet_hours=QuietHours.parse(quiet_raw) if quiet_raw else QuietHours(),
-    )
-
-
-def conversation_facts(
-    conversation_id: str, conversations: ConversationRepository
-) -> ConversationFacts | None:
-    conversation = conversations.get(conversation_id, message_limit=500)
-    if conversation is None:
-        return None
-    last_inbound: dict[str, datetime] = {}
-    last_email_id = None
-    for message in conversation.messages:
-        if message.direction != "inbound":
-            continue
-        at = _parse_time(message.timestamp)
-        if at is not None and (message.channel not in last_inbound or at > last_inbound[message.channel]):
-            last_inbound[message.channel] = at
-        if message.channel == "email":
-            last_email_id = message.message_id.removeprefix("email#")
-    reply_to = None
-    if conversation.reply_to:
-        try:
-            reply_to = Identity(**conversation.reply_to)
-        except ValueError:
-            reply_to = None
-    latest_channel = max(last_inbound, key=lambda c: last_inbound[c]) if last_inbound else None
-    return ConversationFacts(
-        conversation_id=conversation_id,
-        customer_opened=bool(last_inbound),
-        last_inbound_channel=latest_channel,
-        reply_to=reply_to,
-        last_inbound_at=last_inbound,
-        last_email_message_id=last_email_id,
-    )
-
-
-def _str_or_none(value: Any) -> str | None:
-    return str(value) if isinstance(value, str) and value else None
-
-
-def _parse_time(value: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (AttributeError, ValueError):
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-# --------------------------------------------------------------------------- #
 # Content per channel
 # --------------------------------------------------------------------------- #
 def compose(
@@ -286,23 +153,7 @@ def compose(
     """The message for one channel; raises :class:`DeliveryFailed` when it cannot go there."""
     text = rendered.text if rendered else request.text
     subject = (rendered.subject if rendered else None) or request.subject
-    whatsapp_template = None
-    if candidate.channel in ("whatsapp", "messenger", "instagram") and not window_open(
-        candidate.channel, conversation, now
-    ):
-        if candidate.channel == "whatsapp" and rendered is not None and rendered.whatsapp is not None:
-            whatsapp_template = rendered.whatsapp
-        elif candidate.channel == "whatsapp":
-            raise DeliveryFailed(
-                "outside_whatsapp_window",
-                "free text goes out on WhatsApp only within 24 h of the customer's last WhatsApp "
-                "message; this request has no approved WhatsApp template",
-            )
-        else:
-            raise DeliveryFailed(
-                f"outside_{candidate.channel}_window",
-                f"{candidate.channel} allows messages only within 24 h of the customer's last message",
-            )
+    whatsapp_template = _outside_window(candidate.channel, rendered, conversation, now)
     if not text.strip() and whatsapp_template is None:
         raise DeliveryFailed("empty_message", "the request has neither text nor a template")
     in_reply_to = None
@@ -320,6 +171,28 @@ def compose(
         whatsapp_template=whatsapp_template,
         in_reply_to=in_reply_to,
         unsubscribe=not is_reply(request),
+    )
+
+
+def _outside_window(
+    channel: str, rendered: Rendered | None, conversation: ConversationFacts | None, now: datetime
+) -> WhatsAppTemplate | None:
+    """The approved WhatsApp template to use outside the 24-hour window (None: free text may go).
+
+    Raises :class:`DeliveryFailed` when the channel's window is closed and nothing else may go."""
+    if channel not in ("whatsapp", "messenger", "instagram") or window_open(channel, conversation, now):
+        return None
+    if channel == "whatsapp" and rendered is not None and rendered.whatsapp is not None:
+        return rendered.whatsapp
+    if channel == "whatsapp":
+        raise DeliveryFailed(
+            "outside_whatsapp_window",
+            "free text goes out on WhatsApp only within 24 h of the customer's last WhatsApp "
+            "message; this request has no approved WhatsApp template",
+        )
+    raise DeliveryFailed(
+        f"outside_{channel}_window",
+        f"{channel} allows messages only within 24 h of the customer's last message",
     )
 
 
@@ -348,22 +221,7 @@ class Notifier:
 
     def handle(self, request: NotificationRequested, now: datetime) -> Outcome:
         at = format_timestamp(now)
-        item, _ = self.outbox.start(
-            {
-                "notification_id": request.notification_id,
-                "customer_id": request.customer_id,
-                "conversation_id": request.conversation_id,
-                "kind": request.kind,
-                "urgency": request.urgency,
-                "urgent": request.urgent,
-                "template": request.template,
-                "channel": request.channel,
-                "recipient": request.to.key if request.to else None,
-                "text": request.text,
-                "author": request.author,
-                "created_at": at,
-            }
-        )
+        item = self._start(request, at)
         if item.get("status") in FINAL_STATUSES:
             return Outcome(request.notification_id, "already_done", item.get("channel"))
         started = bool(item.get("attempts"))
@@ -383,22 +241,63 @@ class Notifier:
                 self.outbox.defer(request.notification_id, format_timestamp(until), at)
                 return Outcome(request.notification_id, "deferred", until=until)
 
-        rendered = None
-        if request.template:
-            try:
-                template = self.templates.get(request.template)
-                rendered = template.render(request.variables, request.language or customer.language)
-            except TemplateError as exc:
-                return self._fail(request, item, exc.code, str(exc), now)
+        try:
+            rendered = self._render(request, customer)
+        except TemplateError as exc:
+            return self._fail(request, item, exc.code, str(exc), now)
 
         plan = choose_channels(request, customer, conversation)
         skipped = list(plan.skipped)
         if not plan.candidates:
             return self._fail(request, item, "no_channel", plan.reason(), now, skipped)
+        accepted, fresh = self._deliver(request, item, plan, rendered, conversation, now, skipped)
+        if not accepted:
+            return self._fail(request, item, "all_channels_failed", _describe(skipped), now, skipped)
+        return self._succeed(request, item, accepted, rendered, skipped, now, fresh)
 
-        accepted: list[tuple[Candidate, OutboundMessage, Accepted]] = []
-        #: Attempts this run got accepted, still to be settled (with the status, in one write).
-        fresh: list[tuple[str, str | None, dict[str, str] | None]] = []
+    def _start(self, request: NotificationRequested, at: str) -> dict[str, Any]:
+        """The outbox item of the request (written now when it is new)."""
+        item, _ = self.outbox.start(
+            {
+                "notification_id": request.notification_id,
+                "customer_id": request.customer_id,
+                "conversation_id": request.conversation_id,
+                "kind": request.kind,
+                "urgency": request.urgency,
+                "urgent": request.urgent,
+                "template": request.template,
+                "channel": request.channel,
+                "recipient": request.to.key if request.to else None,
+                "text": request.text,
+                "author": request.author,
+                "created_at": at,
+            }
+        )
+        return item
+
+    def _render(self, request: NotificationRequested, customer: CustomerFacts) -> Rendered | None:
+        """The request's template in the customer's language (None: free text); raises TemplateError."""
+        if not request.template:
+            return None
+        template = self.templates.get(request.template)
+        return template.render(request.variables, request.language or customer.language)
+
+    def _deliver(
+        self,
+        request: NotificationRequested,
+        item: dict[str, Any],
+        plan: ChannelPlan,
+        rendered: Rendered | None,
+        conversation: ConversationFacts | None,
+        now: datetime,
+        skipped: list[tuple[str, str]],
+    ) -> tuple[list[Delivered], list[Fresh]]:
+        """Try the plan's channels in order (all of them on fan-out); failures go to ``skipped``.
+
+        Returns what was accepted and the attempts this run got accepted, still to be settled
+        (with the status, in one write)."""
+        accepted: list[Delivered] = []
+        fresh: list[Fresh] = []
         for candidate in plan.candidates:
             adapter = self.adapters.get(candidate.channel)
             try:
@@ -418,9 +317,7 @@ class Notifier:
                 )
             if not plan.fan_out:
                 break
-        if not accepted:
-            return self._fail(request, item, "all_channels_failed", _describe(skipped), now, skipped)
-        return self._succeed(request, item, accepted, rendered, skipped, now, fresh)
+        return accepted, fresh
 
     # -- one channel ------------------------------------------------------ #
     def _with_unsubscribe_link(self, message: OutboundMessage, now: datetime) -> OutboundMessage:
@@ -490,7 +387,7 @@ class Notifier:
             raise RuntimeError(f"attempt {message.idempotency_key} is in unknown state {state!r}")
         if adapter.idempotent:
             return None  # sending the same key again has one effect
-        started = _parse_time(str(attempt.get("started_at"))) or now
+        started = parse_time(str(attempt.get("started_at"))) or now
         if now - started < self.lease:
             raise AttemptInFlight(
                 f"{message.idempotency_key} is being sent since {attempt.get('started_at')}"
@@ -546,11 +443,11 @@ class Notifier:
         self,
         request: NotificationRequested,
         item: dict[str, Any],
-        accepted: list[tuple[Candidate, OutboundMessage, Accepted]],
+        accepted: list[Delivered],
         rendered: Rendered | None,
         skipped: list[tuple[str, str]],
         now: datetime,
-        fresh: list[tuple[str, str | None, dict[str, str] | None]],
+        fresh: list[Fresh],
     ) -> Outcome:
         candidate, message, result = accepted[0]
         self._timeline(request, item, candidate.channel, message.text, "sent")

@@ -3,7 +3,7 @@
 Consumes the proactive queue, fed by the ``behaviour-events`` rule (sources ``omni.*``).
 Publishes ``notification.requested`` (a shipping update after repeated order-status
 checks) and ``agent.assigned`` (a retention task handed to an agent). The rules are
-``functions/proactive/proactive_rules.toml`` (see ``service.py`` beside it). An event that breaks the
+``functions/proactive/proactive_rules.toml`` (see ``rules.py`` beside it). An event that breaks the
 documented schema fails its record and ends in the dead-letter queue, with the reason in
 the log; an event about an unknown customer is logged and dropped.
 """
@@ -15,26 +15,19 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.proactive.service import BehaviourDetail, Proactive
+from functions.proactive.events import BehaviourDetail
+from functions.proactive.service import Proactive
+from shared import bootstrap
 from shared.contracts.events import format_timestamp, utc_now
-from shared.platform.bus import EventPublisher
 from shared.platform.consumer import LoggedBatchProcessor, event_record_model
 from shared.platform.observability import new_logger, new_tracer, set_correlation, with_correlation
-from shared.repositories.agents import AgentRepository
-from shared.repositories.behaviour import BehaviourRepository
-from shared.repositories.conversations import ConversationRepository
-from shared.repositories.customers import CustomerRepository
-from shared.services.desk import Desk
 
 logger = new_logger()
 tracer = new_tracer()
 Record = event_record_model(BehaviourDetail)
 processor = LoggedBatchProcessor(Record, logger)
-customers = CustomerRepository()
-conversations = ConversationRepository(customers=customers)
-agents = AgentRepository()
-behaviour = BehaviourRepository()
-publisher = EventPublisher(source="omni.proactive")
+behaviour = bootstrap.behaviour()
+publisher = bootstrap.publisher("omni.proactive")
 _proactive: Proactive | None = None
 
 
@@ -42,7 +35,7 @@ def proactive() -> Proactive:
     """Built on first use: the rules files are read and validated once per container."""
     global _proactive  # noqa: PLW0603 - one per container
     if _proactive is None:
-        _proactive = Proactive(behaviour, Desk(conversations, agents, customers))
+        _proactive = Proactive(behaviour, bootstrap.customers(), bootstrap.conversations(), bootstrap.desk())
     return _proactive
 
 
@@ -70,6 +63,8 @@ def record_handler(record: Any) -> None:
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+    return dict(
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
     )

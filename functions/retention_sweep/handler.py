@@ -13,18 +13,17 @@ Metrics (namespace ``omni``, dimensions ``service`` and ``stage``): ``RetentionE
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared import bootstrap
 from shared.contracts.events import format_timestamp, utc_now
-from shared.platform.observability import new_logger, new_tracer
-from shared.repositories.conversation_merge import ConversationMerger
-from shared.repositories.customers import CustomerRepository
-from shared.services.profiles import sweep_retention
+from shared.platform import settings
+from shared.platform.observability import new_logger, new_tracer, set_stage_dimension
+from shared.services.profiles.erasure import sweep_retention
 
 ERASED_METRIC = "RetentionErased"
 #: Stop taking new customers when less time than this is left (one erasure is a few seconds).
@@ -33,15 +32,15 @@ RESERVE_MS = 60_000
 logger = new_logger()
 tracer = new_tracer()
 metrics = Metrics()
-customers = CustomerRepository()
-merger = ConversationMerger()
+customers = bootstrap.customers()
+merger = bootstrap.merger()
 
 
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    metrics.set_default_dimensions(stage=os.environ.get("OMNI_STAGE", "local"))
+    set_stage_dimension(metrics, settings.stage())
     now = utc_now()
     result = sweep_retention(
         customers,

@@ -14,23 +14,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.routing.orders import order_lookup_from_env
 from functions.routing.router import Router
+from shared import bootstrap
 from shared.contracts.events import MessageRecorded, format_timestamp, utc_now
-from shared.platform.bus import EventPublisher
 from shared.platform.consumer import LoggedBatchProcessor, event_record_model
 from shared.platform.observability import new_logger, new_tracer, set_correlation, with_correlation
-from shared.repositories.agents import AgentRepository
-from shared.repositories.conversations import ConversationRepository
-from shared.repositories.customers import CustomerRepository
-from shared.services.desk import Desk
 
 logger = new_logger()
 tracer = new_tracer()
 Record = event_record_model(MessageRecorded)
 processor = LoggedBatchProcessor(Record, logger)
-customers = CustomerRepository()
-conversations = ConversationRepository(customers=customers)
-agents = AgentRepository()
-publisher = EventPublisher(source="omni.routing")
+customers = bootstrap.customers()
+conversations = bootstrap.conversations()
+publisher = bootstrap.publisher("omni.routing")
 _router: Router | None = None
 
 
@@ -38,8 +33,8 @@ def router() -> Router:
     """Built on first use: the rules file is read and validated once per container."""
     global _router  # noqa: PLW0603 - one per container
     if _router is None:
-        desk = Desk(conversations, agents, customers)
-        _router = Router(conversations, desk, rules=desk.rules, orders=order_lookup_from_env())
+        desk = bootstrap.desk()
+        _router = Router(conversations, customers, desk, rules=desk.rules, orders=order_lookup_from_env())
     return _router
 
 
@@ -64,6 +59,8 @@ def record_handler(record: Any) -> None:
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+    return dict(
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
     )

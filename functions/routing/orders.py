@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from shared.platform import settings
+
 
 @dataclass(frozen=True)
 class OrderStatus:
@@ -80,9 +82,9 @@ class HttpOrderLookup:
 
 
 def order_lookup_from_env() -> OrderLookup | None:
-    url = os.environ.get("ORDER_LOOKUP_URL")
+    url = os.environ.get(settings.ORDER_LOOKUP_URL)
     if url:
-        return HttpOrderLookup(url, os.environ.get("ORDER_LOOKUP_TOKEN"))
-    if os.environ.get("ORDER_LOOKUP") == "sample":
+        return HttpOrderLookup(url, os.environ.get(settings.ORDER_LOOKUP_TOKEN))
+    if os.environ.get(settings.ORDER_LOOKUP) == "sample":
         return SampleOrderLookup()
     return None

@@ -8,7 +8,6 @@ it), ``OverflowedConversations``, ``AssignedBySweep``, ``BotResolutions``.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Metrics
@@ -16,31 +15,19 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.sla_sweep.sweep import sweep
+from shared import bootstrap
 from shared.contracts.events import utc_now
-from shared.platform.bus import EventPublisher
-from shared.platform.observability import new_logger, new_tracer
-from shared.repositories.agents import AgentRepository
-from shared.repositories.conversations import ConversationRepository
-from shared.repositories.customers import CustomerRepository
-from shared.services.desk import Desk
+from shared.platform import settings
+from shared.platform.observability import new_logger, new_tracer, set_stage_dimension
 
 STALLED_METRIC = "StalledConversations"
 
 logger = new_logger()
 tracer = new_tracer()
 metrics = Metrics()
-customers = CustomerRepository()
-conversations = ConversationRepository(customers=customers)
-agents = AgentRepository()
-publisher = EventPublisher(source="omni.sla-sweep")
-_desk: Desk | None = None
-
-
-def desk() -> Desk:
-    global _desk  # noqa: PLW0603 - one per container
-    if _desk is None:
-        _desk = Desk(conversations, agents, customers)
-    return _desk
+conversations = bootstrap.conversations()
+publisher = bootstrap.publisher("omni.sla-sweep")
+desk = bootstrap.desk
 
 
 def _publish(events: Any) -> None:
@@ -52,7 +39,7 @@ def _publish(events: Any) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    metrics.set_default_dimensions(stage=os.environ.get("OMNI_STAGE", "local"))
+    set_stage_dimension(metrics, settings.stage())
     result = sweep(conversations, desk(), _publish, utc_now())
     # Always emitted (zero included), so the alarm sees data rather than "missing".
     metrics.add_metric(name=STALLED_METRIC, unit=MetricUnit.Count, value=len(result.stalled))

@@ -26,6 +26,7 @@ from shared.channels import webchat
 from shared.contracts.events import format_timestamp, utc_now
 from shared.contracts.names import MESSAGE_RECEIVED
 from shared.domain.identity import InvalidIdentity, normalise_email
+from shared.platform import settings
 from shared.platform.bus import EventPublisher
 from shared.platform.config import get_secret
 from shared.platform.http import documented, error, guard_body, install_error_handlers
@@ -47,7 +48,7 @@ publisher = EventPublisher(source="omni.webchat")
 def _authorise(session_id: str) -> webchat.SessionClaims | Response:
     try:
         token = webchat.bearer_token(app.current_event.headers.get("authorization"))
-        return webchat.verify_token(get_secret("WEBCHAT_TOKEN_SECRET_ID"), token, session_id)
+        return webchat.verify_token(get_secret(settings.WEBCHAT_TOKEN_SECRET_ID), token, session_id)
     except webchat.InvalidToken as exc:
         logger.info("web chat token refused", extra={"reason": str(exc)})
         return error(401, "a valid session token is required for this session")
@@ -68,7 +69,7 @@ def create_session(
     if info and info.user_hash:
         try:
             webchat.verify_user_hash(
-                get_secret("WEBCHAT_IDENTITY_SECRET_ID"), info.account_id, email, info.user_hash
+                get_secret(settings.WEBCHAT_IDENTITY_SECRET_ID), info.account_id, email, info.user_hash
             )
         except webchat.InvalidUserHash as exc:
             return error(401, str(exc))
@@ -87,7 +88,7 @@ def create_session(
         now,
         {"account_id": claims.account_id, "email": claims.email, "name": claims.name, "verified": verified},
     )
-    token = webchat.issue_token(get_secret("WEBCHAT_TOKEN_SECRET_ID"), claims, now)
+    token = webchat.issue_token(get_secret(settings.WEBCHAT_TOKEN_SECRET_ID), claims, now)
     logger.info("web chat session opened", extra={"session_id": claims.session_id, "verified": verified})
     body = SessionCreated(
         session_id=claims.session_id, token=token, expires_at=now + webchat.TOKEN_TTL_S, verified=verified

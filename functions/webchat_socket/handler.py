@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.channels import webchat
 from shared.contracts.events import format_timestamp, utc_now
+from shared.platform import settings
 from shared.platform.config import get_secret
 from shared.platform.observability import new_logger, new_tracer
 from shared.repositories.webchat_connections import WebchatConnectionRepository
@@ -37,7 +38,7 @@ def on_connect(event: dict[str, Any], connection_id: str) -> dict[str, Any]:
         logger.info("web chat socket refused", extra={"reason": "session_id and token are required"})
         return _status(401)
     try:
-        webchat.verify_token(get_secret("WEBCHAT_TOKEN_SECRET_ID"), token, session_id)
+        webchat.verify_token(get_secret(settings.WEBCHAT_TOKEN_SECRET_ID), token, session_id)
     except webchat.InvalidToken as exc:
         logger.info("web chat socket refused", extra={"reason": str(exc)})
         return _status(401)

@@ -21,6 +21,7 @@ are deterministic), plus the API's id.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,7 +205,7 @@ def dashboard_body(topology: Topology, stage: str, api_id: str, region: str) -> 
 
 
 def _query(
-    id_: str, namespace: str, metric: str, dimensions: dict[str, pulumi.Input[str]], stat: str = "Sum"
+    id_: str, namespace: str, metric: str, dimensions: Mapping[str, pulumi.Input[str]], stat: str = "Sum"
 ) -> Any:
     return aws.cloudwatch.MetricAlarmMetricQueryArgs(
         id=id_,

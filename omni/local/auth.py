@@ -24,7 +24,28 @@ REQUIRED_CLAIMS = ("sub", "exp")
 
 
 class Unauthorized(Exception):
-    """The token is missing, malformed, forged or expired."""
+    """The token is missing, malformed, forged or expired; the message says which."""
+
+    @property
+    def challenge(self) -> str:
+        """The ``WWW-Authenticate`` value API Gateway's JWT authorizer answers a refused request with."""
+        description = str(self).replace("\\", "").replace('"', "'")
+        return f'Bearer scope="" error="invalid_token" error_description="{description}"'
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
+    """Why PyJWT refused a token, in the words of API Gateway's JWT authorizer where it has some."""
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "the token has expired"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "the token signature is invalid"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"the token has no {exc.claim} claim"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "the token is not valid yet"
+    if isinstance(exc, jwt.DecodeError):
+        return "the token is not a valid JWT"
+    return f"the token is invalid: {exc}"
 
 
 def _quiet_default_key_warning() -> None:
@@ -72,7 +93,7 @@ def verify_agent_token(token: str, *, secret: str | None = None) -> dict[str, An
             options={"require": list(REQUIRED_CLAIMS), "verify_aud": False, "verify_iss": False},
         )
     except jwt.PyJWTError as exc:
-        raise Unauthorized(str(exc)) from exc
+        raise Unauthorized(_reason(exc)) from exc
     if not isinstance(claims, dict) or not claims.get("sub"):
         raise Unauthorized("the token has no subject")
     return claims
@@ -81,7 +102,7 @@ def verify_agent_token(token: str, *, secret: str | None = None) -> dict[str, An
 def bearer_token(authorization: str | None) -> str:
     """The token of an ``Authorization: Bearer <jwt>`` header value."""
     if not authorization:
-        raise Unauthorized("no Authorization header")
+        raise Unauthorized("the Authorization header is missing")
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("the Authorization header is not a bearer token")

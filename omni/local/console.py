@@ -11,6 +11,9 @@
   existing record, otherwise it is left as it is. Only requests from the loopback
   interface are served: a token for any agent is a development convenience only.
 
+* ``GET /`` is a small index page linking the console, ``/openapi.json`` and ``/healthz``
+  (served when the API has no route for ``/``).
+
 In the cloud the same files are served by CloudFront (``infra/components/console.py``).
 """
 
@@ -21,6 +24,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +168,30 @@ class LocalConsole:
                 body=json.dumps(body).encode() if body is not None else b"",
             )
         )
+
+
+INDEX_LINKS = (
+    (f"{CONSOLE_PREFIX}/", "the agent console", "sign in as ines (the demo's agent) or any id but 'me'"),
+    ("/openapi.json", "/openapi.json", "the agent API's OpenAPI document"),
+    ("/healthz", "/healthz", "the local stack's health: pollers, invocations, errors"),
+)
+
+
+def index_page(request: LocalRequest) -> LocalResponse:
+    """``GET /``: where to go from here."""
+    if request.method not in {"GET", "HEAD"}:
+        return _message(405, "Method Not Allowed")
+    items = "".join(
+        f'<li><a href="{href}">{label}</a>: {escape(about)}</li>' for href, label, about in INDEX_LINKS
+    )
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>omni (local)</title></head>'
+        f"<body><h1>omni: the local stack</h1><ul>{items}</ul>"
+        "<p>Agent tokens for the API: <code>.venv/bin/omni token --agent ID</code>. "
+        "Deliveries: <code>.venv/bin/omni outbox</code>.</p></body></html>"
+    )
+    headers = [("content-type", "text/html; charset=utf-8"), *_SECURITY_HEADERS]
+    return LocalResponse(200, headers, body.encode())
 
 
 def mount_console(mount: Callable[[str, Handle], None], api: Handle) -> LocalConsole:

@@ -17,6 +17,8 @@ import threading
 import urllib.request
 from typing import Any
 
+from omni.local.environ import EnvironmentPatch
+
 logger = logging.getLogger("omni.local.emulator")
 
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"
@@ -126,7 +128,7 @@ class Emulator:
     def __init__(self, endpoint_url: str | None = None, *, reset: bool = True) -> None:
         self._requested_endpoint = endpoint_url
         self._reset = reset
-        self._saved_env: dict[str, str | None] = {}
+        self._saved_env = EnvironmentPatch()
         self.endpoint_url: str | None = None
         self.region: str = DEFAULT_REGION
         self.embedded = False
@@ -182,17 +184,10 @@ class Emulator:
         }
         if not os.environ.get("AWS_ACCESS_KEY_ID") or not os.environ.get("AWS_SECRET_ACCESS_KEY"):
             wanted.update(FAKE_CREDENTIALS)
-        for key, value in wanted.items():
-            self._saved_env.setdefault(key, os.environ.get(key))
-            os.environ[key] = value
+        self._saved_env.set(wanted)
 
     def _restore_environment(self) -> None:
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved_env.clear()
+        self._saved_env.restore()
 
 
 def _post(url: str) -> None:

@@ -9,7 +9,9 @@ Behaviour copied from HTTP API:
 * the most specific route wins (a literal segment beats ``{param}``, which beats
   ``{proxy+}``); a path or method without a route is ``404 {"message":"Not Found"}``;
 * ``auth == "agent"`` routes need ``Authorization: Bearer <jwt>`` (401 ``Unauthorized``
-  otherwise) and get the claims, as strings, in ``requestContext.authorizer.jwt``;
+  otherwise, with the reason in ``www-authenticate: Bearer scope="" error="invalid_token"
+  error_description="..."``, e.g. "the token has expired") and get the claims, as
+  strings, in ``requestContext.authorizer.jwt``;
 * route throttles are token buckets (429 ``Too Many Requests``); bodies over 10 MB are
   413, and so are events over Lambda's 6 MB synchronous payload limit;
 * the body reaches the function as text only for ``text/*``, ``application/json``,
@@ -281,6 +283,40 @@ def build_event(
 ) -> dict[str, Any]:
     """The payload format 2.0 event for ``request`` on ``route``."""
     moment = now or datetime.now(UTC)
+    headers, cookies = _event_headers(request, moment, server_port)
+    query = _event_query(request.query)
+    route_key = route.route.route_key
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": request.path,
+        "rawQueryString": request.query,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    event["headers"] = headers
+    if query:
+        event["queryStringParameters"] = query
+    event["requestContext"] = _request_context(
+        request,
+        headers,
+        route_key,
+        request_id=request_id,
+        claims=claims,
+        account_id=account_id,
+        moment=moment,
+    )
+    event.update(_event_body(request.body, headers.get("content-type")))
+    if path_parameters:
+        event["pathParameters"] = dict(path_parameters)
+    return event
+
+
+def _event_headers(
+    request: LocalRequest, moment: datetime, server_port: int | None
+) -> tuple[dict[str, str], list[str]]:
+    """The event's headers (lower-case, repeated ones joined by commas, plus the ones API Gateway
+    adds) and its cookies (the ``Cookie`` headers, split)."""
     headers: dict[str, str] = {}
     cookies: list[str] = []
     for name, value in request.headers:
@@ -295,24 +331,28 @@ def build_event(
     if server_port is not None:
         headers.setdefault("x-forwarded-port", str(server_port))
     headers.setdefault("x-amzn-trace-id", f"Root=1-{int(moment.timestamp()):08x}-{uuid.uuid4().hex[:24]}")
+    return headers, cookies
 
+
+def _event_query(raw: str) -> dict[str, str]:
+    """Query string parameters; a repeated one's values joined by commas."""
     query: dict[str, str] = {}
-    for key, value in parse_qsl(request.query, keep_blank_values=True):
+    for key, value in parse_qsl(raw, keep_blank_values=True):
         query[key] = f"{query[key]},{value}" if key in query else value
+    return query
 
+
+def _request_context(
+    request: LocalRequest,
+    headers: Mapping[str, str],
+    route_key: str,
+    *,
+    request_id: str,
+    claims: Mapping[str, Any] | None,
+    account_id: str,
+    moment: datetime,
+) -> dict[str, Any]:
     domain = headers.get("host") or f"{LOCAL_API_ID}.execute-api.localhost"
-    route_key = route.route.route_key
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": request.path,
-        "rawQueryString": request.query,
-    }
-    if cookies:
-        event["cookies"] = cookies
-    event["headers"] = headers
-    if query:
-        event["queryStringParameters"] = query
     context: dict[str, Any] = {
         "accountId": account_id,
         "apiId": LOCAL_API_ID,
@@ -333,16 +373,15 @@ def build_event(
     }
     if claims is not None:
         context["authorizer"] = {"jwt": {"claims": claims_as_strings(claims), "scopes": None}}
-    event["requestContext"] = context
-    if request.body:
-        body, is_base64 = encode_body(request.body, headers.get("content-type"))
-        event["body"] = body
-        event["isBase64Encoded"] = is_base64
-    else:
-        event["isBase64Encoded"] = False
-    if path_parameters:
-        event["pathParameters"] = dict(path_parameters)
-    return event
+    return context
+
+
+def _event_body(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """``body`` and ``isBase64Encoded`` of the event (no ``body`` when the request has none)."""
+    if not body:
+        return {"isBase64Encoded": False}
+    encoded, is_base64 = encode_body(body, content_type)
+    return {"body": encoded, "isBase64Encoded": is_base64}
 
 
 # --------------------------------------------------------------------------- #
@@ -357,11 +396,23 @@ def map_response(result: Any) -> LocalResponse:
     if not (isinstance(result, dict) and "statusCode" in result):
         # Inferred format: any JSON value without a statusCode is the body of a 200.
         return LocalResponse(200, [("content-type", "application/json")], json.dumps(result).encode())
-    status = result["statusCode"]
-    if isinstance(status, str) and status.isdigit():
-        status = int(status)
+    status = _response_status(result["statusCode"])
+    headers = _response_headers(result)
+    payload = _response_body(result)
+    if not any(name == "content-type" for name, _ in headers):
+        headers.append(("content-type", "application/json"))
+    return LocalResponse(status, headers, payload)
+
+
+def _response_status(raw: Any) -> int:
+    status = int(raw) if isinstance(raw, str) and raw.isdigit() else raw
     if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
-        raise MalformedResponse(f"statusCode {result['statusCode']!r} is not an HTTP status")
+        raise MalformedResponse(f"statusCode {raw!r} is not an HTTP status")
+    return status
+
+
+def _response_headers(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``headers``, ``multiValueHeaders`` and ``cookies`` (as ``set-cookie``), names lower-cased."""
     headers: list[tuple[str, str]] = []
     for name, value in (result.get("headers") or {}).items():
         headers.append((str(name).lower(), _header_value(value)))
@@ -373,21 +424,21 @@ def map_response(result: Any) -> LocalResponse:
     if not isinstance(cookies, list):
         raise MalformedResponse("cookies is not a list")
     headers.extend(("set-cookie", str(cookie)) for cookie in cookies)
+    return headers
+
+
+def _response_body(result: Mapping[str, Any]) -> bytes:
     body = result.get("body")
     if body is None:
-        payload = b""
-    elif not isinstance(body, str):
+        return b""
+    if not isinstance(body, str):
         raise MalformedResponse(f"body must be a string, not {type(body).__name__}")
-    elif result.get("isBase64Encoded"):
-        try:
-            payload = base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise MalformedResponse(f"body is not valid base64: {exc}") from exc
-    else:
-        payload = body.encode("utf-8")
-    if not any(name == "content-type" for name, _ in headers):
-        headers.append(("content-type", "application/json"))
-    return LocalResponse(status, headers, payload)
+    if not result.get("isBase64Encoded"):
+        return body.encode("utf-8")
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedResponse(f"body is not valid base64: {exc}") from exc
 
 
 def _header_value(value: Any) -> str:
@@ -418,6 +469,8 @@ class ApiGateway:
         self.jwt_secret = jwt_secret
         #: Path prefix -> handler, served before the API's routes (``/healthz``, ``/console``).
         self.mounts: dict[str, Mount] = dict(mounts or {})
+        #: Serves ``/`` when no route does (the local stack's index page).
+        self.index: Mount | None = None
         self.server_port: int | None = None
         self._buckets: dict[str, TokenBucket] = {}
         for compiled in self.routes.routes:
@@ -454,6 +507,8 @@ class ApiGateway:
             return _message(413, "Request Entity Too Large")
         found = self.routes.match(request.method, request.path)
         if found is None:
+            if request.path == "/" and self.index is not None:
+                return self.index(request)
             return _message(404, "Not Found")
         compiled, params = found
         bucket = self._buckets.get(compiled.route.route_key)
@@ -466,7 +521,7 @@ class ApiGateway:
                 claims = auth.verify_agent_token(token, secret=self.jwt_secret())
             except auth.Unauthorized as exc:
                 logger.info("%s %s: 401 (%s)", request.method, request.path, exc)
-                return _message(401, "Unauthorized", [("www-authenticate", 'Bearer error="invalid_token"')])
+                return _message(401, "Unauthorized", [("www-authenticate", exc.challenge)])
         event = build_event(
             request,
             compiled,

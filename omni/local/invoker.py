@@ -23,7 +23,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,8 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from omni.local.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
+from omni.local.environ import patched_environment
 from omni.local.lambda_context import LambdaContext
 from omni.local.provision import DEFAULT_STAGE, physical_name
+from shared.platform import settings
 from topology import Function
 
 logger = logging.getLogger("omni.local.invoker")
@@ -111,15 +112,8 @@ class Invoker:
             handler = self._handlers.get(fn.name)
             if handler is not None:
                 return handler
-            saved = os.environ.get("POWERTOOLS_SERVICE_NAME")
-            os.environ["POWERTOOLS_SERVICE_NAME"] = fn.name
-            try:
+            with patched_environment({settings.POWERTOOLS_SERVICE_NAME: fn.name}):
                 module = importlib.import_module(fn.module)
-            finally:
-                if saved is None:
-                    os.environ.pop("POWERTOOLS_SERVICE_NAME", None)
-                else:
-                    os.environ["POWERTOOLS_SERVICE_NAME"] = saved
             handler = getattr(module, fn.attribute)
             if not callable(handler):
                 raise TypeError(f"{fn.handler} is not callable")

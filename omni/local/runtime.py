@@ -26,10 +26,11 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from omni.local.console import mount_console
+from omni.local.console import index_page, mount_console
 from omni.local.email import CONTROL_PREFIX as EMAIL_CONTROL_PREFIX
 from omni.local.email import SesReceiving
 from omni.local.emulator import DEFAULT_ACCOUNT_ID, Emulator
+from omni.local.environ import EnvironmentPatch
 from omni.local.http import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -171,7 +172,7 @@ class LocalRuntime:
         self.websockets: dict[str, LocalWebSocketApi] = {}
         self.ready = False
         self._mounts: dict[str, Mount] = {}
-        self._saved_env: dict[str, str | None] = {}
+        self._saved_env = EnvironmentPatch()
         self._sqs: Any = None
         self._health_sqs: Any = None
 
@@ -306,6 +307,7 @@ class LocalRuntime:
         self.gateway.mount(HEALTH_PATH, self._healthz)
         # The agent console (/console) and its local sign-in (/_local/token).
         mount_console(self.gateway.mount, self.gateway.handle)
+        self.gateway.index = index_page
         self.email = SesReceiving(
             self.topology,
             self.provisioned.physical,
@@ -377,17 +379,10 @@ class LocalRuntime:
         self.stop()
 
     def _export(self, env: dict[str, str]) -> None:
-        for key, value in env.items():
-            self._saved_env.setdefault(key, os.environ.get(key))
-            os.environ[key] = value
+        self._saved_env.set(env)
 
     def _restore_env(self) -> None:
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved_env.clear()
+        self._saved_env.restore()
 
     # ------------------------------------------------------------------ #
     # Extra HTTP routes
@@ -402,22 +397,10 @@ class LocalRuntime:
     # Health and idleness
     # ------------------------------------------------------------------ #
     def health(self) -> tuple[bool, dict[str, Any]]:
-        problems: list[str] = []
-        if not self.ready:
-            problems.append("not started")
-        if not self.emulator.running:
-            problems.append("emulator not running")
-        elif self._health_sqs is not None:
-            try:
-                self._health_sqs.list_queues(QueueNamePrefix=physical_name(self.stage, ""))
-            except Exception as exc:
-                problems.append(f"emulator unreachable: {type(exc).__name__}")
         pollers = {name: poller.alive for name, poller in self.pollers.items()}
+        problems = self._emulator_problems()
         problems.extend(f"poller of {name} is down" for name, alive in pollers.items() if not alive)
-        if self.scheduler is not None and self.scheduler.entries and not self.scheduler.alive:
-            problems.append("scheduler is down")
-        if self.http is None or not self.http.running:
-            problems.append("HTTP server not running")
+        problems.extend(self._server_problems())
         body: dict[str, Any] = {
             "status": "ok" if not problems else "unavailable",
             "stage": self.stage,
@@ -431,6 +414,28 @@ class LocalRuntime:
             body["invocations"] = self.invoker.invocations
             body["errors"] = self.invoker.errors
         return not problems, body
+
+    def _emulator_problems(self) -> list[str]:
+        problems: list[str] = []
+        if not self.ready:
+            problems.append("not started")
+        if not self.emulator.running:
+            problems.append("emulator not running")
+        elif self._health_sqs is not None:
+            try:
+                self._health_sqs.list_queues(QueueNamePrefix=physical_name(self.stage, ""))
+            except Exception as exc:
+                problems.append(f"emulator unreachable: {type(exc).__name__}")
+        return problems
+
+    def _server_problems(self) -> list[str]:
+        """The scheduler (when something is scheduled) and the HTTP server."""
+        problems: list[str] = []
+        if self.scheduler is not None and self.scheduler.entries and not self.scheduler.alive:
+            problems.append("scheduler is down")
+        if self.http is None or not self.http.running:
+            problems.append("HTTP server not running")
+        return problems
 
     def _healthz(self, request: LocalRequest) -> LocalResponse:
         if request.path != HEALTH_PATH:

@@ -29,13 +29,16 @@ class HttpResult:
     status: int
     body: bytes
     content_type: str
+    #: Why a 401 was refused, as API Gateway's JWT authorizer says it.
+    www_authenticate: str = ""
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
 
     def describe(self) -> str:
         text = self.body.decode(errors="replace")
-        return f"{self.status} {text[:500]}"
+        reason = f" (www-authenticate: {self.www_authenticate})" if self.www_authenticate else ""
+        return f"{self.status} {text[:500]}{reason}"
 
 
 def register_all(subparsers: Any) -> None:
@@ -84,4 +87,11 @@ def http(
         with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310 - a URL the user gave
             return HttpResult(response.status, response.read(), response.headers.get("Content-Type", ""))
     except urllib.error.HTTPError as error:
-        return HttpResult(error.code, error.read(), error.headers.get("Content-Type", ""))
+        return HttpResult(
+            error.code,
+            error.read(),
+            error.headers.get("Content-Type", ""),
+            error.headers.get("WWW-Authenticate", ""),
+        )
+    except urllib.error.URLError as error:  # no stack listening: say so, without a traceback
+        raise SystemExit(f"omni send: cannot reach {url}: {error.reason}") from error

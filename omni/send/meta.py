@@ -70,32 +70,12 @@ def whatsapp_message(
         "timestamp": str(timestamp if timestamp is not None else int(time.time())),
         "type": kind,
     }
-    if kind == "text":
-        message["text"] = {"body": text}
-    elif kind in _MIME_TYPES:
-        media: dict[str, Any] = {
-            "mime_type": _MIME_TYPES[kind],
-            "sha256": secrets.token_hex(32),
-            "id": media_id or str(secrets.randbelow(10**15) + 10**15),
-        }
-        if text and kind != "audio":
-            media["caption"] = text
-        if kind == "document":
-            media["filename"] = filename or "document.pdf"
-        message[kind] = media
+    if kind in _MIME_TYPES:
+        message[kind] = _whatsapp_media(kind, text, media_id, filename)
     elif kind == "location":
-        message["location"] = {"latitude": latitude, "longitude": longitude}
-        if text:
-            message["location"]["name"] = text
-    elif kind == "interactive":
-        message["interactive"] = {
-            "type": "button_reply",
-            "button_reply": {"id": payload or "reply-1", "title": text},
-        }
-    elif kind == "button":
-        message["button"] = {"payload": payload or text, "text": text}
+        message["location"] = _whatsapp_location(text, latitude, longitude)
     else:
-        raise ValueError(f"unknown WhatsApp message type {kind!r}")
+        message[kind] = _whatsapp_content(kind, text, payload)
     value: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "metadata": _whatsapp_metadata(phone_number_id, display_phone_number),
@@ -103,6 +83,37 @@ def whatsapp_message(
         "messages": [message],
     }
     return _whatsapp_notification(value)
+
+
+def _whatsapp_media(kind: str, text: str, media_id: str | None, filename: str | None) -> dict[str, Any]:
+    media: dict[str, Any] = {
+        "mime_type": _MIME_TYPES[kind],
+        "sha256": secrets.token_hex(32),
+        "id": media_id or str(secrets.randbelow(10**15) + 10**15),
+    }
+    if text and kind != "audio":
+        media["caption"] = text
+    if kind == "document":
+        media["filename"] = filename or "document.pdf"
+    return media
+
+
+def _whatsapp_location(name: str, latitude: float, longitude: float) -> dict[str, Any]:
+    location: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
+    if name:
+        location["name"] = name
+    return location
+
+
+def _whatsapp_content(kind: str, text: str, payload: str | None) -> dict[str, Any]:
+    """The content of a text, interactive (button reply) or button message."""
+    if kind == "text":
+        return {"body": text}
+    if kind == "interactive":
+        return {"type": "button_reply", "button_reply": {"id": payload or "reply-1", "title": text}}
+    if kind == "button":
+        return {"payload": payload or text, "text": text}
+    raise ValueError(f"unknown WhatsApp message type {kind!r}")
 
 
 def whatsapp_status(
@@ -161,19 +172,28 @@ def messenger_event(
     if postback:
         event["postback"] = {"mid": mid, "title": text, "payload": payload or text}
     else:
-        message: dict[str, Any] = {"mid": mid}
-        if text:
-            message["text"] = text
-        if attachment_url:
-            message["attachments"] = [
-                {"type": attachment_type or "image", "payload": {"url": attachment_url}}
-            ]
-        if payload:
-            message["quick_reply"] = {"payload": payload}
-        if echo:
-            message["is_echo"] = True
-        event["message"] = message
+        event["message"] = _messenger_message(mid, text, payload, attachment_type, attachment_url, echo)
     return {"object": object_name, "entry": [{"id": account, "time": at, "messaging": [event]}]}
+
+
+def _messenger_message(
+    mid: str,
+    text: str,
+    payload: str | None,
+    attachment_type: str | None,
+    attachment_url: str | None,
+    echo: bool,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"mid": mid}
+    if text:
+        message["text"] = text
+    if attachment_url:
+        message["attachments"] = [{"type": attachment_type or "image", "payload": {"url": attachment_url}}]
+    if payload:
+        message["quick_reply"] = {"payload": payload}
+    if echo:
+        message["is_echo"] = True
+    return message
 
 
 # --------------------------------------------------------------------------- #

@@ -21,8 +21,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
 from shared.channels import meta
-from shared.contracts.events import DeliveryStatusChanged, format_timestamp, utc_now
+from shared.contracts.events import Channel, DeliveryStatusChanged, format_timestamp, utc_now
 from shared.contracts.names import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
+from shared.platform import settings
 from shared.platform.bus import EventPublisher
 from shared.platform.config import get_secret
 from shared.platform.http import error, guard_body, install_error_handlers, raw_body
@@ -57,7 +58,7 @@ class MetaWebhook:
         name: str,
         path: str,
         parse: Callable[[bytes, datetime], Any],
-        channel_of: Callable[[Any], str],
+        channel_of: Callable[[Any], Channel],
         confirms_unconfirmed_sends: bool = False,
     ) -> None:
         self.name = name
@@ -90,7 +91,8 @@ class MetaWebhook:
     def _handshake(self) -> Response[Any]:
         try:
             challenge = meta.answer_handshake(
-                self.app.current_event.query_string_parameters, get_secret("META_VERIFY_TOKEN_SECRET_ID")
+                self.app.current_event.query_string_parameters,
+                get_secret(settings.META_VERIFY_TOKEN_SECRET_ID),
             )
         except meta.HandshakeRefused as refused:
             self.logger.warning("webhook handshake refused", extra={"reason": refused.reason})
@@ -102,7 +104,7 @@ class MetaWebhook:
         body = raw_body(self.app.current_event.raw_event)
         try:
             meta.verify_signature(
-                get_secret("META_APP_SECRET_SECRET_ID"),
+                get_secret(settings.META_APP_SECRET_SECRET_ID),
                 body,
                 self.app.current_event.headers.get(meta.SIGNATURE_HEADER),
             )

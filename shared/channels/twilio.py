@@ -24,7 +24,14 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
-from shared.contracts.events import Attachment, ConsentKeyword, Identity, MessageKind, MessageReceived
+from shared.contracts.events import (
+    Attachment,
+    ConsentKeyword,
+    DeliveryStatus,
+    Identity,
+    MessageKind,
+    MessageReceived,
+)
 from shared.domain.identity import InvalidIdentity, normalise_phone
 
 PROVIDER = "twilio"
@@ -216,7 +223,7 @@ def inbound_sms(
 
 
 #: Twilio's MessageStatus values onto our delivery statuses.
-DELIVERY_STATUSES: Mapping[str, str] = {
+DELIVERY_STATUSES: Mapping[str, DeliveryStatus] = {
     "accepted": "queued",
     "scheduled": "queued",
     "queued": "queued",
@@ -230,7 +237,7 @@ DELIVERY_STATUSES: Mapping[str, str] = {
 }
 
 
-def delivery_status(message_status: str) -> str | None:
+def delivery_status(message_status: str) -> DeliveryStatus | None:
     """Our status for Twilio's ``MessageStatus``; None for statuses of inbound messages or unknown ones."""
     return DELIVERY_STATUSES.get(message_status.strip().lower())
 

@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from pydantic import BaseModel, ValidationError
 
 from shared.channels import twilio
+from shared.platform import settings
 from shared.platform.config import get_secret
 from shared.platform.http import error, install_error_handlers, public_url, raw_body
 
@@ -43,7 +44,7 @@ def verified_form(app: APIGatewayHttpResolver, model: type[M]) -> M:
     """The request's parameters, after the signature check, validated as ``model``."""
     event = app.current_event.raw_event
     params = twilio.verified_form(
-        get_secret("TWILIO_AUTH_TOKEN_SECRET_ID"),
+        get_secret(settings.TWILIO_AUTH_TOKEN_SECRET_ID),
         public_url(event),
         raw_body(event),
         app.current_event.headers.get(twilio.SIGNATURE_HEADER),

@@ -24,6 +24,8 @@ from pydantic import (
 
 from shared.contracts import names
 
+#: Our delivery statuses of an outbound message (the outbox's, in order).
+DeliveryStatus = Literal["queued", "sent", "delivered", "read", "failed"]
 Channel = Literal["webchat", "sms", "whatsapp", "messenger", "instagram", "email", "voice"]
 IdentityType = Literal[
     "phone",
@@ -409,7 +411,7 @@ class DeliveryStatusChanged(_Event):
     notification_id: Annotated[str, Field(min_length=1, max_length=200)]
     channel: Channel
     provider_message_id: Annotated[str, Field(min_length=1, max_length=300)]
-    status: Literal["queued", "sent", "delivered", "read", "failed"]
+    status: DeliveryStatus
     #: When the provider says it happened (ISO 8601, UTC).
     at: str
     error_code: Annotated[str, Field(max_length=100)] | None = None

@@ -19,9 +19,10 @@ import re
 from typing import Any
 
 from shared.contracts.events import Identity, IdentityType
+from shared.platform import settings
 
 IDENTITY_TYPES: tuple[str, ...] = IdentityType.__args__  # type: ignore[attr-defined]
-DEFAULT_PHONE_REGION_ENV = "OMNI_DEFAULT_PHONE_REGION"
+DEFAULT_PHONE_REGION_ENV = settings.OMNI_DEFAULT_PHONE_REGION
 BRAZIL = 55
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")

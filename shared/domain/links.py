@@ -24,20 +24,21 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Literal
 from urllib.parse import urlencode
 
+from shared.platform import settings
+
 Purpose = Literal["unsubscribe", "ces", "csat"]
 PURPOSES: tuple[str, ...] = ("unsubscribe", "ces", "csat")
 #: Environment variable with the secret's id (``Secret("links-signing").env_var``).
-SECRET_ENV_VAR = "LINKS_SIGNING_SECRET_ID"
+SECRET_ENV_VAR = settings.LINKS_SIGNING_SECRET_ID
 #: Environment variable with the public base URL of the HTTP API (no trailing slash), set by
 #: the Pulumi program from the API's endpoint and by the local runtime from its own address,
 #: for every function that mints links.
-BASE_URL_ENV_VAR = "OMNI_PUBLIC_API_URL"
+BASE_URL_ENV_VAR = settings.OMNI_PUBLIC_API_URL
 #: Unsubscribe links work for a year (mail sits in inboxes); survey links for 30 days.
 LIFETIME_S: dict[str, int] = {"unsubscribe": 365 * 86400, "ces": 30 * 86400, "csat": 30 * 86400}
 #: Score scale per survey.
@@ -153,16 +154,3 @@ def check_score(purpose: str, score: int) -> None:
     low, high = SCALES[purpose]
     if not low <= score <= high:
         raise InvalidLink(f"score must be between {low} and {high}")
-
-
-def public_base_url() -> str | None:
-    """Where links point (``OMNI_PUBLIC_API_URL``); None when this deployment has no public API URL."""
-    value = os.environ.get(BASE_URL_ENV_VAR, "").strip()
-    return value.rstrip("/") or None
-
-
-def signing_secret() -> str:
-    """The ``links-signing`` secret (Secrets Manager through Powertools Parameters, cached)."""
-    from shared.platform.config import get_secret  # noqa: PLC0415 - only functions that mint or check links
-
-    return get_secret(SECRET_ENV_VAR)

@@ -1,7 +1,7 @@
 """Retention: a customer's data is erased a configurable number of days after their last contact.
 
 Pure day arithmetic; the repository (:mod:`shared.repositories.customers`) stores the
-result and :func:`shared.services.profiles.sweep_retention` acts on it.
+result and :func:`shared.services.profiles.erasure.sweep_retention` acts on it.
 
 Every active profile carries ``retain_until_day`` (``YYYY-MM-DD``): the day of the
 customer's last contact plus ``OMNI_RETENTION_DAYS`` (default 365), the last day their
@@ -24,7 +24,9 @@ from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import Any
 
-RETENTION_ENV = "OMNI_RETENTION_DAYS"
+from shared.platform import settings
+
+RETENTION_ENV = settings.OMNI_RETENTION_DAYS
 DEFAULT_RETENTION_DAYS = 365
 #: Profile attribute: the last day the customer's data is kept (partition key of the index).
 RETAIN_ATTRIBUTE = "retain_until_day"

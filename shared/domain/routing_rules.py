@@ -19,8 +19,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from shared.domain.rules_file import load_toml
+from shared.platform import settings
+
 DEFAULT_PATH = Path(__file__).with_name("routing_rules.toml")
-RULES_PATH_ENV = "OMNI_ROUTING_RULES"
+RULES_PATH_ENV = settings.OMNI_ROUTING_RULES
 
 Action = Literal["queue", "template", "order_status"]
 ACTIONS: tuple[str, ...] = ("queue", "template", "order_status")
@@ -252,42 +255,54 @@ def _parse_queues(
         check.fail("queues", "must declare at least one queue")
         raw_queues = {}
     for name, raw in raw_queues.items():
-        path = f"queues.{name}"
-        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,40}", name):
-            check.fail(path, "queue names are lowercase letters, digits, '-' and '_'")
-        if not isinstance(raw, dict):
-            check.fail(path, "must be a table")
-            continue
-        label = raw.get("label", {})
-        if not isinstance(label, dict) or default_language not in label:
-            check.fail(f"{path}.label", f"needs at least the default language ({default_language})")
-            label = {}
-        queues[name] = QueueRule(
-            name=name,
-            skill=check.string(raw, "skill", path) or name,
-            sla_minutes=check.integer(raw, "sla_minutes", path, minimum=0) or 0,
-            reply_sla_minutes=check.integer(raw, "reply_sla_minutes", path, minimum=0) or 0,
-            label={k: str(v) for k, v in label.items()},
-            overflow_to=check.string(raw, "overflow_to", path, required=False),
-            overflow_after_minutes=check.integer(raw, "overflow_after_minutes", path, minimum=1),
-        )
-        for key in ("sla_minutes", "reply_sla_minutes"):
-            if key not in raw:
-                check.fail(f"{path}.{key}", "is required")
+        queue = _parse_queue(check, name, raw, default_language)
+        if queue is not None:
+            queues[name] = queue
     for queue in queues.values():
-        path = f"queues.{queue.name}"
-        if queue.overflow_to is not None:
-            if queue.overflow_to not in queues:
-                check.fail(f"{path}.overflow_to", f"unknown queue {queue.overflow_to!r}")
-            elif queue.overflow_to == queue.name:
-                check.fail(f"{path}.overflow_to", "a queue cannot overflow into itself")
-            if queue.overflow_after_minutes is None:
-                check.fail(f"{path}.overflow_after_minutes", "is required with overflow_to")
+        _check_overflow(check, queue, queues)
     default_queue = check.string(data, "default_queue", "") or ""
     if queues and default_queue not in queues:
         check.fail("default_queue", f"unknown queue {default_queue!r}")
 
     return queues, default_queue
+
+
+def _parse_queue(check: _Checker, name: str, raw: Any, default_language: str) -> QueueRule | None:
+    path = f"queues.{name}"
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,40}", name):
+        check.fail(path, "queue names are lowercase letters, digits, '-' and '_'")
+    if not isinstance(raw, dict):
+        check.fail(path, "must be a table")
+        return None
+    label = raw.get("label", {})
+    if not isinstance(label, dict) or default_language not in label:
+        check.fail(f"{path}.label", f"needs at least the default language ({default_language})")
+        label = {}
+    queue = QueueRule(
+        name=name,
+        skill=check.string(raw, "skill", path) or name,
+        sla_minutes=check.integer(raw, "sla_minutes", path, minimum=0) or 0,
+        reply_sla_minutes=check.integer(raw, "reply_sla_minutes", path, minimum=0) or 0,
+        label={k: str(v) for k, v in label.items()},
+        overflow_to=check.string(raw, "overflow_to", path, required=False),
+        overflow_after_minutes=check.integer(raw, "overflow_after_minutes", path, minimum=1),
+    )
+    for key in ("sla_minutes", "reply_sla_minutes"):
+        if key not in raw:
+            check.fail(f"{path}.{key}", "is required")
+    return queue
+
+
+def _check_overflow(check: _Checker, queue: QueueRule, queues: dict[str, QueueRule]) -> None:
+    path = f"queues.{queue.name}"
+    if queue.overflow_to is None:
+        return
+    if queue.overflow_to not in queues:
+        check.fail(f"{path}.overflow_to", f"unknown queue {queue.overflow_to!r}")
+    elif queue.overflow_to == queue.name:
+        check.fail(f"{path}.overflow_to", "a queue cannot overflow into itself")
+    if queue.overflow_after_minutes is None:
+        check.fail(f"{path}.overflow_after_minutes", "is required with overflow_to")
 
 
 def _parse_templates(
@@ -308,19 +323,7 @@ def _parse_templates(
         if default_language not in texts:
             check.fail(path, f"needs a text in the default language ({default_language})")
         for lang, text in texts.items():
-            where = f"{path}.{lang}"
-            if lang not in known_languages:
-                check.fail(where, f"unknown language {lang!r}")
-            if not isinstance(text, str) or not text.strip():
-                check.fail(where, "must be a non-empty string")
-                continue
-            try:
-                used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
-            except ValueError as exc:
-                check.fail(where, f"is not a valid template: {exc}")
-                continue
-            if used - declared:
-                check.fail(where, f"uses undeclared variables {sorted(used - declared)}")
+            _check_template_text(check, f"{path}.{lang}", lang, text, declared, known_languages)
         templates[name] = Template(name=name, variables=declared, texts=dict(texts))
     for name, supplied in ROUTER_VARIABLES.items():
         if name not in templates:
@@ -330,6 +333,23 @@ def _parse_templates(
             check.fail(f"templates.{name}.variables", f"the router does not supply {extra}")
 
     return templates
+
+
+def _check_template_text(
+    check: _Checker, where: str, lang: str, text: Any, declared: frozenset[str], known_languages: set[str]
+) -> None:
+    if lang not in known_languages:
+        check.fail(where, f"unknown language {lang!r}")
+    if not isinstance(text, str) or not text.strip():
+        check.fail(where, "must be a non-empty string")
+        return
+    try:
+        used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+    except ValueError as exc:
+        check.fail(where, f"is not a valid template: {exc}")
+        return
+    if used - declared:
+        check.fail(where, f"uses undeclared variables {sorted(used - declared)}")
 
 
 def _parse_intents(
@@ -504,13 +524,4 @@ def load_rules(path: str | Path | None = None) -> RoutingRules:
 
 @lru_cache(maxsize=8)
 def _load(path: str) -> RoutingRules:
-    import tomllib  # noqa: PLC0415 - rules and templates are read on first use, not at import
-
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise RoutingConfigError(path, ["the file does not exist"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RoutingConfigError(path, [f"not valid TOML: {exc}"]) from None
-    return parse_rules(data, path)
+    return load_toml(path, parse_rules, lambda source, problem: RoutingConfigError(source, [problem]))

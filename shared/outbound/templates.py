@@ -32,6 +32,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from shared.domain.rules_file import read_toml
+
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -211,13 +213,7 @@ class TemplateStore:
 def _load(path: Path) -> Template:
     if not path.is_file():
         raise UnknownTemplate(f"no template {path.stem!r}")
-    import tomllib  # noqa: PLC0415 - rules and templates are read on first use, not at import
-
-    with path.open("rb") as handle:
-        try:
-            raw = tomllib.load(handle)
-        except tomllib.TOMLDecodeError as exc:
-            raise InvalidTemplate(f"{path.name}: {exc}") from exc
+    raw = read_toml(path, lambda source, problem: InvalidTemplate(f"{source}: {problem}"), path.name)
     template = parse_template(raw, path.name)
     if template.name != path.stem:
         raise InvalidTemplate(f"{path.name}: declares name {template.name!r}")

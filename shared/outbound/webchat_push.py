@@ -16,7 +16,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from shared.contracts.names import WEBCHAT_WEBSOCKET_ENDPOINT_ENV
+from shared.platform import settings
 from shared.repositories.webchat_connections import WebchatConnectionRepository
 
 logger = Logger(child=True)
@@ -52,7 +52,7 @@ class WebchatPusher:
     def endpoint(self) -> str | None:
         if self._endpoint:
             return self._endpoint
-        return os.environ.get(WEBCHAT_WEBSOCKET_ENDPOINT_ENV) or None
+        return os.environ.get(settings.WEBCHAT_WEBSOCKET_ENDPOINT) or None
 
     def push(self, session_id: str, message: Mapping[str, Any]) -> int:
         """Send ``{"type": "message", "message": ...}`` to each connection; returns how many got it."""

@@ -18,7 +18,7 @@ def _client(service: str) -> Any:
     import boto3  # noqa: PLC0415 - imported on first use, not at module import
 
     with _lock:  # boto3's default session is not thread-safe while creating clients
-        return boto3.client(service)
+        return boto3.client(service)  # type: ignore[call-overload]  # any service, by name
 
 
 def client(service: str) -> Any:

@@ -5,24 +5,32 @@
 some still fail the caller gets :class:`PublishError` so it can refuse the work
 (a webhook answers 503 so the provider retries; a consumer reports the batch item
 as failed so SQS redelivers it). Entries go in chunks of ten, the API's limit.
+
+:func:`send_delayed` skips the bus: it puts an event, in the envelope EventBridge would give
+it, straight on an SQS queue with ``DelaySeconds`` (a function asking itself to do something
+later: notify after quiet hours, the KPI survey question after a resolution).
 """
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
 from shared.contracts.names import EVENT_SOURCE_PREFIX
-from shared.platform import aws
+from shared.platform import aws, settings
 from shared.platform.config import require_env
 from shared.platform.observability import annotate_published
 
 MAX_ENTRIES_PER_CALL = 10
 #: PutEvents calls in flight at once when a big batch is published.
 MAX_PUBLISH_WORKERS = 8
+#: SQS allows at most 15 minutes of DelaySeconds.
+MAX_DELAY_S = 900
 
 
 class PublishError(RuntimeError):
@@ -53,7 +61,7 @@ class EventPublisher:
 
     @property
     def bus_name(self) -> str:
-        return self._bus_name or require_env("EVENT_BUS_NAME")
+        return self._bus_name or require_env(settings.EVENT_BUS_NAME)
 
     @property
     def client(self) -> Any:
@@ -115,3 +123,27 @@ class EventPublisher:
                 entry for entry, result in zip(entries, results, strict=True) if result.get("ErrorCode")
             ]
         raise PublishError(failures)
+
+
+def send_delayed(
+    queue_url: str, source: str, detail_type: str, detail: BaseModel, delay_s: int, time: str
+) -> int:
+    """Put ``detail`` on the queue in an EventBridge envelope, delivered after ``delay_s`` seconds.
+
+    The delay is clamped to what SQS allows (0-900 s); returns the delay used. ``time`` is the
+    envelope's ``time`` (the formatted "now").
+    """
+    delay = max(0, min(MAX_DELAY_S, delay_s))
+    envelope = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": "",
+        "time": time,
+        "region": settings.aws_region(),
+        "resources": [],
+        "detail": detail.model_dump(mode="json"),
+    }
+    aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(envelope), DelaySeconds=delay)
+    return delay

@@ -31,7 +31,7 @@ class _SqsRecord(SqsRecordModel):
 def event_record_model(detail: type[BaseModel]) -> type[SqsRecordModel]:
     """An SQS record model whose body is an EventBridge event with ``detail`` of that type."""
     envelope = create_model(f"{detail.__name__}Event", __base__=BusEvent, detail=(detail, ...))
-    return create_model(f"{detail.__name__}Record", __base__=_SqsRecord, body=(Json[envelope], ...))  # type: ignore[valid-type]
+    return create_model(f"{detail.__name__}Record", __base__=_SqsRecord, body=(Json[envelope], ...))  # type: ignore[valid-type,misc]
 
 
 class LoggedBatchProcessor(BatchProcessor):

@@ -19,8 +19,10 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict
 
+from shared.platform import settings
 from shared.platform.bus import PublishError
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -57,9 +59,9 @@ class ErrorBody(BaseModel):
     message: str
 
 
-def documented(success: int, model: type[BaseModel], *errors: int) -> dict[int, dict[str, Any]]:
+def documented(success: int, model: type[BaseModel], *errors: int) -> dict[int, OpenAPIResponse]:
     """OpenAPI ``responses`` for a route: its success body and the errors it can answer."""
-    responses: dict[int, dict[str, Any]] = {
+    responses: dict[int, OpenAPIResponse] = {
         success: {
             "description": HTTPStatus(success).phrase,
             "content": {"application/json": {"model": model}},
@@ -157,7 +159,7 @@ def guard_body(
     return wrap
 
 
-PUBLIC_BASE_URL_ENV = "OMNI_PUBLIC_BASE_URL"
+PUBLIC_BASE_URL_ENV = settings.OMNI_PUBLIC_BASE_URL
 
 
 def public_url(event: Mapping[str, Any]) -> str:

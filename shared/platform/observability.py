@@ -21,6 +21,8 @@
   segment with ``correlation_id``, so a message is found in X-Ray with the filter
   ``annotation.correlation_id = "sms#SM..."``; responses are not captured (they carry
   customer data).
+* **Metrics.** :func:`set_stage_dimension` gives every metric of the invocation its
+  ``stage`` dimension.
 """
 
 from __future__ import annotations
@@ -31,14 +33,16 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from pydantic import BaseModel
 
+from shared.platform import settings
+
 if TYPE_CHECKING:
-    from aws_lambda_powertools import Tracer
+    from aws_lambda_powertools import Metrics, Tracer
 
 _log = logging.getLogger(__name__)
 
@@ -144,11 +148,11 @@ def _truthy(value: str | None) -> bool:
 def tracing_enabled() -> bool:
     """Powertools' rule: on in Lambda unless ``POWERTOOLS_TRACE_DISABLED`` says otherwise;
     off in SAM or Chalice local mode and outside Lambda."""
-    if _truthy(os.getenv("POWERTOOLS_TRACE_DISABLED")):
+    if _truthy(os.getenv(settings.POWERTOOLS_TRACE_DISABLED)):
         return False
-    if not os.getenv("LAMBDA_TASK_ROOT"):
+    if not os.getenv(settings.LAMBDA_TASK_ROOT):
         return False
-    return not (os.getenv("AWS_SAM_LOCAL") or os.getenv("AWS_CHALICE_CLI_MODE"))
+    return not (os.getenv(settings.AWS_SAM_LOCAL) or os.getenv(settings.AWS_CHALICE_CLI_MODE))
 
 
 class LazyTracer:
@@ -210,7 +214,7 @@ class LazyTracer:
             if tracer is None:
                 return method(*args, **kwargs)
             if not traced:
-                traced.append(tracer.capture_method(method, capture_response=False))
+                traced.append(tracer.capture_method(cast(Any, method), capture_response=False))
             return traced[0](*args, **kwargs)
 
         wrapper.__traced_by__ = self  # type: ignore[attr-defined]
@@ -244,3 +248,19 @@ def annotate_published(events: Sequence[tuple[str, BaseModel]]) -> None:
     if _active is None:
         return
     annotate_correlation(*(correlation_of(d, getattr(d, "message_key", None)) for _, d in events))
+
+
+def set_stage_dimension(metrics: Metrics, stage: str) -> None:
+    """``stage`` as a default dimension of ``metrics`` (call it at the start of each invocation).
+
+    Powertools keeps dimensions on the ``Metrics`` class, shared by every instance in the
+    process, and re-adds the default ones after each flush. In Lambda a process serves one
+    stage, so the value never changes; the local stack and the tests run several stages'
+    functions in one process, where setting another value over the kept one would warn
+    ("Dimension 'stage' has already been added"). A changed stage replaces the old one.
+    """
+    if metrics.default_dimensions.get("stage") == stage:
+        return
+    metrics.clear_default_dimensions()
+    metrics.dimension_set.pop("stage", None)
+    metrics.set_default_dimensions(stage=stage)

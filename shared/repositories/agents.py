@@ -23,7 +23,14 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.repositories.dynamo import DynamoTable, cancellation_codes, deserialise, serialise
+from shared.platform import settings
+from shared.repositories.dynamo import (
+    CONDITION_FAILED,
+    DynamoTable,
+    cancellation_codes,
+    deserialise,
+    serialise,
+)
 
 PROFILE = "PROFILE"
 AgentStatus = Literal["available", "away", "offline"]
@@ -78,7 +85,7 @@ def _agent(item: dict[str, Any]) -> Agent:
 
 class AgentRepository:
     def __init__(self, table: DynamoTable | None = None) -> None:
-        self.table = table or DynamoTable("AGENTS_TABLE")
+        self.table = table or DynamoTable(settings.AGENTS_TABLE)
 
     # -- reads ------------------------------------------------------------- #
     def get(self, agent_id: str) -> Agent | None:
@@ -171,20 +178,17 @@ class AgentRepository:
         return saved
 
     def set_status(self, agent_id: str, status: AgentStatus, now: str) -> Agent:
-        try:
-            response = self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise({"pk": agent_pk(agent_id), "sk": PROFILE}),
-                UpdateExpression="SET #status = :status, status_at = :now",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=serialise({":status": status, ":now": now}),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise AgentNotFound(agent_id) from error
-            raise
+        response = self.table.conditional(
+            "update_item",
+            Key=serialise({"pk": agent_pk(agent_id), "sk": PROFILE}),
+            UpdateExpression="SET #status = :status, status_at = :now",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=serialise({":status": status, ":now": now}),
+            ReturnValues="ALL_NEW",
+        )
+        if response is None:
+            raise AgentNotFound(agent_id)
         return _agent(deserialise(response["Attributes"]))
 
     # -- transaction items --------------------------------------------------- #
@@ -233,4 +237,4 @@ class AgentRepository:
 
 
 def is_capacity_conflict(error: ClientError) -> bool:
-    return "ConditionalCheckFailed" in cancellation_codes(error)
+    return CONDITION_FAILED in cancellation_codes(error)

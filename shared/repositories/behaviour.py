@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from shared.repositories.dynamo import DynamoTable, is_condition_failure, serialise
+from shared.platform import settings
+from shared.repositories.dynamo import DynamoTable
 
 MAX_ATTEMPTS = 5
 
@@ -29,7 +28,7 @@ def tally_key(customer_id: str, rule: str, per: str) -> dict[str, str]:
 
 class BehaviourRepository:
     def __init__(self, table: DynamoTable | None = None) -> None:
-        self.table = table or DynamoTable("BEHAVIOUR_TABLE")
+        self.table = table or DynamoTable(settings.BEHAVIOUR_TABLE)
 
     def get(self, customer_id: str, rule: str, per: str) -> dict[str, Any] | None:
         return self.table.get(tally_key(customer_id, rule, per))
@@ -53,19 +52,12 @@ class BehaviourRepository:
                 return current
             version = int(current["version"]) if current else 0
             item = {**new, **key, "version": version + 1}
-            condition: dict[str, Any] = (
-                {
-                    "ConditionExpression": "version = :v",
-                    "ExpressionAttributeValues": serialise({":v": version}),
-                }
+            written = (
+                self.table.put_if(item, "version = :v", {":v": version})
                 if current
-                else {"ConditionExpression": "attribute_not_exists(pk)"}
+                else self.table.put_if(item, "attribute_not_exists(pk)")
             )
-            try:
-                self.table.client.put_item(TableName=self.table.name, Item=serialise(item), **condition)
-            except ClientError as error:
-                if is_condition_failure(error):
-                    continue  # counted concurrently: read again
-                raise
+            if not written:
+                continue  # counted concurrently: read again
             return item
         raise BehaviourConflict(f"{customer_id}/{rule}/{per}")

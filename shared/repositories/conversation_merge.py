@@ -27,23 +27,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
+from shared.platform import settings
+from shared.repositories import conversation_keys
+from shared.repositories.conversation_keys import (
+    BY_CUSTOMER_INDEX,
+    HANDOVER,
+    MAX_ATTEMPTS,
+    MESSAGE_PREFIX,
+    META,
+    SWITCH_PREFIX,
+    conversation_pk,
+    meta_key,
+)
+from shared.repositories.conversation_views import fields as _fields
+from shared.repositories.conversation_views import history_of, switches_of
+from shared.repositories.dynamo import DynamoTable, serialise
 
-from shared.repositories.dynamo import DynamoTable, cancellation_codes, serialise
-
-META = "META"
-BY_CUSTOMER_INDEX = "by-customer"
-MAX_ATTEMPTS = 5
 #: Copies (or deletions) per transaction, besides the META update.
 CHUNK = 90
-
-
-def conversation_pk(conversation_id: str) -> str:
-    return f"CONV#{conversation_id}"
-
-
-def _fields(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in ("pk", "sk")}
 
 
 class ThreadMergeConflict(RuntimeError):
@@ -52,7 +53,7 @@ class ThreadMergeConflict(RuntimeError):
 
 class ConversationMerger:
     def __init__(self, table: DynamoTable | None = None) -> None:
-        self.table = table or DynamoTable("CONVERSATIONS_TABLE")
+        self.table = table or DynamoTable(settings.CONVERSATIONS_TABLE)
 
     # -- reads --------------------------------------------------------------- #
     def _meta(self, conversation_id: str) -> dict[str, Any] | None:
@@ -92,43 +93,29 @@ class ConversationMerger:
         meta = next((i for i in items if i["sk"] == META), None)
         if meta is None:
             return None
-        from shared.repositories.conversations import history_of  # noqa: PLC0415 - export only
-
-        conversation = {k: v for k, v in meta.items() if k not in ("pk", "sk")}
+        conversation = _fields(meta)
         # The history, channel switches and hand-over kept in their own items (see
         # shared.repositories.conversations), exported as part of the conversation.
         conversation["transitions"] = history_of(meta, items)
-        switches = [_fields(i) for i in items if i["sk"].startswith("CHANNEL#")]
-        if switches:
-            conversation["channel_switches"] = [*conversation.get("channel_switches", []), *switches]
-        handover = next((_fields(i) for i in items if i["sk"] == "HANDOVER"), None)
+        if any(i["sk"].startswith(SWITCH_PREFIX) for i in items):
+            conversation["channel_switches"] = switches_of(meta, items)
+        handover = next((_fields(i) for i in items if i["sk"] == HANDOVER), None)
         if handover is not None:
             conversation["handover"] = handover
         return {
             "conversation": conversation,
-            "messages": [
-                {k: v for k, v in i.items() if k not in ("pk", "sk")}
-                for i in items
-                if i["sk"].startswith("MSG#")
-            ],
+            "messages": [_fields(i) for i in items if i["sk"].startswith(MESSAGE_PREFIX)],
         }
 
     # -- writes -------------------------------------------------------------- #
     def repoint(self, conversation_id: str, from_customer: str, to_customer: str) -> bool:
         """List the conversation under ``to_customer``; False if it is not ``from_customer``'s."""
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise({"pk": conversation_pk(conversation_id), "sk": META}),
-                UpdateExpression="SET customer_id = :to",
-                ConditionExpression="customer_id = :from",
-                ExpressionAttributeValues=serialise({":to": to_customer, ":from": from_customer}),
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self.table.update_if(
+            meta_key(conversation_id),
+            "SET customer_id = :to",
+            "customer_id = :from",
+            {":to": to_customer, ":from": from_customer},
+        )
 
     def merge_thread(self, source_id: str, target_id: str, merge_id: str) -> bool:
         """Make ``target_id`` the one thread holding the messages of both conversations.
@@ -143,49 +130,19 @@ class ConversationMerger:
                 return False
             if source.get("merged_into") == target_id:
                 return True
-            messages = [i for i in self._items(source_id) if i["sk"].startswith("MSG#")]
-            present = {i["sk"] for i in self._items(target_id) if i.get("merged_from") == source_id}
-            copies = [
-                {**m, "pk": conversation_pk(target_id), "merged_from": source_id}
-                for m in messages
-                if m["sk"] not in present
-            ]
+            messages = [i for i in self._items(source_id) if i["sk"].startswith(MESSAGE_PREFIX)]
+            copies = self._missing_copies(messages, source_id, target_id)
             # Copies beyond the last chunk go first, each chunk on its own (a put of an
             # identical item is harmless when repeated); the last chunk goes with the META
             # updates, which count every message of the source exactly once.
             for start in range(0, max(len(copies) - CHUNK, 0), CHUNK):
                 self._write_copies(copies[start : start + CHUNK])
             last = copies[max(len(copies) - CHUNK, 0) :] if copies else []
-            channels = list(dict.fromkeys([*target.get("channels", []), *source.get("channels", [])]))
-            target_values: dict[str, Any] = {
-                ":n": len(messages),
-                ":channels": channels,
-                ":source_list": [source_id],
-                ":empty": [],
-                ":version": target["version"],
-                ":next": target["version"] + 1,
-            }
-            target_expression = (
-                "SET message_count = message_count + :n, channels = :channels, version = :next, "
-                "merged_threads = list_append(if_not_exists(merged_threads, :empty), :source_list)"
-            )
-            latest = source.get("last_message_at")
-            if latest and latest > target.get("last_message_at", ""):
-                target_expression += ", last_message_at = :latest"
-                target_values[":latest"] = latest
             actions: list[dict[str, Any]] = [
                 {"Put": {"TableName": self.table.name, "Item": serialise(copy)}} for copy in last
             ]
             actions += [
-                {
-                    "Update": {
-                        "TableName": self.table.name,
-                        "Key": serialise({"pk": conversation_pk(target_id), "sk": META}),
-                        "UpdateExpression": target_expression,
-                        "ConditionExpression": "version = :version",
-                        "ExpressionAttributeValues": serialise(target_values),
-                    }
-                },
+                self._receive_thread(target, source_id, source, len(messages)),
                 {
                     "Update": {
                         "TableName": self.table.name,
@@ -213,6 +170,48 @@ class ConversationMerger:
                 return True
         raise ThreadMergeConflict(f"{source_id} -> {target_id}")
 
+    def _missing_copies(
+        self, messages: list[dict[str, Any]], source_id: str, target_id: str
+    ) -> list[dict[str, Any]]:
+        """Copies for ``target_id`` of the ``messages`` of ``source_id`` it does not hold yet."""
+        present = {i["sk"] for i in self._items(target_id) if i.get("merged_from") == source_id}
+        return [
+            {**m, "pk": conversation_pk(target_id), "merged_from": source_id}
+            for m in messages
+            if m["sk"] not in present
+        ]
+
+    def _receive_thread(
+        self, target: dict[str, Any], source_id: str, source: dict[str, Any], count: int
+    ) -> dict[str, Any]:
+        """Transaction item: ``target``'s META counts the ``count`` messages of ``source`` it now holds."""
+        channels = list(dict.fromkeys([*target.get("channels", []), *source.get("channels", [])]))
+        values: dict[str, Any] = {
+            ":n": count,
+            ":channels": channels,
+            ":source_list": [source_id],
+            ":empty": [],
+            ":version": target["version"],
+            ":next": target["version"] + 1,
+        }
+        expression = (
+            "SET message_count = message_count + :n, channels = :channels, version = :next, "
+            "merged_threads = list_append(if_not_exists(merged_threads, :empty), :source_list)"
+        )
+        latest = source.get("last_message_at")
+        if latest and latest > target.get("last_message_at", ""):
+            expression += ", last_message_at = :latest"
+            values[":latest"] = latest
+        return {
+            "Update": {
+                "TableName": self.table.name,
+                "Key": serialise({"pk": target["pk"], "sk": META}),
+                "UpdateExpression": expression,
+                "ConditionExpression": "version = :version",
+                "ExpressionAttributeValues": serialise(values),
+            }
+        }
+
     def forward_if_merged(self, conversation_id: str, message_sk: str) -> str:
         """The thread a just-recorded message belongs in, copying it there if its conversation
         was merged into another while it was being recorded. Idempotent."""
@@ -226,38 +225,31 @@ class ConversationMerger:
             if target is None or message is None:
                 return conversation_id
             copy = {**message, "pk": conversation_pk(target_id), "merged_from": conversation_id}
-            try:
-                self.table.client.transact_write_items(
-                    TransactItems=[
-                        {
-                            "Put": {
-                                "TableName": self.table.name,
-                                "Item": serialise(copy),
-                                "ConditionExpression": "attribute_not_exists(pk)",
-                            }
-                        },
-                        {
-                            "Update": {
-                                "TableName": self.table.name,
-                                "Key": serialise({"pk": conversation_pk(target_id), "sk": META}),
-                                "UpdateExpression": (
-                                    "SET message_count = message_count + :one, version = :next"
-                                ),
-                                "ConditionExpression": "version = :version",
-                                "ExpressionAttributeValues": serialise(
-                                    {":one": 1, ":version": target["version"], ":next": target["version"] + 1}
-                                ),
-                            }
-                        },
-                    ]
-                )
-            except ClientError as error:
-                codes = cancellation_codes(error)
-                if codes[:1] == ["ConditionalCheckFailed"]:
-                    return self.forward_if_merged(target_id, message_sk)  # copied before
-                if "ConditionalCheckFailed" in codes or "TransactionConflict" in codes:
-                    continue
-                raise
+            cancelled = self.table.transact(
+                [
+                    {
+                        "Put": {
+                            "TableName": self.table.name,
+                            "Item": serialise(copy),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table.name,
+                            "Key": serialise({"pk": conversation_pk(target_id), "sk": META}),
+                            "UpdateExpression": ("SET message_count = message_count + :one, version = :next"),
+                            "ConditionExpression": "version = :version",
+                            "ExpressionAttributeValues": serialise(
+                                {":one": 1, ":version": target["version"], ":next": target["version"] + 1}
+                            ),
+                        }
+                    },
+                ]
+            )
+            if cancelled is not None and not cancelled.condition_failed(0):
+                continue
+            # Copied (now, or before).
             return self.forward_if_merged(target_id, message_sk)
         raise ThreadMergeConflict(f"forward {message_sk} from {conversation_id}")
 
@@ -339,14 +331,7 @@ class ConversationMerger:
 
     # -- helpers ------------------------------------------------------------- #
     def _transact(self, actions: list[dict[str, Any]]) -> bool:
-        try:
-            self.table.client.transact_write_items(TransactItems=actions)
-        except ClientError as error:
-            codes = cancellation_codes(error)
-            if "ConditionalCheckFailed" in codes or "TransactionConflict" in codes:
-                return False
-            raise
-        return True
+        return self.table.transact(actions) is None
 
     def _write_copies(self, copies: list[dict[str, Any]]) -> None:
         self._batch([{"PutRequest": {"Item": serialise(c)}} for c in copies])
@@ -360,3 +345,7 @@ class ConversationMerger:
             while pending:
                 response = self.table.client.batch_write_item(RequestItems={self.table.name: pending})
                 pending = response.get("UnprocessedItems", {}).get(self.table.name, [])
+
+    def forward_message_if_merged(self, conversation_id: str, sent_at: str, message_id: str) -> str:
+        """:meth:`forward_if_merged` for the message ``message_id`` sent at ``sent_at``."""
+        return self.forward_if_merged(conversation_id, conversation_keys.message_sk(sent_at, message_id))

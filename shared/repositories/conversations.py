@@ -36,119 +36,111 @@ present only while they apply:
   for the accepted agent's reply (``wait_kind`` reply). The SLA sweep queries it; it
   projects only what the sweep reads.
 
-Status: ``open`` -> ``bot`` | ``queued``; ``queued`` -> ``assigned`` (an agent was chosen)
--> ``active`` (the agent accepted); any -> ``resolved``; a resolved conversation reopens
+Status (see :mod:`shared.domain.conversation_status`): ``open`` -> ``bot`` | ``queued``;
+``queued`` -> ``assigned`` -> ``active``; any -> ``resolved``; a resolved conversation reopens
 (``open``) when the customer writes within the reopen window. Every change of status is
 recorded as a ``HIST#`` item with who made it and why (in the same transaction as the
 change), and bumps ``version``; META counts the reopenings (``reopen_count``) and channel
 switches (``switch_count``) for the resolution's event.
 
-A message is written together with the update of its META item in one transaction
-whose condition is that the message does not exist yet: a redelivered message has no
-second effect, and a crash cannot leave the counters out of step with the messages.
-The META update is guarded by a version number (optimistic locking), so concurrent
-messages of one conversation cannot lose each other's channel switches.
+Messages, ``SEEN`` items, delivery statuses and survey answers are written by
+:class:`shared.repositories.conversation_messages.ConversationMessages`; the rules of the
+status live in :mod:`shared.domain.conversation_status`; the read model is made in
+:mod:`shared.repositories.conversation_views`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from shared.contracts.events import Identity, format_timestamp
-from shared.contracts.models import (
-    ChannelSwitch,
-    Conversation,
-    ConversationSummary,
-    Handover,
-    Message,
-    Note,
-    RoutingDecision,
-    Transition,
+from shared.contracts.models import Conversation, ConversationSummary, Note, Transition
+from shared.domain.conversation_status import (
+    MESSAGE_STATUS_RANK,
+    OPEN,
+    RESOLVED,
+    UNFINISHED,
+    IllegalTransition,
+    is_unfinished,
+    reopens,
 )
+from shared.platform import settings
+from shared.repositories.conversation_keys import (
+    BY_CUSTOMER_INDEX,
+    DEFAULT_REOPEN_WINDOW_HOURS,
+    HANDOVER,
+    HISTORY_PREFIX,
+    MAX_ATTEMPTS,
+    META,
+    NOTE_PREFIX,
+    QUEUE_ATTRIBUTES,
+    QUEUED_INDEX,
+    REOPEN_COUNT,
+    SEEN,
+    SWITCH_PREFIX,
+    WAIT_ATTRIBUTES,
+    WAITING_INDEX,
+    conversation_id_of,
+    conversation_pk,
+    history_put,
+    history_sk,
+    message_sk,
+    meta_key,
+    put_action,
+    queue_rank,
+    seen_pk,
+    switch_sk,
+)
+from shared.repositories.conversation_merge import ConversationMerger
+from shared.repositories.conversation_messages import (
+    ConcurrentUpdate,
+    ConversationMessages,
+    ConversationNotFound,
+)
+from shared.repositories.conversation_views import (
+    conversation_of,
+    history_of,
+    opening,
+    summary_of,
+)
+from shared.repositories.conversation_views import fields as _fields
+from shared.repositories.conversation_views import message_of as _message  # noqa: F401 - kept for callers
 from shared.repositories.customers import PROFILE, CustomerRepository, customer_pk
-from shared.repositories.dynamo import (
-    DynamoTable,
-    cancellation_codes,
-    deserialise,
-    is_condition_failure,
-    serialise,
-)
+from shared.repositories.dynamo import Cancelled, DynamoTable, deserialise, serialise
 
-META = "META"
-SEEN = "SEEN"
-HANDOVER = "HANDOVER"
-HISTORY_PREFIX = "HIST#"
-SWITCH_PREFIX = "CHANNEL#"
-BY_CUSTOMER_INDEX = "by-customer"
-QUEUED_INDEX = "queued"
-WAITING_INDEX = "waiting"
-MAX_ATTEMPTS = 5
-#: Conversations that are not finished: a new message joins them.
-UNFINISHED = ("open", "bot", "queued", "assigned", "active")
-#: Attributes of the ``waiting`` index and the SLA bookkeeping that goes with it.
-WAIT_ATTRIBUTES = ("wait_queue", "waiting_since", "wait_kind", "stalled_for")
-QUEUE_ATTRIBUTES = ("queued_in", "queue_rank")
-#: Order of an outbound message's delivery statuses (as the outbox's): never back from
-#: ``delivered``/``read`` to ``sent``; ``failed`` is final.
-MESSAGE_STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
-#: Counts a reopening on META (for ``conversation.resolved``; the history holds the details).
-REOPEN_COUNT = "reopen_count = if_not_exists(reopen_count, :zero) + :one"
-
-
-def conversation_pk(conversation_id: str) -> str:
-    return f"CONV#{conversation_id}"
-
-
-def seen_pk(message_id: str) -> str:
-    return f"SEEN#{message_id}"
-
-
-def message_sk(timestamp: str, message_id: str) -> str:
-    return f"MSG#{timestamp}#{message_id}"
-
-
-def history_sk(version: int) -> str:
-    """Sort key of the transition made by the META write that set ``version``."""
-    return f"{HISTORY_PREFIX}{version:010d}"
-
-
-def switch_sk(version: int) -> str:
-    return f"{SWITCH_PREFIX}{version:010d}"
-
-
-def conversation_id_of(item: dict[str, Any]) -> str:
-    """The conversation of an index item (``conversation_id``, else from its key)."""
-    return str(item.get("conversation_id") or str(item["pk"]).removeprefix("CONV#"))
-
-
-def queue_rank(priority: int, waiting_since: str) -> str:
-    """Sort key in a queue: higher priority first, then longest waiting."""
-    return f"{9 - max(0, min(priority, 9))}#{waiting_since}"
-
-
-class ConcurrentUpdate(RuntimeError):
-    """The conversation kept changing under us; the caller should retry the message later."""
-
-
-class ConversationNotFound(LookupError):
-    pass
-
-
-class _NotPending(Exception):
-    """No survey is pending on the conversation for this answer."""
-
-
-class IllegalTransition(Exception):
-    """The conversation is not in a state that allows the change (HTTP 409 with ``reason``)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+__all__ = [
+    "BY_CUSTOMER_INDEX",
+    "DEFAULT_REOPEN_WINDOW_HOURS",
+    "HANDOVER",
+    "HISTORY_PREFIX",
+    "MAX_ATTEMPTS",
+    "MESSAGE_STATUS_RANK",
+    "META",
+    "QUEUED_INDEX",
+    "QUEUE_ATTRIBUTES",
+    "REOPEN_COUNT",
+    "SEEN",
+    "SWITCH_PREFIX",
+    "UNFINISHED",
+    "WAITING_INDEX",
+    "WAIT_ATTRIBUTES",
+    "Change",
+    "ConcurrentUpdate",
+    "ConversationNotFound",
+    "ConversationRepository",
+    "IllegalTransition",
+    "conversation_id_of",
+    "conversation_pk",
+    "history_of",
+    "history_sk",
+    "message_sk",
+    "opening",
+    "queue_rank",
+    "seen_pk",
+    "summary_of",
+    "switch_sk",
+]
 
 
 @dataclass
@@ -171,19 +163,9 @@ class Change:
     noop: bool = False
 
 
-@dataclass
-class _Edit:
-    """What appending a message changes on META, and the items written with it."""
-
-    expression: str
-    values: dict[str, Any]
-    remove: tuple[str, ...] = ()
-    extra: list[dict[str, Any]] = field(default_factory=list)
-
-
-class ConversationRepository:
+class ConversationRepository(ConversationMessages):
     def __init__(self, table: DynamoTable | None = None, customers: CustomerRepository | None = None) -> None:
-        self.table = table or DynamoTable("CONVERSATIONS_TABLE")
+        self.table = table or DynamoTable(settings.CONVERSATIONS_TABLE)
         self._customers = customers
 
     @property
@@ -193,46 +175,11 @@ class ConversationRepository:
         return self._customers
 
     # -- reads ------------------------------------------------------------- #
-    def was_seen(self, message_id: str) -> bool:
-        """Whether a message (or keyword) with this id was recorded before."""
-        return self.table.get({"pk": seen_pk(message_id), "sk": SEEN}) is not None
-
-    def mark_seen(self, message_id: str, what: str) -> bool:
-        """Record that ``message_id`` was handled outside any conversation; False if it was before."""
-        return self.table.put_new({"pk": seen_pk(message_id), "sk": SEEN, "what": what})
-
     def get_meta(self, conversation_id: str) -> dict[str, Any] | None:
-        return self.table.get({"pk": conversation_pk(conversation_id), "sk": META})
+        return self.table.get(meta_key(conversation_id))
 
     def get(self, conversation_id: str, message_limit: int = 1000) -> Conversation | None:
-        items = self._partition(conversation_id, message_limit)
-        meta = next((i for i in items if i["sk"] == META), None)
-        if meta is None:
-            return None
-        messages = [_message(i) for i in items if i["sk"].startswith("MSG#")]
-        notes = [
-            Note(note_id=i["note_id"], author=i["author"], text=i["text"], at=i["at"])
-            for i in items
-            if i["sk"].startswith("NOTE#")
-        ]
-        handover = next((_fields(i) for i in items if i["sk"] == HANDOVER), None) or meta.get("handover")
-        switches = [
-            *meta.get("channel_switches", []),
-            *(_fields(i) for i in items if i["sk"].startswith(SWITCH_PREFIX)),
-        ]
-        transitions = history_of(meta, items)
-        return Conversation(
-            **summary_of(meta).model_dump(),
-            messages=messages,
-            channel_switches=[ChannelSwitch(**s) for s in switches],
-            reply_to=meta.get("reply_to"),
-            handover=Handover(**handover) if handover else None,
-            transitions=[Transition(**t) for t in transitions],
-            notes=notes,
-            resolution=meta.get("resolution"),
-            ces=meta.get("ces"),
-            csat=meta.get("csat"),
-        )
+        return conversation_of(self._partition(conversation_id, message_limit))
 
     def _partition(self, conversation_id: str, message_limit: int) -> list[dict[str, Any]]:
         """The conversation's items: everything up to META, then at most ``message_limit`` more.
@@ -265,39 +212,6 @@ class ConversationRepository:
             return _fields(item)
         meta = self.get_meta(conversation_id) or {}
         return meta.get("handover")  # written by an earlier version, inside META
-
-    def routing_of(self, message_id: str) -> dict[str, Any] | None:
-        """The message's ``SEEN`` item: ``routed_at`` (and ``routing_quiet``) once routing
-        recorded its decision."""
-        return self.table.get({"pk": seen_pk(message_id), "sk": SEEN})
-
-    def mark_routed(self, message_id: str, at: str, quiet: bool) -> dict[str, Any]:
-        """Transaction item: ``message_id`` is routed (fails when it was before).
-
-        Written with the routing decision on META, so a redelivered message is routed once
-        and asks for the same reply again (``quiet``: none, the customer was acknowledged
-        before). Nothing of the decision itself: ``SEEN`` outlives an erasure.
-        """
-        return {
-            "Update": {
-                "TableName": self.table.name,
-                "Key": serialise({"pk": seen_pk(message_id), "sk": SEEN}),
-                "UpdateExpression": "SET routed_at = :at, routing_quiet = :quiet",
-                "ConditionExpression": "attribute_not_exists(routed_at)",
-                "ExpressionAttributeValues": serialise({":at": at, ":quiet": quiet}),
-            }
-        }
-
-    def messages(self, conversation_id: str, limit: int = 50) -> list[Message]:
-        """The latest ``limit`` messages, oldest first."""
-        items = self.table.query_all(
-            limit=limit,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :msg)",
-            ExpressionAttributeValues={":pk": {"S": conversation_pk(conversation_id)}, ":msg": {"S": "MSG#"}},
-            ScanIndexForward=False,
-            ConsistentRead=True,
-        )
-        return [_message(i) for i in reversed(items)]
 
     def get_many(self, conversation_ids: list[str]) -> list[ConversationSummary]:
         return sorted(
@@ -383,13 +297,14 @@ class ConversationRepository:
         conversation_id: str,
         now: str,
         channel: str,
-        reopen_window_hours: int | None = None,
+        reopen_window_hours: int = DEFAULT_REOPEN_WINDOW_HOURS,
     ) -> bool:
         """Create conversation ``conversation_id`` and make it the customer's open one.
 
         Unless the customer's latest conversation should take the message: one that is
         not finished (its open marker was lost in a race with resolving), or one resolved
-        within the reopen window (default from the routing rules, 72 h), which reopens.
+        within the reopen window (the routing rules' ``reopen_window_hours``; the caller
+        passes it, a repository reads no configuration), which reopens.
         A later message starts a new conversation linked to the previous one
         (``previous_conversation_id``).
 
@@ -397,22 +312,17 @@ class ConversationRepository:
         ``conversation_id`` (one opened concurrently, or the latest one reattached or
         reopened): the caller reads the profile again and uses that one.
         """
-        if reopen_window_hours is None:
-            from shared.domain.routing_rules import load_rules  # noqa: PLC0415 - only on a first message
-
-            reopen_window_hours = load_rules().reopen_window_hours
         latest = self.latest_for_customer(customer_id)
         previous_id: str | None = None
         if latest is not None:
             status = latest.get("status")
-            cutoff = format_timestamp(datetime.fromisoformat(now) - timedelta(hours=reopen_window_hours))
-            if status in UNFINISHED:
+            if is_unfinished(status):
                 return self._attach(latest, customer_id, now, None)
-            if status == "resolved" and latest.get("resolved_at", "") >= cutoff:
+            if reopens(status, latest.get("resolved_at", ""), now, reopen_window_hours):
                 reopen = Transition(
                     at=now,
-                    from_status="resolved",
-                    to_status="open",
+                    from_status=RESOLVED,
+                    to_status=OPEN,
                     by="customer",
                     reason=f"the customer wrote again within {reopen_window_hours} h of the resolution",
                     queue=latest.get("queue"),
@@ -424,7 +334,7 @@ class ConversationRepository:
             "sk": META,
             "conversation_id": conversation_id,
             "customer_id": customer_id,
-            "status": "open",
+            "status": OPEN,
             "opened_at": now,
             "opened_on": channel,
             "version": 0,
@@ -432,24 +342,23 @@ class ConversationRepository:
             "channels": [],
             "previous_conversation_id": previous_id,
         }
-        try:
-            self.table.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.table.name,
-                            "Item": serialise(meta),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    self.customers.set_open_conversation(customer_id, conversation_id),
-                ]
-            )
-        except ClientError as error:
-            if "ConditionalCheckFailed" in cancellation_codes(error):
-                return False
-            raise
-        return True
+        cancelled = self.table.transact(
+            [
+                {
+                    "Put": {
+                        "TableName": self.table.name,
+                        "Item": serialise(meta),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                self.customers.set_open_conversation(customer_id, conversation_id),
+            ]
+        )
+        if cancelled is None:
+            return True
+        if cancelled.condition_failed():
+            return False
+        raise cancelled.error
 
     def _attach(self, meta: dict[str, Any], customer_id: str, now: str, reopen: Transition | None) -> bool:
         """Make ``meta``'s conversation the customer's open one again (reopening it); always False."""
@@ -458,9 +367,9 @@ class ConversationRepository:
         extra: list[dict[str, Any]] = []
         if reopen is not None:
             expression += ", #status = :open, reopened_at = :now, " + REOPEN_COUNT
-            values.update({":open": "open", ":now": now, ":zero": 0, ":one": 1})
+            values.update({":open": OPEN, ":now": now, ":zero": 0, ":one": 1})
             expression += " REMOVE resolved_at, resolution"
-            extra.append(self._history_put(meta["conversation_id"], meta["version"] + 1, reopen))
+            extra.append(history_put(self.table.name, meta["conversation_id"], meta["version"] + 1, reopen))
         update: dict[str, Any] = {
             "TableName": self.table.name,
             "Key": serialise({"pk": meta["pk"], "sk": META}),
@@ -470,387 +379,16 @@ class ConversationRepository:
         }
         if reopen is not None:
             update["ExpressionAttributeNames"] = {"#status": "status"}
-        try:
-            self.table.client.transact_write_items(
-                TransactItems=[
-                    {"Update": update},
-                    self.customers.set_open_conversation(customer_id, meta["conversation_id"]),
-                    *extra,
-                ]
-            )
-        except ClientError as error:
-            if "ConditionalCheckFailed" not in cancellation_codes(error):
-                raise
+        cancelled = self.table.transact(
+            [
+                {"Update": update},
+                self.customers.set_open_conversation(customer_id, meta["conversation_id"]),
+                *extra,
+            ]
+        )
+        if cancelled is not None and not cancelled.condition_failed():
+            raise cancelled.error
         return False
-
-    def record_inbound(
-        self,
-        conversation_id: str,
-        message_id: str,
-        channel: str,
-        text: str,
-        sent_at: str,
-        reply_to: Identity,
-        attachments: list[dict[str, Any]] | None = None,
-        received_at: str | None = None,
-        facts: dict[str, bool] | None = None,
-    ) -> bool:
-        """Append an inbound message; False when it was recorded before (a redelivery).
-
-        ``facts``, when given, learns what the message did to the conversation (for the
-        KPIs): ``channel_switch`` (the previous inbound message came on another channel) and
-        ``reopened`` (the conversation was resolved).
-        """
-        learned: dict[str, bool] = {}
-        item = {
-            "pk": conversation_pk(conversation_id),
-            "sk": message_sk(sent_at, message_id),
-            "message_id": message_id,
-            "direction": "inbound",
-            "channel": channel,
-            "text": text,
-            "timestamp": sent_at,
-            "received_at": received_at,
-            "author": "customer",
-            "attachments": attachments or [],
-        }
-
-        conversation = conversation_pk(conversation_id)
-
-        def change(meta: dict[str, Any]) -> _Edit:
-            values: dict[str, Any] = {
-                ":one": 1,
-                ":channel": channel,
-                ":ts": sent_at,
-            }
-            expression = (
-                "SET message_count = message_count + :one, last_inbound_channel = :channel, "
-                "last_channel = :channel, last_inbound_at = :ts"
-            )
-            extra: list[dict[str, Any]] = []
-            if meta.get("reply_to") != reply_to.model_dump():
-                expression += ", reply_to = :reply_to"
-                values[":reply_to"] = reply_to.model_dump()
-            if channel not in meta.get("channels", []):
-                expression += ", channels = list_append(if_not_exists(channels, :empty), :channel_list)"
-                values.update({":channel_list": [channel], ":empty": []})
-            previous = meta.get("last_inbound_channel")
-            learned.update(channel_switch=bool(previous and previous != channel), reopened=False)
-            if previous and previous != channel:
-                switch = ChannelSwitch(
-                    from_channel=previous, to_channel=channel, at=sent_at, message_id=message_id
-                )
-                extra.append(
-                    self._put(
-                        {"pk": conversation, "sk": switch_sk(meta["version"] + 1), **switch.model_dump()}
-                    )
-                )
-                expression += ", switch_count = if_not_exists(switch_count, :zero) + :one"
-                values[":zero"] = 0
-            if sent_at > meta.get("last_message_at", ""):
-                expression += ", last_message_at = :ts"
-            status = meta.get("status")
-            if status == "active" and not meta.get("waiting_since") and meta.get("queue"):
-                # The customer now waits for the agent's reply: the SLA clock starts.
-                expression += ", wait_queue = :queue, waiting_since = :ts, wait_kind = :reply"
-                values.update({":queue": meta["queue"], ":reply": "reply"})
-            elif status == "resolved":
-                # Resolved while this message was on its way: the customer is not finished.
-                reopen = Transition(
-                    at=sent_at,
-                    from_status="resolved",
-                    to_status="open",
-                    by="customer",
-                    reason="the customer wrote while the conversation was being resolved",
-                    queue=meta.get("queue"),
-                )
-                expression += ", #status = :open, reopened_at = :ts, " + REOPEN_COUNT
-                values.update({":open": "open", ":zero": 0})
-                extra.append(self._history_put(conversation_id, meta["version"] + 1, reopen))
-                learned["reopened"] = True
-                return _Edit(expression, values, ("resolved_at", "resolution"), extra)
-            return _Edit(expression, values, (), extra)
-
-        written = self._append(conversation_id, item, change)
-        if written and facts is not None:
-            facts.update(learned)
-        return written
-
-    def record_survey_answer(
-        self,
-        conversation_id: str,
-        message_id: str,
-        channel: str,
-        text: str,
-        sent_at: str,
-        received_at: str | None,
-        survey: str,
-        score: int,
-    ) -> bool | None:
-        """Append the customer's answer to the survey pending on the resolved conversation,
-        store it (``<survey>: {score, answered_at, message_id, via}``) and clear the pending
-        question, without reopening the conversation.
-
-        False when the message was recorded before (a redelivery); None when the survey is
-        not pending (any more) on a resolved conversation, or was answered: then the
-        message is an ordinary one.
-        """
-        item = {
-            "pk": conversation_pk(conversation_id),
-            "sk": message_sk(sent_at, message_id),
-            "message_id": message_id,
-            "direction": "inbound",
-            "channel": channel,
-            "text": text,
-            "timestamp": sent_at,
-            "received_at": received_at,
-            "author": "customer",
-            "attachments": [],
-            "survey": survey,
-        }
-
-        def change(meta: dict[str, Any]) -> _Edit:
-            pending = meta.get("survey_pending") or {}
-            answered = meta.get(survey) or {}
-            if answered.get("message_id") == message_id:
-                # This very message answered it (a redelivery): the write below finds it recorded.
-                return _Edit(f"SET {survey} = :answer", {":answer": answered})
-            if (
-                meta.get("status") != "resolved"
-                or pending.get("survey") != survey
-                or pending.get("resolved_at") != meta.get("resolved_at")
-                or meta.get(survey)
-            ):
-                raise _NotPending
-            answer = {"score": score, "answered_at": sent_at, "message_id": message_id, "via": "reply"}
-            return _Edit(
-                f"SET message_count = message_count + :one, {survey} = :answer",
-                {":one": 1, ":answer": answer},
-                ("survey_pending",),
-            )
-
-        try:
-            return self._append(conversation_id, item, change)
-        except _NotPending:
-            return None
-
-    def set_survey_pending(self, conversation_id: str, survey: str, resolved_at: str, asked_at: str) -> bool:
-        """Mark the survey asked for the resolution at ``resolved_at``; False when the conversation
-        is no longer resolved at that time (reopened, or resolved again)."""
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise({"pk": conversation_pk(conversation_id), "sk": META}),
-                UpdateExpression="SET survey_pending = :p, version = version + :one",
-                ConditionExpression="#status = :resolved AND resolved_at = :at",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=serialise(
-                    {
-                        ":p": {"survey": survey, "resolved_at": resolved_at, "asked_at": asked_at},
-                        ":resolved": "resolved",
-                        ":at": resolved_at,
-                        ":one": 1,
-                    }
-                ),
-            )
-        except ClientError as error:
-            if is_condition_failure(error):
-                return False
-            raise
-        return True
-
-    def store_survey_answer(self, conversation_id: str, survey: str, answer: dict[str, Any]) -> bool:
-        """Store a survey answer given by link; False when the survey was answered before (the
-        first answer wins). Clears the pending question of that survey."""
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise({"pk": conversation_pk(conversation_id), "sk": META}),
-                UpdateExpression="SET #survey = :answer, version = version + :one REMOVE survey_pending",
-                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#survey)",
-                ExpressionAttributeNames={"#survey": survey},
-                ExpressionAttributeValues=serialise({":answer": answer, ":one": 1}),
-            )
-        except ClientError as error:
-            if is_condition_failure(error):
-                return False
-            raise
-        return True
-
-    def set_message_status(
-        self,
-        conversation_id: str | None,
-        message_id: str,
-        status: str,
-        at: str,
-        error_code: str | None = None,
-    ) -> bool:
-        """Move an outbound message's delivery status forward (a provider's receipt).
-
-        The message is found through its ``SEEN#<message id>`` item; ``conversation_id``
-        None means the conversation it was recorded in. Monotonic like the outbox: a
-        status that is not later than the stored one changes nothing. Returns whether
-        the status changed (False for an unknown message, another conversation's
-        message, an inbound message, or an earlier or equal status).
-        """
-        if status not in MESSAGE_STATUS_RANK:
-            raise ValueError(f"unknown delivery status {status!r}")
-        seen = self.table.get({"pk": seen_pk(message_id), "sk": SEEN})
-        if seen is None or not seen.get("message_sk"):
-            return False
-        if conversation_id is not None and seen.get("conversation_id") != conversation_id:
-            return False
-        rank = MESSAGE_STATUS_RANK[status]
-        earlier = [name for name, value in MESSAGE_STATUS_RANK.items() if value < rank]
-        values: dict[str, Any] = {":status": status, ":rank": rank, ":at": at, ":outbound": "outbound"}
-        # Items written before ranks were stored carry only their status name.
-        unranked = "attribute_not_exists(#status)"
-        if earlier:
-            values.update({f":e{i}": name for i, name in enumerate(earlier)})
-            unranked += " OR #status IN (" + ", ".join(f":e{i}" for i in range(len(earlier))) + ")"
-        expression = "SET #status = :status, status_rank = :rank, status_at = :at"
-        if error_code:
-            expression += ", error_code = :code"
-            values[":code"] = error_code
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise({"pk": conversation_pk(seen["conversation_id"]), "sk": seen["message_sk"]}),
-                UpdateExpression=expression,
-                ConditionExpression=(
-                    "attribute_exists(pk) AND direction = :outbound AND (status_rank < :rank OR "
-                    f"(attribute_not_exists(status_rank) AND ({unranked})))"
-                ),
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=serialise(values),
-            )
-        except ClientError as error:
-            if is_condition_failure(error):
-                return False
-            raise
-        return True
-
-    def record_outbound(
-        self,
-        conversation_id: str,
-        message_id: str,
-        channel: str,
-        text: str,
-        timestamp: str,
-        author: str,
-        status: str,
-    ) -> bool:
-        """Append an outbound message (a reply, an acknowledgement); False if already there."""
-        item = {
-            "pk": conversation_pk(conversation_id),
-            "sk": message_sk(timestamp, message_id),
-            "message_id": message_id,
-            "direction": "outbound",
-            "channel": channel,
-            "text": text,
-            "timestamp": timestamp,
-            "author": author,
-            "status": status,
-        }
-
-        def change(meta: dict[str, Any]) -> _Edit:
-            expression = (
-                "SET message_count = message_count + :one, last_outbound_at = :ts, last_channel = :channel"
-            )
-            if timestamp > meta.get("last_message_at", ""):
-                expression += ", last_message_at = :ts"
-            # The agent answered: the customer no longer waits for a reply.
-            answered = author.startswith("agent:") and meta.get("wait_kind") == "reply"
-            return _Edit(
-                expression,
-                {":one": 1, ":ts": timestamp, ":channel": channel},
-                WAIT_ATTRIBUTES if answered else (),
-            )
-
-        return self._append(conversation_id, item, change)
-
-    def _append(
-        self, conversation_id: str, item: dict[str, Any], change: Callable[[dict[str, Any]], _Edit]
-    ) -> bool:
-        key = {"pk": conversation_pk(conversation_id), "sk": META}
-        for _ in range(MAX_ATTEMPTS):
-            meta = self.table.get(key)
-            if meta is None:
-                raise ConversationNotFound(conversation_id)
-            edit = change(meta)
-            expression, values = edit.expression, edit.values
-            values[":version"] = meta["version"]
-            values[":next"] = meta["version"] + 1
-            expression += ", version = :next"
-            # Only what the message changes is written: attributes absent from META are not removed.
-            removed = [a for a in edit.remove if a in meta]
-            if removed:
-                expression += " REMOVE " + ", ".join(removed)
-            update: dict[str, Any] = {
-                "TableName": self.table.name,
-                "Key": serialise(key),
-                "UpdateExpression": expression,
-                "ConditionExpression": "version = :version",
-                "ExpressionAttributeValues": serialise(values),
-            }
-            if "#status" in expression:
-                update["ExpressionAttributeNames"] = {"#status": "status"}
-            try:
-                self.table.client.transact_write_items(
-                    TransactItems=[
-                        {
-                            "Put": {
-                                "TableName": self.table.name,
-                                "Item": serialise(item),
-                                "ConditionExpression": "attribute_not_exists(pk)",
-                            }
-                        },
-                        {
-                            # Keyed by the message id alone: a provider retry with another
-                            # timestamp, or one arriving after the conversation changed, is
-                            # still recognised as the same message.
-                            "Put": {
-                                "TableName": self.table.name,
-                                "Item": serialise(
-                                    {
-                                        "pk": seen_pk(item["message_id"]),
-                                        "sk": SEEN,
-                                        "conversation_id": conversation_id,
-                                        "message_sk": item["sk"],
-                                    }
-                                ),
-                                "ConditionExpression": "attribute_not_exists(pk)",
-                            }
-                        },
-                        {"Update": update},
-                        *edit.extra,
-                    ]
-                )
-            except ClientError as error:
-                codes = cancellation_codes(error)
-                if "ConditionalCheckFailed" in codes[:2]:
-                    return False  # the message is there already
-                if "ConditionalCheckFailed" in codes:
-                    continue  # META changed since we read it: read again
-                raise
-            return True
-        raise ConcurrentUpdate(conversation_id)
-
-    def ces_answer_item(
-        self, conversation_id: str, score: int, answered_at: str, message_id: str
-    ) -> dict[str, Any]:
-        """Transaction item storing a Customer Effort Score answer (1-7) on the conversation."""
-        return {
-            "Update": {
-                "TableName": self.table.name,
-                "Key": serialise({"pk": conversation_pk(conversation_id), "sk": META}),
-                "UpdateExpression": "SET ces = :ces",
-                "ConditionExpression": "attribute_exists(pk)",
-                "ExpressionAttributeValues": serialise(
-                    {":ces": {"score": score, "answered_at": answered_at, "message_id": message_id}}
-                ),
-            }
-        }
 
     def update_meta(
         self, conversation_id: str, decide: Callable[[dict[str, Any]], Change]
@@ -860,121 +398,92 @@ class ConversationRepository:
         ``decide`` raises :class:`IllegalTransition` when the change is not allowed in the
         state it sees. Returns the META item ``decide`` saw and the change written.
         """
-        key = serialise({"pk": conversation_pk(conversation_id), "sk": META})
         for _ in range(MAX_ATTEMPTS):
             meta = self.get_meta(conversation_id)
             if meta is None:
                 raise ConversationNotFound(conversation_id)
             change = decide(meta)
-            if change.noop:
+            if change.noop or self._write_change(conversation_id, meta, change):
                 return meta, change
-            names: dict[str, str] = {}
-            values: dict[str, Any] = {":version": meta["version"], ":next": meta["version"] + 1}
-            sets = ["version = :next"]
-            for i, (attr, value) in enumerate(change.set.items()):
-                names[f"#s{i}"] = attr
-                values[f":s{i}"] = value
-                sets.append(f"#s{i} = :s{i}")
-            extra: list[dict[str, Any]] = []
-            if change.transition is not None:
-                extra.append(self._history_put(conversation_id, meta["version"] + 1, change.transition))
-                if change.transition.from_status == "resolved":
-                    sets.append(REOPEN_COUNT)
-                    values.update({":zero": 0, ":one": 1})
-            if change.handover is not None:
-                extra.append(
-                    self._put({"pk": conversation_pk(conversation_id), "sk": HANDOVER, **change.handover})
-                )
-            expression = "SET " + ", ".join(sets)
-            removed = [a for a in change.remove if a not in change.set]
-            if removed:
-                for i, attr in enumerate(removed):
-                    names[f"#r{i}"] = attr
-                expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
-            update: dict[str, Any] = {
-                "TableName": self.table.name,
-                "Key": key,
-                "UpdateExpression": expression,
-                "ConditionExpression": "version = :version",
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": serialise(values),
-            }
-            try:
-                if change.also or extra:
-                    self.table.client.transact_write_items(
-                        TransactItems=[{"Update": update}, *change.also, *extra]
-                    )
-                else:
-                    self.table.client.update_item(**update)
-            except ClientError as error:
-                codes = cancellation_codes(error)
-                if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                    continue  # META changed since we read it
-                if not codes:
-                    raise
-                if codes[0] == "ConditionalCheckFailed":
-                    continue
-                failed = [
-                    i
-                    for i, code in enumerate(codes[1 : 1 + len(change.also)])
-                    if code == "ConditionalCheckFailed"
-                ]
-                if failed and change.on_conflict is not None:
-                    raise change.on_conflict(failed[0]) from error
-                if "TransactionConflict" in codes:
-                    continue  # another transaction touched the same items: read again
-                raise
-            return meta, change
         raise ConcurrentUpdate(conversation_id)
 
+    def _write_change(self, conversation_id: str, meta: dict[str, Any], change: Change) -> bool:
+        """Write ``change`` to META as read (its ``version``); False when META changed meanwhile."""
+        update, extra = self._change_update(conversation_id, meta, change)
+        if not (change.also or extra):
+            return self.table.conditional("update_item", **update) is not None
+        cancelled = self.table.transact([{"Update": update}, *change.also, *extra])
+        if cancelled is None:
+            return True
+        if cancelled.condition_failed(0):
+            return False  # META changed since we read it
+        _raise_conflict(change, cancelled)
+        return False  # another transaction touched the same items: read again
+
+    def _change_update(
+        self, conversation_id: str, meta: dict[str, Any], change: Change
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The version-guarded META update of ``change``, and the items written with it."""
+        version = meta["version"]
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":version": version, ":next": version + 1}
+        sets = ["version = :next"]
+        for i, (attr, value) in enumerate(change.set.items()):
+            names[f"#s{i}"] = attr
+            values[f":s{i}"] = value
+            sets.append(f"#s{i} = :s{i}")
+        extra: list[dict[str, Any]] = []
+        if change.transition is not None:
+            extra.append(history_put(self.table.name, conversation_id, version + 1, change.transition))
+            if change.transition.from_status == RESOLVED:
+                sets.append(REOPEN_COUNT)
+                values.update({":zero": 0, ":one": 1})
+        if change.handover is not None:
+            extra.append(
+                put_action(
+                    self.table.name,
+                    {"pk": conversation_pk(conversation_id), "sk": HANDOVER, **change.handover},
+                )
+            )
+        expression = "SET " + ", ".join(sets)
+        removed = [a for a in change.remove if a not in change.set]
+        if removed:
+            names.update({f"#r{i}": attr for i, attr in enumerate(removed)})
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
+        update: dict[str, Any] = {
+            "TableName": self.table.name,
+            "Key": serialise(meta_key(conversation_id)),
+            "UpdateExpression": expression,
+            "ConditionExpression": "version = :version",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": serialise(values),
+        }
+        return update, extra
+
     def _put(self, item: dict[str, Any]) -> dict[str, Any]:
-        return {"Put": {"TableName": self.table.name, "Item": serialise(item)}}
+        return put_action(self.table.name, item)
 
     def _history_put(self, conversation_id: str, version: int, transition: Transition) -> dict[str, Any]:
-        """Transaction item: ``transition``, made by the META write that sets ``version``.
-
-        Keyed by that version: written only with that (version-guarded) write, so a
-        repeated or lost race never leaves a second or a stray entry.
-        """
-        return self._put(
-            {
-                "pk": conversation_pk(conversation_id),
-                "sk": history_sk(version),
-                **transition.model_dump(exclude_none=True),
-            }
-        )
+        """Transaction item: ``transition``, made by the META write that sets ``version``."""
+        return history_put(self.table.name, conversation_id, version, transition)
 
     def mark_stalled(self, conversation_id: str, waiting_since: str, at: str) -> bool:
         """Claim the stall of the wait that began at ``waiting_since``; False if claimed before or over."""
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise({"pk": conversation_pk(conversation_id), "sk": META}),
-                UpdateExpression="SET stalled_for = :ws, stalled_at = :at, version = version + :one",
-                ConditionExpression=(
-                    "waiting_since = :ws AND (attribute_not_exists(stalled_for) OR stalled_for <> :ws)"
-                ),
-                ExpressionAttributeValues=serialise({":ws": waiting_since, ":at": at, ":one": 1}),
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self.table.update_if(
+            meta_key(conversation_id),
+            "SET stalled_for = :ws, stalled_at = :at, version = version + :one",
+            "waiting_since = :ws AND (attribute_not_exists(stalled_for) OR stalled_for <> :ws)",
+            {":ws": waiting_since, ":at": at, ":one": 1},
+        )
 
     def unmark_stalled(self, conversation_id: str, waiting_since: str) -> None:
         """Give the claim back (the event could not be published; the next sweep tries again)."""
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise({"pk": conversation_pk(conversation_id), "sk": META}),
-                UpdateExpression="REMOVE stalled_for, stalled_at SET version = version + :one",
-                ConditionExpression="stalled_for = :ws",
-                ExpressionAttributeValues=serialise({":ws": waiting_since, ":one": 1}),
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+        self.table.update_if(
+            meta_key(conversation_id),
+            "REMOVE stalled_for, stalled_at SET version = version + :one",
+            "stalled_for = :ws",
+            {":ws": waiting_since, ":one": 1},
+        )
 
     def add_note(self, conversation_id: str, note: Note) -> None:
         if self.get_meta(conversation_id) is None:
@@ -982,7 +491,7 @@ class ConversationRepository:
         self.table.put_new(
             {
                 "pk": conversation_pk(conversation_id),
-                "sk": f"NOTE#{note.at}#{note.note_id}",
+                "sk": f"{NOTE_PREFIX}{note.at}#{note.note_id}",
                 **note.model_dump(),
             },
             key_attr="sk",
@@ -1004,63 +513,32 @@ class ConversationRepository:
             }
         }
 
+    def seen(self, message_id: str) -> dict[str, Any] | None:
+        """The marker of a message (or keyword) recorded before: where it went
+        (``conversation_id``, for a survey answer) and ``what`` it was; None if it is new."""
+        return self.table.get({"pk": seen_pk(message_id), "sk": SEEN})
 
-def summary_of(meta: dict[str, Any]) -> ConversationSummary:
-    routing = meta.get("routing")
-    return ConversationSummary(
-        conversation_id=meta["conversation_id"],
-        customer_id=meta["customer_id"],
-        status=meta["status"],
-        opened_at=meta["opened_at"],
-        last_message_at=meta.get("last_message_at"),
-        last_channel=meta.get("last_channel"),
-        channels=meta.get("channels", []),
-        message_count=meta.get("message_count", 0),
-        routing=RoutingDecision(**routing) if routing else None,
-        queue=meta.get("queue"),
-        priority=meta.get("priority", 0),
-        assigned_agent=meta.get("assigned_agent"),
-        waiting_since=meta.get("waiting_since"),
-        wait_kind=meta.get("wait_kind"),
-        resolved_at=meta.get("resolved_at"),
-        previous_conversation_id=meta.get("previous_conversation_id"),
-    )
+    def bot_answered_before(self, partition: str, before: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Entries (keys only) of the ``bot-answered`` index in ``partition`` (``bot#<shard>``)
+        whose automated answer is older than ``before``, at most ``limit``."""
+        return self.table.query_all(
+            limit=limit,
+            IndexName="bot-answered",
+            KeyConditionExpression="bot_answered_in = :s AND bot_answered_at < :before",
+            ExpressionAttributeValues={":s": {"S": partition}, ":before": {"S": before}},
+        )
+
+    def merger(self) -> ConversationMerger:
+        """The conversation merger working on this repository's table."""
+        return ConversationMerger(self.table)
 
 
-def opening(meta: dict[str, Any]) -> dict[str, Any]:
-    """The first transition (``new`` -> ``open``): everything it says is on META already."""
-    previous = meta.get("previous_conversation_id")
-    return Transition(
-        at=meta["opened_at"],
-        from_status="new",
-        to_status="open",
-        by="customer",
-        reason=f"first message on {meta.get('opened_on')}" + (f" (follows {previous})" if previous else ""),
-    ).model_dump(exclude_none=True)
-
-
-def history_of(meta: dict[str, Any], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every transition of the conversation, oldest first, from META and its ``HIST#`` items.
-
-    A META item written by an earlier version holds the list itself (opening included).
-    """
-    recorded = [_fields(i) for i in items if i["sk"].startswith(HISTORY_PREFIX)]
-    return [*(meta.get("transitions") or [opening(meta)]), *recorded]
-
-
-def _fields(item: dict[str, Any]) -> dict[str, Any]:
-    """An item's attributes without its key."""
-    return {k: v for k, v in item.items() if k not in ("pk", "sk")}
-
-
-def _message(item: dict[str, Any]) -> Message:
-    return Message(
-        message_id=item["message_id"],
-        direction=item["direction"],
-        channel=item["channel"],
-        text=item.get("text", ""),
-        timestamp=item["timestamp"],
-        author=item.get("author"),
-        status=item.get("status"),
-        attachments=item.get("attachments", []),
-    )
+def _raise_conflict(change: Change, cancelled: Cancelled) -> None:
+    """Raise for a cancelled change whose META condition held: the exception ``on_conflict``
+    gives for the first of ``also`` whose condition failed, else the error itself unless
+    another transaction conflicted (then the caller reads again)."""
+    failed = [i for i in range(len(change.also)) if cancelled.condition_failed(1 + i)]
+    if failed and change.on_conflict is not None:
+        raise change.on_conflict(failed[0]) from cancelled.error
+    if not cancelled.conflict:
+        raise cancelled.error

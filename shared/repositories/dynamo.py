@@ -44,11 +44,17 @@ def serialise(item: Item) -> dict[str, Any]:
 
 
 def serialise_value(value: Any) -> dict[str, Any]:
-    return _serializer.serialize(_to_dynamo(value))
+    return dict(_serializer.serialize(_to_dynamo(value)))
 
 
 def deserialise(raw: dict[str, Any]) -> Item:
     return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in raw.items()}
+
+
+#: A transaction action's cancellation code when its ConditionExpression was not met.
+CONDITION_FAILED = "ConditionalCheckFailed"
+#: Another transaction touched the same items: read again and retry.
+CONFLICT = "TransactionConflict"
 
 
 def is_condition_failure(error: ClientError) -> bool:
@@ -67,6 +73,39 @@ def cancellation_codes(error: ClientError) -> list[str]:
     if "[" in message:
         return [part.strip() for part in message[message.rfind("[") + 1 : message.rfind("]")].split(",")]
     return []
+
+
+class Cancelled(Exception):
+    """A transaction DynamoDB cancelled because a condition failed or another one conflicted.
+
+    ``codes`` holds one reason per action (``"None"`` for the actions that were fine); ``error``
+    is the original error, for the caller to raise when it has no answer to the reasons.
+    """
+
+    def __init__(self, error: ClientError, codes: list[str]) -> None:
+        super().__init__(f"transaction cancelled: {codes}")
+        self.error = error
+        self.codes = codes
+
+    def condition_failed(self, index: int | None = None) -> bool:
+        """Whether the condition of action ``index`` (None: of any action) failed."""
+        if index is None:
+            return CONDITION_FAILED in self.codes
+        return index < len(self.codes) and self.codes[index] == CONDITION_FAILED
+
+    @property
+    def conflict(self) -> bool:
+        """Another transaction touched the same items (nothing of ours failed as such)."""
+        return CONFLICT in self.codes
+
+
+def _expression_args(values: Item | None, names: dict[str, str] | None) -> Item:
+    args: Item = {}
+    if names:
+        args["ExpressionAttributeNames"] = names
+    if values:
+        args["ExpressionAttributeValues"] = serialise(values)
+    return args
 
 
 class DynamoTable:
@@ -94,18 +133,54 @@ class DynamoTable:
 
     def put_new(self, item: Item, key_attr: str = "pk") -> bool:
         """Put ``item`` unless an item with its key exists; False when it already did."""
+        return self.put_if(item, "attribute_not_exists(#k)", names={"#k": key_attr})
+
+    # -- conditional writes: a failed condition is an outcome, not an error ---- #
+    def conditional(self, operation: str, **request: Any) -> dict[str, Any] | None:
+        """Run ``update_item``/``put_item``/``delete_item`` with ``request`` (``TableName``
+        defaults to this table); None when its ConditionExpression failed, else the response."""
+        request.setdefault("TableName", self.name)
         try:
-            self.client.put_item(
-                TableName=self.name,
-                Item=serialise(item),
-                ConditionExpression="attribute_not_exists(#k)",
-                ExpressionAttributeNames={"#k": key_attr},
-            )
+            response: dict[str, Any] = getattr(self.client, operation)(**request)
         except ClientError as error:
             if is_condition_failure(error):
-                return False
+                return None
             raise
-        return True
+        return response
+
+    def update_if(
+        self,
+        key: Item,
+        update: str,
+        condition: str,
+        values: Item | None = None,
+        names: dict[str, str] | None = None,
+    ) -> bool:
+        """UpdateItem ``key`` with ``update`` if ``condition`` holds; False (nothing written) if not.
+
+        ``values`` are plain Python values (serialised here), ``names`` the ``#name`` placeholders.
+        """
+        request = {"Key": serialise(key), "UpdateExpression": update, "ConditionExpression": condition}
+        return self.conditional("update_item", **request, **_expression_args(values, names)) is not None
+
+    def put_if(
+        self, item: Item, condition: str, values: Item | None = None, names: dict[str, str] | None = None
+    ) -> bool:
+        """PutItem ``item`` if ``condition`` holds; False (nothing written) if not."""
+        request = {"Item": serialise(item), "ConditionExpression": condition}
+        return self.conditional("put_item", **request, **_expression_args(values, names)) is not None
+
+    def transact(self, actions: list[Item]) -> Cancelled | None:
+        """TransactWriteItems: None when written; :class:`Cancelled` (why, per action) when a
+        condition failed or another transaction conflicted. Every other error is raised."""
+        try:
+            self.client.transact_write_items(TransactItems=actions)
+        except ClientError as error:
+            codes = cancellation_codes(error)
+            if CONDITION_FAILED in codes or CONFLICT in codes:
+                return Cancelled(error, codes)
+            raise
+        return None
 
     def query_all(self, limit: int | None = None, **kwargs: Any) -> list[Item]:
         """Every item of a query (following pages), up to ``limit`` items."""

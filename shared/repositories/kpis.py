@@ -29,15 +29,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from shared.repositories.dynamo import (
-    DynamoTable,
-    cancellation_codes,
-    is_condition_failure,
-    serialise,
-    serialise_value,
-)
+from shared.platform import settings
+from shared.repositories.dynamo import CONDITION_FAILED, CONFLICT, DynamoTable, serialise, serialise_value
 
 STATE = "STATE"
 LAST = "LAST"
@@ -97,7 +90,7 @@ class Plan:
 
 class KpiRepository:
     def __init__(self, table_name: str | None = None, client: Any = None) -> None:
-        self.table = DynamoTable("KPIS_TABLE", table_name, client)
+        self.table = DynamoTable(settings.KPIS_TABLE, table_name, client)
 
     # -- state --------------------------------------------------------------- #
     def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
@@ -107,15 +100,25 @@ class KpiRepository:
     def commit(self, plan: Plan) -> None:
         """Write ``plan``: one conditional put when it only changes one state item, else one
         transaction. :class:`StateConflict` when a state item changed since it was read."""
+        conflict = StateConflict(f"state changed while counting event {plan.event_id}")
         if len(plan.puts) == 1 and not (plan.deltas or plan.deletes or plan.extra):
             [item] = plan.puts.values()
-            try:
-                self.table.client.put_item(**self._put(item))
-            except ClientError as error:
-                if is_condition_failure(error):
-                    raise StateConflict(f"state changed while counting event {plan.event_id}") from error
-                raise
+            if self.table.conditional("put_item", **self._put(item)) is None:
+                raise conflict
             return
+        states = self._state_actions(plan)
+        items = [*states, *self._counter_actions(plan), *plan.extra]
+        if len(items) > MAX_TRANSACTION_ITEMS:
+            raise ValueError(f"one event touches {len(items)} items, more than a transaction holds")
+        cancelled = self.table.transact(items)
+        if cancelled is None:
+            return
+        if any(code in (CONDITION_FAILED, CONFLICT) for code in cancelled.codes[: len(states)]):
+            raise conflict from cancelled.error
+        raise cancelled.error
+
+    def _state_actions(self, plan: Plan) -> list[dict[str, Any]]:
+        """The version-guarded puts and deletes of the plan's state items."""
         items: list[dict[str, Any]] = [{"Put": self._put(item)} for item in plan.puts.values()]
         for (pk, sk), version in plan.deletes.items():
             delete: dict[str, Any] = {"TableName": self.table.name, "Key": serialise({"pk": pk, "sk": sk})}
@@ -123,7 +126,11 @@ class KpiRepository:
                 delete["ConditionExpression"] = "version = :v"
                 delete["ExpressionAttributeValues"] = {":v": serialise_value(version)}
             items.append({"Delete": delete})
-        states = len(items)
+        return items
+
+    def _counter_actions(self, plan: Plan) -> list[dict[str, Any]]:
+        """One ``ADD`` update per counter item the plan moves."""
+        items: list[dict[str, Any]] = []
         for (day, intent, channel), deltas in plan.deltas.items():
             counters = {name: value for name, value in deltas.items() if value}
             if not counters:
@@ -150,16 +157,7 @@ class KpiRepository:
                     }
                 }
             )
-        items.extend(plan.extra)
-        if len(items) > MAX_TRANSACTION_ITEMS:
-            raise ValueError(f"one event touches {len(items)} items, more than a transaction holds")
-        try:
-            self.table.client.transact_write_items(TransactItems=items)
-        except ClientError as error:
-            codes = cancellation_codes(error)
-            if any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in codes[:states]):
-                raise StateConflict(f"state changed while counting event {plan.event_id}") from error
-            raise
+        return items
 
     def _put(self, item: dict[str, Any]) -> dict[str, Any]:
         """A put of ``item`` guarded by the version it was read with (absent: new)."""

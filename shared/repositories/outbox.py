@@ -18,7 +18,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.repositories.dynamo import DynamoTable, is_condition_failure, serialise
+from shared.platform import settings
+from shared.repositories.dynamo import DynamoTable, serialise
 
 Status = str  # queued | sent | delivered | read | failed
 BY_PROVIDER_ID_INDEX = "by-provider-id"
@@ -30,7 +31,7 @@ _SAME_ATTEMPT = "#attempts.#c.#state = :attempting AND #attempts.#c.started_at =
 
 class OutboxRepository:
     def __init__(self, table: DynamoTable | None = None) -> None:
-        self.table = table or DynamoTable("OUTBOX_TABLE")
+        self.table = table or DynamoTable(settings.OUTBOX_TABLE)
 
     def start(self, item: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Record a delivery as queued; returns the stored item and whether it is new."""
@@ -75,26 +76,22 @@ class OutboxRepository:
             expression += ", #error = :error"
             names["#error"] = "error"
             values[":error"] = error
-        try:
+        written = self.table.update_if(
+            {"notification_id": notification_id},
+            expression,
+            # A fast provider's "delivered" callback may have come first: keep it.
+            "attribute_not_exists(status_rank) OR status_rank < :rank",
+            values,
+            names,
+        )
+        if not written and provider_message_id:
+            # The status stays, but the id must be known for callbacks.
             self.table.client.update_item(
                 TableName=self.table.name,
                 Key=serialise({"notification_id": notification_id}),
-                UpdateExpression=expression,
-                # A fast provider's "delivered" callback may have come first: keep it.
-                ConditionExpression="attribute_not_exists(status_rank) OR status_rank < :rank",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=serialise(values),
+                UpdateExpression="SET provider_message_id = :pid",
+                ExpressionAttributeValues=serialise({":pid": provider_message_id}),
             )
-        except ClientError as failure:
-            if not is_condition_failure(failure):
-                raise
-            if provider_message_id:  # the status stays, but the id must be known for callbacks
-                self.table.client.update_item(
-                    TableName=self.table.name,
-                    Key=serialise({"notification_id": notification_id}),
-                    UpdateExpression="SET provider_message_id = :pid",
-                    ExpressionAttributeValues=serialise({":pid": provider_message_id}),
-                )
 
     def record_sent(
         self,
@@ -146,23 +143,19 @@ class OutboxRepository:
             parts.append("provider_message_id = :pid")
         if not settled:
             del values[":attempting"], values[":accepted"]
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise({"notification_id": notification_id}),
-                UpdateExpression="SET " + ", ".join(parts),
-                ConditionExpression=" AND ".join(conditions),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=serialise(values),
+        if self.table.update_if(
+            {"notification_id": notification_id},
+            "SET " + ", ".join(parts),
+            " AND ".join(conditions),
+            values,
+            names,
+        ):
+            return
+        for channel, pid, details in settled:
+            self.settle_attempt(
+                notification_id, channel, "accepted", at, provider_message_id=pid, details=details
             )
-        except ClientError as failure:
-            if not is_condition_failure(failure):
-                raise
-            for channel, pid, details in settled:
-                self.settle_attempt(
-                    notification_id, channel, "accepted", at, provider_message_id=pid, details=details
-                )
-            self.mark(notification_id, "sent", at, provider_message_id=provider_message_id, extra=extra)
+        self.mark(notification_id, "sent", at, provider_message_id=provider_message_id, extra=extra)
 
     def notification_for_provider_id(self, provider_message_id: str) -> str | None:
         items = self.table.query_all(
@@ -210,31 +203,16 @@ class OutboxRepository:
         notification_id, _, key_channel = idempotency_key.rpartition("#")
         if not notification_id or key_channel != channel:
             return None
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise({"notification_id": notification_id}),
-                UpdateExpression=(
-                    "SET #attempts.#c.#state = :accepted, #attempts.#c.provider_message_id = :pid, "
-                    "#attempts.#c.confirmed_at = :at, provider_message_id = :pid REMOVE unconfirmed"
-                ),
-                ConditionExpression=(
-                    "#attempts.#c.#state = :unconfirmed AND attribute_not_exists(provider_message_id)"
-                ),
-                ExpressionAttributeNames={"#attempts": "attempts", "#c": channel, "#state": "state"},
-                ExpressionAttributeValues=serialise(
-                    {
-                        ":accepted": "accepted",
-                        ":unconfirmed": "unconfirmed",
-                        ":pid": provider_message_id,
-                        ":at": at,
-                    }
-                ),
-            )
-        except ClientError as error:
-            if is_condition_failure(error):
-                return None
-            raise
+        confirmed = self.table.update_if(
+            {"notification_id": notification_id},
+            "SET #attempts.#c.#state = :accepted, #attempts.#c.provider_message_id = :pid, "
+            "#attempts.#c.confirmed_at = :at, provider_message_id = :pid REMOVE unconfirmed",
+            "#attempts.#c.#state = :unconfirmed AND attribute_not_exists(provider_message_id)",
+            {":accepted": "accepted", ":unconfirmed": "unconfirmed", ":pid": provider_message_id, ":at": at},
+            {"#attempts": "attempts", "#c": channel, "#state": "state"},
+        )
+        if not confirmed:
+            return None
         self._apply_status(notification_id, status, at, error_code)
         return notification_id
 
@@ -247,19 +225,14 @@ class OutboxRepository:
         if error_code:
             expression += ", error_code = :code"
             values[":code"] = error_code
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise({"notification_id": notification_id}),
-                UpdateExpression=expression,
-                ConditionExpression="attribute_exists(notification_id) AND "
-                "(attribute_not_exists(status_rank) OR status_rank < :rank)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=serialise(values),
-            )
-        except ClientError as error:
-            if not is_condition_failure(error):
-                raise
+        self.table.update_if(
+            {"notification_id": notification_id},
+            expression,
+            "attribute_exists(notification_id) AND "
+            "(attribute_not_exists(status_rank) OR status_rank < :rank)",
+            values,
+            names,
+        )
 
     def get(self, notification_id: str) -> dict[str, Any] | None:
         return self.table.get({"notification_id": notification_id})
@@ -282,20 +255,14 @@ class OutboxRepository:
         stored = {**attempt, "state": ATTEMPTING}
         for _ in range(2):
             try:
-                self.table.client.update_item(
-                    TableName=self.table.name,
-                    Key=serialise({"notification_id": notification_id}),
-                    UpdateExpression="SET #attempts.#c = :attempt",
-                    ConditionExpression=(
-                        "attribute_exists(notification_id) AND attribute_not_exists(#attempts.#c)"
-                    ),
-                    ExpressionAttributeNames={"#attempts": "attempts", "#c": channel},
-                    ExpressionAttributeValues=serialise({":attempt": stored}),
+                written = self.table.update_if(
+                    {"notification_id": notification_id},
+                    "SET #attempts.#c = :attempt",
+                    "attribute_exists(notification_id) AND attribute_not_exists(#attempts.#c)",
+                    {":attempt": stored},
+                    {"#attempts": "attempts", "#c": channel},
                 )
-                return stored, True
             except ClientError as error:
-                if is_condition_failure(error):
-                    break
                 if error.response.get("Error", {}).get("Code") != "ValidationException":
                     raise
                 # An item written before attempts existed: give it the map, then try again.
@@ -306,6 +273,10 @@ class OutboxRepository:
                     ExpressionAttributeNames={"#attempts": "attempts"},
                     ExpressionAttributeValues=serialise({":empty": {}}),
                 )
+                continue
+            if written:
+                return stored, True
+            break
         item = self.get(notification_id) or {}
         existing = (item.get("attempts") or {}).get(channel)
         if existing is None:
@@ -314,22 +285,13 @@ class OutboxRepository:
 
     def renew_attempt(self, notification_id: str, channel: str, started_at: str, now: str) -> bool:
         """Take over a stale attempt (new lease); False when someone else did first."""
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise({"notification_id": notification_id}),
-                UpdateExpression="SET #attempts.#c.started_at = :now, #attempts.#c.renewed = :true",
-                ConditionExpression=_SAME_ATTEMPT,
-                ExpressionAttributeNames={"#attempts": "attempts", "#c": channel, "#state": "state"},
-                ExpressionAttributeValues=serialise(
-                    {":now": now, ":started": started_at, ":attempting": ATTEMPTING, ":true": True}
-                ),
-            )
-        except ClientError as error:
-            if is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self.table.update_if(
+            {"notification_id": notification_id},
+            "SET #attempts.#c.started_at = :now, #attempts.#c.renewed = :true",
+            _SAME_ATTEMPT,
+            {":now": now, ":started": started_at, ":attempting": ATTEMPTING, ":true": True},
+            {"#attempts": "attempts", "#c": channel, "#state": "state"},
+        )
 
     def settle_attempt(
         self,
@@ -354,30 +316,20 @@ class OutboxRepository:
                 names[f"#{name}"] = name
                 values[f":{name}"] = value
                 expression += f", #attempts.#c.#{name} = :{name}"
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise({"notification_id": notification_id}),
-                UpdateExpression=expression,
-                ConditionExpression="#attempts.#c.#state = :attempting",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=serialise(values),
-            )
-        except ClientError as failure:
-            if not is_condition_failure(failure):
-                raise
+        self.table.update_if(
+            {"notification_id": notification_id},
+            expression,
+            "#attempts.#c.#state = :attempting",
+            values,
+            names,
+        )
 
     def release_attempt(self, notification_id: str, channel: str, started_at: str) -> None:
         """Forget an attempt the provider did not accept (busy), so the retry starts afresh."""
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=serialise({"notification_id": notification_id}),
-                UpdateExpression="REMOVE #attempts.#c",
-                ConditionExpression=_SAME_ATTEMPT,
-                ExpressionAttributeNames={"#attempts": "attempts", "#c": channel, "#state": "state"},
-                ExpressionAttributeValues=serialise({":attempting": ATTEMPTING, ":started": started_at}),
-            )
-        except ClientError as failure:
-            if not is_condition_failure(failure):
-                raise
+        self.table.update_if(
+            {"notification_id": notification_id},
+            "REMOVE #attempts.#c",
+            _SAME_ATTEMPT,
+            {":attempting": ATTEMPTING, ":started": started_at},
+            {"#attempts": "attempts", "#c": channel, "#state": "state"},
+        )

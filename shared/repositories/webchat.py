@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.platform import settings
 from shared.repositories.dynamo import DynamoTable
 
 SESSION_TTL_S = 30 * 24 * 3600
@@ -28,7 +29,7 @@ def session_pk(session_id: str) -> str:
 
 class WebchatRepository:
     def __init__(self, table: DynamoTable | None = None) -> None:
-        self.table = table or DynamoTable("WEBCHAT_TABLE")
+        self.table = table or DynamoTable(settings.WEBCHAT_TABLE)
 
     def create_session(
         self, session_id: str, created_at: str, now_epoch: int, customer: dict[str, Any]

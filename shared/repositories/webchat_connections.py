@@ -11,6 +11,7 @@ connection whose ``$disconnect`` never came is forgotten by the table's TTL.
 
 from __future__ import annotations
 
+from shared.platform import settings
 from shared.repositories.dynamo import DynamoTable, serialise
 from shared.repositories.webchat import session_pk
 
@@ -23,7 +24,7 @@ def connection_pk(connection_id: str) -> str:
 
 class WebchatConnectionRepository:
     def __init__(self, table: DynamoTable | None = None) -> None:
-        self.table = table or DynamoTable("WEBCHAT_TABLE")
+        self.table = table or DynamoTable(settings.WEBCHAT_TABLE)
 
     def add(self, session_id: str, connection_id: str, connected_at: str, now_epoch: int) -> None:
         expires = now_epoch + CONNECTION_TTL_S

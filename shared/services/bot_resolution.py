@@ -9,7 +9,7 @@ as an automated resolution unless a human was ever involved) when
   ``bot-answered`` index (``bot_answered_in`` = ``bot#<shard>``, ``bot_answered_at`` =
   when the bot answered), a few queries a minute and never a scan; or
 * the customer's reply closes it ("thanks, that's all", "Danke!";
-  :func:`shared.domain.kpis.is_closing`): routing resolves it at once.
+  :func:`shared.domain.surveys.is_closing`): routing resolves it at once.
 
 Routing sets the index attributes with every automated answer (and removes them when it
 hands the conversation to a human queue); a resolution removes them. A later message
@@ -70,12 +70,7 @@ def answered_before(conversations: ConversationRepository, before: str) -> list[
     per shard."""
     found: list[dict[str, Any]] = []
     for shard in range(BOT_SHARDS):
-        found += conversations.table.query_all(
-            limit=500,
-            IndexName=BOT_INDEX,
-            KeyConditionExpression="bot_answered_in = :s AND bot_answered_at < :before",
-            ExpressionAttributeValues={":s": {"S": f"bot#{shard}"}, ":before": {"S": before}},
-        )
+        found += conversations.bot_answered_before(f"bot#{shard}", before, limit=500)
     return found
 
 

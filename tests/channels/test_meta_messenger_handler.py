@@ -16,7 +16,7 @@ from shared.contracts.events import MessageReceived, format_timestamp, utc_now
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import OutboxRepository
-from shared.services.profiles import record_message
+from shared.services.profiles.inbound import record_message
 from tests.helpers import context, http_event
 from topology import TOPOLOGY
 

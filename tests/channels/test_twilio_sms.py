@@ -24,7 +24,7 @@ from shared.contracts.models import Conversation
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import OutboxRepository
-from shared.services.profiles import record_message
+from shared.services.profiles.inbound import record_message
 from tests.helpers import context, http_event, sqs_event
 from topology import TOPOLOGY
 

@@ -28,7 +28,7 @@ from shared.contracts.models import Conversation, RoutingDecision
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.dynamo import serialise, serialise_value
-from shared.services.profiles import record_message
+from shared.services.profiles.inbound import record_message
 from tests.helpers import context, http_event, sqs_event
 from topology import TOPOLOGY
 

@@ -22,6 +22,7 @@ from functions.kpi.handler import handler as kpi
 from shared.contracts.events import format_timestamp
 from shared.domain import links
 from shared.domain.kpis import bucket_bound, bucket_of
+from shared.platform import link_settings
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.dynamo import serialise
 from tests.helpers import context, http_event, sqs_event
@@ -391,7 +392,7 @@ def test_csat_by_link_counts_once_stored_on_the_conversation(
     urls = re.findall(r"https://api\.example\.com/links/csat\?\S+", text)
     assert len(urls) == 5  # one link per score 1-5, web chat was the customer's channel
     token = parse_qs(urlparse(urls[3]).query)["t"][0]
-    claims = links.verify(links.signing_secret(), token, "csat")
+    claims = links.verify(link_settings.links_signing_secret(), token, "csat")
     assert (claims.customer_id, claims.conversation_id, claims.channel) == ("cus-l", "c-l", "webchat")
     assert parse_qs(urlparse(urls[3]).query)["score"] == ["4"]
 

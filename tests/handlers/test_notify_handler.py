@@ -15,7 +15,7 @@ import pytest
 
 from functions.notify import handler as notify_handler
 from functions.notify import notifier as shared_notify
-from functions.notify.notifier import AttemptInFlight, Notifier, UnsubscribeLinks, WebchatAdapter
+from functions.notify.notifier import AttemptInFlight, Notifier, UnsubscribeLinks
 from shared.contracts.events import Identity, NotificationRequested, format_timestamp
 from shared.contracts.models import Consent
 from shared.domain import links
@@ -26,10 +26,11 @@ from shared.outbound.adapters import (
     OutboundMessage,
     ProviderBusy,
     ProviderRequest,
-    SesEmailAdapter,
-    TwilioSmsAdapter,
-    WhatsAppAdapter,
 )
+from shared.outbound.meta import WhatsAppAdapter
+from shared.outbound.ses import SesEmailAdapter
+from shared.outbound.twilio import TwilioSmsAdapter
+from shared.outbound.webchat import WebchatAdapter
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository, customer_pk
 from shared.repositories.dynamo import serialise

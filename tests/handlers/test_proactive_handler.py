@@ -154,7 +154,7 @@ def test_the_rules_file_is_validated_when_the_function_starts(
     bad.write_text(json.dumps("x").join(["version = 1\n[[rules]]\nname = ", "\nevent = 'page.clicked'\n"]))
     monkeypatch.setenv("OMNI_PROACTIVE_RULES", str(bad))
     monkeypatch.setattr(proactive_fn, "_proactive", None)
-    from functions.proactive.service import ProactiveConfigError  # noqa: PLC0415
+    from functions.proactive.rules import ProactiveConfigError  # noqa: PLC0415
 
     with pytest.raises(ProactiveConfigError, match=r"rules\[0\]\.event: unknown event 'page.clicked'"):
         proactive_fn.proactive()

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from shared.contracts.events import Identity, MessageReceived, format_timestamp, utc_now
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
-from shared.services.profiles import record_message
+from shared.services.profiles.inbound import record_message
 
 START = datetime(2026, 11, 25, 8, tzinfo=UTC)
 # Hypothesis runs many examples in one moto account: each example gets a new sender.

@@ -158,6 +158,27 @@ def test_every_declared_function_of_the_project_is_zipped_with_its_handler(tmp_p
         )
 
 
+#: Packages that only deploy (topology, infra), run locally (omni) or measure (bench): never in a zip.
+_NOT_LAMBDA_CODE = ("topology", "infra", "omni", "bench")
+
+
+def test_no_function_zip_of_the_project_carries_the_deploy_declaration(tmp_path: Path) -> None:
+    """Lambda code learns physical names from its environment: the topology stays out of every zip
+    (as a package of its own, or as a module of ``shared/`` or ``functions/``)."""
+    bundle = bundling.build_bundle(REPO_ROOT, TOPOLOGY, tmp_path, installer=FakeInstaller())
+    assert set(bundle.functions) == {fn.name for fn in TOPOLOGY.functions}
+    for name, artifact in bundle.functions.items():
+        with zipfile.ZipFile(artifact.path) as archive:
+            entries = archive.namelist()
+        assert entries
+        offending = [
+            entry
+            for entry in entries
+            if any(part.removesuffix(".py") in _NOT_LAMBDA_CODE for part in entry.split("/"))
+        ]
+        assert offending == [], f"{name}: {offending}"
+
+
 #: Marker environment of the Lambda runtime, to follow the dependencies it gets installed.
 _LAMBDA_MARKERS = {
     "python_version": "3.13",

@@ -174,6 +174,31 @@ def test_demo_is_played_when_present(
     assert "demo" in capsys.readouterr().err
 
 
+def test_omni_token_refuses_me_and_says_why(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["token", "--agent", "me"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "/agents/me stands for the agent the token belongs to" in captured.err
+
+
+def test_the_access_log_pauses_while_the_demo_plays(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging  # noqa: PLC0415
+
+    access_log = logging.getLogger("omni.local.http")
+    monkeypatch.setattr(access_log, "level", logging.INFO)
+    levels: list[bool] = []
+
+    def play(base_url: str) -> None:
+        levels.append(access_log.isEnabledFor(logging.INFO))
+        raise RuntimeError("the demo stumbled")
+
+    monkeypatch.setitem(sys.modules, "omni.demo", types.SimpleNamespace(play=play))
+    cli._play_demo("http://127.0.0.1:1")
+    assert levels == [False]  # no "GET /... -> 200" lines between the demo's own
+    assert access_log.isEnabledFor(logging.WARNING)
+    assert access_log.level == logging.INFO  # back once it is over, even after a failure
+
+
 def test_omni_local_serves_until_signalled(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("AWS_ENDPOINT_URL", None)

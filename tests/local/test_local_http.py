@@ -213,6 +213,48 @@ def test_agent_route_needs_a_valid_token(runtime: LocalRuntime) -> None:
     assert event["headers"]["authorization"] == f"Bearer {valid}"
 
 
+def test_401_says_why_like_api_gateways_jwt_authorizer(runtime: LocalRuntime) -> None:
+    url = f"{runtime.base_url}/agent/me"
+    expired = auth.issue_agent_token("agent-1", ttl_s=60, now=int(time.time()) - 3600)
+    forged = auth.issue_agent_token("agent-1", secret="not-the-secret-at-all-not-the-secret")
+    no_exp = auth.jwt.encode({"sub": "agent-1"}, auth.agent_jwt_secret(), algorithm="HS256")
+    expected = {
+        "": "the Authorization header is missing",
+        f"Bearer {expired}": "the token has expired",
+        f"Bearer {forged}": "the token signature is invalid",
+        f"Bearer {no_exp}": "the token has no exp claim",
+        "Bearer not-a-jwt": "the token is not a valid JWT",
+        f"Basic {expired}": "the Authorization header is not a bearer token",
+    }
+    for authorization, reason in expected.items():
+        headers = {"Authorization": authorization} if authorization else {}
+        response = requests.get(url, headers=headers, timeout=10)
+        assert response.status_code == 401
+        assert response.json() == {"message": "Unauthorized"}
+        assert response.headers["www-authenticate"] == (
+            f'Bearer scope="" error="invalid_token" error_description="{reason}"'
+        )
+
+
+def test_the_cli_prints_why_a_token_was_refused(runtime: LocalRuntime) -> None:
+    from omni.send import http  # noqa: PLC0415
+
+    expired = auth.issue_agent_token("agent-1", ttl_s=60, now=int(time.time()) - 3600)
+    result = http("GET", f"{runtime.base_url}/agent/me", headers={"Authorization": f"Bearer {expired}"})
+    assert result.status == 401
+    assert 'error_description="the token has expired"' in result.describe()
+
+
+def test_index_page_links_the_console_openapi_and_health(runtime: LocalRuntime) -> None:
+    response = requests.get(f"{runtime.base_url}/", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    for href in ('href="/console/"', 'href="/openapi.json"', 'href="/healthz"'):
+        assert href in response.text
+    assert requests.post(f"{runtime.base_url}/", timeout=10).status_code == 405
+    assert requests.get(f"{runtime.base_url}/nothing-here", timeout=10).status_code == 404
+
+
 def test_agent_secret_comes_from_the_environment(
     runtime: LocalRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,7 +11,7 @@ from shared.contracts.events import Identity, MessageReceived, format_timestamp,
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
-from shared.services.profiles import RecordedMessage, record_message
+from shared.services.profiles.inbound import RecordedMessage, record_message
 
 START = datetime(2026, 11, 25, 8, tzinfo=UTC)
 

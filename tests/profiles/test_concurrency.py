@@ -17,7 +17,8 @@ from omni.local.provision import provision
 from shared.contracts.events import MessageReceived
 from shared.platform import aws
 from shared.repositories.conversations import ConcurrentUpdate
-from shared.services.profiles import RecordedMessage, ResolutionConflict, find_root, merged_tree
+from shared.services.profiles.inbound import RecordedMessage
+from shared.services.profiles.merge import ResolutionConflict, find_root, merged_tree
 from tests.profiles.support import Repos, inbound, verified
 from topology import TOPOLOGY, function_environment
 

@@ -6,7 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 from shared.contracts.events import format_timestamp, utc_now
-from shared.services.profiles import erase_customer, export_customer, unmerge_customers
+from shared.services.profiles.erasure import erase_customer, export_customer
+from shared.services.profiles.merge import unmerge_customers
 from tests.profiles.support import START, Repos, claimed, inbound, snapshot, verified
 
 PHONE = "+4915112345678"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.repositories.customers import ProfileState
-from shared.services.profiles import more_restrictive, newer_attributes, plan_merge, plan_unmerge
+from shared.services.profiles.merge import more_restrictive, newer_attributes, plan_merge, plan_unmerge
 
 OUT_OLD = {"status": "opted_out", "at": "2026-01-01T00:00:00.000000Z", "source": "sms:STOP"}
 IN_NEW = {"status": "opted_in", "at": "2026-06-01T00:00:00.000000Z", "source": "agent:x"}

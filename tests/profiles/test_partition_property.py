@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from shared.contracts.events import Identity
 from shared.repositories.customers import customer_pk
-from shared.services.profiles import find_root
+from shared.services.profiles.merge import find_root
 from tests.profiles.support import Repos, claimed, inbound, verified
 
 POOL = 7

@@ -22,7 +22,8 @@ from shared.domain.retention import (
     retention_days,
 )
 from shared.repositories.customers import PROFILE, customer_pk
-from shared.services.profiles import RecordedMessage, erase_customer, record_message, sweep_retention
+from shared.services.profiles.erasure import erase_customer, sweep_retention
+from shared.services.profiles.inbound import RecordedMessage, record_message
 from tests.helpers import context
 from tests.profiles.support import Repos, inbound, snapshot, verified
 from topology import TOPOLOGY

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from shared.platform.bus import EventPublisher, PublishError
+from shared.platform import aws
+from shared.platform.bus import MAX_DELAY_S, EventPublisher, PublishError, send_delayed
 
 
 class Detail(BaseModel):
@@ -70,3 +71,35 @@ def test_persistent_failure_raises_with_the_codes() -> None:
 def test_source_must_be_ours() -> None:
     with pytest.raises(ValueError, match=r"omni\."):
         EventPublisher(source="aws.fake", bus_name="bus")
+
+
+class FakeSqs:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send_message(self, **kwargs: Any) -> dict[str, Any]:
+        self.sent.append(kwargs)
+        return {"MessageId": "m-1"}
+
+
+@pytest.mark.parametrize(("asked", "used"), [(-3, 0), (0, 0), (42, 42), (MAX_DELAY_S + 1, MAX_DELAY_S)])
+def test_send_delayed_puts_an_eventbridge_envelope_on_the_queue_with_the_delay_sqs_allows(
+    monkeypatch: pytest.MonkeyPatch, asked: int, used: int
+) -> None:
+    sqs = FakeSqs()
+    monkeypatch.setattr(aws, "client", lambda service: sqs)
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    delay = send_delayed(
+        "https://q.example/kpi", "omni.kpi", "kpi.ces_due", Detail(n=7), asked, "2026-01-01T00:00:00Z"
+    )
+    assert delay == used
+    [call] = sqs.sent
+    assert (call["QueueUrl"], call["DelaySeconds"]) == ("https://q.example/kpi", used)
+    envelope = json.loads(call["MessageBody"])
+    assert envelope["detail-type"] == "kpi.ces_due"
+    assert envelope["source"] == "omni.kpi"
+    assert envelope["detail"] == {"n": 7}
+    assert envelope["time"] == "2026-01-01T00:00:00Z"
+    assert envelope["region"] == "eu-central-1"
+    assert envelope["id"]
+    assert envelope["version"] == "0"

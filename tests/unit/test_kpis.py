@@ -13,25 +13,27 @@ import pytest
 from moto.events.models import EventPattern
 
 from shared.domain.kpis import (
-    CES_QUESTIONS,
-    CSAT_QUESTIONS,
     bucket_bound,
     bucket_counter,
     bucket_of,
+    day_of,
+    percentile,
+    report,
+    sum_counters,
+    within_window,
+)
+from shared.domain.routing_rules import DEFAULT_PATH, RoutingConfigError, load_rules, parse_rules
+from shared.domain.surveys import (
+    CES_QUESTIONS,
+    CSAT_QUESTIONS,
     ces_question,
     could_be_score,
-    day_of,
     is_closing,
     parse_ces,
     parse_csat,
     parse_score,
-    percentile,
-    report,
-    sum_counters,
     survey_question,
-    within_window,
 )
-from shared.domain.routing_rules import DEFAULT_PATH, RoutingConfigError, load_rules, parse_rules
 from shared.platform.observability import mask_pii
 from topology import CONVERSATION_RESOLVED, MESSAGE_RECORDED, NOTIFICATION_REQUESTED, TOPOLOGY
 

@@ -9,7 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from shared.domain import links
-from shared.domain.links import InvalidLink, check_score, link_url, public_base_url, sign, verify
+from shared.domain.links import InvalidLink, check_score, link_url, sign, verify
+from shared.platform.link_settings import public_base_url
 
 SECRET = "test-links-secret"
 NOW = 1_795_600_800.0  # 2026-11-25T08:00:00Z

@@ -25,16 +25,14 @@ from shared.outbound.adapters import (
     DeliveryFailed,
     HttpClient,
     LocalOutboxAdapter,
-    MessengerAdapter,
     OutboundMessage,
     OutcomeUnknown,
     ProviderBusy,
-    SesEmailAdapter,
-    TwilioSmsAdapter,
-    WhatsAppAdapter,
-    ses_message_id_header,
 )
+from shared.outbound.meta import MessengerAdapter, WhatsAppAdapter
+from shared.outbound.ses import SesEmailAdapter, ses_message_id_header
 from shared.outbound.templates import WhatsAppTemplate
+from shared.outbound.twilio import TwilioSmsAdapter
 
 
 class FakeProvider:

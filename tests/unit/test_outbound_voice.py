@@ -20,10 +20,9 @@ from shared.outbound.adapters import (
     LocalOutboxAdapter,
     OutboundMessage,
     ProviderBusy,
-    TwilioVoiceAdapter,
-    say_twiml,
 )
 from shared.outbound.policy import CustomerFacts, choose_channels
+from shared.outbound.twilio import TwilioVoiceAdapter, say_twiml
 from shared.repositories.outbox import OutboxRepository
 from tests.handlers.test_notify_handler import NOON, make_customer, notifier
 from tests.unit.test_outbound_adapters import FakeProvider

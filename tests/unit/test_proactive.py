@@ -9,17 +9,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from functions.proactive.service import (
-    BehaviourDetail,
-    InvalidBehaviourEvent,
+from functions.proactive.events import BehaviourDetail, InvalidBehaviourEvent, check_event
+from functions.proactive.rules import (
     ProactiveConfigError,
     ProactiveRule,
-    check_event,
-    count_event,
-    fill_variables,
     load_proactive_rules,
     parse_proactive_rules,
 )
+from functions.proactive.service import count_event, fill_variables
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 RULES = load_proactive_rules()

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from functions.routing.orders import OrderStatus, SampleOrderLookup
-from functions.routing.router import (
+from functions.routing.decide import (
     Classification,
     KeywordClassifier,
     customer_reply,
@@ -17,6 +16,7 @@ from functions.routing.router import (
     detect_language,
     priority_of,
 )
+from functions.routing.orders import OrderStatus, SampleOrderLookup
 from functions.sla_sweep.sweep import is_stalled
 from shared.contracts.models import ConversationSummary, Message, RoutingDecision
 from shared.domain.handover import build_handover

@@ -1,0 +1,251 @@
+"""Identity resolution: the customer who sent an inbound message.
+
+The verified identities of a message (the channel-proven sender, identities from a
+signed session) are looked up in one request. Nobody owns any of them: a new customer
+owning all of them is created. One customer owns them: that customer, and the verified
+identities nobody owns yet are attached. Several customers own them: the message proves
+they are one person, so they are merged - the oldest profile survives - and the message
+goes to the survivor. Claimed identities (typed in by the customer) are recorded on the
+profile but never used to find or merge anyone; one owned by another customer is
+reported as a possible match, and an agent confirms it or merges by hand.
+
+Because a merge only ever joins the profiles that verified identities link, the final
+partition of identities into profiles is the connected components of the verified
+links, whatever order (or how many times) messages arrive in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from shared.contracts.events import Identity, MessageReceived, format_timestamp
+from shared.domain.identity import derived_identities, normalise
+from shared.platform.ids import new_id
+from shared.repositories.conversation_merge import ConversationMerger
+from shared.repositories.customers import (
+    CustomerRepository,
+    IdentityErased,
+    IdentityTaken,
+    ProfileChanged,
+    ProfileState,
+)
+from shared.services.profiles.merge import (
+    MERGE_ATTEMPTS,
+    MergeRefused,
+    ResolutionConflict,
+    _pause,
+    find_root,
+    merge_customers,
+)
+
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class PossibleMatch:
+    identity: Identity
+    other_customer_id: str | None
+
+
+@dataclass
+class Resolution:
+    customer_id: str | None
+    new_customer: bool
+    possible_matches: list[PossibleMatch] = field(default_factory=list)
+    merges: list[str] = field(default_factory=list)
+    #: Why the message was not attributed to anyone (``erased``: a replay of erased data).
+    dropped: str | None = None
+
+
+def identities_of(message: MessageReceived) -> list[Identity]:
+    """Normalised identities of a message, sender first, each once (verified wins).
+
+    Identities implied by another are added (a wa_id is also that phone number).
+    """
+    by_key: dict[str, Identity] = {}
+    for raw in (message.sender, *message.identities):
+        identity = normalise(raw)
+        for each in (identity, *derived_identities(identity)):
+            known = by_key.get(each.key)
+            if known is None or (each.verified and not known.verified):
+                by_key[each.key] = each
+    return list(by_key.values())
+
+
+def _learn_name(
+    customers: CustomerRepository, survivor: ProfileState, message: MessageReceived, now: str
+) -> None:
+    """The first name we learn for a customer who had none (e.g. SMS first, then web chat)."""
+    if not message.display_name or "name" in (survivor.profile.get("attributes") or {}):
+        return
+    latest = customers.load(survivor.customer_id)
+    attributes = dict((latest.profile.get("attributes") or {}) if latest else {})
+    if latest is not None and "name" not in attributes:
+        attributes["name"] = {"value": message.display_name, "at": now, "source": message.channel}
+        customers.update_profile(
+            latest.customer_id,
+            latest.version,
+            {"attributes": attributes, "display_name": message.display_name},
+        )
+
+
+def _attach_missing(
+    customers: CustomerRepository,
+    survivor: ProfileState,
+    identities: list[Identity],
+    owners: dict[str, str],
+    message: MessageReceived,
+    now: str,
+    sent_at: str,
+    stale: dict[str, str],
+) -> list[PossibleMatch]:
+    matches: list[PossibleMatch] = []
+    for identity in identities:
+        had = survivor.link_of(identity)
+        owner = owners.get(identity.key)
+        if not identity.verified and owner and owner != survivor.customer_id:
+            matches.append(PossibleMatch(identity, owner))
+        if had is not None and (had.get("verified") or not identity.verified):
+            continue  # on the profile already, at least as strongly as now
+        customers.attach(
+            survivor.customer_id,
+            identity,
+            now,
+            source=message.channel,
+            sent_at=sent_at,
+            stale_owner=stale.get(identity.key),
+        )
+    _learn_name(customers, survivor, message, now)
+    return matches
+
+
+class _Dropped(Exception):
+    """The message is a replay of an erased person's data."""
+
+
+def _owning_roots(
+    customers: CustomerRepository,
+    merger: ConversationMerger,
+    verified: list[Identity],
+    owners: dict[str, str],
+    now: str,
+    sent_at: str,
+) -> tuple[dict[str, ProfileState], dict[str, str]]:
+    """The active profiles owning the verified identities, and the identities whose owner is gone."""
+    roots: dict[str, ProfileState] = {}
+    stale: dict[str, str] = {}
+    for identity in verified:
+        owner = owners.get(identity.key)
+        if owner is None:
+            continue
+        root = find_root(customers, merger, owner, now)
+        if root.state is None:
+            if root.erased_at and sent_at < root.erased_at:
+                raise _Dropped
+            stale[identity.key] = owner  # its profile is gone: the identity is free
+        else:
+            roots[root.state.customer_id] = root.state
+    return roots, stale
+
+
+def _new_customer(
+    customers: CustomerRepository,
+    identities: list[Identity],
+    owners: dict[str, str],
+    stale: dict[str, str],
+    message: MessageReceived,
+    now: str,
+    sent_at: str,
+    make_id: Callable[[str], str],
+) -> Resolution:
+    """Nobody owns a verified identity of the message: a new customer owning all of them."""
+    customer_id = make_id("cus")
+    customers.create(
+        customer_id,
+        identities,
+        now,
+        message.display_name,
+        source=message.channel,
+        sent_at=sent_at,
+        stale_owners=stale,
+    )
+    matches = [PossibleMatch(i, owners[i.key]) for i in identities if not i.verified and i.key in owners]
+    return Resolution(customer_id, True, matches)
+
+
+def _merge_roots(
+    customers: CustomerRepository,
+    merger: ConversationMerger,
+    roots: dict[str, ProfileState],
+    message: MessageReceived,
+    verified: list[Identity],
+    now: str,
+    make_id: Callable[[str], str],
+) -> tuple[ProfileState, list[str]]:
+    """The oldest of the owning profiles, with the others merged into it, and the merges."""
+    ordered = sorted(roots.values(), key=lambda s: (str(s.profile.get("created_at")), s.customer_id))
+    survivor = ordered[0]
+    merges = [
+        merge_customers(
+            customers,
+            merger,
+            survivor.customer_id,
+            other.customer_id,
+            cause=message.message_key,
+            now=now,
+            linking=[i.key for i in verified],
+            make_id=make_id,
+        )
+        for other in ordered[1:]
+    ]
+    if merges:
+        reloaded = customers.load(survivor.customer_id)
+        if reloaded is None:
+            raise ProfileChanged(survivor.customer_id)
+        survivor = reloaded
+    return survivor, merges
+
+
+def _resolve_once(
+    customers: CustomerRepository,
+    merger: ConversationMerger,
+    message: MessageReceived,
+    identities: list[Identity],
+    now: str,
+    sent_at: str,
+    make_id: Callable[[str], str],
+) -> Resolution:
+    verified = [i for i in identities if i.verified]
+    owners = customers.owners_of(identities)
+    try:
+        roots, stale = _owning_roots(customers, merger, verified, owners, now, sent_at)
+    except _Dropped:
+        return Resolution(None, False, dropped="erased")
+    if not roots:
+        return _new_customer(customers, identities, owners, stale, message, now, sent_at, make_id)
+    survivor, merges = _merge_roots(customers, merger, roots, message, verified, now, make_id)
+    matches = _attach_missing(customers, survivor, identities, owners, message, now, sent_at, stale)
+    return Resolution(survivor.customer_id, False, matches, merges)
+
+
+def resolve_customer(
+    customers: CustomerRepository,
+    message: MessageReceived,
+    now: str,
+    make_id: Callable[[str], str] = new_id,
+    merger: ConversationMerger | None = None,
+) -> Resolution:
+    """The customer who sent ``message``, merging the profiles its verified identities link."""
+    merger = merger or ConversationMerger()
+    identities = identities_of(message)
+    sent_at = format_timestamp(message.sent_at)
+    for attempt in range(MERGE_ATTEMPTS):
+        try:
+            return _resolve_once(customers, merger, message, identities, now, sent_at, make_id)
+        except IdentityErased:
+            return Resolution(None, False, dropped="erased")
+        except (IdentityTaken, ProfileChanged, MergeRefused):
+            # Someone created, merged or changed one of these customers a moment ago.
+            _pause(attempt)
+    raise ResolutionConflict(f"could not resolve the sender of {message.message_key}")
