@@ -306,4 +306,3 @@ def test_a_reply_to_a_bounced_address_is_not_sent() -> None:
     plan = choose_channels(notification(kind="reply", conversation_id="conv-1"), facts, conversation)
     assert plan.candidates == ()
     assert plan.skipped == (("email", "undeliverable"),)
-
