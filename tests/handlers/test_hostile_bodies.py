@@ -110,3 +110,25 @@ def test_whatsapp_webhook_refuses_a_deep_signed_body_with_400(stack: dict[Any, s
         http_event("POST", "/webhooks/whatsapp", body=body, headers=headers), context("whatsapp")
     )
     assert response["statusCode"] == 400
+
+
+@pytest.mark.parametrize(
+    ("method", "route"),
+    [
+        ("DELETE", "/conversations/{conversation_id}/notes"),
+        ("PATCH", "/conversations/{conversation_id}/accept"),
+        ("PUT", "/notifications"),
+    ],
+)
+def test_a_method_the_api_does_not_route_is_404_as_at_the_gateway(
+    stack: dict[Any, str], method: str, route: str
+) -> None:
+    """API Gateway answers 404 for a method a path has no route for, before any function runs
+    (locally too, tests/local/test_local_http.py); the functions answer the same if ever reached."""
+    response = agent_call(method, route, "{}", "application/json")
+    assert response["statusCode"] == 404, response
+
+
+def test_web_chat_answers_404_for_a_method_it_does_not_route(stack: dict[Any, str]) -> None:
+    event = http_event("DELETE", "/webchat/sessions", body="{}", headers={"content-type": "application/json"})
+    assert webchat(event, context("webchat"))["statusCode"] == 404
