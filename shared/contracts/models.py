@@ -119,6 +119,10 @@ class Customer(BaseModel):
     #: Merges this profile took part in, newest first (survivor or merged-away side).
     merges: list[MergeSummary] = Field(default_factory=list)
     merged_into: str | None = None
+    #: What the provider reported about the customer's identity, latest per kind
+    #: (``user_changed_number``: ``{at, message_id, from, to}``; ``customer_identity_changed``:
+    #: ``{at, message_id, from, identity_hash}``) - the audit of a WhatsApp number change.
+    identity_changes: dict[str, dict[str, str]] = Field(default_factory=dict)
     #: The id that was asked for when it had been merged into this customer.
     redirected_from: str | None = None
 

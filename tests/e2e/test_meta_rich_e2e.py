@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from omni.local.runtime import LocalRuntime
-from tests.e2e.test_meta_e2e import customer_of, fixture, inbound_messages, post
+from tests.e2e.test_meta_e2e import customer_of, fixture, inbound_messages, post, whatsapp_payload
 
 pytestmark = pytest.mark.e2e
 
@@ -47,3 +47,24 @@ def test_a_contact_card_reaches_the_agent_readably(runtime: LocalRuntime) -> Non
     [card] = message["attachments"]
     assert card["content"]["kind"] == "contact"
     assert card["content"]["emails"] == ["bruno.keller@example.com"]
+
+
+def test_a_number_change_links_the_new_number_with_an_audit_entry(runtime: LocalRuntime) -> None:
+    first = post(runtime, "whatsapp", whatsapp_payload("4915112345678", "wamid.BEFORE-CHANGE", "Hallo"))
+    assert first.status_code == 200
+    runtime.wait_idle(timeout=60)
+    ana = customer_of(runtime, "whatsapp:+4915112345678")
+    assert post(runtime, "whatsapp", json.dumps(fixture("whatsapp_system.json")).encode()).status_code == 200
+    runtime.wait_idle(timeout=60)
+    # The new number is the same customer, verified; the old one stays linked.
+    assert customer_of(runtime, "whatsapp:+4915187654321")["customer_id"] == ana["customer_id"]
+    ana = customer_of(runtime, "whatsapp:+4915112345678")
+    verified = {(i["type"], i["value"]) for i in ana["identities"] if i["verified"]}
+    assert {("whatsapp", "+4915187654321"), ("phone", "+4915187654321")} <= verified
+    changed = ana["identity_changes"]["user_changed_number"]
+    assert changed["from"] == "whatsapp:+4915112345678"
+    assert changed["to"] == "whatsapp:+4915187654321"
+    assert changed["message_id"].endswith("wamid.HBgNSYSTEMNUMBER0001")
+    assert ana["identity_changes"]["customer_identity_changed"]["identity_hash"] == "a1b2c3d4e5f6"
+    # Events on the profile, not customer messages: the conversation holds only the greeting.
+    assert [m["text"] for m in inbound_messages(runtime, ana["customer_id"])] == ["Hallo"]

@@ -120,6 +120,22 @@ def apply_consent(
     return changed
 
 
+def record_identity_change(customers: CustomerRepository, customer_id: str, message: MessageReceived) -> bool:
+    """A provider's system message (WhatsApp ``user_changed_number``, ``customer_identity_changed``)
+    is an event on the profile, not a customer message: the new number was linked to the same
+    customer when the customer was resolved (its identities ride on the message); this records
+    the audit entry - when, which message, from which identity to which. True when recorded."""
+    facts = message.metadata or {}
+    kind = str(facts.get("system_type") or "unknown")
+    entry = {"at": format_timestamp(message.sent_at), "message_id": message.message_key}
+    entry["from"] = normalise(message.sender).key
+    if facts.get("new_wa_id"):
+        entry["to"] = f"whatsapp:{facts['new_wa_id']}"
+    if facts.get("identity_hash"):
+        entry["identity_hash"] = str(facts["identity_hash"])
+    return customers.record_identity_change(customer_id, kind, entry)
+
+
 def _hinted_conversation(
     conversations: ConversationRepository, customer_id: str, hint: str | None
 ) -> str | None:
@@ -413,6 +429,16 @@ def record_message(
         )
     if message.kind == "consent":
         apply_consent(customers, resolution.customer_id, message, conversations)
+        return RecordedMessage(
+            customer_id=resolution.customer_id,
+            conversation_id=None,
+            new_customer=resolution.new_customer,
+            new_conversation=False,
+            new_message=False,
+            **base,
+        )
+    if message.kind == "system":
+        record_identity_change(customers, resolution.customer_id, message)
         return RecordedMessage(
             customer_id=resolution.customer_id,
             conversation_id=None,
