@@ -139,6 +139,8 @@ class Message(BaseModel):
     author: str | None = None
     status: str | None = None
     attachments: list[dict[str, Any]] = Field(default_factory=list)
+    #: The customer's reaction to this message (an emoji), if any.
+    reaction: str | None = None
 
 
 class ChannelSwitch(BaseModel):

@@ -115,4 +115,5 @@ def message_of(item: dict[str, Any]) -> Message:
         author=item.get("author"),
         status=item.get("status"),
         attachments=item.get("attachments", []),
+        reaction=(item.get("reaction") or {}).get("emoji"),
     )

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from omni.local.runtime import LocalRuntime
-from tests.e2e.test_meta_e2e import customer_of, fixture, inbound_messages, post, whatsapp_payload
+from shared.repositories.outbox import OutboxRepository
+from tests.e2e.test_meta_e2e import (
+    agent_get,
+    customer_of,
+    fixture,
+    inbound_messages,
+    post,
+    whatsapp_payload,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -68,3 +77,38 @@ def test_a_number_change_links_the_new_number_with_an_audit_entry(runtime: Local
     assert ana["identity_changes"]["customer_identity_changed"]["identity_hash"] == "a1b2c3d4e5f6"
     # Events on the profile, not customer messages: the conversation holds only the greeting.
     assert [m["text"] for m in inbound_messages(runtime, ana["customer_id"])] == ["Hallo"]
+
+
+def reaction_payload(wa_id: str, wamid: str, target: str, emoji: str) -> bytes:
+    payload = fixture("whatsapp_text.json")
+    value = payload["entry"][0]["changes"][0]["value"]
+    value["contacts"][0]["wa_id"] = wa_id
+    message = {"from": wa_id, "id": wamid, "timestamp": str(int(time.time())), "type": "reaction"}
+    message["reaction"] = {"message_id": target, "emoji": emoji}
+    value["messages"] = [message]
+    return json.dumps(payload).encode()
+
+
+def test_a_reaction_attaches_to_the_message_it_reacts_to(runtime: LocalRuntime) -> None:
+    text = json.loads(whatsapp_payload("4915100000042", "wamid.REACT-IN-1", "Hallo, wo ist mein Paket?"))
+    # Written now: inside the 24-hour window our acknowledgement goes out as free text.
+    text["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(int(time.time()))
+    assert post(runtime, "whatsapp", json.dumps(text).encode()).status_code == 200
+    runtime.wait_idle(timeout=60)
+    eva = customer_of(runtime, "whatsapp:+4915100000042")
+    [summary] = agent_get(runtime, f"/customers/{eva['customer_id']}/conversations")["conversations"]
+    path = f"/conversations/{summary['conversation_id']}"
+    before = agent_get(runtime, path)["messages"]
+    [ours] = [m for m in before if m["direction"] == "outbound"]  # the acknowledgement
+    sent = OutboxRepository().get(ours["message_id"])  # read only: Meta's id of our message
+    assert sent is not None
+    thumbs = reaction_payload("4915100000042", "wamid.REACT-1", sent["provider_message_id"], "\U0001f44d")
+    heart = reaction_payload("4915100000042", "wamid.REACT-2", "wamid.REACT-IN-1", "\u2764\ufe0f")
+    assert post(runtime, "whatsapp", thumbs).status_code == 200
+    assert post(runtime, "whatsapp", heart).status_code == 200
+    runtime.wait_idle(timeout=60)
+    after = agent_get(runtime, path)["messages"]
+    # Stored on the messages reacted to, not as new customer messages (and nothing answered them).
+    assert [m["message_id"] for m in after] == [m["message_id"] for m in before]
+    reactions = {m["direction"]: m["reaction"] for m in after}
+    assert reactions == {"outbound": "\U0001f44d", "inbound": "\u2764\ufe0f"}

@@ -120,6 +120,22 @@ def apply_consent(
     return changed
 
 
+def react(conversations: ConversationRepository, customer_id: str, message: MessageReceived) -> str | None:
+    """A reaction is stored on the message it reacts to (ours or the customer's), not as a new
+    message; the conversation it changed, or None when that message is unknown here."""
+    target = (message.metadata or {}).get("reaction_to")
+    if not target:
+        return None
+    emoji = (message.metadata or {}).get("reaction", "")
+    return conversations.set_reaction(
+        f"{message.channel}#{target}",
+        emoji,
+        format_timestamp(message.sent_at),
+        normalise(message.sender).key,
+        customer_id,
+    )
+
+
 def record_identity_change(customers: CustomerRepository, customer_id: str, message: MessageReceived) -> bool:
     """A provider's system message (WhatsApp ``user_changed_number``, ``customer_identity_changed``)
     is an event on the profile, not a customer message: the new number was linked to the same
@@ -437,8 +453,11 @@ def record_message(
             new_message=False,
             **base,
         )
-    if message.kind == "system":
-        record_identity_change(customers, resolution.customer_id, message)
+    if message.kind == "reaction":
+        react(conversations, resolution.customer_id, message)
+    if message.kind in ("system", "reaction"):
+        if message.kind == "system":
+            record_identity_change(customers, resolution.customer_id, message)
         return RecordedMessage(
             customer_id=resolution.customer_id,
             conversation_id=None,
