@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint deploy preview bench clean setup
+.PHONY: run test lint package deploy preview bench clean setup
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -36,6 +36,11 @@ BENCH_OUT := $(if $(RECORD),bench/results.md,build/bench/results.md)
 bench: $(STAMP)
 	@mkdir -p $(dir $(BENCH_OUT))
 	$(BIN)/python -m bench.run --out $(BENCH_OUT)
+
+## make package: every function zip and the dependency layer into build/, with bytecode for the
+## runtime's Python (see README, Deploy); ARGS=--require-bytecode fails instead of warning.
+package: $(STAMP)
+	$(BIN)/python -m infra.package $(ARGS)
 
 ## make deploy: pulumi up for the currently selected stack (see README).
 deploy: $(STAMP)

@@ -1,20 +1,29 @@
-"""Cold start: handler import time against ``import boto3``, first-invocation work, package size.
+"""Cold start from the built artifact: handler import against ``import boto3``, first invocation, sizes.
 
 ::
 
     .venv/bin/python -m bench.coldstart [--repeat 5]
 
-For every function of the topology, ``--repeat`` fresh interpreters each time
-``import boto3`` and then the handler's module (what Lambda's init does before the
-first event), with the function's environment and as in Lambda: ``LAMBDA_TASK_ROOT``
-set and tracing on, and only the modules the deployment has importable (the standard
-library, the runtime's boto3 and what it needs, the layer's dependencies and the
-function's zip; e.g. ``cryptography`` is in this virtual environment but not in the
-layer, so it is hidden). The ratio is the handler import (boto3 already loaded) over
-the boto3 import of the same launch; target ≤ 1.3. Times are the process's CPU time
-(``time.process_time``): imports are CPU-bound, and CPU time does not grow when other
-work shares the machine as wall time does. The median launch is reported. For a
-function over the target, ``python -X importtime`` names its heaviest imports.
+Every function's zip is built as a deployment builds it (:func:`infra.bundling.build_function_zips`,
+bytecode included — compiled for this interpreter's Python, the one that runs the probe; a
+deployment compiles for the runtime's) and extracted into a task folder of its own. For
+every function, ``--repeat`` fresh interpreters each time ``import boto3`` and then the
+handler's module from that folder (what Lambda's init does before the first event), with
+the function's environment and as in Lambda: ``LAMBDA_TASK_ROOT`` is the extracted zip,
+``PYTHONDONTWRITEBYTECODE=1`` (Lambda's file system is read-only: only the bytecode the
+artifact ships is used), tracing on, and only the modules the deployment has importable
+(the standard library, the runtime's boto3 and what it needs, the layer's dependencies
+and the function's zip; e.g. ``cryptography`` is in this virtual environment but not in
+the layer, so it is hidden). The layer's dependencies come from this virtual environment,
+with the bytecode pip compiled for them: the built layer holds arm64 wheels for the
+runtime's Python, which cannot load here. "no bytecode" repeats the launch from a zip
+built without bytecode (what Lambda ran before the artifacts carried it).
+
+The ratio is the handler import (boto3 already loaded) over the boto3 import of the same
+launch; target ≤ 1.3. Times are the process's CPU time (``time.process_time``): imports
+are CPU-bound, and CPU time does not grow when other work shares the machine as wall time
+does. The median launch is reported. For a function over the target,
+``python -X importtime`` names its heaviest imports.
 
 First invocation: work the functions do on their first event instead of at import,
 timed in the same launch right after the import: creating the Powertools Tracer (X-Ray
@@ -41,11 +50,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from infra.bundling import build_function_zip, distribution_name, layer_key, runtime_dependencies
+from infra.bundling import (
+    Compiler,
+    build_function_zips,
+    distribution_name,
+    layer_key,
+    runtime_dependencies,
+)
 from topology import TOPOLOGY, Function, function_environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +141,7 @@ def deployed_modules() -> list[str]:
     )
 
 
-def environment(fn: Function) -> dict[str, str]:
+def environment(fn: Function, task: Path) -> dict[str, str]:
     physical: dict[tuple[Any, str], str] = {("bus", TOPOLOGY.bus.name): f"omni-bench-{TOPOLOGY.bus.name}"}
     for kind, resources in (
         ("table", TOPOLOGY.tables),
@@ -145,28 +161,28 @@ def environment(fn: Function) -> dict[str, str]:
         {
             "AWS_DEFAULT_REGION": "us-east-1",
             "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(task),
             # As in Lambda: tracing on (POWERTOOLS_TRACE_DISABLED was dropped above).
-            "LAMBDA_TASK_ROOT": str(ROOT),
+            "LAMBDA_TASK_ROOT": str(task),
             "AWS_LAMBDA_FUNCTION_NAME": f"omni-bench-{fn.name}",
         }
     )
     return env
 
 
-def probe(fn: Function, allowed: list[str]) -> dict[str, float]:
+def probe(fn: Function, allowed: list[str], task: Path) -> dict[str, float]:
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, fn.module, json.dumps(allowed)],
         capture_output=True,
         text=True,
-        env=environment(fn),
-        cwd=ROOT,
+        env=environment(fn, task),
+        cwd=task,
         check=True,
     )
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def heaviest_imports(fn: Function, allowed: list[str], top: int = 6) -> list[tuple[str, float]]:
+def heaviest_imports(fn: Function, allowed: list[str], task: Path, top: int = 6) -> list[tuple[str, float]]:
     """Where the handler's import time goes: self time summed per top-level package (ms).
 
     ``python -X importtime`` after ``import boto3`` (whose modules are then cached and
@@ -177,8 +193,8 @@ def heaviest_imports(fn: Function, allowed: list[str], top: int = 6) -> list[tup
         [sys.executable, "-X", "importtime", "-c", code, fn.module, json.dumps(allowed)],
         capture_output=True,
         text=True,
-        env=environment(fn),
-        cwd=ROOT,
+        env=environment(fn, task),
+        cwd=task,
         check=True,
     )
     per_package: dict[str, float] = {}
@@ -199,9 +215,18 @@ def heaviest_imports(fn: Function, allowed: list[str], top: int = 6) -> list[tup
     return sorted(per_package.items(), key=lambda x: -x[1])[:top]
 
 
-def zip_size(fn: Function, build: Path) -> int:
-    artifact = build_function_zip(ROOT, fn, build / f"{fn.name}.zip")
-    return artifact.path.stat().st_size
+def extract_artifacts(build: Path, *, bytecode: bool) -> dict[str, tuple[Path, int]]:
+    """Build every function's zip into ``build`` and extract it: task folder and zip size by function."""
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    compiler = Compiler(sys.executable, here) if bytecode else None
+    artifacts = build_function_zips(ROOT, TOPOLOGY.functions, build / "zips", compiler=compiler)
+    tasks = {}
+    for name, artifact in artifacts.items():
+        task = build / "task" / name
+        with zipfile.ZipFile(artifact.path) as archive:
+            archive.extractall(task)
+        tasks[name] = (task, artifact.path.stat().st_size)
+    return tasks
 
 
 def _requirements(dist: metadata.Distribution, extras: set[str]) -> list[tuple[str, set[str]]]:
@@ -255,36 +280,30 @@ def installed_runtime_size() -> tuple[int, list[str]]:
 
 
 def layer_size() -> tuple[int, str]:
-    key = layer_key(runtime_dependencies(ROOT / "pyproject.toml"))
-    built = ROOT / "build" / "layer" / f"{key}.zip"
-    if built.is_file():
-        return built.stat().st_size, f"layer zip {built.relative_to(ROOT)} (arm64, built by make deploy)"
+    requirements = runtime_dependencies(ROOT / "pyproject.toml")
+    for bytecode in (True, False):
+        built = ROOT / "build" / "layer" / f"{layer_key(requirements, bytecode=bytecode)}.zip"
+        if built.is_file():
+            what = "with bytecode for Python 3.13" if bytecode else "without bytecode"
+            return built.stat().st_size, f"layer zip {built.relative_to(ROOT)} (arm64, {what}; make package)"
     size, names = installed_runtime_size()
     return size, (
         "estimate: installed size (unzipped, no __pycache__) of " + ", ".join(names) + " in .venv; "
-        "the arm64 layer was not built (needs PyPI: make deploy builds it)"
+        "the arm64 layer was not built (needs PyPI: make package builds it)"
     )
-
-
-def compile_project() -> None:
-    """Bytecode for the project's modules, as for the installed dependencies (pip compiles those):
-    every launch then reads cached bytecode, whatever earlier runs left behind, so the figures
-    do not depend on the machine's history (``PYTHONDONTWRITEBYTECODE`` stops the launches from
-    writing it themselves). Lambda today compiles at cold start: the README says what that costs."""
-    import compileall  # noqa: PLC0415
-
-    for package in ("functions", "shared"):
-        compileall.compile_dir(ROOT / package, quiet=1)
 
 
 def run(repeat: int, out: Any) -> list[dict[str, Any]]:
     results = []
-    compile_project()
     allowed = deployed_modules()
     with tempfile.TemporaryDirectory() as tmp:
+        shipped = extract_artifacts(Path(tmp) / "bytecode", bytecode=True)
+        plain = extract_artifacts(Path(tmp) / "plain", bytecode=False)
         for fn in TOPOLOGY.functions:
+            task, zip_bytes = shipped[fn.name]
             try:
-                samples = [probe(fn, allowed) for _ in range(repeat)]
+                samples = [probe(fn, allowed, task) for _ in range(repeat)]
+                without = [probe(fn, allowed, plain[fn.name][0]) for _ in range(repeat)]
             except subprocess.CalledProcessError as exc:
                 results.append({"function": fn.name, "error": (exc.stderr or "").strip().splitlines()[-1:]})
                 continue
@@ -306,29 +325,36 @@ def run(repeat: int, out: Any) -> list[dict[str, Any]]:
                     + statistics.median(s["models_ms"] for s in samples)
                 )
                 / median["boto3_ms"],
-                "zip_bytes": zip_size(fn, Path(tmp)),
+                "zip_bytes": zip_bytes,
+                "no_bytecode_ratio": statistics.median(s["handler_ms"] / s["boto3_ms"] for s in without),
             }
             if ratio > TARGET_RATIO:
-                row["heaviest"] = heaviest_imports(fn, allowed)
+                row["heaviest"] = heaviest_imports(fn, allowed, task)
             results.append(row)
     layer_bytes, layer_note = layer_size()
     out.write(
-        "## Cold start (imports) and package size\n\n"
+        "## Cold start (imports, from the built artifact) and package size\n\n"
+        "Handler import from the extracted function zip, with the bytecode it ships "
+        "(`PYTHONDONTWRITEBYTECODE=1`: nothing is compiled and kept), after `import boto3`. "
         f"CPU time; fresh interpreter per launch ({repeat} launches per function, median launch), Python "
-        f"{sys.version.split()[0]} on this machine; the Lambda runtime is python3.13 arm64, where "
-        "absolute times differ but the ratio is what the target is about.\n\n"
+        f"{sys.version.split()[0]} on this machine (the zips' bytecode is compiled for it here; "
+        "a deployment compiles for the runtime's Python 3.13); the Lambda runtime is python3.13 arm64, "
+        "where absolute times differ but the ratio is what the target is about. "
+        '"no bytecode": the same launch from a zip without bytecode (compiled at every cold start).\n\n'
         "| function | import boto3 ms | handler import ms (after boto3) | ratio | target ≤ 1.3x "
+        "| no bytecode: ratio "
         "| 1st invocation: tracer ms | 1st invocation: models ms (≤, count) | cold ratio | zip KiB |\n"
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|\n"
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n"
     )
     for row in results:
         if "error" in row:
-            out.write(f"| {row['function']} | | import failed: {' '.join(row['error'])} | | | | | | |\n")
+            out.write(f"| {row['function']} | | import failed: {' '.join(row['error'])} | | | | | | | |\n")
             continue
         verdict = "meets" if row["ratio"] <= TARGET_RATIO else f"misses by {row['ratio'] - TARGET_RATIO:.2f}x"
         out.write(
             f"| {row['function']} | {row['boto3_ms']:.0f} | {row['handler_ms']:.0f} | {row['ratio']:.2f} "
-            f"| {verdict} | {row['tracer_ms']:.0f} | {row['models_ms']:.0f} ({row['deferred_models']}) "
+            f"| {verdict} | {row['no_bytecode_ratio']:.2f} | {row['tracer_ms']:.0f} "
+            f"| {row['models_ms']:.0f} ({row['deferred_models']}) "
             f"| {row['cold_ratio']:.2f} | {row['zip_bytes'] / 1024:.0f} |\n"
         )
     out.write(f"\nDependency layer: {layer_bytes / 1024 / 1024:.1f} MiB — {layer_note}.\n")

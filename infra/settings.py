@@ -11,7 +11,8 @@ from typing import TypedDict
 
 import pulumi
 
-from infra.components.common import check_log_retention
+from infra.bundling import python_version_of
+from infra.components.common import RUNTIME, check_log_retention
 from topology import TOPOLOGY, Topology
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -49,12 +50,19 @@ class StackSettings:
     #: The SES configuration set of an e-mail identity's sends, by declared name (optional,
     #: ``emailConfigurationSet``); when set, the send grant also names the configuration set.
     email_configuration_sets: Mapping[str, str] = field(default_factory=dict)
+    #: The Lambda runtime of every function (``runtime``): the layer's wheels and the
+    #: artifacts' bytecode are built for its Python version.
+    runtime: str = RUNTIME
+    #: Fail the build when no interpreter of the runtime's Python can compile the bytecode
+    #: (``requireBytecode``); otherwise the artifacts are built without it, with a warning.
+    require_bytecode: bool = False
     repo_root: Path = REPO_ROOT
     build_dir: Path = field(default=REPO_ROOT / "build")
 
     def __post_init__(self) -> None:
         if not _STAGE.fullmatch(self.stage):
             raise ValueError(f"stack name {self.stage!r}: use 1-23 letters, digits, '-' or '_'")
+        python_version_of(self.runtime)  # raises on anything but python3.X
         if (self.agent_jwt_issuer is None) != (self.agent_jwt_audience is None):
             raise ValueError("set both agentJwtIssuer and agentJwtAudience, or neither")
         if self.log_retention_days is not None:
@@ -87,6 +95,8 @@ class StackSettings:
             agent_jwt_audience=config.get("agentJwtAudience") or None,
             email_recipients=parse_recipients(config.get("emailRecipients")),
             activate_receipt_rule_set=config.get_bool("activateReceiptRuleSet", False) or False,
+            runtime=config.get("runtime") or RUNTIME,
+            require_bytecode=config.get_bool("requireBytecode", False) or False,
             **email_identity_settings(topology, config),
         )
 

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.bundling import Bundle, LayerInstaller, build_bundle, pip_install
+from infra.bundling import Bundle, LayerInstaller, build_bundle
 from infra.components import (
     AgentIdentity,
     AgentIdentityArgs,
@@ -86,7 +86,7 @@ def build_stack(
     settings: StackSettings,
     *,
     topology: Topology = TOPOLOGY,
-    layer_installer: LayerInstaller = pip_install,
+    layer_installer: LayerInstaller | None = None,
 ) -> OmniStack:
     problems = validate(topology)
     if problems:
@@ -97,7 +97,11 @@ def build_stack(
         topology,
         settings.build_dir,
         installer=layer_installer,
+        runtime=settings.runtime,
+        require_bytecode=settings.require_bytecode,
     )
+    for note in bundle.notes:
+        pulumi.log.warn(note)
 
     region: pulumi.Output[str] = aws.get_region_output().region
     account_id: pulumi.Output[str] = aws.get_caller_identity_output().account_id
@@ -127,7 +131,9 @@ def build_stack(
             recovery_window_in_days=30 if settings.deletion_protection else 0,
         ),
     )
-    packages = FunctionPackages("packages", FunctionPackagesArgs(bundle=bundle, stage=stage))
+    packages = FunctionPackages(
+        "packages", FunctionPackagesArgs(bundle=bundle, stage=stage, runtime=settings.runtime)
+    )
     buckets = (
         _buckets(topology, settings, account_id=account_id, writers=writers, kms_key_arn=key_arn)
         if topology.buckets
@@ -164,6 +170,7 @@ def build_stack(
             kms_key_arn=key_arn,
             region=region,
             public_api_url=http_api.url,
+            runtime=settings.runtime,
         ),
     )
     http_api.connect(functions.arns, functions.names)

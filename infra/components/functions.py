@@ -74,6 +74,8 @@ class FunctionsArgs:
     #: The HTTP API's public endpoint, for the functions that put links to it in messages
     #: (``topology.mints_links``: they get ``OMNI_PUBLIC_API_URL``).
     public_api_url: pulumi.Input[str] | None = None
+    #: The Lambda runtime of every function (a stack setting: ``runtime``).
+    runtime: str = RUNTIME
 
 
 def grant_resources(kind: ResourceKind, arn: str) -> list[str]:
@@ -231,7 +233,7 @@ class Functions(pulumi.ComponentResource):
             name=deployed_name,
             description=fn.description,
             role=role.arn,
-            runtime=RUNTIME,
+            runtime=args.runtime,
             architectures=[fn.architecture],
             handler=fn.handler,
             memory_size=fn.memory_mb,

@@ -26,6 +26,8 @@ class FunctionPackagesArgs:
     #: The zips, already built by :func:`infra.bundling.build_bundle`.
     bundle: Bundle
     stage: str
+    #: The Lambda runtime the layer is built for (a stack setting: ``runtime``).
+    runtime: str = RUNTIME
 
 
 class FunctionPackages(pulumi.ComponentResource):
@@ -42,10 +44,10 @@ class FunctionPackages(pulumi.ComponentResource):
         self.layer = aws.lambda_.LayerVersion(
             f"{name}-deps",
             layer_name=f"omni-{args.stage}-deps",
-            description=f"Third-party runtime dependencies ({LAMBDA_PLATFORM}, {RUNTIME}).",
+            description=f"Third-party runtime dependencies ({LAMBDA_PLATFORM}, {args.runtime}).",
             code=pulumi.FileArchive(str(layer.path)),
             source_code_hash=layer.base64_sha256,
-            compatible_runtimes=[RUNTIME],
+            compatible_runtimes=[args.runtime],
             compatible_architectures=["arm64"],
             opts=pulumi.ResourceOptions(parent=self),
         )

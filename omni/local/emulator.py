@@ -45,6 +45,22 @@ def quiet_emulator_logging() -> None:
         logging.getLogger(name).setLevel(level)
 
 
+def _cache_moto_service_names() -> None:
+    """moto's server lists its package folder (``listdir`` + ``isdir`` of ~150 entries) on every
+    request to find the service a host names; the folder does not change while it runs."""
+    from moto import backends  # noqa: PLC0415
+
+    if getattr(backends.list_of_moto_modules, "_omni_cached", False):
+        return
+    names = tuple(backends.list_of_moto_modules())
+
+    def list_of_moto_modules() -> tuple[str, ...]:
+        return names
+
+    list_of_moto_modules._omni_cached = True  # type: ignore[attr-defined]
+    backends.list_of_moto_modules = list_of_moto_modules  # type: ignore[assignment]
+
+
 class _EmbeddedServer:
     """The process's one embedded moto server, shared by the runtimes of the process.
 
@@ -67,8 +83,11 @@ class _EmbeddedServer:
                 from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy, only when needed
 
                 from omni.local.atomic import make_moto_dynamodb_atomic  # noqa: PLC0415
+                from omni.local.fast_transactions import make_moto_transactions_fast  # noqa: PLC0415
 
                 make_moto_dynamodb_atomic()
+                make_moto_transactions_fast()
+                _cache_moto_service_names()
                 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
                 server.start()
                 host, port = server.get_host_and_port()

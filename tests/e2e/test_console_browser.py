@@ -23,7 +23,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import redirect_stdout
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +36,7 @@ from omni.local.runtime import LocalRuntime
 from omni.send import meta as meta_sender
 from omni.send import twilio as twilio_sender
 from shared.platform.http import PUBLIC_BASE_URL_ENV
+from tests.helpers import REPO_ROOT
 from topology import TOPOLOGY
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +53,7 @@ CHROMIUM_FLAGS = [
 ]
 # The README's picture is refreshed only on request (OMNI_UPDATE_SCREENSHOT=1), so a test
 # run leaves the work tree as it was.
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
+SCREENSHOT = REPO_ROOT / "docs" / "console.png"
 STAGE = "console-e2e"
 AGENT = "ines"
 CUSTOMER_PHONE = "+14155550147"

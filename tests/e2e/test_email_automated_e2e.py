@@ -14,7 +14,7 @@ import requests
 from omni.local.auth import issue_agent_token
 from omni.local.runtime import LocalRuntime
 from shared.repositories.outbox import OutboxRepository
-from tests.e2e.test_email_e2e import FIXTURES, agent_get, conversation_of, send
+from tests.helpers.e2e_email import FIXTURES, agent_get, conversation_of, send
 
 pytestmark = pytest.mark.e2e
 

@@ -14,15 +14,13 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-import requests
 
 from omni import demo
 from omni.cli import main
-from omni.local.auth import issue_agent_token
 from omni.local.runtime import LocalRuntime
+from tests.helpers.e2e import agent
 
 pytestmark = pytest.mark.e2e
 
@@ -31,19 +29,6 @@ pytestmark = pytest.mark.e2e
 def runtime() -> Iterator[LocalRuntime]:
     with LocalRuntime(port=0, stage="e2e-kpis") as running:
         yield running
-
-
-def agent(runtime: LocalRuntime, who: str, method: str, path: str, body: Any = None) -> requests.Response:
-    extra = {"cognito:groups": ["supervisors"]} if who == "supervisor" else None
-    response = requests.request(
-        method,
-        f"{runtime.base_url}{path}",
-        json=body,
-        headers={"Authorization": f"Bearer {issue_agent_token(who, 600, extra_claims=extra)}"},
-        timeout=10,
-    )
-    assert response.status_code < 300, response.text
-    return response
 
 
 def omni_kpis(runtime: LocalRuntime, *extra: str) -> str:

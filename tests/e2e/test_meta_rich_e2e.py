@@ -10,7 +10,7 @@ import pytest
 
 from omni.local.runtime import LocalRuntime
 from shared.repositories.outbox import OutboxRepository
-from tests.e2e.test_meta_e2e import (
+from tests.helpers.e2e_meta import (
     agent_get,
     customer_of,
     fixture,

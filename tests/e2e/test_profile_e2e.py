@@ -15,7 +15,6 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -30,6 +29,7 @@ from omni.send.meta import whatsapp_message
 from omni.send.twilio import new_sid, sms_payload
 from shared.channels.webchat import compute_user_hash
 from shared.platform.http import PUBLIC_BASE_URL_ENV
+from tests.helpers import FIXTURES
 from topology import TOPOLOGY
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.e2e
 PHONE = "+4915155501234"
 ACCOUNT = "acct-e2e-77"
 EMAIL = "ana.lima@example.com"  # the sender of the e-mail fixture
-MAIL = Path(__file__).resolve().parents[1] / "channels" / "fixtures" / "email" / "plain.eml"
+MAIL = FIXTURES / "email" / "plain.eml"
 TWILIO_TOKEN = TOPOLOGY.secret("twilio-auth-token").local_default
 META_SECRET = TOPOLOGY.secret("meta-app-secret").local_default
 IDENTITY_SECRET = TOPOLOGY.secret("webchat-identity").local_default

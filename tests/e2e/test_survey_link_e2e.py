@@ -21,7 +21,7 @@ import requests
 from omni import demo
 from omni.cli import main
 from omni.local.runtime import LocalRuntime
-from tests.e2e.test_kpis_e2e import agent
+from tests.helpers.e2e import agent
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,6 @@ import hmac
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,10 +32,9 @@ from omni.send.twilio import (
 )
 from shared.channels import email as email_channel
 from shared.channels import meta, twilio
-from tests.helpers import context, http_event
+from tests.helpers import FIXTURES, context, http_event
 from topology import TOPOLOGY
 
-FIXTURES = Path(__file__).parent.parent / "channels" / "fixtures"
 PUBLIC_BASE = "https://hooks.example.com"
 TWILIO_TOKEN = TOPOLOGY.secret("twilio-auth-token").local_default
 META_SECRET = TOPOLOGY.secret("meta-app-secret").local_default

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pulumi
 import pytest
-from infra_mocks import VARIANT_PREFIX, Registry
-from test_infra_stack import settled
 
 from functions.sla_sweep.handler import STALLED_METRIC
 from infra.components.alarms import STALLED_METRIC as ALARMED_METRIC
 from infra.components.alarms import Alarms, AlarmsArgs, stalled_conversations_alarm
+from tests.infra.infra_mocks import VARIANT_PREFIX, Registry
+from tests.infra.stack_mocks import settled
 from topology import PROJECT, TOPOLOGY
 
 pytestmark = pytest.mark.filterwarnings("ignore:aws.lambda/microvmsimage:DeprecationWarning")

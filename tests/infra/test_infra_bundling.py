@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import ast
 import base64
+import dataclasses
 import hashlib
 import importlib.metadata
+import importlib.util
+import marshal
 import os
+import subprocess
 import sys
 import tomllib
 import zipfile
@@ -22,9 +26,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from infra import bundling
+from tests.helpers import REPO_ROOT
 from topology import TOPOLOGY, Function
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 FN = Function(
     name="demo",
@@ -327,3 +330,170 @@ def test_layer_zips_of_the_same_install_are_identical(tmp_path: Path) -> None:
     b = bundling.build_layer(["pyjwt"], tmp_path / "b", FakeInstaller())
     assert a.sha256 == b.sha256
     assert a.path.read_bytes() == b.path.read_bytes()
+
+
+# --------------------------------------------------------------------------- #
+# Bytecode (compiled here with this interpreter's version: the same path as for the runtime's)
+# --------------------------------------------------------------------------- #
+
+LOCAL_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
+LOCAL = bundling.Compiler(sys.executable, LOCAL_VERSION)
+TAG = sys.implementation.cache_tag
+
+
+def test_find_compiler_takes_this_interpreter_when_its_version_is_the_runtimes() -> None:
+    assert bundling.find_compiler(LOCAL_VERSION) == LOCAL
+    assert LOCAL.cache_tag == TAG
+
+
+def test_find_compiler_asks_each_candidate_its_version(tmp_path: Path) -> None:
+    # A candidate that does not run (a pyenv shim of an unselected version) or runs another version: none.
+    assert bundling.find_compiler("3.99", {bundling.BYTECODE_PYTHON_ENV: str(tmp_path / "missing")}) is None
+    assert bundling.find_compiler("3.99", {bundling.BYTECODE_PYTHON_ENV: sys.executable}) is None
+    # Named by the environment variable and of the wanted version: taken.
+    fake = tmp_path / "python3.99"
+    fake.write_text("#!/bin/sh\necho 3.99\n")
+    fake.chmod(0o755)
+    found = bundling.find_compiler("3.99", {bundling.BYTECODE_PYTHON_ENV: str(fake)})
+    assert found == bundling.Compiler(str(fake), "3.99")
+
+
+def test_runtime_names_its_python_version() -> None:
+    assert bundling.python_version_of("python3.13") == "3.13"
+    with pytest.raises(ValueError, match="not a Lambda Python runtime"):
+        bundling.python_version_of("nodejs20.x")
+
+
+def _pyc_flags(data: bytes) -> int:
+    return int.from_bytes(data[4:8], "little")
+
+
+def test_function_zip_carries_unchecked_hash_bytecode_of_every_module(
+    fake_repo: Path, tmp_path: Path
+) -> None:
+    artifact = bundling.build_function_zip(fake_repo, FN, tmp_path / "demo.zip", compiler=LOCAL)
+    with zipfile.ZipFile(artifact.path) as archive:
+        names = archive.namelist()
+        modules = [n for n in names if n.endswith(".py")]
+        pyc = [n for n in names if n.endswith(".pyc")]
+        assert sorted(pyc) == sorted(
+            f"{n.rpartition('/')[0]}/__pycache__/{n.rpartition('/')[2][:-3]}.{TAG}.pyc" for n in modules
+        )
+        data = archive.read(f"functions/demo/__pycache__/handler.{TAG}.pyc")
+        # Hash-based, source not checked (PEP 552 flags 0b01): no timestamp, no stat at import.
+        assert _pyc_flags(data) == 0b01
+        assert data[:4] == importlib.util.MAGIC_NUMBER
+        code = marshal.loads(data[16:])
+        # The source path as Lambda sees it, not the build machine's.
+        assert code.co_filename == "/var/task/functions/demo/handler.py"
+        # The working tree's stale caches stay out.
+        assert "shared/stale.pyc" not in names
+
+
+def test_bytecode_is_what_the_interpreter_imports_from_the_extracted_zip(
+    fake_repo: Path, tmp_path: Path
+) -> None:
+    (fake_repo / "functions/demo/handler.py").write_text("import sys\nLOADED_FROM = __spec__.cached\n")
+    artifact = bundling.build_function_zip(fake_repo, FN, tmp_path / "demo.zip", compiler=LOCAL)
+    task = tmp_path / "task"
+    with zipfile.ZipFile(artifact.path) as archive:
+        archive.extractall(task)
+    # Unchecked hash: the shipped bytecode is run without looking at the source again (as
+    # Lambda would: no stat, no recompile), so a changed source does not show.
+    (task / "functions/demo/handler.py").write_text("LOADED_FROM = 'source'\n")
+    probe = "import functions.demo.handler as m; print(m.LOADED_FROM)"
+    env = {**os.environ, "PYTHONPATH": str(task), "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=task, check=True
+    )
+    assert done.stdout.strip() == str(task / f"functions/demo/__pycache__/handler.{TAG}.pyc")
+
+
+def test_zips_with_bytecode_are_byte_identical_across_builds(fake_repo: Path, tmp_path: Path) -> None:
+    first = bundling.build_function_zip(fake_repo, FN, tmp_path / "a" / "demo.zip", compiler=LOCAL)
+    os.utime(fake_repo / "functions/demo/handler.py", (1_900_000_000, 1_900_000_000))
+    second = bundling.build_function_zip(fake_repo, FN, tmp_path / "b" / "demo.zip", compiler=LOCAL)
+    assert first.path.read_bytes() == second.path.read_bytes()
+
+
+def test_every_function_zip_of_the_project_carries_bytecode(tmp_path: Path) -> None:
+    artifacts = bundling.build_function_zips(REPO_ROOT, TOPOLOGY.functions, tmp_path, compiler=LOCAL)
+    for fn in TOPOLOGY.functions:
+        with zipfile.ZipFile(artifacts[fn.name].path) as archive:
+            names = set(archive.namelist())
+        handler = bundling.handler_module_path(fn)
+        folder, _, module = handler.rpartition("/")
+        assert f"{folder}/__pycache__/{module[:-3]}.{TAG}.pyc" in names
+        modules = {n for n in names if n.endswith(".py")}
+        assert len([n for n in names if n.endswith(".pyc")]) == len(modules)
+
+
+def test_layer_carries_bytecode_compiled_for_its_python(tmp_path: Path) -> None:
+    installer = FakeInstaller()
+    artifact = bundling.build_layer(
+        ["pyjwt"], tmp_path, installer, python_version=LOCAL_VERSION, compiler=LOCAL
+    )
+    with zipfile.ZipFile(artifact.path) as archive:
+        assert archive.namelist() == ["python/dep/__init__.py", f"python/dep/__pycache__/__init__.{TAG}.pyc"]
+        code = marshal.loads(archive.read(f"python/dep/__pycache__/__init__.{TAG}.pyc")[16:])
+        assert code.co_filename == "/opt/python/dep/__init__.py"
+    # A layer without bytecode is another cache entry, and the same install gives the same zip.
+    plain = bundling.build_layer(["pyjwt"], tmp_path, FakeInstaller(), python_version=LOCAL_VERSION)
+    assert plain.path != artifact.path
+    again = bundling.build_layer(
+        ["pyjwt"], tmp_path / "again", FakeInstaller(), python_version=LOCAL_VERSION, compiler=LOCAL
+    )
+    assert again.path.read_bytes() == artifact.path.read_bytes()
+
+
+def test_pip_installs_the_wheels_of_the_runtimes_python(tmp_path: Path) -> None:
+    command = bundling.pip_install_command(["pyjwt"], tmp_path, "3.12")
+    assert "--python-version 3.12" in " ".join(command)
+    assert "--no-compile" in command
+
+
+def _fake_topology_repo(fake_repo: Path) -> Path:
+    (fake_repo / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["boto3", "pyjwt"]\n')
+    return fake_repo
+
+
+def test_bundle_for_a_runtime_this_machine_can_compile_for_has_bytecode(
+    fake_repo: Path, tmp_path: Path
+) -> None:
+    root = _fake_topology_repo(fake_repo)
+    topology = dataclasses.replace(TOPOLOGY, functions=(FN,))
+    bundle = bundling.build_bundle(
+        root, topology, tmp_path / "build", installer=FakeInstaller(), runtime=f"python{LOCAL_VERSION}"
+    )
+    assert bundle.bytecode == LOCAL_VERSION
+    assert bundle.notes == ()
+    with zipfile.ZipFile(bundle.functions["demo"].path) as archive:
+        assert f"functions/demo/__pycache__/handler.{TAG}.pyc" in archive.namelist()
+    with zipfile.ZipFile(bundle.layer.path) as archive:
+        assert f"python/dep/__pycache__/__init__.{TAG}.pyc" in archive.namelist()
+
+
+def test_bundle_without_an_interpreter_of_the_runtimes_python_says_so(
+    fake_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _fake_topology_repo(fake_repo)
+    topology = dataclasses.replace(TOPOLOGY, functions=(FN,))
+    monkeypatch.delenv(bundling.BYTECODE_PYTHON_ENV, raising=False)
+    bundle = bundling.build_bundle(
+        root, topology, tmp_path / "build", installer=FakeInstaller(), runtime="python3.99"
+    )
+    assert bundle.bytecode is None
+    assert len(bundle.notes) == 1
+    assert "no bytecode" in bundle.notes[0]
+    assert "Python 3.99" in bundle.notes[0]
+    with zipfile.ZipFile(bundle.functions["demo"].path) as archive:
+        assert not any(name.endswith(".pyc") for name in archive.namelist())
+    with pytest.raises(bundling.BytecodeUnavailable, match=r"Python 3\.99"):
+        bundling.build_bundle(
+            root,
+            topology,
+            tmp_path / "build2",
+            installer=FakeInstaller(),
+            runtime="python3.99",
+            require_bytecode=True,
+        )

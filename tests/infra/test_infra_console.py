@@ -12,8 +12,6 @@ from typing import Any
 
 import pulumi
 import pytest
-from infra_mocks import ACCOUNT, REGION, VARIANT_PREFIX, Registry
-from test_infra_stack import settled
 
 from infra.components.console import (
     ALL_VIEWER_EXCEPT_HOST_HEADER,
@@ -26,6 +24,8 @@ from infra.components.console import (
     api_path_patterns,
 )
 from omni.console import STATIC_DIR
+from tests.infra.infra_mocks import ACCOUNT, REGION, VARIANT_PREFIX, Registry
+from tests.infra.stack_mocks import settled
 from topology import TOPOLOGY
 
 pytestmark = [

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pulumi
 import pytest
-from infra_mocks import REGION, VARIANT_PREFIX, Registry
-from test_infra_stack import settled
 
 from functions.kpi import processor
 from infra.components.dashboard import (
@@ -22,6 +20,8 @@ from infra.components.dashboard import (
     channel_functions,
     dashboard_body,
 )
+from tests.infra.infra_mocks import REGION, VARIANT_PREFIX, Registry
+from tests.infra.stack_mocks import settled
 from topology import PROJECT, TOPOLOGY
 
 pytestmark = pytest.mark.filterwarnings("ignore:aws.lambda/microvmsimage:DeprecationWarning")

@@ -20,12 +20,11 @@ import pytest
 from infra.components.buckets import bucket_name as cloud_bucket_name
 from infra.settings import StackSettings, parse_recipients
 from omni.local.provision import bucket_name as local_bucket_name
+from tests.helpers import REPO_ROOT
+from tests.infra.infra_mocks import ACCOUNT, REGION
 from topology import TOPOLOGY
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from infra_mocks import ACCOUNT, REGION  # noqa: E402
 
 BUCKET = "aws:s3/bucket:Bucket"
 PUBLIC_ACCESS = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
@@ -65,6 +64,7 @@ pulumi.runtime.set_all_config({**secrets, **extra_config}, secret_keys=list(secr
 
 from infra.settings import StackSettings
 from infra.stack import build_stack, stack_outputs
+from tests.helpers import REPO_ROOT
 
 # The e-mail function alone (other channels' code need not exist for this test).
 topology = dataclasses.replace(

@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import REPO_ROOT
 from topology import TOPOLOGY
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
 _PROGRAM = """
@@ -35,6 +35,7 @@ identities = {f"omni:{identity.config_key}": "shop.example" for identity in TOPO
 pulumi.runtime.set_all_config({**{key: "secret-value" for key in keys}, **identities}, secret_keys=keys)
 
 import infra.stack
+from tests.helpers import REPO_ROOT
 
 real_build_stack = infra.stack.build_stack
 

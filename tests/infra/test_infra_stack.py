@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
-from infra_mocks import ACCOUNT, PROJECT, REGION, STACK, VARIANT_PREFIX, RecordingMocks, Registered, Registry
+
+from tests.infra.infra_mocks import (
+    ACCOUNT,
+    REGION,
+    STACK,
+    VARIANT_PREFIX,
+    Registered,
+    Registry,
+)
+from tests.infra.stack_mocks import MOCKS, settled
 
 # pulumi_aws warns about one of its own deprecated resources when its lambda module loads.
 pytestmark = [
@@ -32,9 +41,6 @@ CONFIG = {f"omni:{secret.config_key}": f"{secret.name}-value-for-tests" for secr
 SENDER_IDENTITY = "mail.shop.example"
 CONFIG |= {f"omni:{identity.config_key}": SENDER_IDENTITY for identity in TOPOLOGY.email_identities}
 
-# The mocks and the config must be in place before the program is imported.
-MOCKS = RecordingMocks()
-pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack=STACK, preview=False)
 pulumi.runtime.set_all_config(CONFIG, secret_keys=list(CONFIG))
 
 from infra.bundling import runtime_dependencies  # noqa: E402
@@ -122,24 +128,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     settings = dataclasses.replace(StackSettings.from_config(), build_dir=tmp_path_factory.mktemp("build"))
     stack = build_stack(settings, layer_installer=fake_installer)
     return Built(stack=stack, installs=installs)
-
-
-def _custom_resources(roots: list[pulumi.Resource]) -> Iterator[pulumi.CustomResource]:
-    # Pulumi keeps each resource's children in ``_childResources`` (it has no public accessor).
-    pending = list(roots)
-    while pending:
-        resource = pending.pop()
-        for child in resource._childResources:
-            if isinstance(child, pulumi.CustomResource):
-                yield child
-            pending.append(child)
-
-
-def settled(*roots: pulumi.Resource, check: Callable[[Registry], None]) -> pulumi.Output[None]:
-    """Runs ``check`` on what the mocks registered once every resource under ``roots`` is registered."""
-    urns = [resource.urn for resource in _custom_resources(list(roots))]
-    assert urns, "no resources were created"
-    return pulumi.Output.all(*urns).apply(lambda _: check(MOCKS.registry()))
 
 
 def components(stack: OmniStack) -> list[pulumi.Resource]:
