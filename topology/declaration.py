@@ -339,6 +339,8 @@ WEBSOCKET_APIS = (
 
 _META_GRANTS = (
     Grant("bus", BUS.name, "publish"),
+    # What a big batch could not publish within its time budget goes straight to profile merge.
+    Grant("queue", "profile-merge", "send"),
     Grant("secret", "meta-app-secret", "get"),
     Grant("secret", "meta-verify-token", "get"),
     Grant("table", "outbox", "readwrite"),
