@@ -445,7 +445,7 @@ def test_a_reopen_before_the_question_cancels_it(
     [
         ({"from": "2026-11-02", "to": "2026-11-01"}, "'to' is before 'from'"),
         ({"from": "2026-01-01", "to": "2027-12-31"}, "at most 366 days per request"),
-        ({"from": "2026-02-30", "to": "2026-03-01"}, "'from' is not a date"),
+        ({"from": "2026-02-30", "to": "2026-03-01"}, "query.from: Input should be a valid date"),
     ],
 )
 def test_kpis_refuses_bad_ranges(stack: dict[Any, str], query: dict[str, str], reason: str) -> None:
