@@ -59,33 +59,49 @@ def _identities(known: Any) -> list[Identity]:
     return identities
 
 
+#: How many of the conversation's latest messages notify reads (the channels' windows, e-mail threading).
+RECENT_MESSAGES = 50
+
+
 def conversation_facts(
-    conversation_id: str, conversations: ConversationRepository
+    conversation_id: str, conversations: ConversationRepository, recent: int = RECENT_MESSAGES
 ) -> ConversationFacts | None:
-    conversation = conversations.get(conversation_id, message_limit=500)
-    if conversation is None:
+    """What notify needs of the conversation: its META item and its latest ``recent`` messages.
+
+    Bounded whatever the conversation's length. The customer's latest inbound message (its
+    channel and time) is on META, so it is known even when it is older than those messages.
+    """
+    meta = conversations.get_meta(conversation_id)
+    if meta is None:
         return None
     last_inbound: dict[str, datetime] = {}
     last_email_id = None
-    for message in conversation.messages:
+    for message in reversed(conversations.messages(conversation_id, limit=recent)):
         if message.direction != "inbound":
             continue
         at = parse_time(message.timestamp)
         if at is not None and (message.channel not in last_inbound or at > last_inbound[message.channel]):
             last_inbound[message.channel] = at
-        if message.channel == "email":
+        if message.channel == "email" and last_email_id is None:
             last_email_id = message.message_id.removeprefix("email#")
+    latest_channel, latest_at = meta.get("last_inbound_channel"), parse_time(meta.get("last_inbound_at"))
+    if (
+        isinstance(latest_channel, str)
+        and latest_at is not None
+        and (latest_channel not in last_inbound or latest_at > last_inbound[latest_channel])
+    ):
+        last_inbound[latest_channel] = latest_at
     reply_to = None
-    if conversation.reply_to:
+    if isinstance(meta.get("reply_to"), dict):
         try:
-            reply_to = Identity(**conversation.reply_to)
+            reply_to = Identity(**meta["reply_to"])
         except ValueError:
             reply_to = None
-    latest_channel = max(last_inbound, key=lambda c: last_inbound[c]) if last_inbound else None
+    latest = max(last_inbound, key=lambda c: last_inbound[c]) if last_inbound else None
     return ConversationFacts(
         conversation_id=conversation_id,
         customer_opened=bool(last_inbound),
-        last_inbound_channel=latest_channel,
+        last_inbound_channel=latest,
         reply_to=reply_to,
         last_inbound_at=last_inbound,
         last_email_message_id=last_email_id,
@@ -96,7 +112,7 @@ def _str_or_none(value: Any) -> str | None:
     return str(value) if isinstance(value, str) and value else None
 
 
-def parse_time(value: str) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except (AttributeError, ValueError):

@@ -117,13 +117,27 @@ class Router:
             decision = for_automatic_mail(decision, event.automated)
         silent = not decision.automated and not_acknowledged(self.rules, meta, event, now)
         waited = meta.get("status") == "queued"
-        handover = None
-        if not decision.automated:
-            handover = self.desk.handover(event.customer_id, event.conversation_id, decision, profile, now)
+        built: dict[str, Handover] = {}
+
+        def handover(current: dict[str, Any]) -> Handover | None:
+            """The hand-over context, built (and written) only when the conversation is handed
+            over anew: a message to a conversation already waiting in that queue changes nothing
+            of it, and reads no history."""
+            if decision.automated or not _hands_over(current, decision):
+                return None
+            if "handover" not in built:
+                built["handover"] = self.desk.handover(
+                    event.customer_id, event.conversation_id, decision, profile, now, meta=current
+                )
+            return built["handover"]
+
         try:
             _, change = self.conversations.update_meta(
                 event.conversation_id,
-                lambda current: self._record(current, decision, handover, now, silent, event.automated),
+                lambda current: self._record(
+                    current, decision, handover(current), now, silent, event.automated
+                ),
+                known=meta,
             )
         except _RoutedMeanwhile:
             return []  # a concurrent redelivery routed it a moment ago and publishes
@@ -131,7 +145,7 @@ class Router:
             return []
         previous = _routing(meta)
         quiet = acknowledged_before(decision, previous, waited) or silent
-        return self._publishable(event, decision, quiet, now, previous=previous)
+        return self._publishable(event, decision, quiet, now, previous=previous, profile=profile)
 
     def _decide(self, event: MessageRecorded, profile: dict[str, Any], now: str) -> RoutingDecision:
         classification = self.classifier.classify(event.text)
@@ -188,13 +202,14 @@ class Router:
         if decision.message_id in meta.get("routed_messages", []):
             return Change(noop=True)
         status = meta.get("status", "open")
-        if handover is not None and status not in WITH_AGENT:
+        if not decision.automated and status not in WITH_AGENT:
             change = self.desk.enqueue_change(
                 meta, decision.queue, decision.priority, now, by="routing", reason=decision.reason
             )
-            change.handover = handover.model_dump(exclude_none=True)
+            if handover is not None:
+                change.handover = handover.model_dump(exclude_none=True)
             # Handed to a human: the bot-resolution clock stops.
-            change.remove = (*change.remove, *BOT_ATTRIBUTES)
+            change.remove = (*change.remove, *(a for a in BOT_ATTRIBUTES if a in meta))
         else:
             change = Change()
         change.set["routing"] = decision.model_dump(exclude_none=True)
@@ -224,13 +239,15 @@ class Router:
         now: str,
         previous: RoutingDecision | None,
         previous_known: bool = True,
+        profile: dict[str, Any] | None = None,
     ) -> Events:
         """``quiet``: the customer was acknowledged before and waits in the same queue;
         ``previous``: the decision before this one (unknown on some redeliveries)."""
         out: Events = []
         if not decision.automated:
             out += self.desk.assign_waiting(event.conversation_id, now)
-        profile = self.customers.get_profile(event.customer_id) or {}
+        if profile is None:
+            profile = self.customers.get_profile(event.customer_id) or {}
         name = profile.get("display_name")
         text = (
             None if quiet else customer_reply(self.rules, decision, None, name.split()[0] if name else None)
@@ -264,6 +281,15 @@ class Router:
 
 class _RoutedMeanwhile(Exception):
     """The message's routed marker was written by a concurrent redelivery."""
+
+
+def _hands_over(meta: dict[str, Any], decision: RoutingDecision) -> bool:
+    """Whether recording ``decision`` hands the conversation over anew (a new hand-over context):
+    not when it waits in that queue already, nor when an agent has it."""
+    status = meta.get("status", "open")
+    if status in WITH_AGENT:
+        return False
+    return not (status == "queued" and meta.get("queue") == decision.queue)
 
 
 def _routing(meta: dict[str, Any]) -> RoutingDecision | None:

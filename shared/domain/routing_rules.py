@@ -143,6 +143,9 @@ class RoutingRules:
     #: At most one automatic acknowledgement per conversation within this many minutes,
     #: whatever the channel (0: no limit besides "not again while waiting in the same queue").
     acknowledgement_window_minutes: int = 60
+    #: How many of the conversation's latest messages a hand-over carries (read per message:
+    #: bounded, whatever the conversation's length).
+    history_messages: int = 30
 
     def queue(self, name: str) -> QueueRule:
         return self.queues[name]
@@ -510,6 +513,7 @@ def parse_rules(data: dict[str, Any], source: str = "<rules>") -> RoutingRules:
             data, "acknowledgement_window_minutes", "", 60, minimum=0
         )
         or 0,
+        history_messages=check.integer(data, "history_messages", "", 30, minimum=1) or 30,
     )
     if check.problems:
         raise RoutingConfigError(source, check.problems)

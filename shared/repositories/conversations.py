@@ -184,26 +184,25 @@ class ConversationRepository(ConversationMessages):
     def _partition(self, conversation_id: str, message_limit: int) -> list[dict[str, Any]]:
         """The conversation's items: everything up to META, then at most ``message_limit`` more.
 
-        The hand-over, history and switch items sort before META and are always read whole;
-        the limit bounds the messages (and notes) after it, as it always did.
+        Two bounded queries: the hand-over, history and switch items sort before META and are
+        read whole (they grow with changes of status, not with messages); the messages (and
+        notes) after META at most ``message_limit``, every request with its ``Limit``.
         """
-        kwargs: dict[str, Any] = {
-            "TableName": self.table.name,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": conversation_pk(conversation_id)}},
-            "ConsistentRead": True,
-        }
-        items: list[dict[str, Any]] = []
-        while True:
-            response = self.table.client.query(**kwargs)
-            items.extend(deserialise(raw) for raw in response.get("Items", []))
-            after = sum(1 for i in items if i["sk"] > META)
-            last = response.get("LastEvaluatedKey")
-            if after >= message_limit or not last:
-                break
-            kwargs["ExclusiveStartKey"] = last
-        before = [i for i in items if i["sk"] <= META]
-        return before + [i for i in items if i["sk"] > META][:message_limit]
+        pk = {":pk": {"S": conversation_pk(conversation_id)}, ":meta": {"S": META}}
+        before = self.table.query_all(
+            KeyConditionExpression="pk = :pk AND sk <= :meta",
+            ExpressionAttributeValues=pk,
+            ConsistentRead=True,
+        )
+        if not any(i["sk"] == META for i in before):
+            return before
+        after = self.table.query_all(
+            limit=message_limit,
+            KeyConditionExpression="pk = :pk AND sk > :meta",
+            ExpressionAttributeValues=pk,
+            ConsistentRead=True,
+        )
+        return before + after
 
     def get_handover(self, conversation_id: str) -> dict[str, Any] | None:
         """The hand-over context of the conversation's latest escalation, if any."""
@@ -391,15 +390,20 @@ class ConversationRepository(ConversationMessages):
         return False
 
     def update_meta(
-        self, conversation_id: str, decide: Callable[[dict[str, Any]], Change]
+        self,
+        conversation_id: str,
+        decide: Callable[[dict[str, Any]], Change],
+        known: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], Change]:
         """Read META, let ``decide`` say what changes, write it if META is unchanged; repeat on races.
 
         ``decide`` raises :class:`IllegalTransition` when the change is not allowed in the
         state it sees. Returns the META item ``decide`` saw and the change written.
+        ``known``: META as the caller just read it, used for the first attempt instead of
+        reading it again (the version condition rejects it if it is out of date).
         """
-        for _ in range(MAX_ATTEMPTS):
-            meta = self.get_meta(conversation_id)
+        for attempt in range(MAX_ATTEMPTS):
+            meta = known if attempt == 0 and known is not None else self.get_meta(conversation_id)
             if meta is None:
                 raise ConversationNotFound(conversation_id)
             change = decide(meta)

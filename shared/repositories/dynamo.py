@@ -16,6 +16,9 @@ _deserializer = TypeDeserializer()
 
 Item = dict[str, Any]
 
+#: Items per Query page when the caller wants every item (a whole partition, a whole index key).
+PAGE_SIZE = 500
+
 
 def _to_dynamo(value: Any) -> Any:
     if isinstance(value, float):
@@ -182,16 +185,22 @@ class DynamoTable:
             raise
         return None
 
-    def query_all(self, limit: int | None = None, **kwargs: Any) -> list[Item]:
-        """Every item of a query (following pages), up to ``limit`` items."""
+    def query_all(self, limit: int | None = None, page: int = PAGE_SIZE, **kwargs: Any) -> list[Item]:
+        """The items of a query, up to ``limit`` (None: every item, following pages).
+
+        Every request passes ``Limit`` (what is still missing, at most ``page``) and the
+        pages stop once ``limit`` items are read: a bounded read costs what it returns,
+        whatever the size of the partition.
+        """
         items: list[Item] = []
         kwargs = {"TableName": self.name, **kwargs}
         while True:
-            response = self.client.query(**kwargs)
-            items.extend(deserialise(raw) for raw in response.get("Items", []))
-            if limit is not None and len(items) >= limit:
-                return items[:limit]
-            last = response.get("LastEvaluatedKey")
-            if not last:
+            wanted = page if limit is None else min(page, limit - len(items))
+            if wanted <= 0:
                 return items
+            response = self.client.query(**kwargs, Limit=wanted)
+            items.extend(deserialise(raw) for raw in response.get("Items", []))
+            last = response.get("LastEvaluatedKey")
+            if not last or (limit is not None and len(items) >= limit):
+                return items if limit is None else items[:limit]
             kwargs["ExclusiveStartKey"] = last

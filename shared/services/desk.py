@@ -118,13 +118,16 @@ class Desk:
         decision: RoutingDecision,
         profile: dict[str, Any],
         now: str,
+        meta: dict[str, Any] | None = None,
     ) -> Handover:
-        meta = self.conversations.get_meta(conversation_id) or {}
+        """The hand-over context; ``meta``: the conversation's META item when the caller has it."""
+        if meta is None:
+            meta = self.conversations.get_meta(conversation_id) or {}
         return build_handover(
             customer_id,
             self.customers.get(customer_id),
             profile,
-            self.conversations.messages(conversation_id, limit=30),
+            self.conversations.messages(conversation_id, limit=self.rules.history_messages),
             decision,
             self.rules.priority.vip_tag,
             meta.get("previous_conversation_id"),
