@@ -227,8 +227,9 @@ def acknowledged_before(
     )
 
 
-#: Conversation attribute: when the last automatic acknowledgement was asked for.
-ACKNOWLEDGED_AT = "acknowledged_at"
+#: Conversation attribute: when the last automatic acknowledgement was asked for (epoch
+#: seconds, a short name and a number: META stays under 1 KB).
+ACKNOWLEDGED_AT = "ack_at"
 #: Conversation attribute: the last routed message was automatic mail (its kind); no survey
 #: is asked after the resolution of such a conversation.
 AUTOMATED_MAIL = "automated_mail"
@@ -255,7 +256,14 @@ def not_acknowledged(rules: RoutingRules, meta: dict[str, Any], event: MessageRe
         return True
     window = rules.acknowledgement_window_minutes
     last = meta.get(ACKNOWLEDGED_AT)
-    if not window or not isinstance(last, str):
+    if not window or last is None:
         return False
-    since = format_timestamp(datetime.fromisoformat(now) - timedelta(minutes=window))
-    return last > since
+    try:
+        return int(last) > epoch_seconds(now) - window * 60
+    except (TypeError, ValueError):
+        return False
+
+
+def epoch_seconds(timestamp: str) -> int:
+    """An ISO 8601 timestamp as whole seconds since the epoch (``ack_at``)."""
+    return int(datetime.fromisoformat(timestamp).timestamp())

@@ -17,6 +17,7 @@ from functions.routing.decide import (
     acknowledged_before,
     customer_reply,
     decide,
+    epoch_seconds,
     for_automatic_mail,
     intent_of,
     not_acknowledged,
@@ -217,7 +218,7 @@ class Router:
         quiet = acknowledged_before(decision, _routing(meta), status == "queued") or silent
         change.also.append(self.conversations.mark_routed(decision.message_id, now, quiet))
         if not decision.automated and not quiet:
-            change.set[ACKNOWLEDGED_AT] = now  # the acknowledgement window starts
+            change.set[ACKNOWLEDGED_AT] = epoch_seconds(now)  # the acknowledgement window starts
         if automated:
             change.set[AUTOMATED_MAIL] = automated  # no survey after its resolution
         elif AUTOMATED_MAIL in meta:
