@@ -166,7 +166,7 @@ def _play_demo(base_url: str) -> None:
     level = access_log.level
     access_log.setLevel(max(logging.WARNING, access_log.getEffectiveLevel()))
     try:
-        demo.play(base_url)
+        demo.play(base_url, history=True)
     except Exception as exc:
         print(f"omni local --demo: the demo failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     finally:

@@ -63,6 +63,9 @@ def format_report(report: dict[str, Any]) -> list[str]:
     kpis = report["kpis"]
     width = max(len(label) for _, label in LABELS)
     lines += [f"  {label:<{width}}  {format_value(key, kpis.get(key))}" for key, label in LABELS]
+    by_reason = report.get("handed_over_by_reason") or {}
+    if by_reason:
+        lines.append("  hand-overs by reason: " + ", ".join(f"{r} {n}" for r, n in by_reason.items()))
     return lines
 
 

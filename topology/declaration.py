@@ -324,7 +324,7 @@ _CONVERSATION_ROUTES = (
     HttpRoute("POST", "/conversations/{conversation_id}/resolve", auth="agent"),
 )
 _NOTIFICATION_ROUTES = (HttpRoute("POST", "/notifications", auth="agent"),)
-_KPI_ROUTES = (HttpRoute("GET", "/kpis", auth="agent"),)
+_KPI_ROUTES = (HttpRoute("GET", "/kpis", auth="agent"), HttpRoute("GET", "/kpis/daily", auth="agent"))
 _AGENT_ROUTES = (
     HttpRoute("GET", "/agents/me", auth="agent"),
     HttpRoute("PUT", "/agents/me/status", auth="agent"),

@@ -3,11 +3,14 @@
 ``GET /kpis?from=YYYY-MM-DD&to=YYYY-MM-DD[&channel=][&intent=]`` adds up the counters of
 those days (UTC; both included) - one query per month of the range, never a scan - and
 computes every KPI from the sums.
+
+``GET /kpis/daily`` (same parameters, at most 31 days, supervisors only) gives the same
+KPIs for every day of the range and the breakdowns the console's supervisor view draws.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -15,7 +18,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict
 
-from functions.agent_api.deps import json_body
+from functions.agent_api.deps import is_supervisor, json_body
 from shared.domain.kpis import report, sum_counters
 from shared.platform.http import documented, error
 from shared.repositories.kpis import KpiRepository
@@ -35,6 +38,8 @@ class Kpis(BaseModel):
     intent: str | None = None
     kpis: dict[str, float | int | None]
     counters: dict[str, int]
+    #: Hand-overs to a person by why routing handed them over (docs/kpis.md).
+    handed_over_by_reason: dict[str, int]
     #: Where each KPI is defined.
     definitions: str = "docs/kpis.md"
 
@@ -67,5 +72,104 @@ def get_kpis(
             intent=intent,
             kpis=computed.kpis,
             counters=computed.counters,
+            handed_over_by_reason=computed.handed_over_by_reason,
+        ),
+    )
+
+
+#: Longest range of the supervisor view's daily series (its "30 days" and a spare day).
+MAX_SERIES_DAYS = 31
+
+
+class KpiDay(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    day: str
+    kpis: dict[str, float | int | None]
+
+
+class KpiSeries(BaseModel):
+    """The supervisor view's charts: every day of the range, and the range as a whole."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    from_day: str
+    to_day: str
+    channel: str | None = None
+    intent: str | None = None
+    #: One entry per day of the range (days without traffic included), oldest first.
+    days: list[KpiDay]
+    #: The whole range (the same figures ``GET /kpis`` gives for it).
+    kpis: dict[str, float | int | None]
+    counters: dict[str, int]
+    #: Conversations started per channel of the conversation (the filters applied).
+    started_by_channel: dict[str, int]
+    #: Hand-overs to a person by why routing handed them over (docs/kpis.md).
+    handed_over_by_reason: dict[str, int]
+    #: Hand-overs to a human queue per intent of the conversation.
+    handed_over_by_intent: dict[str, int]
+    #: The channels and intents seen in the range, whatever the filters: what a filter can offer.
+    channels: list[str]
+    intents: list[str]
+    definitions: str = "docs/kpis.md"
+
+
+def _by(rows: list[dict[str, Any]], dimension: str, counter: str) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for row in rows:
+        value = int(row.get(counter) or 0)
+        if value:
+            name = str(row.get(dimension))
+            totals[name] = totals.get(name, 0) + value
+    return dict(sorted(totals.items()))
+
+
+@router.get("/kpis/daily", responses=documented(200, KpiSeries, 400, 401, 403))
+def get_kpi_series(
+    start: Annotated[date, Query(alias="from", description="first day, YYYY-MM-DD (UTC)")],
+    end: Annotated[date, Query(alias="to", description="last day, YYYY-MM-DD (UTC), included")],
+    channel: Annotated[str | None, Query(max_length=40)] = None,
+    intent: Annotated[str | None, Query(max_length=60)] = None,
+) -> Response[dict[str, Any]]:
+    """The KPIs of every day of a range of at most 31 days, for the console's supervisor view.
+
+    Supervisors only. One query per month partition the range touches (two at most), never a scan."""
+    if not is_supervisor(router):
+        return error(403, "the supervisor view is for supervisors")
+    # ``format: date`` in the OpenAPI document: a day that does not exist is refused before this.
+    if end < start:
+        return error(400, "'to' is before 'from'")
+    if (end - start).days + 1 > MAX_SERIES_DAYS:
+        return error(400, f"at most {MAX_SERIES_DAYS} days per request")
+    every = repository.daily(start, end)
+    rows = [
+        row
+        for row in every
+        if (channel is None or row.get("channel") == channel)
+        and (intent is None or row.get("intent") == intent)
+    ]
+    per_day: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        per_day.setdefault(str(row.get("day") or str(row["sk"])[:10]), []).append(row)
+    days = [
+        KpiDay(day=day.isoformat(), kpis=report(sum_counters(per_day.get(day.isoformat(), []))).kpis)
+        for day in (start + timedelta(days=offset) for offset in range((end - start).days + 1))
+    ]
+    whole = report(sum_counters(rows))
+    return json_body(
+        200,
+        KpiSeries(
+            from_day=start.isoformat(),
+            to_day=end.isoformat(),
+            channel=channel,
+            intent=intent,
+            days=days,
+            kpis=whole.kpis,
+            counters=whole.counters,
+            handed_over_by_reason=whole.handed_over_by_reason,
+            started_by_channel=_by(rows, "channel", "started"),
+            handed_over_by_intent=_by(rows, "intent", "escalated"),
+            channels=sorted({str(row.get("channel")) for row in every if row.get("channel")}),
+            intents=sorted({str(row.get("intent")) for row in every if row.get("intent")}),
         ),
     )

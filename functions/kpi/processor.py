@@ -41,9 +41,11 @@ from shared.contracts.names import (
     NOTIFICATION_REQUESTED,
 )
 from shared.domain.kpis import (
+    HANDOVER_PREFIX,
     bucket_counter,
     bucket_of,
     day_of,
+    handover_reason,
     seconds_between,
     within_window,
 )
@@ -387,9 +389,15 @@ class KpiProcessor:
         self._hand_over(work, state)
 
     def _hand_over(self, work: _Work, state: dict[str, Any]) -> None:
+        """The conversation's first hand-over to a person, and why (the routing decision stored
+        on the conversation, read once: later hand-overs of the conversation count nothing)."""
         if not state.get("escalated"):
             state["escalated"] = True
             self._add_opened(work, state, "escalated")
+            meta = self.conversations.get_meta(state["conversation_id"]) or {}
+            routing = meta.get("routing")
+            reason = handover_reason(routing if isinstance(routing, dict) else None)
+            self._add_opened(work, state, f"{HANDOVER_PREFIX}{reason}")
             work.metrics.append(("HandedOver", 1, "Count"))
 
     def _stalled(self, work: _Work, event: ConversationStalled) -> None:

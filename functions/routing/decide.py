@@ -154,19 +154,18 @@ def decide(
     }
     if classification.escalate:
         reason = f"the customer asked for a person; intent '{name}' goes to the {queue} queue"
-        return RoutingDecision(reason=reason, automated=False, **base)
+        return RoutingDecision(reason=reason, automated=False, handover_reason="asked_for_person", **base)
     if intent is not None and intent.action == "template" and intent.template:
         answer = rules.render(intent.template, classification.language)
         reason = f"routine question '{name}' answered automatically"
         return RoutingDecision(reason=reason, automated=True, answer=answer, **base)
     if intent is not None and intent.action == "order_status":
         return _order_status(rules, classification.language, order, order_lookup_available, base)
-    reason = (
-        f"intent '{name}' goes to the {queue} queue"
-        if intent
-        else f"no intent recognised; goes to the {queue} queue"
-    )
-    return RoutingDecision(reason=reason, automated=False, **base)
+    if intent is None:
+        reason = f"no intent recognised; goes to the {queue} queue"
+        return RoutingDecision(reason=reason, automated=False, handover_reason="not_understood", **base)
+    reason = f"intent '{name}' goes to the {queue} queue"
+    return RoutingDecision(reason=reason, automated=False, handover_reason="intent", **base)
 
 
 def _order_status(
@@ -185,7 +184,7 @@ def _order_status(
         return RoutingDecision(reason=reason, automated=True, answer=answer, **base)
     why = "no order found" if order_lookup_available else "no order lookup configured"
     reason = f"order status: {why}; goes to the {base['queue']} queue"
-    return RoutingDecision(reason=reason, automated=False, **base)
+    return RoutingDecision(reason=reason, automated=False, handover_reason="no_bot_answer", **base)
 
 
 def customer_reply(

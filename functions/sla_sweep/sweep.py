@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from shared.contracts.events import ConversationStalled, format_timestamp
 from shared.contracts.names import CONVERSATION_STALLED
 from shared.domain.routing_rules import QueueRule
+from shared.domain.waits import overdue_seconds, shortest_sla_minutes, sla_seconds
 from shared.repositories.conversations import ConversationRepository
 from shared.services.bot_resolution import answered_before, resolve_by_bot, silent_since_answer
 from shared.services.desk import Desk
@@ -39,24 +40,19 @@ class SweepResult:
     bot_resolved: list[str] = field(default_factory=list)
 
 
-def sla_seconds(queue: QueueRule, wait_kind: str) -> int:
-    return 60 * (queue.sla_minutes if wait_kind == "agent" else queue.reply_sla_minutes)
-
-
 def is_stalled(item: dict[str, Any], queue: QueueRule, now: datetime) -> bool:
     """Waiting longer than its SLA and not reported for this wait yet (pure)."""
     since = item.get("waiting_since")
     if not since or item.get("stalled_for") == since:
         return False
-    waited = (now - datetime.fromisoformat(since)).total_seconds()
-    return waited > sla_seconds(queue, item.get("wait_kind", "agent"))
+    return overdue_seconds(item, queue, now) is not None
 
 
 def sweep(conversations: ConversationRepository, desk: Desk, publish: Publish, now: datetime) -> SweepResult:
     result = SweepResult()
     stamp = format_timestamp(now)
     for queue in desk.rules.queues.values():
-        shortest = min(queue.sla_minutes, queue.reply_sla_minutes)
+        shortest = shortest_sla_minutes(queue)
         before = format_timestamp(now - timedelta(minutes=shortest))
         for item in conversations.waiting_since_before(queue.name, before):
             if not is_stalled(item, queue, now):

@@ -4,12 +4,17 @@
   ``/console/config.js`` is generated: the API is this origin, and agents sign in with
   ``POST /_local/token``.
 * ``POST /_local/token`` ``{"agent_id": "ines", "name": "Ines", "skills": {"billing": 8},
-  "max_concurrent": 3}`` answers ``{"token", "agent_id", "expires_in", "agent"}``: a local
+  "max_concurrent": 3, "supervisor": false}``
+  answers ``{"token", "agent_id", "expires_in", "agent"}``: a local
   agent token (what ``omni token --agent ID`` prints). An agent without a record is
   created through the agent API (``PUT /agents/{id}`` with a supervisor token issued
   here) with the given skills, by default every queue's skill; given ``skills`` update an
   existing record, otherwise it is left as it is. Only requests from the loopback
   interface are served: a token for any agent is a development convenience only.
+  ``"supervisor": true`` puts the token in the ``supervisors`` group (the supervisor view).
+* ``POST /_local/clock`` ``{"offset_s": -86400}`` shifts the stack's clock back (loopback only;
+  whole seconds, 0 to 40 days; never in Lambda, where ``shift_clock`` refuses):
+  the demo plays a past week's journeys through the pipeline with back-dated timestamps.
 
 * ``GET /`` is a small index page linking the console, ``/openapi.json`` and ``/healthz``
   (served when the API has no route for ``/``).
@@ -24,11 +29,12 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, StrictInt, ValidationError
 
 from omni.console import CONFIG_FILE, STATIC_DIR, config_script, content_type
 from omni.local.auth import issue_agent_token
@@ -39,6 +45,9 @@ logger = logging.getLogger("omni.local.console")
 CONSOLE_PREFIX = "/console"
 LOCAL_PREFIX = "/_local"
 TOKEN_PATH = f"{LOCAL_PREFIX}/token"
+CLOCK_PATH = f"{LOCAL_PREFIX}/clock"
+#: The demo replays at most this far back.
+MAX_CLOCK_SHIFT_S = 40 * 86400
 TOKEN_TTL_S = 8 * 3600
 DEFAULT_MAX_CONCURRENT = 3
 DEFAULT_PROFICIENCY = 5
@@ -58,6 +67,13 @@ class TokenRequest(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     skills: dict[str, int] | None = None
     max_concurrent: int | None = Field(default=None, ge=1, le=50)
+    #: A token in the ``supervisors`` group (the console's supervisor view, supervisor routes).
+    supervisor: bool = False
+
+
+class ClockRequest(BaseModel):
+    #: Seconds the stack's clock runs behind the real time (0 puts it back); never ahead.
+    offset_s: StrictInt = Field(ge=-MAX_CLOCK_SHIFT_S, le=0)
 
 
 def console_config(api_base: str = "", token_url: str = TOKEN_PATH) -> dict[str, Any]:
@@ -108,6 +124,8 @@ class LocalConsole:
 
     # -------------------------------------------------------------- sign-in
     def local(self, request: LocalRequest) -> LocalResponse:
+        if request.path == CLOCK_PATH:
+            return self.clock(request)
         if request.path != TOKEN_PATH:
             return _message(404, "Not Found")
         if request.method != "POST":
@@ -123,7 +141,8 @@ class LocalConsole:
             return _message(400, f"invalid sign-in request: {problems}")
         if wanted.agent_id == "me":
             return _message(400, "'me' is not a valid agent id")
-        token = issue_agent_token(wanted.agent_id, TOKEN_TTL_S)
+        groups = {"cognito:groups": ["supervisors"]} if wanted.supervisor else None
+        token = issue_agent_token(wanted.agent_id, TOKEN_TTL_S, extra_claims=groups)
         found = self._call("GET", "/agents/me", token)
         if found.status == 200 and wanted.skills is None and wanted.max_concurrent is None:
             agent = json.loads(found.body)
@@ -140,6 +159,24 @@ class LocalConsole:
             {"token": token, "agent_id": wanted.agent_id, "expires_in": TOKEN_TTL_S, "agent": agent},
             [("cache-control", "no-store")],
         )
+
+    def clock(self, request: LocalRequest) -> LocalResponse:
+        """``POST /_local/clock {"offset_s": -86400}``: shift the stack's clock (the functions'
+        ``utc_now``, the events' time) so the demo can replay past days through the pipeline;
+        ``{"offset_s": 0}`` puts it back. Loopback only, like the sign-in."""
+        if request.method != "POST":
+            return _message(405, "Method Not Allowed")
+        if not _is_loopback(request.source_ip):
+            return _message(403, "the clock is served to this machine only")
+        try:
+            offset = ClockRequest.model_validate_json(request.body or b"{}").offset_s
+        except ValidationError:
+            return _message(400, f'expected {{"offset_s": <whole seconds from -{MAX_CLOCK_SHIFT_S} to 0>}}')
+        from shared.platform.clock import shift_clock  # noqa: PLC0415
+
+        shift_clock(timedelta(seconds=offset))
+        logger.debug("local clock shifted by %s s", offset)
+        return LocalResponse.json(200, {"offset_s": offset}, [("cache-control", "no-store")])
 
     def _save_agent(self, wanted: TokenRequest, current: dict[str, Any] | None) -> LocalResponse:
         current = current or {}

@@ -9,7 +9,7 @@ consumer idempotent, so an event delivered twice has one effect.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -44,8 +44,20 @@ IdentityType = Literal[
 SCHEMA_VERSION = 1
 
 
+#: How far the local stack's clock is shifted (``omni local``'s demo replays past days through
+#: the pipeline: ``POST /_local/clock``). Always zero in Lambda: only
+#: :func:`shared.platform.clock.shift_clock` sets it, and it refuses there.
+_clock_offset = timedelta(0)
+
+
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(UTC) + _clock_offset
+
+
+def set_clock_offset(offset: timedelta) -> None:
+    """Called by :func:`shared.platform.clock.shift_clock` only (it refuses in Lambda)."""
+    global _clock_offset  # noqa: PLW0603 - one clock per process, shifted by the local runtime only
+    _clock_offset = offset
 
 
 def format_timestamp(value: datetime) -> str:

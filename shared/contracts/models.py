@@ -152,6 +152,13 @@ class ChannelSwitch(BaseModel):
     message_id: str
 
 
+#: Why a decision hands the conversation to a person (the KPIs' hand-overs by reason):
+#: ``asked_for_person`` the customer asked for one; ``intent`` the intent's rule sends it to a
+#: human queue; ``no_bot_answer`` the bot's look-up had no answer (no order found, no order
+#: look-up); ``not_understood`` no intent recognised (the default queue).
+HandoverReason = Literal["asked_for_person", "intent", "no_bot_answer", "not_understood"]
+
+
 class RoutingDecision(BaseModel):
     model_config = _DEFERRED
 
@@ -172,6 +179,8 @@ class RoutingDecision(BaseModel):
     answer: str | None = None
     #: Version of the routing rules that decided.
     rules_version: int | None = None
+    #: Why a person gets it (decisions that are not automated).
+    handover_reason: HandoverReason | None = None
 
 
 class Transition(BaseModel):

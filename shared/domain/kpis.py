@@ -47,6 +47,30 @@ COUNTERS = (
 )
 
 
+#: Hand-overs by reason: one counter ``handover_<reason>`` per reason (the ``escalated``
+#: counter is their sum). The routing decision's reasons (``HandoverReason`` in
+#: shared/contracts/models.py), and ``other`` for a hand-over without a routing decision that
+#: handed over (an agent took a conversation the bot was answering, a proactive one).
+HANDOVER_PREFIX = "handover_"
+HANDOVER_REASONS = ("asked_for_person", "intent", "no_bot_answer", "not_understood", "other")
+
+
+def handover_reason(routing: Mapping[str, object] | None) -> str:
+    """Why the conversation was handed to a person, from the routing decision stored on it.
+
+    Decisions routing recorded before it named the reason are read from their other fields:
+    the customer asked for a person (``escalated``), no intent recognised (``general``), else the
+    intent's rule."""
+    if not routing or routing.get("automated"):
+        return "other"
+    named = routing.get("handover_reason")
+    if isinstance(named, str) and named in HANDOVER_REASONS:
+        return named
+    if routing.get("escalated"):
+        return "asked_for_person"
+    return "not_understood" if routing.get("intent") in (None, "general") else "intent"
+
+
 def bucket_of(seconds: float) -> int:
     """Index of the histogram bucket that holds ``seconds``."""
     if seconds <= 1:
@@ -123,9 +147,15 @@ def _seconds(value: float | None) -> float | None:
 class KpiReport:
     counters: dict[str, int]
     kpis: dict[str, float | None]
+    #: Hand-overs per reason (those with a count), see :data:`HANDOVER_REASONS`.
+    handed_over_by_reason: dict[str, int]
 
     def as_dict(self) -> dict[str, object]:
-        return {"kpis": self.kpis, "counters": self.counters}
+        return {
+            "kpis": self.kpis,
+            "counters": self.counters,
+            "handed_over_by_reason": self.handed_over_by_reason,
+        }
 
 
 def sum_counters(rows: Iterable[Mapping[str, object]]) -> dict[str, int]:
@@ -138,7 +168,7 @@ def sum_counters(rows: Iterable[Mapping[str, object]]) -> dict[str, int]:
             if (
                 key in COUNTERS
                 or key.startswith(tuple(f"{h}_" for h in HISTOGRAMS))
-                or key.startswith(("ces_", "csat_"))
+                or key.startswith(("ces_", "csat_", HANDOVER_PREFIX))
             ):
                 total[key] = total.get(key, 0) + int(value)
     return total
@@ -186,4 +216,9 @@ def report(counters: Mapping[str, int]) -> KpiReport:
     out_counters = {key: value for key, value in c.items() if not key.startswith(("frt_b", "rt_b"))}
     out_counters.update({f"ces_{k}": v for k, v in ces_distribution.items()})
     out_counters.update({f"csat_{k}": v for k, v in csat_distribution.items()})
-    return KpiReport(counters=out_counters, kpis=kpis)
+    by_reason = {
+        reason: int(c.get(f"{HANDOVER_PREFIX}{reason}", 0))
+        for reason in HANDOVER_REASONS
+        if c.get(f"{HANDOVER_PREFIX}{reason}", 0)
+    }
+    return KpiReport(counters=out_counters, kpis=kpis, handed_over_by_reason=by_reason)

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from shared.contracts.events import utc_now
 from shared.contracts.names import EVENT_SOURCE_PREFIX
 from shared.platform import aws, settings
 from shared.platform.config import require_env
@@ -73,6 +74,8 @@ class EventPublisher:
             "DetailType": detail_type,
             "Detail": detail.model_dump_json(),
             "EventBusName": self.bus_name,
+            # When it happened by the publisher's clock (EventBridge's own otherwise).
+            "Time": utc_now(),
         }
 
     def publish(self, events: Sequence[tuple[str, BaseModel]]) -> None:

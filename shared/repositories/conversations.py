@@ -257,7 +257,8 @@ class ConversationRepository(ConversationMessages):
 
     def waiting_since_before(self, queue: str, before: str, limit: int = 500) -> list[dict[str, Any]]:
         """Index items (the attributes the SLA sweep reads) of ``queue``'s conversations
-        whose customer has waited for us since before ``before``."""
+        whose customer has waited for us since before ``before``, the longest waiting first
+        (at most ``limit``)."""
         return self.table.query_all(
             limit=limit,
             IndexName=WAITING_INDEX,

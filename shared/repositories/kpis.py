@@ -192,3 +192,26 @@ class KpiRepository:
             )
             month = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
         return rows
+
+    # -- the supervisor view's time series ------------------------------------ #
+    def daily(self, start: date, end: date, limit: int = 5000) -> list[dict[str, Any]]:
+        """The counter items of ``start`` .. ``end`` for a daily series: one query per month
+        partition the range touches (two at most for the 31 days the view asks for), paged
+        with ``Limit``, and at most ``limit`` items in all (a day holds one item per intent
+        and channel that saw traffic)."""
+        rows: list[dict[str, Any]] = []
+        month = date(start.year, start.month, 1)
+        while month <= end and len(rows) < limit:
+            rows += self.table.query_all(
+                limit=limit - len(rows),
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+                ExpressionAttributeValues=serialise(
+                    {
+                        ":pk": counters_pk(month.isoformat()),
+                        ":lo": start.isoformat(),
+                        ":hi": f"{end.isoformat()}~",
+                    }
+                ),
+            )
+            month = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+        return rows

@@ -54,6 +54,7 @@ CHROMIUM_FLAGS = [
 # The README's picture is refreshed only on request (OMNI_UPDATE_SCREENSHOT=1), so a test
 # run leaves the work tree as it was.
 SCREENSHOT = REPO_ROOT / "docs" / "console.png"
+SUPERVISOR_SCREENSHOT = SCREENSHOT.with_name("supervisor.png")
 STAGE = "console-e2e"
 AGENT = "ines"
 CUSTOMER_PHONE = "+14155550147"
@@ -91,8 +92,15 @@ def runtime() -> Iterator[LocalRuntime]:
         yield running
 
 
-def supervisor(runtime: LocalRuntime, method: str, path: str, body: Any = None) -> requests.Response:
-    token = issue_agent_token("supervisor", 600, extra_claims={"cognito:groups": ["supervisors"]})
+def supervisor(
+    runtime: LocalRuntime,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    groups: tuple[str, ...] = ("supervisors",),
+) -> requests.Response:
+    token = issue_agent_token("supervisor", 600, extra_claims={"cognito:groups": list(groups)})
     return requests.request(
         method,
         f"{runtime.base_url}{path}",
@@ -281,3 +289,155 @@ def customer_conversation(runtime: LocalRuntime, customer_id: str) -> str:
     found = supervisor(runtime, "GET", f"/customers/{customer_id}/conversations").json()["conversations"]
     assert len(found) == 1, found
     return str(found[0]["conversation_id"])
+
+
+def test_a_supervisor_sees_live_queues_and_the_kpi_charts_of_the_journey(
+    runtime: LocalRuntime, browser: Any
+) -> None:
+    """After the agent's journey above: the supervisor view draws the figures ``GET /kpis`` gives."""
+    from playwright.sync_api import expect  # noqa: PLC0415
+
+    runtime.wait_idle(timeout=30)
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="en-GB", timezone_id="UTC")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{runtime.base_url}/console/")
+        page.fill("#local-agent-id", "sofia")
+        page.fill("#local-agent-name", "Sofia Reyes")
+        page.check("#local-supervisor")
+        page.click("#local-sign-in-button")
+        expect(page.locator("#nav-supervisor")).to_be_visible(timeout=WAIT_MS)
+        page.click("#nav-supervisor")
+        expect(page.locator("body")).to_have_attribute("data-supervisor", "ready", timeout=WAIT_MS)
+        expect(page.locator("#desk")).to_be_hidden()
+        page.click(".period button[data-days='7']")
+        rng = page.locator("#kpi-range")
+        start, end = rng.get_attribute("data-from"), rng.get_attribute("data-to")
+        want = supervisor(runtime, "GET", f"/kpis?from={start}&to={end}").json()
+        k, counters = want["kpis"], want["counters"]
+        assert k["conversations_started"] >= 1, want
+        assert k["conversations_resolved"] >= 1, want
+
+        def figure(chart: str) -> Any:
+            return page.locator(f".chart[data-chart='{chart}'] .figure")
+
+        expect(page.locator(".chart")).to_have_count(7)
+        expect(figure("channels")).to_have_attribute("data-value", str(k["conversations_started"]))
+        assert float(figure("fcr").get_attribute("data-value") or "nan") == k["first_contact_resolution_rate"]
+        expect(figure("handovers")).to_have_attribute("data-value", str(k["handed_over"]))
+        # Hand-overs by reason: a bar per reason GET /kpis counted, with its number.
+        by_reason = want["handed_over_by_reason"]
+        assert by_reason, want
+        assert sum(by_reason.values()) == k["handed_over"], want
+        reasons = page.locator(".chart[data-chart='handovers'] rect.bar")
+        expect(reasons).to_have_count(len(by_reason))
+        for reason, count in by_reason.items():
+            bar = page.locator(f".chart[data-chart='handovers'] rect.bar.reason-{reason}")
+            expect(bar).to_have_attribute("data-value", str(count))
+        bars = page.locator(".chart[data-chart='resolutions'] rect.bar")
+        expect(bars.nth(0)).to_have_attribute("data-value", str(counters["automated"]))
+        expect(bars.nth(1)).to_have_attribute("data-value", str(counters["resolved"] - counters["automated"]))
+        # The journey opened on SMS: its bar, and today's point on the trend line, with the number on hover.
+        sms = page.locator(".chart[data-chart='channels'] rect.bar[data-label='SMS']")
+        expect(sms).to_have_attribute("data-value", str(k["conversations_started"]))
+        point = page.locator(f".chart[data-chart='resolution-time'] circle.point[data-day='{end}']")
+        expect(point).to_have_count(1)
+        expect(point.locator("title")).to_have_text(re.compile(rf"^{end}: \d"))
+        expect(page.locator(".chart[data-chart='fcr'] .definition")).to_contain_text("within 7 days")
+        # Live queues: one row per queue, with its SLA.
+        expect(page.locator("#live-queues tr[data-queue='billing']")).to_contain_text("min")
+        # A filter narrows the charts to the same figures GET /kpis gives for it.
+        by_sms = supervisor(runtime, "GET", f"/kpis?from={start}&to={end}&channel=sms").json()["kpis"]
+        page.select_option("#kpi-channel", "sms")
+        expect(figure("channels")).to_have_attribute(
+            "data-value", str(by_sms["conversations_started"]), timeout=WAIT_MS
+        )
+        expect(page.locator(".chart[data-chart='channels'] rect.bar")).to_have_count(1)
+        page.select_option("#kpi-channel", "")
+        started = str(k["conversations_started"])
+        expect(figure("channels")).to_have_attribute("data-value", started, timeout=WAIT_MS)
+        # docs/supervisor.png shows the demo's week instead (the last test, on request).
+        shot = page.screenshot(full_page=True)
+        assert len(shot) > 10_000
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_a_non_supervisor_gets_403_and_no_supervisor_page(runtime: LocalRuntime, browser: Any) -> None:
+    from playwright.sync_api import expect  # noqa: PLC0415
+
+    refused = supervisor(runtime, "GET", "/kpis/daily?from=2026-11-01&to=2026-11-07", groups=())
+    assert refused.status_code == 403, refused.text
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-GB", timezone_id="UTC")
+    page = context.new_page()
+    try:
+        page.goto(f"{runtime.base_url}/console/#supervisor")
+        page.fill("#local-agent-id", "nadia")
+        page.click("#local-sign-in-button")
+        expect(page.locator("#agent-name")).to_contain_text("nadia", timeout=WAIT_MS)
+        expect(page.locator("#desk")).to_be_visible()
+        expect(page.locator("#supervisor")).to_be_hidden()
+        expect(page.locator("#nav")).to_be_hidden()
+    finally:
+        context.close()
+
+
+def test_the_supervisor_view_of_the_demo_week_for_the_readme(runtime: LocalRuntime, browser: Any) -> None:
+    """On request (OMNI_UPDATE_SCREENSHOT=1): the demo's journey and past week (what ``make
+    run`` plays, about a minute), then docs/supervisor.png of the supervisor view. Last in
+    the module: the week's journeys are in the stack from then on."""
+    if not os.environ.get("OMNI_UPDATE_SCREENSHOT"):
+        pytest.skip("docs/supervisor.png is refreshed on request (OMNI_UPDATE_SCREENSHOT=1)")
+    from playwright.sync_api import expect  # noqa: PLC0415
+
+    from omni import demo  # noqa: PLC0415
+
+    # The agent of the journeys above goes away, as in ``make run``: the demo's customers wait.
+    ines = issue_agent_token(AGENT, 600)
+    away = requests.put(
+        f"{runtime.base_url}/agents/me/status",
+        json={"status": "away"},
+        headers={"Authorization": f"Bearer {ines}"},
+        timeout=10,
+    )
+    assert away.status_code == 200, away.text
+    out = io.StringIO()
+    demo.play(runtime.base_url, out=out, history=True)
+    assert "The supervisor view has a week of data now" in out.getvalue()
+    runtime.wait_idle(timeout=60)
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="en-GB", timezone_id="UTC")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{runtime.base_url}/console/")
+        page.fill("#local-agent-id", "sofia")
+        page.fill("#local-agent-name", "Sofia Reyes")
+        page.check("#local-supervisor")
+        page.click("#local-sign-in-button")
+        page.click("#nav-supervisor")
+        expect(page.locator("body")).to_have_attribute("data-supervisor", "ready", timeout=WAIT_MS)
+        page.click(".period button[data-days='7']")
+        rng = page.locator("#kpi-range")
+        start, end = rng.get_attribute("data-from"), rng.get_attribute("data-to")
+        want = supervisor(runtime, "GET", f"/kpis?from={start}&to={end}").json()
+        figure = page.locator(".chart[data-chart='channels'] .figure")
+        expect(figure).to_have_attribute("data-value", str(want["kpis"]["conversations_started"]))
+        # The week: a point a day on the trend lines, hand-overs for every reason routing names.
+        expect(page.locator(".chart[data-chart='handovers'] .figure")).to_have_attribute(
+            "data-value", str(want["kpis"]["handed_over"])
+        )
+        assert page.locator(".chart[data-chart='fcr'] circle.point").count() >= 6
+        reasons = page.locator(".chart[data-chart='handovers'] rect.bar")
+        expect(reasons).to_have_count(len(want["handed_over_by_reason"]))
+        assert len(want["handed_over_by_reason"]) >= 4, want
+        # Stalled: two customers waiting an hour for an agent, one for the agent's reply.
+        expect(page.locator("#stalled li[data-wait-kind='agent']")).to_have_count(2, timeout=WAIT_MS)
+        expect(page.locator("#stalled li[data-wait-kind='reply']")).to_have_count(1)
+        page.screenshot(path=str(SUPERVISOR_SCREENSHOT), full_page=True)
+        assert errors == []
+    finally:
+        context.close()

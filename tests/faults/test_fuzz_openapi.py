@@ -73,6 +73,7 @@ def test_the_api_never_answers_5xx(api_schema: Any, runtime: LocalRuntime) -> No
 #: Operations whose schema-valid requests may still get 400 for a documented business rule.
 BUSINESS_RULES_400 = {
     "GET /kpis": "'to' before 'from', more than 366 days",
+    "GET /kpis/daily": "'to' before 'from', more than 31 days",
     "POST /customers/{customer_id}/merge": "a customer cannot be merged with itself",
     "POST /conversations/{conversation_id}/transfer": "exactly one of queue and agent_id",
     "POST /notifications": "a template (with variables) or a text; notification_id characters",

@@ -130,6 +130,8 @@
   function showSignIn() {
     $("sign-in").hidden = false;
     $("desk").hidden = true;
+    $("supervisor").hidden = true;
+    $("nav").hidden = true;
     $("agent-bar").hidden = true;
     $("local-sign-in").hidden = !config.localTokenUrl;
     $("cognito-sign-in").hidden = !(config.cognito && config.cognito.clientId);
@@ -148,12 +150,49 @@
       return flash("Cannot sign in: " + error.message);
     }
     $("sign-in").hidden = true;
-    $("desk").hidden = false;
     $("agent-bar").hidden = false;
     renderAgent();
     fillTransferQueues();
     startPolling();
+    route();
   }
+
+  // ------------------------------------------------------------------ pages (hash routes)
+  /** The token's groups (``cognito:groups`` or ``groups``): only shows or hides pages; the API decides. */
+  function tokenGroups() {
+    try {
+      const part = (state.token || "").split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const claims = JSON.parse(atob(part + "===".slice((part.length + 3) % 4)));
+      const raw = claims["cognito:groups"] || claims.groups || [];
+      return Array.isArray(raw) ? raw.map(String) : String(raw).match(/[\w.-]+/g) || [];
+    } catch (_) {
+      return [];
+    }
+  }
+
+  function isSupervisor() {
+    return tokenGroups().includes("supervisors");
+  }
+
+  /** ``#supervisor``: the supervisor view; ``#conversation/<id>``: the desk with it open; else the desk. */
+  function route() {
+    if (!state.token || !state.me) return;
+    const hash = window.location.hash || "";
+    const supervisor = isSupervisor();
+    $("nav").hidden = !supervisor;
+    const onSupervisor = hash === "#supervisor" && supervisor;
+    $("supervisor").hidden = !onSupervisor;
+    $("desk").hidden = onSupervisor;
+    for (const link of document.querySelectorAll("#nav a")) {
+      link.classList.toggle("active", (link.getAttribute("href") === "#supervisor") === onSupervisor);
+    }
+    const view = window.OmniSupervisor;
+    if (view) (onSupervisor ? view.show : view.hide)();
+    const opened = hash.match(/^#conversation\/(.+)$/);
+    if (opened && decodeURIComponent(opened[1]) !== state.openId) openConversation(decodeURIComponent(opened[1]));
+  }
+
+  window.addEventListener("hashchange", route);
 
   function signOut(message) {
     state.token = null;
@@ -163,6 +202,7 @@
     clearInterval(state.timer);
     state.timer = null;
     showSignIn();
+    if (window.OmniSupervisor) window.OmniSupervisor.hide();
     if (message) flash(message, "info");
   }
 
@@ -171,6 +211,7 @@
     const body = { agent_id: $("local-agent-id").value.trim() };
     const name = $("local-agent-name").value.trim();
     if (name) body.name = name;
+    if ($("local-supervisor").checked) body.supervisor = true;
     const response = await fetch(config.localTokenUrl, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -547,6 +588,9 @@
     event.preventDefault();
     act(api("POST", path("/resolve"), { resolution: $("resolution").value.trim() }), () => ($("resolution").value = ""));
   });
+
+  // The supervisor view (supervisor.js) uses the same plumbing.
+  window.OmniConsole = { api, h, fill, channel, when, flash, CHANNELS, ApiError, pollMs: POLL_MS };
 
   // ------------------------------------------------------------------ start
   if (state.token) useToken(state.token);

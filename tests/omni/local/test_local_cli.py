@@ -166,10 +166,14 @@ def test_outbox_without_a_running_stack(tmp_path: Path, capsys: pytest.CaptureFi
 def test_demo_is_played_when_present(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    played: list[str] = []
-    monkeypatch.setitem(sys.modules, "omni.demo", types.SimpleNamespace(play=played.append))
+    played: list[tuple[str, bool]] = []
+
+    def play(base_url: str, *, history: bool = False) -> None:
+        played.append((base_url, history))
+
+    monkeypatch.setitem(sys.modules, "omni.demo", types.SimpleNamespace(play=play))
     cli._play_demo("http://127.0.0.1:1")
-    assert played == ["http://127.0.0.1:1"]
+    assert played == [("http://127.0.0.1:1", True)]  # the journey, then the past week
     monkeypatch.setitem(sys.modules, "omni.demo", None)
     cli._play_demo("http://127.0.0.1:1")
     assert "demo" in capsys.readouterr().err
@@ -189,7 +193,7 @@ def test_the_access_log_pauses_while_the_demo_plays(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(access_log, "level", logging.INFO)
     levels: list[bool] = []
 
-    def play(base_url: str) -> None:
+    def play(base_url: str, *, history: bool = False) -> None:
         levels.append(access_log.isEnabledFor(logging.INFO))
         raise RuntimeError("the demo stumbled")
 
