@@ -345,6 +345,8 @@ WEBSOCKET_APIS = (
 
 _META_GRANTS = (
     Grant("bus", BUS.name, "publish"),
+    # What a big batch could not publish within its time budget goes straight to profile merge.
+    Grant("queue", "profile-merge", "send"),
     Grant("secret", "meta-app-secret", "get"),
     Grant("secret", "meta-verify-token", "get"),
     Grant("table", "outbox", "readwrite"),
@@ -447,7 +449,8 @@ FUNCTIONS: tuple[Function, ...] = (
         grants=(
             Grant("bucket", "inbound-email", "read"),
             Grant("bus", BUS.name, "publish"),
-            Grant("table", "outbox", "read"),
+            # readwrite: a bounce marks the delivery it returns failed.
+            Grant("table", "outbox", "readwrite"),
         ),
     ),
     Function(
@@ -544,7 +547,11 @@ FUNCTIONS: tuple[Function, ...] = (
         memory_mb=256,
         timeout_s=10,
         queue="delivery-status",
-        grants=(Grant("table", "conversations", "readwrite"),),
+        grants=(
+            Grant("table", "conversations", "readwrite"),
+            # A bounce records the address as undeliverable on the customer's identity.
+            Grant("table", "customers", "readwrite"),
+        ),
     ),
     Function(
         name="agent-api",

@@ -34,7 +34,11 @@ class AgentBody(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    skills: Annotated[dict[Skill, Annotated[int, Field(ge=1, le=10)]], Field(min_length=1, max_length=20)]
+    #: Skill name -> proficiency 1-10; any other key is refused, so the schema says so too.
+    skills: Annotated[
+        dict[Skill, Annotated[int, Field(ge=1, le=10)]],
+        Field(min_length=1, max_length=20, json_schema_extra={"additionalProperties": False}),
+    ]
     max_concurrent: Annotated[int, Field(ge=1, le=50)]
 
 

@@ -148,6 +148,8 @@ def reply(
 
 @router.post("/conversations/<conversation_id>/notes", responses=documented(201, Conversation, 400, 401, 404))
 def add_note(conversation_id: str, body: NoteBody) -> Response[dict[str, Any]]:
+    """Any agent who can see the conversation may leave an internal note (held or not, by anyone);
+    the customer never sees it."""
     note = Note(note_id=new_id("note"), author=f"agent:{agent_id(router)}", text=body.text, at=now())
     try:
         conversations.add_note(conversation_id, note)

@@ -15,10 +15,12 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.agent_api import agents, conversations, customers, knowledge, kpis, notifications, queues
-from shared.platform.http import install_error_handlers, json_response
+from shared.platform.http import check_body, install_error_handlers, json_response
 from shared.platform.observability import new_logger, new_tracer, set_correlation
 
 OPENAPI_PATH = "/openapi.json"
+#: Request bodies are small JSON documents (a reply is at most a few KB of text).
+MAX_BODY_BYTES = 256 * 1024
 
 logger = new_logger()
 tracer = new_tracer()
@@ -59,6 +61,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if agent is None:
             return json_response(401, {"error": "Unauthorized", "message": "a valid agent token is required"})
         logger.append_keys(agent_id=agent)
+        refused = check_body(event, MAX_BODY_BYTES)
+        if refused is not None:
+            return refused
     # Events this request causes carry its id as their correlation id.
     set_correlation(logger, (event.get("requestContext") or {}).get("requestId"))
     return app.resolve(event, context)

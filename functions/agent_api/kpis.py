@@ -27,7 +27,6 @@ router = APIGatewayHttpRouter()
 repository = KpiRepository()
 #: Longest range one request may ask for.
 MAX_DAYS = 366
-_DAY = r"^\d{4}-\d{2}-\d{2}$"
 
 
 class AssistantKpis(BaseModel):
@@ -86,26 +85,14 @@ class Kpis(BaseModel):
     definitions: str = "docs/kpis.md"
 
 
-def _day(value: str, name: str) -> date | str:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        return f"'{name}' is not a date (YYYY-MM-DD): {value!r}"
-
-
 @router.get("/kpis", responses=documented(200, Kpis, 400, 401))
 def get_kpis(
-    from_: Annotated[str, Query(alias="from", pattern=_DAY, description="first day, YYYY-MM-DD (UTC)")],
-    to: Annotated[str, Query(pattern=_DAY, description="last day, YYYY-MM-DD (UTC), included")],
+    start: Annotated[date, Query(alias="from", description="first day, YYYY-MM-DD (UTC)")],
+    end: Annotated[date, Query(alias="to", description="last day, YYYY-MM-DD (UTC), included")],
     channel: Annotated[str | None, Query(max_length=40)] = None,
     intent: Annotated[str | None, Query(max_length=60)] = None,
 ) -> Response[dict[str, Any]]:
-    start, end = _day(from_, "from"), _day(to, "to")
-    for parsed in (start, end):
-        if isinstance(parsed, str):
-            return error(400, parsed)
-    assert isinstance(start, date)
-    assert isinstance(end, date)
+    # ``format: date`` in the OpenAPI document: a day that does not exist is refused before this.
     if end < start:
         return error(400, "'to' is before 'from'")
     if (end - start).days + 1 > MAX_DAYS:
@@ -181,8 +168,8 @@ def _by(rows: list[dict[str, Any]], dimension: str, counter: str) -> dict[str, i
 
 @router.get("/kpis/daily", responses=documented(200, KpiSeries, 400, 401, 403))
 def get_kpi_series(
-    from_: Annotated[str, Query(alias="from", pattern=_DAY, description="first day, YYYY-MM-DD (UTC)")],
-    to: Annotated[str, Query(pattern=_DAY, description="last day, YYYY-MM-DD (UTC), included")],
+    start: Annotated[date, Query(alias="from", description="first day, YYYY-MM-DD (UTC)")],
+    end: Annotated[date, Query(alias="to", description="last day, YYYY-MM-DD (UTC), included")],
     channel: Annotated[str | None, Query(max_length=40)] = None,
     intent: Annotated[str | None, Query(max_length=60)] = None,
 ) -> Response[dict[str, Any]]:
@@ -191,12 +178,7 @@ def get_kpi_series(
     Supervisors only. One query per month partition the range touches (two at most), never a scan."""
     if not is_supervisor(router):
         return error(403, "the supervisor view is for supervisors")
-    start, end = _day(from_, "from"), _day(to, "to")
-    for parsed in (start, end):
-        if isinstance(parsed, str):
-            return error(400, parsed)
-    assert isinstance(start, date)
-    assert isinstance(end, date)
+    # ``format: date`` in the OpenAPI document: a day that does not exist is refused before this.
     if end < start:
         return error(400, "'to' is before 'from'")
     if (end - start).days + 1 > MAX_SERIES_DAYS:

@@ -1,11 +1,12 @@
 """Delivery status: a provider's receipt moves the outbound message's status in the timeline.
 
 Consumes ``delivery.status_changed`` from the delivery-status queue. The channel webhooks
-(SMS, WhatsApp, Messenger) apply a receipt to the outbox (their grant) and publish this
+(SMS, WhatsApp, Messenger, e-mail bounces) apply a receipt to the outbox (their grant) and publish this
 event; the conversation timeline is updated here, where the conversations table is
 granted. Monotonic: a duplicate or late receipt (``sent`` after ``delivered``) changes
 nothing, so redelivery is harmless. A receipt for a message that is in no conversation
-(a notification sent outside one) is acknowledged and logged.
+(a notification sent outside one) is acknowledged and logged. A receipt naming an
+``undeliverable`` address (an e-mail bounce) records it on the customer's identity.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from shared.contracts.events import DeliveryStatusChanged
 from shared.platform.consumer import LoggedBatchProcessor, event_record_model
 from shared.platform.observability import new_logger, new_tracer, set_correlation
 from shared.repositories.conversations import ConversationRepository
+from shared.repositories.customers import CustomerRepository
 
 logger = new_logger()
 tracer = new_tracer()
@@ -26,6 +28,14 @@ Record = event_record_model(DeliveryStatusChanged)
 processor = LoggedBatchProcessor(Record, logger)
 
 _conversations: ConversationRepository | None = None
+_customers: CustomerRepository | None = None
+
+
+def customers() -> CustomerRepository:
+    global _customers  # noqa: PLW0603 - one per container, built on first use
+    if _customers is None:
+        _customers = CustomerRepository()
+    return _customers
 
 
 def conversations() -> ConversationRepository:
@@ -42,6 +52,15 @@ def record_handler(record: Any) -> None:
     changed = conversations().set_message_status(
         None, receipt.notification_id, receipt.status, receipt.at, receipt.error_code
     )
+    if receipt.undeliverable is not None and receipt.customer_id:
+        # A bounce: the address is recorded as unreachable on the customer's profile.
+        marked = customers().mark_undeliverable(
+            receipt.customer_id, receipt.undeliverable, receipt.at, receipt.error_code or receipt.status
+        )
+        logger.info(
+            "address recorded as undeliverable" if marked else "undeliverable address left as is",
+            extra={"customer_id": receipt.customer_id, "identity_type": receipt.undeliverable.type},
+        )
     logger.info(
         "delivery status applied to the timeline" if changed else "delivery status left the timeline as is",
         extra={

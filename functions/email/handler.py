@@ -27,8 +27,9 @@ from pydantic import ValidationError
 from functions.email.models import SesEvent, SesPayload, SesVerdict
 from functions.email.repositories import OutboxThreads, RawMailMissing, RawMailStore
 from shared.channels import email as email_channel
-from shared.contracts.events import utc_now
-from shared.contracts.names import MESSAGE_RECEIVED
+from shared.contracts.events import DeliveryStatusChanged, Identity, format_timestamp, utc_now
+from shared.contracts.names import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
+from shared.domain.identity import InvalidIdentity, normalise_email
 from shared.platform import settings
 from shared.platform.bus import EventPublisher
 from shared.platform.config import require_env
@@ -106,6 +107,8 @@ def process(payload: SesPayload) -> dict[str, Any]:
         raw = store.get(bucket, key)
         parsed = email_channel.parse_email(raw)
         receipt = receipt_of(payload, bucket, key)
+        if parsed.bounce is not None:
+            return bounced(parsed.bounce, receipt)
         hint, threaded_by = thread(parsed, receipt)
         message = email_channel.inbound_message(parsed, receipt, utc_now(), hint, threaded_by)
     except (RawMailMissing, email_channel.UnparseableEmail) as exc:
@@ -127,11 +130,68 @@ def process(payload: SesPayload) -> dict[str, Any]:
             "sender_verified": message.sender.verified,
             "dmarc": message.metadata.get("dmarc"),
             "threaded_by": threaded_by,
+            "automated": message.automated,
             "attachments": len(message.attachments),
             "defects": parsed.defects,
         },
     )
     return {"ses_message_id": ses_id, "status": "published", "conversation_hint": hint}
+
+
+def _address(value: object) -> str | None:
+    try:
+        return normalise_email(str(value).removeprefix("email:")) if value else None
+    except InvalidIdentity:
+        return None
+
+
+def bounced(report: email_channel.Bounce, receipt: email_channel.Receipt) -> dict[str, Any]:
+    """A bounce is no customer's message: it marks the mail it returns failed (delivery log,
+    then the timeline and the profile through ``delivery.status_changed``) and is not published
+    as a message, so it creates no customer and no conversation."""
+    ses_id = receipt.ses_message_id
+    item = threads.delivery_for(report.notification_keys, report.message_ids)
+    result: dict[str, Any] = {"ses_message_id": ses_id, "status": "bounce"}
+    if item is None:
+        logger.warning(
+            "bounce for no mail of ours: dropped",
+            extra={"ses_message_id": ses_id, "message_ids": list(report.message_ids)},
+        )
+        return {**result, "matched": None}
+    notification_id = str(item["notification_id"])
+    attempt = (item.get("attempts") or {}).get("email") or {}
+    sent_to = _address(attempt.get("to") or item.get("recipient"))
+    failed = [a for a in (_address(r) for r in report.recipients) if a]
+    if sent_to and failed and sent_to not in failed:
+        # The report names another address than the one we sent to: not this delivery's bounce.
+        logger.warning(
+            "bounce names another recipient than the delivery: dropped",
+            extra={"ses_message_id": ses_id, "notification_id": notification_id},
+        )
+        return {**result, "matched": None}
+    if not report.failed:
+        logger.info("delivery delayed, not failed", extra={"notification_id": notification_id})
+        return {**result, "matched": notification_id, "failed": False}
+    at = format_timestamp(receipt.timestamp)
+    threads.outbox.mark(notification_id, "failed", at, error=report.error_code)
+    address = sent_to or next(iter(failed), None)
+    receipt_event = DeliveryStatusChanged(
+        notification_id=notification_id,
+        channel="email",
+        provider_message_id=str(item.get("provider_message_id") or ses_id),
+        status="failed",
+        at=at,
+        error_code=report.error_code,
+        correlation_id=f"email#{ses_id}",
+        customer_id=item.get("customer_id") or None,
+        undeliverable=Identity(type="email", value=address) if address else None,
+    )
+    publisher.publish([(DELIVERY_STATUS_CHANGED, receipt_event)])
+    logger.info(
+        "bounce applied: delivery failed",
+        extra={"ses_message_id": ses_id, "notification_id": notification_id, "error_code": report.error_code},
+    )
+    return {**result, "matched": notification_id, "failed": True}
 
 
 @tracer.capture_lambda_handler

@@ -58,3 +58,21 @@ class OutboxThreads:
                 if isinstance(conversation_id, str) and conversation_id:
                     return conversation_id, message_id
         return None
+
+    def delivery_for(
+        self, notification_keys: Sequence[str], message_ids: Sequence[str]
+    ) -> dict[str, Any] | None:
+        """The delivery-log item of the mail a bounce returns: by the ``X-Omni-Notification``
+        key notify put on it (``<notification id>#email``), else by its Message-ID."""
+        for key in notification_keys:
+            notification_id, _, channel = key.rpartition("#")
+            if notification_id and channel == "email":
+                item = self.outbox.get(notification_id)
+                if item is not None:
+                    return item
+        for message_id in message_ids:
+            for candidate in provider_id_candidates(message_id):
+                found = self.outbox.notification_for_provider_id(candidate)
+                if found is not None:
+                    return self.outbox.get(found)
+        return None

@@ -511,10 +511,12 @@ class KpiProcessor:
             return  # asked already (once per conversation)
         survey = configured_survey()
         now = self.now()
+        meta = self.conversations.get_meta(due.conversation_id) or {}
+        if meta.get("automated_mail"):
+            return  # the conversation's last message was automatic mail (RFC 3834): no survey
         # Marked on the conversation first: the customer's reply to it is an answer, not a reopen.
         if not self.conversations.set_survey_pending(due.conversation_id, survey, due.resolved_at, now):
             return  # reopened meanwhile (the KPIs hear of it with the customer's message)
-        meta = self.conversations.get_meta(due.conversation_id) or {}
         channel = meta.get("last_inbound_channel") or state["channel"]
         state["survey_asked"] = survey
         work.put(state)

@@ -38,6 +38,7 @@ def customer_facts(customer_id: str, customers: CustomerRepository) -> CustomerF
         language=_str_or_none(profile.get("language") or preferences.get("language")),
         timezone=_str_or_none(profile.get("timezone") or preferences.get("timezone")),
         quiet_hours=QuietHours.parse(quiet_raw) if quiet_raw else QuietHours(),
+        undeliverable=frozenset(f"{i.type}:{i.value}" for i in customer.identities if i.undeliverable),
     )
 
 

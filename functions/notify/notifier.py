@@ -450,7 +450,10 @@ class Notifier:
         fresh: list[Fresh],
     ) -> Outcome:
         candidate, message, result = accepted[0]
-        self._timeline(request, item, candidate.channel, message.text, "sent")
+        provider_key = (
+            f"{candidate.channel}#{result.provider_message_id}" if result.provider_message_id else None
+        )
+        self._timeline(request, item, candidate.channel, message.text, "sent", provider_key)
         self.outbox.record_sent(
             request.notification_id,
             format_timestamp(now),
@@ -498,7 +501,13 @@ class Notifier:
         )
 
     def _timeline(
-        self, request: NotificationRequested, item: dict[str, Any], channel: str, text: str, status: str
+        self,
+        request: NotificationRequested,
+        item: dict[str, Any],
+        channel: str,
+        text: str,
+        status: str,
+        provider_key: str | None = None,
     ) -> None:
         if not request.conversation_id:
             return
@@ -512,6 +521,8 @@ class Notifier:
                 author=request.author,
                 status=status,
                 citations=[c.model_dump() for c in request.citations] or None,
+                # A reaction names the provider's id of the message it reacts to.
+                provider_key=provider_key,
             )
         except ConversationNotFound:
             return  # erased meanwhile (or never there): nothing to add it to

@@ -2,7 +2,8 @@
 
 Consumes ``message.received`` from the profile-merge queue; publishes ``message.recorded``.
 A message whose verified identities belong to several customers merges them (see
-``shared.services.profiles``); a replay of a message of an erased person is dropped.
+``shared.services.profiles``); a replay of a message of an erased person is dropped. An
+automatic reply (out-of-office) becomes a note for the agent (``auto_replies``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.profile_merge.auto_replies import note_auto_reply
 from shared import bootstrap
 from shared.contracts.events import MessageReceived, format_timestamp, utc_now
 from shared.contracts.names import MESSAGE_RECORDED
@@ -34,6 +36,18 @@ def record_handler(record: Any) -> None:
     message: MessageReceived = record.body.detail
     # The inbound message's id follows it through every function's logs and events.
     set_correlation(logger, message.message_key)
+    if message.automated in ("auto_reply", "bounce"):
+        # Not a customer request: a note for the agent at most, never routed nor answered.
+        customer_id, conversation_id = note_auto_reply(customers, conversations, message)
+        logger.info(
+            "automatic reply noted for the agent" if conversation_id else "automatic reply dropped",
+            extra={
+                "automated": message.automated,
+                "customer_id": customer_id,
+                "conversation_id": conversation_id,
+            },
+        )
+        return
     recorded = record_message(customers, conversations, message, format_timestamp(utc_now()))
     logger.info("message recorded", extra=recorded.log_fields())
     event = recorded.event(message)

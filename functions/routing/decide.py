@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from functions.routing.orders import OrderStatus
-from shared.contracts.events import format_timestamp
+from shared.contracts.events import MessageRecorded, format_timestamp
 from shared.contracts.models import ConversationSummary, RoutingDecision
 from shared.domain.routing_rules import IntentRule, RoutingRules
 
@@ -224,3 +224,45 @@ def acknowledged_before(
         and not previous.automated
         and previous.queue == decision.queue
     )
+
+
+#: Conversation attribute: when the last automatic acknowledgement was asked for (epoch
+#: seconds, a short name and a number: META stays under 1 KB).
+ACKNOWLEDGED_AT = "ack_at"
+#: Conversation attribute: the last routed message was automatic mail (its kind); no survey
+#: is asked after the resolution of such a conversation.
+AUTOMATED_MAIL = "automated_mail"
+
+
+def for_automatic_mail(decision: RoutingDecision, automated: str) -> RoutingDecision:
+    """A machine sent the message (RFC 3834): it goes to people, never answered by the bot."""
+    if not decision.automated:
+        return decision
+    return decision.model_copy(
+        update={
+            "automated": False,
+            "answer": None,
+            "reason": f"automatic mail ({automated}) is never answered automatically; "
+            f"goes to the {decision.queue} queue",
+        }
+    )
+
+
+def not_acknowledged(rules: RoutingRules, meta: dict[str, Any], event: MessageRecorded, now: str) -> bool:
+    """No acknowledgement for this message: a machine sent it, or the conversation was
+    acknowledged within the configured window (whatever the channel)."""
+    if event.automated:
+        return True
+    window = rules.acknowledgement_window_minutes
+    last = meta.get(ACKNOWLEDGED_AT)
+    if not window or last is None:
+        return False
+    try:
+        return int(last) > epoch_seconds(now) - window * 60
+    except (TypeError, ValueError):
+        return False
+
+
+def epoch_seconds(timestamp: str) -> int:
+    """An ISO 8601 timestamp as whole seconds since the epoch (``ack_at``)."""
+    return int(datetime.fromisoformat(timestamp).timestamp())

@@ -10,13 +10,18 @@ from pydantic import BaseModel
 
 from functions.routing.assist import Assisted, assist
 from functions.routing.decide import (
+    ACKNOWLEDGED_AT,
+    AUTOMATED_MAIL,
     Classification,
     Classifier,
     KeywordClassifier,
     acknowledged_before,
     customer_reply,
     decide,
+    epoch_seconds,
+    for_automatic_mail,
     intent_of,
+    not_acknowledged,
     priority_of,
 )
 from functions.routing.orders import OrderLookup, OrderStatus
@@ -41,8 +46,9 @@ if TYPE_CHECKING:
 
 #: An agent owns the conversation: new messages are for them, not for the bot.
 WITH_AGENT = ("assigned", "active")
-#: Message kinds that never change routing (the call itself, its end).
-NOT_ROUTED = frozenset({"call", "call_status"})
+#: Message kinds that never change routing (the call itself, its end), and WhatsApp reactions and
+#: system messages (recorded, never answered: there is no request in them).
+NOT_ROUTED = frozenset({"call", "call_status", "reaction", "system"})
 
 Events = list[tuple[str, BaseModel]]
 
@@ -122,8 +128,16 @@ class Router:
         """Decide, record the decision (and the hand-over) on the conversation, say what to publish."""
         profile = self.customers.get_profile(event.customer_id) or {}
         decision = self._decide(event, profile, now)
-        assisted = assist(self.assistant, event, meta, decision) if self.assistant is not None else None
+        if event.automated:
+            decision = for_automatic_mail(decision, event.automated)
+        # Automatic mail gets no answer at all, the assistant's included.
+        assisted = (
+            assist(self.assistant, event, meta, decision)
+            if self.assistant is not None and not event.automated
+            else None
+        )
         decision = assisted.decision if assisted is not None else decision
+        silent = not decision.automated and not_acknowledged(self.rules, meta, event, now)
         waited = meta.get("status") == "queued"
         built: dict[str, Handover] = {}
 
@@ -150,7 +164,9 @@ class Router:
         try:
             _, change = self.conversations.update_meta(
                 event.conversation_id,
-                lambda current: self._record(current, decision, handover(current), now, assisted),
+                lambda current: self._record(
+                    current, decision, handover(current), now, assisted, silent, event.automated
+                ),
                 known=meta,
             )
         except _RoutedMeanwhile:
@@ -158,7 +174,7 @@ class Router:
         if change.noop:
             return []
         previous = _routing(meta)
-        quiet = acknowledged_before(decision, previous, waited)
+        quiet = acknowledged_before(decision, previous, waited) or silent
         return self._publishable(event, decision, quiet, now, previous=previous, profile=profile)
 
     def _decide(self, event: MessageRecorded, profile: dict[str, Any], now: str) -> RoutingDecision:
@@ -211,6 +227,8 @@ class Router:
         handover: Handover | None,
         now: str,
         assisted: Assisted | None = None,
+        silent: bool = False,
+        automated: str | None = None,
     ) -> Change:
         if decision.message_id in meta.get("routed_messages", []):
             return Change(noop=True)
@@ -229,8 +247,14 @@ class Router:
         if assisted is not None and assisted.state is not None and assisted.state != meta.get("assistant"):
             change.set["assistant"] = assisted.state
         # The message's routed marker, with what a redelivery needs to ask for the same reply.
-        quiet = acknowledged_before(decision, _routing(meta), status == "queued")
+        quiet = acknowledged_before(decision, _routing(meta), status == "queued") or silent
         change.also.append(self.conversations.mark_routed(decision.message_id, now, quiet))
+        if not decision.automated and not quiet:
+            change.set[ACKNOWLEDGED_AT] = epoch_seconds(now)  # the acknowledgement window starts
+        if automated:
+            change.set[AUTOMATED_MAIL] = automated  # no survey after its resolution
+        elif AUTOMATED_MAIL in meta:
+            change.remove = (*change.remove, AUTOMATED_MAIL)
         change.on_conflict = lambda _: _RoutedMeanwhile()
         if decision.automated and status in ("open", "bot"):
             change.set["status"] = "bot"

@@ -44,6 +44,8 @@ MAX_ATTACHMENTS = 50
 #: Message-IDs of In-Reply-To/References looked up in the delivery log.
 MAX_THREAD_IDS = 5
 MAX_METADATA_CHARS = 1000
+#: The attachment that points at the whole mail when the quoted history was cut from the text.
+FULL_MESSAGE_NAME = "full-message.eml"
 #: SES verdict statuses (``status`` of spfVerdict, dkimVerdict, dmarcVerdict, spamVerdict, virusVerdict).
 VERDICT_STATUSES = ("PASS", "FAIL", "GRAY", "PROCESSING_FAILED", "DISABLED")
 #: What a verdict the event does not carry is recorded as.
@@ -217,20 +219,32 @@ def _history_start(lines: Sequence[str]) -> int | None:
     return None
 
 
+def _quoted(line: str) -> bool:
+    return line.lstrip().startswith(">")
+
+
 def strip_quoted(text: str) -> str:
     """What the customer wrote, without the quoted history of earlier messages.
 
-    Cuts at the first attribution line (``On ... wrote:``), ``-----Original
-    Message-----`` separator or Outlook header block, then drops every line that
-    starts with ``>``. When nothing would be left, the text is kept as it was.
+    Top-posted (the new text first): cuts at the first attribution line (``On ... wrote:``,
+    ``Am ... schrieb ...:``), ``-----Original Message-----`` separator or Outlook/Gmail
+    header block (``From: ... Sent: ...``), then drops every line that starts with ``>``.
+    Bottom-posted or interleaved (the history first, ``>``-quoted): drops the attribution
+    and the quoted lines and keeps what was written below them. When nothing would be
+    left, the text is kept as it was.
     """
     tidy = _tidy(text)
     lines = tidy.split("\n")
     start = _history_start(lines)
-    if start is not None:
-        lines = lines[:start]
-    kept = [line for line in lines if not line.lstrip().startswith(">")]
-    result = _tidy("\n".join(kept))
+    above = lines[:start] if start is not None else lines
+    result = _tidy("\n".join(line for line in above if not _quoted(line)))
+    # Nothing new above the history: a bottom-posted reply answers below the quote. Only
+    # under an attribution and ``>`` quotes: an unquoted original (Outlook's) has no visible end.
+    if not result.strip() and start is not None and _ATTRIBUTION_START.match(lines[start]):
+        below = lines[start + 1 :]
+        if below and not _ATTRIBUTION.match(lines[start]):
+            below = below[1:]  # the attribution's second line ("<jane@example.com> wrote:")
+        result = _tidy("\n".join(line for line in below if not _quoted(line)))
     return result if result.strip() else tidy
 
 
@@ -334,6 +348,184 @@ def unsubscribe_requested(addresses: Iterable[str]) -> bool:
 
 
 # --------------------------------------------------------------------------- #
+# Automatic mail (RFC 3834) and bounces (RFC 3464)
+# --------------------------------------------------------------------------- #
+#: ``bounce``: a delivery failure report; ``auto_reply``: an out-of-office or other automatic
+#: answer; ``auto_generated``: any other machine-sent mail; ``list``: bulk or mailing-list mail.
+Automated = Literal["bounce", "auto_reply", "auto_generated", "list"]
+#: Senders that are mail systems, not people (RFC 5321 postmaster, the MTAs' bounce sender).
+_SYSTEM_SENDERS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"})
+#: What the common non-standard bounces (Postfix, qmail, Exchange, Gmail, Exim) say in the subject.
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|undelivered|delivery status notification|delivery (?:has )?fail|failure notice"
+    r"|returned mail|mail delivery failed|could not be delivered|unzustellbar|nicht zustellbar"
+    r"|unzustellbare|non remis|no se puede entregar",
+    re.IGNORECASE,
+)
+_BULK_PRECEDENCE = frozenset({"bulk", "junk", "list"})
+#: ``Message-ID:`` / ``X-Omni-Notification:`` lines of an original quoted in a bounce's text.
+_QUOTED_MESSAGE_ID = re.compile(r"^[ \t>]*Message-ID:[ \t]*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+_QUOTED_NOTIFICATION = re.compile(r"^[ \t>]*X-Omni-Notification:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
+_ORIGINAL_TYPES = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers")
+MAX_BOUNCE_IDS = 5
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """What a bounce says about the mail that could not be delivered."""
+
+    #: The addresses that failed: ``Final-Recipient`` (else ``Original-Recipient``) of the DSN's
+    #: failed recipients, else ``X-Failed-Recipients``, else the returned original's ``To``.
+    recipients: tuple[str, ...]
+    #: The original's Message-ID (returned headers or quoted text), then In-Reply-To/References.
+    message_ids: tuple[str, ...]
+    #: The original's ``X-Omni-Notification`` (the idempotency key notify put on it).
+    notification_keys: tuple[str, ...]
+    #: The DSN's ``Status`` (``5.1.1``), when it has one.
+    status: str | None
+    #: The DSN's ``Diagnostic-Code``, shortened.
+    diagnostic: str | None
+    #: A failure (``Action: failed``, a 5.x.x status, or a non-standard bounce); False for a
+    #: ``delayed``/``delivered``/``relayed`` report, which changes nothing.
+    failed: bool
+
+    @property
+    def error_code(self) -> str:
+        return f"bounce:{self.status}" if self.status else "bounce"
+
+
+def _local_part(address: str) -> str:
+    return address.rpartition("@")[0].lower()
+
+
+def _is_report(message: EmailMessage) -> bool:
+    return (
+        message.get_content_type() == "multipart/report"
+        and str(message.get_param("report-type", "", header="content-type")).lower() == "delivery-status"
+    )
+
+
+def _has_original(message: EmailMessage) -> bool:
+    return any(part.get_content_type() in _ORIGINAL_TYPES for part in _parts(message))
+
+
+def classify(message: EmailMessage, senders: Sequence[Mailbox] = ()) -> tuple[Automated | None, str | None]:
+    """Whether a machine sent the mail, and which header says so (RFC 3834 section 2 and 3).
+
+    No automatic answer ever goes to such a mail: answering an auto-reply or a bounce is
+    how two systems start a mail loop.
+    """
+    senders = senders or tuple(_mailboxes(message, "From"))
+    sender_local = _local_part(senders[0].address) if senders else ""
+    return_path = _header(message, "Return-Path")
+    empty_return_path = return_path.replace(" ", "") == "<>"
+    system_sender = sender_local in _SYSTEM_SENDERS
+    if _is_report(message):
+        return "bounce", "multipart/report; report-type=delivery-status"
+    if _header(message, "X-Failed-Recipients"):
+        return "bounce", "X-Failed-Recipients"
+    if (system_sender or empty_return_path) and (
+        _has_original(message) or _BOUNCE_SUBJECT.search(_header(message, "Subject"))
+    ):
+        return "bounce", "mailer-daemon" if system_sender else "Return-Path: <>"
+    auto_submitted = _header(message, "Auto-Submitted").lower()
+    keyword = auto_submitted.split(";", 1)[0].strip()
+    if keyword == "auto-replied":
+        return "auto_reply", "Auto-Submitted"
+    for name in ("X-Autoreply", "X-Autorespond"):
+        if _header(message, name):
+            return "auto_reply", name
+    if keyword and keyword != "no":
+        return "auto_generated", "Auto-Submitted"
+    if empty_return_path:
+        return "auto_generated", "Return-Path: <>"
+    if system_sender:
+        return "auto_generated", sender_local
+    if _header(message, "Precedence").lower() in _BULK_PRECEDENCE:
+        return "list", "Precedence"
+    if _header(message, "List-Id"):
+        return "list", "List-Id"
+    return None, None
+
+
+def _original(message: EmailMessage) -> EmailMessage | None:
+    """The returned original (its headers at least), if the bounce carries it."""
+    for part in _parts(message):
+        kind = part.get_content_type()
+        if kind == "message/rfc822":
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            if isinstance(inner, EmailMessage):
+                return inner
+        elif kind in ("text/rfc822-headers", "message/rfc822-headers"):
+            headers = _text_of(part) if kind.startswith("text/") else part.as_string().split("\n\n", 1)[-1]
+            parsed = BytesParser(policy=policy.default).parsebytes(
+                headers.encode("utf-8", "replace"), headersonly=True
+            )
+            if isinstance(parsed, EmailMessage):
+                return parsed
+    return None
+
+
+def _dsn_fields(message: EmailMessage) -> list[dict[str, str]]:
+    """The per-recipient blocks of the ``message/delivery-status`` part."""
+    blocks: list[dict[str, str]] = []
+    for part in _parts(message):
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        payload = part.get_payload()
+        for block in payload if isinstance(payload, list) else []:
+            if isinstance(block, str):
+                continue
+            fields = {str(k).lower(): re.sub(r"\s+", " ", str(v)).strip() for k, v in block.items()}
+            if "final-recipient" in fields or "original-recipient" in fields:
+                blocks.append(fields)
+    return blocks
+
+
+def _dsn_address(value: str) -> str:
+    """``rfc822; jane@example.com`` -> ``jane@example.com``."""
+    address = value.partition(";")[2] if ";" in value else value
+    return address.strip().strip("<>").strip()
+
+
+def bounce_report(message: EmailMessage, text: str = "") -> Bounce:
+    """Read a bounce: the DSN's recipient blocks (RFC 3464), the returned original, or what a
+    non-standard bounce quotes of it in its text."""
+    blocks = _dsn_fields(message)
+    failed_blocks = [
+        b for b in blocks if b.get("action", "").lower() == "failed" or b.get("status", "").startswith("5")
+    ]
+    chosen = failed_blocks or blocks
+    recipients = [_dsn_address(b.get("final-recipient") or b.get("original-recipient") or "") for b in chosen]
+    if not recipients:
+        recipients = [a.strip() for a in _header(message, "X-Failed-Recipients").split(",")]
+    original = _original(message)
+    if not [r for r in recipients if "@" in r] and original is not None:
+        recipients = [m.address for m in _mailboxes(original, "To")]
+    ids: list[str] = []
+    keys: list[str] = []
+    if original is not None:
+        ids += message_ids(_header(original, "Message-ID"))
+        keys += [k for k in [_header(original, "X-Omni-Notification")] if k]
+    body = text or ""
+    ids += [m.strip("<>") for m in _QUOTED_MESSAGE_ID.findall(body)]
+    keys += _QUOTED_NOTIFICATION.findall(body)
+    ids += message_ids(_header(message, "In-Reply-To"))
+    ids += list(reversed(message_ids(_header(message, "References"))))
+    status = next((b["status"] for b in chosen if b.get("status")), None)
+    diagnostic = next((b["diagnostic-code"] for b in chosen if b.get("diagnostic-code")), None)
+    return Bounce(
+        recipients=tuple(dict.fromkeys(r for r in recipients if "@" in r))[:MAX_BOUNCE_IDS],
+        message_ids=tuple(dict.fromkeys(i for i in ids if i))[:MAX_BOUNCE_IDS],
+        notification_keys=tuple(dict.fromkeys(k[:300] for k in keys))[:MAX_BOUNCE_IDS],
+        status=status[:20] if status else None,
+        diagnostic=diagnostic[:300] if diagnostic else None,
+        failed=bool(failed_blocks) or not blocks,
+    )
+
+
+# --------------------------------------------------------------------------- #
 # The raw mail
 # --------------------------------------------------------------------------- #
 @dataclass(frozen=True)
@@ -366,6 +558,15 @@ class ParsedEmail:
     #: ``Auto-Submitted`` header (auto-replies, bounces), when present and not ``no``.
     auto_submitted: str | None = None
     defects: int = 0
+    #: Sent by a machine (see :func:`classify`): ``bounce``, ``auto_reply``, ``auto_generated``,
+    #: ``list``; None for a person's mail.
+    automated: Automated | None = None
+    #: The header or part that made it automatic (for the logs).
+    automated_by: str | None = None
+    #: What a bounce says about the mail that failed (``automated == "bounce"`` only).
+    bounce: Bounce | None = None
+    #: The body before the quoted history was removed (``text`` is the new part).
+    full_text: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -465,11 +666,14 @@ def _attachments(message: EmailMessage, body_part: EmailMessage | None) -> tuple
 
 def _read(message: EmailMessage) -> ParsedEmail:
     body_part, text, body_format = _body(message)
+    senders = tuple(_mailboxes(message, "From"))
+    automated, automated_by = classify(message, senders)
+    bounce = bounce_report(message, text) if automated == "bounce" else None
     attachments, defects = _attachments(message, body_part)
     return_path = next(iter(message_ids(_header(message, "Return-Path"))), None)
     auto_submitted = _header(message, "Auto-Submitted")
     return ParsedEmail(
-        senders=tuple(_mailboxes(message, "From")),
+        senders=senders,
         return_path=return_path if return_path and "@" in return_path else None,
         to=tuple(m.address for m in _mailboxes(message, "To")),
         cc=tuple(m.address for m in _mailboxes(message, "Cc")),
@@ -484,6 +688,10 @@ def _read(message: EmailMessage) -> ParsedEmail:
         attachments=tuple(attachments),
         auto_submitted=auto_submitted if auto_submitted and auto_submitted.lower() != "no" else None,
         defects=defects,
+        automated=automated,
+        automated_by=automated_by,
+        bounce=bounce,
+        full_text=text,
     )
 
 
@@ -618,6 +826,7 @@ def inbound_message(
         "date": parsed.date,
         "auto_submitted": parsed.auto_submitted,
         "threaded_by": threaded_by if conversation_hint else None,
+        "automated_by": parsed.automated_by,
     }
     metadata.update({key: _clip(value) for key, value in optional.items() if value})
     if len(parsed.attachments) > MAX_ATTACHMENTS:
@@ -631,6 +840,15 @@ def inbound_message(
         )
         for info in parsed.attachments[:MAX_ATTACHMENTS]
     )
+    if parsed.full_text and parsed.full_text != parsed.text:
+        # The quoted history was cut from the text: the whole mail stays one click away.
+        metadata["quoted_text_removed"] = "true"
+        whole = Attachment(
+            type="message/rfc822",
+            url=_clip(f"s3://{receipt.bucket}/{receipt.key}", 2048),
+            name=FULL_MESSAGE_NAME,
+        )
+        attachments = (*attachments, whole)
     return MessageReceived(
         kind="consent" if unsubscribe else "message",
         keyword="opt_out" if unsubscribe else None,
@@ -646,4 +864,5 @@ def inbound_message(
         received_at=received_at,
         conversation_hint=conversation_hint,
         metadata=metadata,
+        automated=parsed.automated,
     )

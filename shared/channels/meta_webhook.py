@@ -11,7 +11,7 @@ move forward.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -24,14 +24,20 @@ from shared.channels import meta
 from shared.contracts.events import Channel, DeliveryStatusChanged, format_timestamp, utc_now
 from shared.contracts.names import DELIVERY_STATUS_CHANGED, MESSAGE_RECEIVED
 from shared.platform import settings
-from shared.platform.bus import EventPublisher
-from shared.platform.config import get_secret
+from shared.platform.bus import EventPublisher, send_to_queue
+from shared.platform.config import get_secret, require_env
 from shared.platform.http import error, guard_body, install_error_handlers, raw_body
 from shared.platform.observability import new_logger
 from shared.repositories.outbox import OutboxRepository
 
 #: Meta batches up to 1,000 updates per notification; real ones stay far below this.
 MAX_BODY_BYTES = 1024 * 1024
+#: Seconds the messages of one notification may take to publish; Meta waits a few seconds
+#: (and resends what it got no 200 for). What is not on the bus when the budget runs out goes
+#: straight onto the profile-merge queue (the one target of ``message.received``), in the
+#: envelope the bus rule would have given it, and Meta gets its 200: nothing is lost and Meta
+#: never resends the batch. Downstream is idempotent on the message id.
+PUBLISH_BUDGET_S = 5.0
 
 
 class EventReceived(BaseModel):
@@ -71,7 +77,7 @@ class MetaWebhook:
         self.app.get(path)(self._handshake)
         self.app.post(path)(self._receive)
 
-        @guard_body(MAX_BODY_BYTES)
+        @guard_body(MAX_BODY_BYTES, parse_json=False)  # signature first; the parser checks depth
         @self.logger.inject_lambda_context(clear_state=True)
         def handler(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
             return self.app.resolve(dict(event), context)
@@ -116,7 +122,17 @@ class MetaWebhook:
             self.logger.warning(
                 "notification for another object ignored", extra={"object": notification.object}
             )
-        self.publisher.publish([(MESSAGE_RECEIVED, message) for message in notification.messages])
+        if notification.skipped:
+            self.logger.warning("webhook items skipped", extra={"skipped": notification.skipped[:50]})
+        queued = self.publisher.publish_concurrently(
+            [(MESSAGE_RECEIVED, message) for message in notification.messages],
+            PUBLISH_BUDGET_S,
+            overflow=self._overflow,
+        )
+        if queued:
+            self.logger.warning(
+                "time budget ran out: the rest queued for profile merge", extra={"queued": queued}
+            )
         receipts = [
             receipt for update in notification.statuses if (receipt := self._apply(notification, update))
         ]
@@ -137,6 +153,15 @@ class MetaWebhook:
         )
         return Response(
             status_code=200, content_type=content_types.APPLICATION_JSON, body=answer.model_dump()
+        )
+
+    def _overflow(self, events: Sequence[tuple[str, BaseModel]]) -> None:
+        """The messages the time budget left: onto profile merge's queue, as the bus rule delivers."""
+        send_to_queue(
+            require_env(settings.PROFILE_MERGE_QUEUE_URL),
+            self.publisher.source,
+            events,
+            format_timestamp(utc_now()),
         )
 
     def _apply(self, notification: Any, update: Any) -> DeliveryStatusChanged | None:

@@ -10,9 +10,17 @@ consumer idempotent, so an event delivered twice has one effect.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    model_serializer,
+)
 
 from shared.contracts import names
 from shared.contracts.models import Citation
@@ -21,8 +29,18 @@ from shared.contracts.models import Citation
 DeliveryStatus = Literal["queued", "sent", "delivered", "read", "failed"]
 Channel = Literal["webchat", "sms", "whatsapp", "messenger", "instagram", "email", "voice"]
 IdentityType = Literal[
-    "phone", "email", "whatsapp", "messenger", "instagram", "webchat", "account", "external"
+    "phone",
+    "email",
+    "whatsapp",
+    "whatsapp_user",
+    "messenger",
+    "instagram",
+    "webchat",
+    "account",
+    "external",
 ]
+#: ``whatsapp_user`` is WhatsApp's business-scoped user id (BSUID, e.g. ``US.13491208655302741918``):
+#: the only id of a customer who uses a WhatsApp username instead of sharing the number.
 
 SCHEMA_VERSION = 1
 
@@ -75,16 +93,110 @@ class Identity(BaseModel):
         return f"{self.type}:{self.value}"
 
 
+_Short = Annotated[str, Field(max_length=200)]
+_Long = Annotated[str, Field(max_length=2000)]
+
+
+class _Content(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+class ContactCard(_Content):
+    """A contact the customer shared (vCard-like: names, phone numbers, e-mail addresses)."""
+
+    kind: Literal["contact"] = "contact"
+    name: _Short = ""
+    phones: tuple[_Short, ...] = ()
+    emails: tuple[_Short, ...] = ()
+    organization: _Short | None = None
+
+
+class Location(_Content):
+    kind: Literal["location"] = "location"
+    latitude: float
+    longitude: float
+    name: _Short | None = None
+    address: _Long | None = None
+
+
+class ChosenReply(_Content):
+    """The button or list row the customer tapped: its title and our id/payload for it."""
+
+    kind: Literal["reply"] = "reply"
+    title: _Short = ""
+    reply_id: _Short | None = None
+    description: _Short | None = None
+
+
+class Media(_Content):
+    """An image, video, audio, document or sticker; ``media_id`` is the provider's id to fetch it."""
+
+    kind: Literal["media"] = "media"
+    media_type: Annotated[str, Field(max_length=50)]
+    media_id: _Short | None = None
+    mime_type: Annotated[str, Field(max_length=100)] | None = None
+    caption: _Long | None = None
+    filename: _Short | None = None
+
+
+class OrderItem(_Content):
+    product_id: _Short
+    quantity: int = 1
+    price: float | None = None
+    currency: Annotated[str, Field(max_length=3)] | None = None
+
+
+class Order(_Content):
+    kind: Literal["order"] = "order"
+    catalog_id: _Short | None = None
+    items: tuple[OrderItem, ...] = ()
+    note: _Long | None = None
+
+
+class AdReferral(_Content):
+    """The ad or post the customer came from (click-to-chat)."""
+
+    kind: Literal["referral"] = "referral"
+    source_type: _Short | None = None
+    source_id: _Short | None = None
+    source_url: Annotated[str, Field(max_length=2048)] | None = None
+    headline: _Short | None = None
+    body: _Long | None = None
+
+
+#: What an attachment holds beyond a file: one of the structured kinds above.
+RichContent = Annotated[
+    ContactCard | Location | ChosenReply | Media | Order | AdReferral, Field(discriminator="kind")
+]
+
+
 class Attachment(BaseModel):
+    """A file (``url``) or a structured piece of content (``content``: a contact card, a location, ...)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     type: Annotated[str, Field(max_length=100)]
-    url: Annotated[str, Field(max_length=2048)]
+    url: Annotated[str, Field(max_length=2048)] = ""
     size: int | None = None
     name: str | None = None
+    content: RichContent | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_empty_content(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A plain file attachment serialises as it always did (no ``content: null``).
+        data: dict[str, Any] = handler(self)
+        if data.get("content") is None:
+            data.pop("content", None)
+        return data
 
 
-MessageKind = Literal["message", "call", "call_status", "transcription", "consent"]
+#: ``reaction`` (an emoji on an earlier message, named in ``metadata["reaction_to"]``) and
+#: ``system`` (the provider reports a changed number or identity) are recorded, never answered.
+MessageKind = Literal["message", "call", "call_status", "transcription", "consent", "reaction", "system"]
+#: A message a machine sent (RFC 3834): never answered automatically. ``bounce``: a delivery
+#: failure report; ``auto_reply``: an out-of-office or other automatic answer;
+#: ``auto_generated``: other machine-sent mail; ``list``: bulk or mailing-list mail.
+AutomatedKind = Literal["bounce", "auto_reply", "auto_generated", "list"]
 ConsentKeyword = Literal["opt_out", "opt_in", "help"]
 
 
@@ -119,6 +231,8 @@ class MessageReceived(_Event):
     #: Channel-specific facts worth keeping: e-mail subject and SPF/DKIM/DMARC verdicts,
     #: call status and duration, the provider's message type, ...
     metadata: dict[str, str] = Field(default_factory=dict)
+    #: Sent by a machine, decided by the channel: no acknowledgement, bot answer or survey.
+    automated: AutomatedKind | None = None
 
     @property
     def message_key(self) -> str:
@@ -153,6 +267,8 @@ class MessageRecorded(_Event):
     survey_score: Annotated[int, Field(ge=1, le=7)] | None = None
     #: The inbound message this event stems from (default: ``message_id``); logged by every consumer.
     correlation_id: str | None = None
+    #: As on ``message.received``: a machine sent it, routing answers nothing automatically.
+    automated: AutomatedKind | None = None
 
 
 class NotificationRequested(_Event):
@@ -322,6 +438,11 @@ class DeliveryStatusChanged(_Event):
     at: str
     error_code: Annotated[str, Field(max_length=100)] | None = None
     correlation_id: str | None = None
+    #: The customer the message was for (from the delivery log), when known.
+    customer_id: Annotated[str, Field(max_length=100)] | None = None
+    #: An address the provider says cannot be reached (an e-mail bounce): recorded as
+    #: undeliverable on the customer's profile.
+    undeliverable: Identity | None = None
 
 
 EVENT_MODELS[names.DELIVERY_STATUS_CHANGED] = DeliveryStatusChanged

@@ -21,6 +21,8 @@ class CustomerIdentity(BaseModel):
     source: str | None = None
     #: For a claimed identity another customer owns (verified): that customer, a possible match.
     possible_match: str | None = None
+    #: The address cannot be reached (an e-mail bounce): ``{at, reason}``.
+    undeliverable: dict[str, str] | None = None
 
 
 class Consent(BaseModel):
@@ -117,6 +119,10 @@ class Customer(BaseModel):
     #: Merges this profile took part in, newest first (survivor or merged-away side).
     merges: list[MergeSummary] = Field(default_factory=list)
     merged_into: str | None = None
+    #: What the provider reported about the customer's identity, latest per kind
+    #: (``user_changed_number``: ``{at, message_id, from, to}``; ``customer_identity_changed``:
+    #: ``{at, message_id, from, identity_hash}``) - the audit of a WhatsApp number change.
+    identity_changes: dict[str, dict[str, str]] = Field(default_factory=dict)
     #: The id that was asked for when it had been merged into this customer.
     redirected_from: str | None = None
 
@@ -144,6 +150,8 @@ class Message(BaseModel):
     attachments: list[dict[str, Any]] = Field(default_factory=list)
     #: The articles a bot answer came from (the assistant's answers only).
     citations: list[Citation] = Field(default_factory=list)
+    #: The customer's reaction to this message (an emoji), if any.
+    reaction: str | None = None
 
 
 class ChannelSwitch(BaseModel):

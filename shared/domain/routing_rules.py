@@ -140,6 +140,9 @@ class RoutingRules:
     bot_resolution: BotResolution = field(default_factory=BotResolution)
     #: The survey asked after a resolution: ``ces`` (1-7) or ``csat`` (1-5).
     survey: str = "ces"
+    #: At most one automatic acknowledgement per conversation within this many minutes,
+    #: whatever the channel (0: no limit besides "not again while waiting in the same queue").
+    acknowledgement_window_minutes: int = 60
     #: How many of the conversation's latest messages a hand-over carries (read per message:
     #: bounded, whatever the conversation's length).
     history_messages: int = 30
@@ -506,6 +509,10 @@ def parse_rules(data: dict[str, Any], source: str = "<rules>") -> RoutingRules:
         templates=templates,
         bot_resolution=_parse_bot_resolution(check, data, known_languages),
         survey=_parse_survey(check, data),
+        acknowledgement_window_minutes=check.integer(
+            data, "acknowledgement_window_minutes", "", 60, minimum=0
+        )
+        or 0,
         history_messages=check.integer(data, "history_messages", "", 30, minimum=1) or 30,
     )
     if check.problems:

@@ -89,14 +89,17 @@ class WhatsAppAdapter(_GraphAdapter):
     token_setting = "access_token"
 
     def build(self, message: OutboundMessage) -> ProviderRequest:
-        if message.to.type not in ("whatsapp", "phone"):
+        if message.to.type not in ("whatsapp", "phone", "whatsapp_user"):
             raise DeliveryFailed("wrong_recipient", f"WhatsApp cannot reach a {message.to.type} identity")
         body: dict[str, Any] = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
-            "to": message.to.value.lstrip("+"),
             "biz_opaque_callback_data": message.idempotency_key[:512],
         }
+        if message.to.type == "whatsapp_user":  # a business-scoped user id: Meta's "recipient"
+            body["recipient"] = message.to.value
+        else:
+            body["to"] = message.to.value.lstrip("+")
         template = message.whatsapp_template
         if template is not None:
             components = []
@@ -131,7 +134,7 @@ class WhatsAppAdapter(_GraphAdapter):
     def simulate(self, request: ProviderRequest, message: OutboundMessage) -> Accepted:
         body = {
             "messaging_product": "whatsapp",
-            "contacts": [{"input": request.body["to"], "wa_id": request.body["to"]}],
+            "contacts": [{"input": (to := request.body.get("to") or request.body["recipient"]), "wa_id": to}],
             "messages": [{"id": local_id("wamid.local-", message.idempotency_key)}],
         }
         return self.parse(HttpResponse(200, json.dumps(body).encode()))

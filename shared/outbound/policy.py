@@ -95,15 +95,28 @@ class CustomerFacts:
     language: str | None = None
     timezone: str | None = None
     quiet_hours: QuietHours = field(default_factory=QuietHours)
+    #: Keys (``type:value``) of identities a provider reported undeliverable (an e-mail bounce).
+    undeliverable: frozenset[str] = frozenset()
 
     def address(self, channel: str) -> Identity | None:
-        """The identity to reach the customer on ``channel`` (verified ones first, newest last)."""
+        """The identity to reach the customer on ``channel`` (verified ones first, newest last);
+        an identity marked undeliverable is never chosen."""
         wanted = IDENTITY_OF_CHANNEL.get(channel)
-        matches = [i for i in self.identities if i.type == wanted]
+        matches = [i for i in self.identities if i.type == wanted and not self.cannot_reach(i)]
         if not matches:
             return None
         verified = [i for i in matches if i.verified]
         return (verified or matches)[-1]
+
+    def cannot_reach(self, identity: Identity) -> bool:
+        """A provider reported ``identity`` undeliverable (a hard bounce)."""
+        return identity.key in self.undeliverable
+
+    def bounced_on(self, channel: str) -> bool:
+        """The customer has an address on ``channel``, and every one of them is undeliverable."""
+        wanted = IDENTITY_OF_CHANNEL.get(channel)
+        matches = [i for i in self.identities if i.type == wanted]
+        return bool(matches) and all(self.cannot_reach(i) for i in matches)
 
     def consent_for(self, channel: str) -> str | None:
         """The channel's recorded consent, else the one it follows (voice follows SMS)."""
@@ -203,8 +216,11 @@ def choose_channels(
         to = (
             request.to if request.to is not None and request.channel == channel else customer.address(channel)
         )
+        if to is not None and customer.cannot_reach(to):
+            skipped.append((channel, "undeliverable"))  # the address the request names bounced
+            continue
         if to is None:
-            skipped.append((channel, "no_address"))
+            skipped.append((channel, "undeliverable" if customer.bounced_on(channel) else "no_address"))
             continue
         refusal = consent_refusal(customer.consent_for(channel), request.urgency, exempt)
         if refusal:
@@ -227,6 +243,12 @@ def _reply_channel(
         channel = CHANNEL_OF_IDENTITY.get(to.type)
     if channel is None or to is None:
         return ChannelPlan((), (("conversation", "no_reply_address"),))
+    if customer.cannot_reach(to):
+        # The address bounced: another one of the customer's on the same channel, else nothing.
+        other = customer.address(channel)
+        if other is None:
+            return ChannelPlan((), ((channel, "undeliverable"),))
+        to = other
     exempt = conversation is not None and conversation.customer_opened
     refusal = consent_refusal(customer.consent_for(channel), request.urgency, exempt)
     if refusal:

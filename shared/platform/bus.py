@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -28,6 +28,8 @@ from shared.platform.config import require_env
 from shared.platform.observability import annotate_published
 
 MAX_ENTRIES_PER_CALL = 10
+#: PutEvents calls in flight at once when a big batch is published.
+MAX_PUBLISH_WORKERS = 8
 #: SQS allows at most 15 minutes of DelaySeconds.
 MAX_DELAY_S = 900
 
@@ -83,12 +85,56 @@ class EventPublisher:
         for start in range(0, len(pending), MAX_ENTRIES_PER_CALL):
             self._put_all(pending[start : start + MAX_ENTRIES_PER_CALL])
 
-    def _put_all(self, entries: list[dict[str, Any]]) -> None:
+    def publish_concurrently(
+        self,
+        events: Sequence[tuple[str, BaseModel]],
+        budget_s: float,
+        workers: int = MAX_PUBLISH_WORKERS,
+        overflow: Callable[[Sequence[tuple[str, BaseModel]]], None] | None = None,
+    ) -> int:
+        """:meth:`publish` with up to ``workers`` PutEvents calls at once, within ``budget_s`` seconds.
+
+        When the budget runs out, the events whose PutEvents call had not finished go to
+        ``overflow`` (a queue, say; one still in flight may also reach the bus: consumers are
+        idempotent) and their number is returned. Raises :class:`PublishError` when a call
+        fails, or the budget runs out and there is no ``overflow``: the caller answers so the
+        sender retries; what went out already is deduplicated downstream.
+        """
+        if len(events) <= MAX_ENTRIES_PER_CALL:
+            self.publish(events)
+            return 0
+        from concurrent.futures import ThreadPoolExecutor, wait  # noqa: PLC0415 - only big batches
+
+        pending = [self.entry(detail_type, detail) for detail_type, detail in events]
+        annotate_published(events)
+        chunks = [pending[i : i + MAX_ENTRIES_PER_CALL] for i in range(0, len(pending), MAX_ENTRIES_PER_CALL)]
+        client = self.client  # resolved once, shared by the threads (boto3 clients are thread-safe)
+        pool = ThreadPoolExecutor(max_workers=workers)
+        futures = [pool.submit(self._put_all, chunk, client) for chunk in chunks]
+        done, late = wait(futures, timeout=budget_s)
+        pool.shutdown(wait=False, cancel_futures=True)
+        failures = [f.exception() for f in done if f.exception() is not None]
+        if failures or (late and overflow is None):
+            raise PublishError([{"ErrorCode": "TimeBudgetExceeded" if late else "PutEventsFailed"}])
+        if not late:
+            return 0
+        remainder = [
+            event
+            for index, future in enumerate(futures)
+            if future in late
+            for event in events[index * MAX_ENTRIES_PER_CALL : (index + 1) * MAX_ENTRIES_PER_CALL]
+        ]
+        assert overflow is not None
+        overflow(remainder)
+        return len(remainder)
+
+    def _put_all(self, entries: list[dict[str, Any]], client: Any = None) -> None:
         failures: list[dict[str, Any]] = []
+        client = client or self.client
         for attempt in range(self.attempts):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            response = self.client.put_events(Entries=entries)
+            response = client.put_events(Entries=entries)
             if not response.get("FailedEntryCount"):
                 return
             # Results come back in the order of the entries; resend only those that failed.
@@ -98,6 +144,34 @@ class EventPublisher:
                 entry for entry, result in zip(entries, results, strict=True) if result.get("ErrorCode")
             ]
         raise PublishError(failures)
+
+
+def envelope(source: str, detail_type: str, detail: BaseModel, time: str) -> dict[str, Any]:
+    """``detail`` in the envelope an EventBridge rule delivers to an SQS queue."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": "",
+        "time": time,
+        "region": settings.aws_region(),
+        "resources": [],
+        "detail": detail.model_dump(mode="json"),
+    }
+
+
+def send_to_queue(queue_url: str, source: str, events: Sequence[tuple[str, BaseModel]], time: str) -> None:
+    """Put the events on the queue as a bus rule would (SendMessageBatch, 10 a call); raises
+    :class:`PublishError` for what SQS did not take."""
+    sqs = aws.client("sqs")
+    bodies = [json.dumps(envelope(source, detail_type, detail, time)) for detail_type, detail in events]
+    for start in range(0, len(bodies), MAX_ENTRIES_PER_CALL):
+        chunk = bodies[start : start + MAX_ENTRIES_PER_CALL]
+        entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)]
+        failed = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed") or []
+        if failed:
+            raise PublishError([{"ErrorCode": str(f.get("Code")), "Id": f.get("Id")} for f in failed])
 
 
 def send_delayed(

@@ -2,8 +2,9 @@
 
 Bad input gets a 4xx with a reason, never a 500: pydantic validation errors become
 400 (Powertools answers 422 by default), a body over the limit 413, a body that is
-not JSON 415. When the bus refuses an event we answer 503, so the caller retries and
-nothing accepted is lost.
+not JSON 415 (``multipart/form-data`` included, with or without a boundary), a JSON
+body that does not parse or nests deeper than :data:`MAX_JSON_DEPTH` levels 400. When
+the bus refuses an event we answer 503, so the caller retries and nothing accepted is lost.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -24,6 +26,12 @@ from shared.platform import settings
 from shared.platform.bus import PublishError
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+#: Deepest nesting of objects and arrays a JSON body may have. No request of ours needs more
+#: than a handful of levels; Python's parser gives up (``RecursionError``) near 1,000.
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -74,34 +82,77 @@ def body_size(event: Mapping[str, Any]) -> int:
     return len(body.encode())
 
 
+def json_depth(text: str, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deep objects and arrays nest in ``text`` (counting stops just past ``limit``).
+
+    A scan of the raw text, not a parse: it is what keeps a hostile body away from the
+    recursive parser. Brackets inside strings do not count.
+    """
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub('""', text)):
+        depth += 1 if bracket.group() in "[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                break
+    return deepest
+
+
+#: The names these answers have always carried (``HTTPStatus(413).phrase`` is the older wording).
+_PHRASES = {413: "Payload Too Large", 415: "Unsupported Media Type"}
+
+
+def _refusal(status: int, message: str) -> dict[str, Any]:
+    return json_response(
+        status, {"error": _PHRASES.get(status, HTTPStatus(status).phrase), "message": message}
+    )
+
+
+def check_body(
+    event: Mapping[str, Any],
+    max_bytes: int,
+    accept: tuple[str, ...] = (content_types.APPLICATION_JSON,),
+    parse_json: bool = True,
+) -> dict[str, Any] | None:
+    """The 4xx answer for a body this route must not parse (``None`` when it may).
+
+    ``parse_json=False`` leaves the JSON checks to the route (a webhook checks the
+    signature of the raw bytes first, and answers 401 before reading anything).
+    """
+    size = body_size(event)
+    if size > max_bytes:
+        return _refusal(413, f"body is {size} bytes; the limit is {max_bytes}")
+    if not size:
+        return None
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in accept:
+        return _refusal(415, f"send {' or '.join(accept)}, not {content_type or 'no content type'}")
+    if content_type != content_types.APPLICATION_JSON or not parse_json:
+        return None
+    try:
+        text = raw_body(event).decode()
+    except (UnicodeDecodeError, ValueError):
+        return _refusal(400, "the body is not UTF-8 text")
+    if json_depth(text) > MAX_JSON_DEPTH:
+        return _refusal(400, f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return _refusal(400, f"the body is not JSON: {exc}")
+    return None
+
+
 def guard_body(
-    max_bytes: int, accept: tuple[str, ...] = (content_types.APPLICATION_JSON,)
+    max_bytes: int, accept: tuple[str, ...] = (content_types.APPLICATION_JSON,), parse_json: bool = True
 ) -> Callable[[Handler], Handler]:
-    """Refuse oversized bodies and bodies of another content type before any parsing happens."""
+    """Refuse oversized, unparseable, too deeply nested bodies and bodies of another content
+    type before the resolver parses anything (see :func:`check_body`)."""
 
     def wrap(handler: Handler) -> Handler:
         def guarded(event: dict[str, Any], context: Any) -> dict[str, Any]:
-            size = body_size(event)
-            if size > max_bytes:
-                return json_response(
-                    413,
-                    {
-                        "error": "Payload Too Large",
-                        "message": f"body is {size} bytes; the limit is {max_bytes}",
-                    },
-                )
-            if size:
-                headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-                content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-                if content_type not in accept:
-                    return json_response(
-                        415,
-                        {
-                            "error": "Unsupported Media Type",
-                            "message": f"send {' or '.join(accept)}, not {content_type or 'no content type'}",
-                        },
-                    )
-            return handler(event, context)
+            refused = check_body(event, max_bytes, accept, parse_json)
+            return refused if refused is not None else handler(event, context)
 
         return guarded
 
@@ -147,6 +198,11 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
     def _not_text(exc: UnicodeDecodeError) -> Response:
         # Raised while the body is decoded for validation, before any route code runs.
         return error(400, "the body is not UTF-8 text")
+
+    @app.exception_handler(RecursionError)
+    def _too_deep(exc: RecursionError) -> Response:
+        # A last line of defence: bodies are depth-checked before the resolver runs.
+        return error(400, f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
 
     @app.exception_handler(PublishError)
     def _bus_unavailable(exc: PublishError) -> Response:

@@ -220,10 +220,13 @@ class ConversationMessages:
         author: str,
         status: str,
         citations: list[dict[str, str]] | None = None,
+        provider_key: str | None = None,
     ) -> bool:
         """Append an outbound message (a reply, an acknowledgement); False if already there.
 
-        ``citations``: the knowledge-base articles a bot answer came from."""
+        ``citations``: the knowledge-base articles a bot answer came from. ``provider_key``
+        (``<channel>#<provider message id>``, the form of an inbound message's key) makes the
+        message findable by the provider's id: a reaction names that id."""
         item: dict[str, Any] = {
             "pk": conversation_pk(conversation_id),
             "sk": message_sk(timestamp, message_id),
@@ -246,10 +249,19 @@ class ConversationMessages:
                 expression += ", last_message_at = :ts"
             # The agent answered: the customer no longer waits for a reply.
             answered = ends_reply_wait(author, meta.get("wait_kind"))
+            alias = []
+            if provider_key:
+                seen = {
+                    **seen_key(provider_key),
+                    "conversation_id": conversation_id,
+                    "message_sk": item["sk"],
+                }
+                alias.append({"Put": {"TableName": self.table.name, "Item": serialise(seen)}})
             return _Edit(
                 expression,
                 {":one": 1, ":ts": timestamp, ":channel": channel},
                 WAIT_ATTRIBUTES if answered else (),
+                alias,
             )
 
         return self._append(conversation_id, item, change)
@@ -317,6 +329,32 @@ class ConversationMessages:
                 raise cancelled.error
             # META changed since we read it: read again
         raise ConcurrentUpdate(conversation_id)
+
+    # -- reactions ------------------------------------------------------------- #
+    def set_reaction(self, target_key: str, emoji: str, at: str, by: str, customer_id: str) -> str | None:
+        """The customer's reaction (``emoji``; empty: taken back) on the message ``target_key``
+        (an inbound message's key, or an outbound one's ``provider_key``), stored on that message:
+        ``reaction`` = ``{emoji, at, by}``, the latest kept. The conversation it changed, or None
+        (an unknown message, another customer's, or a later reaction is recorded)."""
+        seen = self.table.get(seen_key(target_key))
+        if seen is None or not seen.get("message_sk"):
+            return None
+        meta = self.table.get(meta_key(seen["conversation_id"]))
+        if meta is None or meta.get("customer_id") != customer_id:
+            return None  # a reaction never reaches into another customer's conversation
+        key = {"pk": conversation_pk(seen["conversation_id"]), "sk": seen["message_sk"]}
+        fresh = "attribute_exists(pk) AND (attribute_not_exists(reaction) OR reaction.#at <= :at)"
+        if emoji:
+            changed = self.table.update_if(
+                key,
+                "SET reaction = :r",
+                fresh,
+                {":r": {"emoji": emoji, "at": at, "by": by}, ":at": at},
+                {"#at": "at"},
+            )
+        else:
+            changed = self.table.update_if(key, "REMOVE reaction", fresh, {":at": at}, {"#at": "at"})
+        return str(seen["conversation_id"]) if changed else None
 
     # -- delivery statuses ------------------------------------------------------ #
     def set_message_status(

@@ -116,4 +116,5 @@ def message_of(item: dict[str, Any]) -> Message:
         status=item.get("status"),
         attachments=item.get("attachments", []),
         citations=item.get("citations", []),
+        reaction=(item.get("reaction") or {}).get("emoji"),
     )

@@ -20,6 +20,9 @@ IDENT_PREFIX = "IDENT#"
 HISTORY_PREFIX = "MERGE#"
 #: Profile attribute per channel: ``consent_sms`` = {status, at, source}.
 CONSENT_PREFIX = "consent_"
+#: Profile attribute per kind of identity change a provider reported (the latest kept):
+#: ``identity_change_user_changed_number`` = {at, message_id, from, to}.
+IDENTITY_CHANGE_PREFIX = "identity_change_"
 ACTIVE, MERGED, ERASED = "active", "merged", "erased"
 #: Identities moved in the merge transaction itself (3 actions each, 100 per transaction);
 #: any further ones move right after, while the merged-away profile points to the survivor.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.contracts.models import AttributeValue, Consent, Customer, CustomerIdentity, MergeSummary
-from shared.repositories.customer_items import CONSENT_PREFIX, ProfileState
+from shared.repositories.customer_items import CONSENT_PREFIX, IDENTITY_CHANGE_PREFIX, ProfileState
 
 
 def contact_counts(contacts: dict[str, int], today: str) -> tuple[int, int]:
@@ -43,6 +43,7 @@ def to_customer(state: ProfileState, today: str | None = None) -> Customer:
                 verified=bool(i.get("verified")),
                 added_at=i["added_at"],
                 source=i.get("source"),
+                undeliverable=i.get("undeliverable"),
             )
             for i in state.links
         ],
@@ -75,4 +76,9 @@ def to_customer(state: ProfileState, today: str | None = None) -> Customer:
             for h in state.history
         ],
         merged_into=profile.get("merged_into"),
+        identity_changes={
+            key.removeprefix(IDENTITY_CHANGE_PREFIX): {str(k): str(v) for k, v in value.items()}
+            for key, value in profile.items()
+            if key.startswith(IDENTITY_CHANGE_PREFIX) and isinstance(value, dict)
+        },
     )

@@ -46,6 +46,7 @@ from shared.repositories.customer_items import (
     ERASED,
     HISTORY_PREFIX,
     IDENT_PREFIX,
+    IDENTITY_CHANGE_PREFIX,
     MERGE,
     MERGED,
     MOVES_PER_TRANSACTION,
@@ -81,6 +82,7 @@ __all__ = [
     "DEFAULT_TOMBSTONE_RETENTION_DAYS",
     "ERASED",
     "HISTORY_PREFIX",
+    "IDENTITY_CHANGE_PREFIX",
     "IDENT_PREFIX",
     "MERGE",
     "MERGED",
@@ -351,6 +353,31 @@ class CustomerRepository(CustomerMerges):
                 ":one": 1,
             },
             {"#consent": f"{CONSENT_PREFIX}{channel}", "#at": "at", "#status": "status"},
+        )
+
+    def record_identity_change(self, customer_id: str, kind: str, entry: dict[str, str]) -> bool:
+        """Record on the profile what the provider reported about the customer's identity
+        (``kind``: ``user_changed_number``, ``customer_identity_changed``), ``entry["at"]`` the
+        report's time; the latest report of a kind is kept. False when the profile is gone or a
+        later (or the same) report is recorded."""
+        return self.table.update_if(
+            _profile_key(customer_id),
+            "SET #change = :entry, updated_at = :at ADD version :one",
+            "attribute_exists(pk) AND (attribute_not_exists(#change) OR #change.#at < :at)",
+            {":entry": entry, ":at": entry["at"], ":one": 1},
+            {"#change": f"{IDENTITY_CHANGE_PREFIX}{kind}", "#at": "at"},
+        )
+
+    def mark_undeliverable(self, customer_id: str, identity: Identity, at: str, reason: str) -> bool:
+        """Record on the customer's identity that it cannot be reached (an e-mail bounce):
+        ``undeliverable`` = ``{at, reason}``, the latest report kept. False when the customer
+        has no such identity (erased, moved, never had it) or a later report is recorded."""
+        return self.table.update_if(
+            {"pk": customer_pk(customer_id), "sk": identity_sk(identity)},
+            "SET undeliverable = :u",
+            "attribute_exists(pk) AND (attribute_not_exists(undeliverable) OR undeliverable.#at < :at)",
+            {":u": {"at": at, "reason": reason}, ":at": at},
+            {"#at": "at"},
         )
 
     def set_open_conversation(self, customer_id: str, conversation_id: str) -> dict[str, Any]:

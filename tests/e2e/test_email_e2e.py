@@ -3,19 +3,16 @@ the e-mail function -> profile merge -> the customer's conversation, read throug
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from omni.cli import main as omni
-from omni.local.auth import issue_agent_token
 from omni.local.runtime import LocalRuntime
 from shared.repositories.outbox import OutboxRepository
 from tests.helpers import FIXTURES as SHARED_FIXTURES
+from tests.helpers.e2e_email import conversation_of, send
 
 pytestmark = pytest.mark.e2e
 
@@ -27,31 +24,6 @@ ANA = "ana.lima@example.com"
 def runtime() -> Iterator[LocalRuntime]:
     with LocalRuntime(port=0, stage="e2e", retry_delay_s=0.1) as running:
         yield running
-
-
-def agent_get(runtime: LocalRuntime, path: str) -> Any:
-    token = issue_agent_token("agent-e2e", 600)
-    response = requests.get(
-        f"{runtime.base_url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def send(runtime: LocalRuntime, capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
-    """``omni send email ...`` against the runtime; the emulator's 202 answer."""
-    capsys.readouterr()
-    assert omni(["send", "email", *args, "--base-url", runtime.base_url]) == 0
-    output = capsys.readouterr().out
-    assert output.startswith("202 "), output
-    runtime.wait_idle(timeout=30)
-    return json.loads(output[4:])
-
-
-def conversation_of(runtime: LocalRuntime, address: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    [customer] = agent_get(runtime, f"/customers?identity=email:{address}")["customers"]
-    [summary] = agent_get(runtime, f"/customers/{customer['customer_id']}/conversations")["conversations"]
-    return customer, agent_get(runtime, f"/conversations/{summary['conversation_id']}")
 
 
 def inbound_texts(conversation: dict[str, Any]) -> list[str]:

@@ -74,6 +74,7 @@ class RecordedMessage:
             reopened=self.reopened,
             survey=self.survey,
             survey_score=self.survey_score,
+            automated=message.automated,
         )
 
     def log_fields(self) -> dict[str, Any]:
@@ -117,6 +118,38 @@ def apply_consent(
     if conversations is not None:
         conversations.mark_seen(message.message_key, what="consent")
     return changed
+
+
+def react(conversations: ConversationRepository, customer_id: str, message: MessageReceived) -> str | None:
+    """A reaction is stored on the message it reacts to (ours or the customer's), not as a new
+    message; the conversation it changed, or None when that message is unknown here."""
+    target = (message.metadata or {}).get("reaction_to")
+    if not target:
+        return None
+    emoji = (message.metadata or {}).get("reaction", "")
+    return conversations.set_reaction(
+        f"{message.channel}#{target}",
+        emoji,
+        format_timestamp(message.sent_at),
+        normalise(message.sender).key,
+        customer_id,
+    )
+
+
+def record_identity_change(customers: CustomerRepository, customer_id: str, message: MessageReceived) -> bool:
+    """A provider's system message (WhatsApp ``user_changed_number``, ``customer_identity_changed``)
+    is an event on the profile, not a customer message: the new number was linked to the same
+    customer when the customer was resolved (its identities ride on the message); this records
+    the audit entry - when, which message, from which identity to which. True when recorded."""
+    facts = message.metadata or {}
+    kind = str(facts.get("system_type") or "unknown")
+    entry = {"at": format_timestamp(message.sent_at), "message_id": message.message_key}
+    entry["from"] = normalise(message.sender).key
+    if facts.get("new_wa_id"):
+        entry["to"] = f"whatsapp:{facts['new_wa_id']}"
+    if facts.get("identity_hash"):
+        entry["identity_hash"] = str(facts["identity_hash"])
+    return customers.record_identity_change(customer_id, kind, entry)
 
 
 def _hinted_conversation(
@@ -412,6 +445,19 @@ def record_message(
         )
     if message.kind == "consent":
         apply_consent(customers, resolution.customer_id, message, conversations)
+        return RecordedMessage(
+            customer_id=resolution.customer_id,
+            conversation_id=None,
+            new_customer=resolution.new_customer,
+            new_conversation=False,
+            new_message=False,
+            **base,
+        )
+    if message.kind == "reaction":
+        react(conversations, resolution.customer_id, message)
+    if message.kind in ("system", "reaction"):
+        if message.kind == "system":
+            record_identity_change(customers, resolution.customer_id, message)
         return RecordedMessage(
             customer_id=resolution.customer_id,
             conversation_id=None,

@@ -156,7 +156,10 @@ def test_the_topology_routes_receipts_to_the_consumer() -> None:
     assert fn.queue == "delivery-status"
     [rule] = [r for r in TOPOLOGY.rules if DELIVERY_STATUS_CHANGED in r.detail_types]
     assert rule.target_queue == "delivery-status"
-    assert [(g.kind, g.resource, g.access) for g in fn.grants] == [("table", "conversations", "readwrite")]
+    assert [(g.kind, g.resource, g.access) for g in fn.grants] == [
+        ("table", "conversations", "readwrite"),
+        ("table", "customers", "readwrite"),  # an e-mail bounce marks the address undeliverable
+    ]
 
 
 # --------------------------------------------------------------------------- #

@@ -322,7 +322,7 @@ def test_a_reopen_before_the_question_cancels_it(
     [
         ({"from": "2026-11-02", "to": "2026-11-01"}, "'to' is before 'from'"),
         ({"from": "2026-01-01", "to": "2027-12-31"}, "at most 366 days per request"),
-        ({"from": "2026-02-30", "to": "2026-03-01"}, "'from' is not a date"),
+        ({"from": "2026-02-30", "to": "2026-03-01"}, "query.from: Input should be a valid date"),
     ],
 )
 def test_kpis_refuses_bad_ranges(stack: dict[Any, str], query: dict[str, str], reason: str) -> None:
@@ -399,3 +399,26 @@ def test_a_reply_answer_before_a_link_click_is_the_one_counted(
     counters = kpis("2026-11-02", "2026-11-02")["counters"]
     assert (counters["ces_count"], counters["ces_6"], counters["ces_2"]) == (1, 1, 0)
     assert repo.get_meta("c-rl")["ces"]["score"] == 6
+
+
+# No survey after the resolution of a conversation whose last message was automatic mail.
+@pytest.mark.parametrize(("automated", "questions"), [(None, 1), ("list", 0)])
+def test_no_survey_for_a_conversation_of_automatic_mail(
+    stack: dict[Any, str], monkeypatch: pytest.MonkeyPatch, automated: str | None, questions: int
+) -> None:
+    monkeypatch.setenv("OMNI_CES_DELAY_S", "0")
+    conversation("c-auto", "cus-auto", DAY)
+    resolve_meta("c-auto", DAY + timedelta(minutes=1))
+    if automated:  # as routing leaves it after routing a newsletter
+        boto3.client("dynamodb").update_item(
+            TableName=ConversationRepository().table.name,
+            Key=serialise({"pk": "CONV#c-auto", "sk": "META"}),
+            UpdateExpression="SET automated_mail = :a",
+            ExpressionAttributeValues=serialise({":a": automated}),
+        )
+    deliver(
+        message("c-auto", "cus-auto", DAY, new=True),
+        resolved("c-auto", "cus-auto", DAY, DAY + timedelta(minutes=1)),
+    )
+    drain_kpi_queue(stack)
+    assert len(asked(stack)) == questions

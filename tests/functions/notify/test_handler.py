@@ -175,6 +175,27 @@ def test_permanent_failure_falls_back_to_the_next_channel(stack: Any) -> None:
     assert len(email.sent) == 1
 
 
+def test_a_bounced_address_is_not_written_to_and_the_next_channel_is_tried(stack: Any) -> None:
+    make_customer("c1", [EMAIL, PHONE], preferences={"channels": ["email", "sms"]})
+    assert CustomerRepository().mark_undeliverable("c1", EMAIL, "2026-05-01T00:00:00.000000Z", "bounce:5.1.1")
+    sms, email = FakeAdapter("sms"), FakeAdapter("email")
+    outcome = notifier({"sms": sms, "email": email}).handle(request(text="hello"), NOON)
+    assert (outcome.status, outcome.channel) == ("sent", "sms")
+    assert not email.sent
+    assert ("email", "undeliverable") in outcome.skipped
+
+
+def test_a_bounced_only_address_fails_with_the_reason(stack: Any) -> None:
+    make_customer("c1", [EMAIL], preferences={"channels": ["email"]})
+    CustomerRepository().mark_undeliverable("c1", EMAIL, "2026-05-01T00:00:00.000000Z", "bounce:5.1.1")
+    email = FakeAdapter("email")
+    outcome = notifier({"email": email}).handle(request(text="hello"), NOON)
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert "email: undeliverable" in outcome.error
+    assert not email.sent
+
+
 def test_opted_out_channel_is_skipped_and_marketing_needs_opt_in(stack: Any) -> None:
     make_customer(
         "c1",

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -20,66 +17,25 @@ from shared.platform.bus import PublishError
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.repositories.outbox import OutboxRepository
-from shared.services.profiles.inbound import record_message
-from tests.helpers import FIXTURES as SHARED_FIXTURES
 from tests.helpers import context, http_event
+from tests.helpers.meta import (
+    PATH,
+    body_of,
+    fixture,
+    post,
+    published,
+    record_all,
+    signature,
+)
 from topology import TOPOLOGY
 
-FIXTURES = SHARED_FIXTURES / "meta"
-PATH = "/webhooks/whatsapp"
-APP_SECRET = TOPOLOGY.secret("meta-app-secret").local_default
 VERIFY_TOKEN = TOPOLOGY.secret("meta-verify-token").local_default
-
-
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
 
 
 def delivery(outbox: OutboxRepository, notification_id: str) -> dict[str, Any]:
     item = outbox.get(notification_id)
     assert item is not None, notification_id
     return item
-
-
-def signature(body: bytes, secret: str = APP_SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def post(body: bytes, headers: dict[str, str] | None = None, signed: bool = True) -> dict[str, Any]:
-    all_headers = {"content-type": "application/json"}
-    if signed:
-        all_headers["x-hub-signature-256"] = signature(body)
-    all_headers.update(headers or {})
-    return whatsapp.handler(
-        http_event("POST", PATH, body=body.decode(), headers=all_headers), context("whatsapp")
-    )
-
-
-def body_of(response: dict[str, Any]) -> Any:
-    return json.loads(response["body"]) if response.get("body") else None
-
-
-def published(stack: dict[Any, str]) -> list[MessageReceived]:
-    """Every message.received that reached the profile-merge queue through the bus rule."""
-    sqs = boto3.client("sqs")
-    found: list[MessageReceived] = []
-    while True:
-        batch = sqs.receive_message(
-            QueueUrl=stack[("queue", "profile-merge")], MaxNumberOfMessages=10, WaitTimeSeconds=0
-        ).get("Messages", [])
-        if not batch:
-            return found
-        for item in batch:
-            envelope = json.loads(item["Body"])
-            assert envelope["detail-type"] == "message.received"
-            assert envelope["source"] == "omni.whatsapp"
-            found.append(MessageReceived.model_validate(envelope["detail"]))
-
-
-def record_all(messages: list[MessageReceived]) -> list[Any]:
-    customers = CustomerRepository()
-    conversations = ConversationRepository(customers=customers)
-    return [record_message(customers, conversations, m, format_timestamp(utc_now())) for m in messages]
 
 
 # --------------------------------------------------------------------------- #
@@ -256,18 +212,23 @@ def test_signature_is_checked_before_the_body_is_read(stack: dict[Any, str]) -> 
     [
         (b"not json", "not JSON"),
         (b'{"object": "whatsapp_business_account"}', "entry: Field required"),
-        (
-            b'{"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": '
-            b'[{"field": "messages", "value": {"metadata": {"phone_number_id": "1"}, '
-            b'"messages": [{"from": "4915112345678", "timestamp": "1", "type": "text"}]}}]}]}',
-            "entry.0.changes.0.value.messages.0.id: Field required",
-        ),
     ],
 )
 def test_malformed_body_gets_400_with_the_reason(stack: dict[Any, str], body: bytes, reason: str) -> None:
     response = post(body)
     assert response["statusCode"] == 400
     assert reason in body_of(response)["message"]
+
+
+def test_one_unreadable_message_is_skipped_and_the_rest_of_the_batch_recorded(stack: dict[Any, str]) -> None:
+    payload = json.loads(fixture("whatsapp_text.json"))
+    messages = payload["entry"][0]["changes"][0]["value"]["messages"]
+    broken = {k: v for k, v in messages[0].items() if k != "id"}
+    messages.insert(0, broken)
+    response = post(json.dumps(payload).encode())
+    assert response["statusCode"] == 200  # Meta would resend a refused batch for days
+    assert body_of(response) == {"status": "EVENT_RECEIVED", "messages": 1, "statuses": 0, "ignored": 1}
+    assert [m.text for m in published(stack)] == ["Hi, my invoice is wrong"]
 
 
 def test_oversized_body_gets_413_and_wrong_content_type_415(stack: dict[Any, str]) -> None:

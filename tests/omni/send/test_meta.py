@@ -27,9 +27,10 @@ NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
         ("image", "a photo", "a photo", "image/jpeg"),
         ("audio", "", "[audio]", "audio/ogg; codecs=opus"),
         ("document", "", "[document]", "application/pdf"),
-        ("location", "Shop", "[location 52.520008,13.404954] Shop", None),
-        ("interactive", "Billing", "Billing", None),
-        ("button", "Talk to an agent", "Talk to an agent", None),
+        # Locations and chosen replies are kept as structured attachments too.
+        ("location", "Shop", "[location 52.520008,13.404954] Shop", "location"),
+        ("interactive", "Billing", "Billing", "reply"),
+        ("button", "Talk to an agent", "Talk to an agent", "reply"),
     ],
 )
 def test_whatsapp_payloads_read_back(

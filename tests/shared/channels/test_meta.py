@@ -118,13 +118,29 @@ def test_whatsapp_text_message_becomes_one_canonical_message() -> None:
 def test_whatsapp_message_types() -> None:
     notification = meta.parse_whatsapp(fixture("whatsapp_types.json"), NOW)
     by_type = {m.metadata["whatsapp_type"]: m for m in notification.messages}
-    assert list(by_type) == ["image", "audio", "document", "location", "interactive", "button"]
-    assert notification.ignored == ["reaction"]
+    assert list(by_type) == ["image", "audio", "document", "location", "interactive", "button", "reaction"]
+    assert notification.ignored == []
+    # A reaction is recorded against the message it reacts to, never answered.
+    assert by_type["reaction"].kind == "reaction"
+    assert by_type["reaction"].metadata["reaction_to"]
 
     image = by_type["image"]
     assert image.text == "the invoice"
     assert [a.model_dump() for a in image.attachments] == [
-        {"type": "image/jpeg", "url": "whatsapp-media:2754859441498128", "size": None, "name": None}
+        {
+            "type": "image/jpeg",
+            "url": "whatsapp-media:2754859441498128",
+            "size": None,
+            "name": None,
+            "content": {
+                "kind": "media",
+                "media_type": "image",
+                "media_id": "2754859441498128",
+                "mime_type": "image/jpeg",
+                "caption": "the invoice",
+                "filename": None,
+            },
+        }
     ]
     assert by_type["audio"].text == "[audio]"
     assert by_type["audio"].attachments[0].type == "audio/ogg; codecs=opus"
@@ -221,15 +237,29 @@ def _whatsapp_with(**message_changes: Any) -> bytes:
         (b'{"object": "whatsapp_business_account"}', "entry: Field required"),
         (b'{"object": "whatsapp_business_account", "entry": [1]}', "entry.0"),
         (b'{"entry": []}', "object: Field required"),
-        (_whatsapp_with(id=None), "entry.0.changes.0.value.messages.0.id: Field required"),
-        (_whatsapp_with(timestamp="yesterday"), "messages.0.timestamp"),
-        (_whatsapp_with(**{"from": "not-a-number"}), "messages.0.from"),
-        (_whatsapp_with(id="w" * 201), "messages.0.id"),
     ],
 )
 def test_malformed_whatsapp_notifications_say_why(body: bytes, reason: str) -> None:
     with pytest.raises(meta.InvalidPayload, match=reason.replace(".", r"\.")):
         meta.parse_whatsapp(body, NOW)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (_whatsapp_with(id=None), "entry.0.changes.0.value.messages.0.id: Field required"),
+        (_whatsapp_with(timestamp="yesterday"), "messages.0.timestamp"),
+        (_whatsapp_with(**{"from": "not-a-number"}), "messages.0.from"),
+        (_whatsapp_with(**{"from": None}), "messages.0.from: neither from nor from_user_id"),
+        (_whatsapp_with(id="w" * 201), "messages.0.id"),
+    ],
+)
+def test_an_unreadable_whatsapp_message_is_skipped_with_the_reason(body: bytes, reason: str) -> None:
+    notification = meta.parse_whatsapp(body, NOW)
+    assert notification.messages == []
+    [skipped] = notification.skipped
+    assert reason in skipped
+    assert notification.ignored == [f"skipped: {skipped}"]
 
 
 def test_whatsapp_value_without_metadata_is_refused() -> None:
@@ -353,6 +383,12 @@ def test_chat_plugin_user_ref_and_deleted_messages_are_left_out() -> None:
     ],
 )
 def test_malformed_messenger_events_say_why(event: dict[str, Any], reason: str) -> None:
-    body = json.dumps({"object": "page", "entry": [{"id": "682498302938465", "messaging": [event]}]}).encode()
-    with pytest.raises(meta.InvalidPayload, match=reason.replace(".", r"\.")):
-        meta.parse_messenger(body, NOW)
+    good = {"sender": {"id": "1"}, "timestamp": 1, "message": {"mid": "m_ok", "text": "hi"}}
+    body = json.dumps(
+        {"object": "page", "entry": [{"id": "682498302938465", "messaging": [event, good]}]}
+    ).encode()
+    # The unreadable event is skipped with the reason; the rest of the batch is recorded.
+    notification = meta.parse_messenger(body, NOW)
+    assert [m.provider_message_id for m in notification.messages] == ["m_ok"]
+    [skipped] = notification.skipped
+    assert reason in skipped

@@ -274,3 +274,35 @@ def test_service_window(channel: str, last_inbound: dict[str, datetime], expecte
 def test_no_conversation_means_no_window() -> None:
     assert window_open("whatsapp", None, NOW) is False
     assert window_open("sms", None, NOW) is True
+
+
+# --------------------------------------------------------------------------- #
+# undeliverable addresses (an e-mail bounce)
+# --------------------------------------------------------------------------- #
+def test_an_undeliverable_address_is_skipped_for_the_next_channel() -> None:
+    facts = customer(preferred=("email", "sms"), undeliverable=frozenset({EMAIL.key}))
+    plan = choose_channels(notification(), facts, None)
+    assert [c.channel for c in plan.candidates] == ["sms"]
+    assert plan.skipped == (("email", "undeliverable"),)
+
+
+def test_another_address_on_the_channel_is_used_when_one_bounced() -> None:
+    work = Identity(type="email", value="ana@work.example", verified=True)
+    facts = customer(identities=(work, EMAIL), preferred=("email",), undeliverable=frozenset({EMAIL.key}))
+    plan = choose_channels(notification(), facts, None)
+    assert [(c.channel, c.to) for c in plan.candidates] == [("email", work)]
+
+
+def test_a_request_naming_a_bounced_address_says_why_nothing_goes() -> None:
+    facts = customer(undeliverable=frozenset({EMAIL.key}))
+    plan = choose_channels(notification(channel="email", to=EMAIL), facts, None)
+    assert plan.candidates == ()
+    assert plan.skipped == (("email", "undeliverable"),)
+
+
+def test_a_reply_to_a_bounced_address_is_not_sent() -> None:
+    facts = customer(undeliverable=frozenset({EMAIL.key}))
+    conversation = ConversationFacts("conv-1", last_inbound_channel="email", reply_to=EMAIL)
+    plan = choose_channels(notification(kind="reply", conversation_id="conv-1"), facts, conversation)
+    assert plan.candidates == ()
+    assert plan.skipped == (("email", "undeliverable"),)

@@ -107,11 +107,10 @@ def _settings_read(module: str) -> set[str]:
 
 #: Variables a function's import closure names but the function never reads: the conversation
 #: repository builds its customer repository on the first call of a method that opens or
-#: closes a conversation, which the delivery-status and KPI functions never call (they have
-#: no grant on the customers table).
+#: closes a conversation, which the KPI function never calls (it has no grant on the customers
+#: table; delivery-status has one: a bounce marks the address undeliverable).
 #: Notify imports shared/platform/bus.py for ``send_delayed`` (onto its own queue) and never publishes.
 NOT_READ = {
-    "delivery-status": {settings.CUSTOMERS_TABLE},
     "kpi": {settings.CUSTOMERS_TABLE},
     "notify": {settings.EVENT_BUS_NAME},
 }
