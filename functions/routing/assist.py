@@ -18,6 +18,8 @@ from typing import Any
 from shared.contracts.events import MessageRecorded
 from shared.contracts.models import Citation, RoutingDecision
 from shared.domain.assistant import (
+    ASKED_FOR_PERSON,
+    ESCALATION_RULE,
     LOW_CONFIDENCE,
     NOT_ANSWERABLE,
     REASON_TEXT,
@@ -31,6 +33,8 @@ from shared.domain.assistant import (
 from shared.services.assistant import Assistant
 
 NEGATIVE = "negative words"
+#: Hand-over reasons routing's own rules decided: its reason text already says them.
+_ROUTING_REASONS = frozenset({ASKED_FOR_PERSON, ESCALATION_RULE})
 
 
 @dataclass(frozen=True)
@@ -106,9 +110,13 @@ def assist(
     handed = decision.model_copy(
         update={
             "handover_reason": reason,
-            "reason": f"{decision.reason} (assistant: {REASON_TEXT.get(reason, reason)}"
-            + (f": {said}" if reason == NOT_ANSWERABLE and said and said not in REASON_TEXT else "")
-            + ")",
+            "reason": decision.reason
+            if reason in _ROUTING_REASONS
+            else (
+                f"{decision.reason} (assistant: {REASON_TEXT.get(reason, reason)}"
+                + (f": {said}" if reason == NOT_ANSWERABLE and said and said not in REASON_TEXT else "")
+                + ")"
+            ),
             "assistant_feedback": feedback,
             **extra,
         }

@@ -33,7 +33,7 @@ from shared.contracts.events import (
 )
 from shared.contracts.models import Handover, RoutingDecision, Transition
 from shared.contracts.names import FEEDBACK_SUBMITTED, NOTIFICATION_REQUESTED
-from shared.domain.assistant import HELPFUL, UNHELPFUL
+from shared.domain.assistant import HELPFUL, UNHELPFUL, AssistantState
 from shared.domain.routing_rules import RoutingRules, load_rules
 from shared.domain.surveys import is_closing
 from shared.repositories.conversations import Change, ConversationNotFound, ConversationRepository
@@ -51,6 +51,8 @@ WITH_AGENT = ("assigned", "active")
 NOT_ROUTED = frozenset({"call", "call_status", "reaction", "system"})
 
 Events = list[tuple[str, BaseModel]]
+#: The assistant's state of a conversation it has not answered yet (not stored).
+_FRESH_ASSISTANT = AssistantState().to_item()
 
 
 class Router:
@@ -243,9 +245,12 @@ class Router:
             change.remove = (*change.remove, *(a for a in BOT_ATTRIBUTES if a in meta))
         else:
             change = Change()
-        change.set["routing"] = decision.model_dump(exclude_none=True)
-        if assisted is not None and assisted.state is not None and assisted.state != meta.get("assistant"):
-            change.set["assistant"] = assisted.state
+        # Defaults left out: META is rewritten with every message and must stay under 1 KB.
+        change.set["routing"] = decision.model_dump(exclude_defaults=True)
+        # The assistant's state is written only when it changed (a fresh one is the default).
+        state = assisted.state if assisted is not None else None
+        if state is not None and state != meta.get("assistant", _FRESH_ASSISTANT):
+            change.set["assistant"] = state
         # The message's routed marker, with what a redelivery needs to ask for the same reply.
         quiet = acknowledged_before(decision, _routing(meta), status == "queued") or silent
         change.also.append(self.conversations.mark_routed(decision.message_id, now, quiet))
