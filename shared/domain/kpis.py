@@ -13,7 +13,9 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import get_args
 
+from shared.contracts.models import HandoverReason
 from shared.domain.surveys import CES_MAX, CES_MIN, CSAT_MAX, CSAT_MIN
 
 #: Buckets grow by 2^(1/4) (~19 %): bucket ``i`` holds values in (2^((i-1)/4), 2^(i/4)] seconds.
@@ -52,20 +54,7 @@ COUNTERS = (
 #: shared/contracts/models.py), and ``other`` for a hand-over without a routing decision that
 #: handed over (an agent took a conversation the bot was answering, a proactive one).
 HANDOVER_PREFIX = "handover_"
-HANDOVER_REASONS = (
-    "asked_for_person",
-    "intent",
-    "no_bot_answer",
-    "not_understood",
-    # the assistant's (shared/domain/assistant.py)
-    "escalation_rule",
-    "sensitive_topic",
-    "unhelpful_answers",
-    "low_confidence",
-    "not_answerable",
-    "assistant_error",
-    "other",
-)
+HANDOVER_REASONS: tuple[str, ...] = (*get_args(HandoverReason), "other")
 
 
 def handover_reason(routing: Mapping[str, object] | None) -> str:
