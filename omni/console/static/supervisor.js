@@ -56,6 +56,12 @@
     ["intent", "intent needs a person"],
     ["no_bot_answer", "no bot answer"],
     ["not_understood", "not understood"],
+    ["escalation_rule", "escalation rule (assistant)"],
+    ["sensitive_topic", "sensitive topic (assistant)"],
+    ["unhelpful_answers", "answers did not help (assistant)"],
+    ["low_confidence", "no confident answer (assistant)"],
+    ["not_answerable", "not in the knowledge base (assistant)"],
+    ["assistant_error", "assistant error"],
     ["other", "other"],
   ];
 
