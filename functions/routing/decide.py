@@ -250,7 +250,9 @@ def for_automatic_mail(decision: RoutingDecision, automated: str) -> RoutingDeci
 
 def not_acknowledged(rules: RoutingRules, meta: dict[str, Any], event: MessageRecorded, now: str) -> bool:
     """No acknowledgement for this message: a machine sent it, or the conversation was
-    acknowledged within the configured window (whatever the channel)."""
+    acknowledged within the configured window (whatever the channel). A resolution closes the
+    window: a customer who writes again after it (the conversation reopened) has a new request,
+    which is acknowledged."""
     if event.automated:
         return True
     window = rules.acknowledgement_window_minutes
@@ -258,6 +260,9 @@ def not_acknowledged(rules: RoutingRules, meta: dict[str, Any], event: MessageRe
     if not window or last is None:
         return False
     try:
+        closed = meta.get("resolved_at") or meta.get("reopened_at")
+        if closed and epoch_seconds(str(closed)) >= int(last):
+            return False
         return int(last) > epoch_seconds(now) - window * 60
     except (TypeError, ValueError):
         return False
