@@ -30,10 +30,9 @@ def embedder_from_env() -> Embedder | None:
     return BedrockEmbedder(model)
 
 
-@tracer.capture_lambda_handler
-@logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    records = event.get("Records", [])
+@tracer.capture_method
+def batch_handler(records: list[dict[str, Any]]) -> None:
+    """One rebuild for the whole batch (the rebuild reads the bucket, not the records)."""
     result = rebuild(store, embedder_from_env())
     logger.info(
         "knowledge indexed",
@@ -44,4 +43,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "rounds": result.rounds,
         },
     )
+
+
+@tracer.capture_lambda_handler
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    batch_handler(event.get("Records", []))
     return {"batchItemFailures": []}

@@ -67,8 +67,11 @@ def the_conversation(session: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def today_kpis() -> dict[str, Any]:
-    day = datetime.now(UTC).date().isoformat()
-    return get("/kpis", query={"from": day, "to": day})
+    """Yesterday to tomorrow (UTC): a journey whose clock runs past midnight (the sweep acts
+    half an hour later) is counted whole whenever the test runs."""
+    today = datetime.now(UTC).date()
+    first, last = (today - timedelta(days=1)).isoformat(), (today + timedelta(days=1)).isoformat()
+    return get("/kpis", query={"from": first, "to": last})
 
 
 SESSION: dict[str, Any] = {}

@@ -454,7 +454,7 @@ def test_size_and_content_type_limits(twilio_stack: dict[Any, str]) -> None:
 
 def test_routing_ignores_the_call_itself_and_keeps_the_conversations_queue() -> None:
     """A call starting or ending is not something the customer said: it changes no routing."""
-    assert {"call", "call_status"} == set(NOT_ROUTED)
+    assert {"call", "call_status"} <= set(NOT_ROUTED)
     event = MessageRecorded(
         kind="call",
         customer_id="cus_x",
