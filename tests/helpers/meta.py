@@ -35,22 +35,27 @@ def signature(body: bytes, secret: str = APP_SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def post(body: bytes, headers: dict[str, str] | None = None, signed: bool = True) -> dict[str, Any]:
+def post_signed(
+    handler: Any, path: str, function: str, body: bytes, headers: dict[str, str] | None, signed: bool
+) -> dict[str, Any]:
+    """POST ``body`` to a Meta webhook ``handler`` as Meta does (signed with the app secret)."""
     all_headers = {"content-type": "application/json"}
     if signed:
         all_headers["x-hub-signature-256"] = signature(body)
     all_headers.update(headers or {})
-    return whatsapp.handler(
-        http_event("POST", PATH, body=body.decode(), headers=all_headers), context("whatsapp")
-    )
+    return handler(http_event("POST", path, body=body.decode(), headers=all_headers), context(function))
+
+
+def post(body: bytes, headers: dict[str, str] | None = None, signed: bool = True) -> dict[str, Any]:
+    return post_signed(whatsapp.handler, PATH, "whatsapp", body, headers, signed)
 
 
 def body_of(response: dict[str, Any]) -> Any:
     return json.loads(response["body"]) if response.get("body") else None
 
 
-def published(stack: dict[Any, str]) -> list[MessageReceived]:
-    """Every message.received that reached the profile-merge queue through the bus rule."""
+def received_on_bus(stack: dict[Any, str], source: str) -> list[MessageReceived]:
+    """Every message.received from ``source`` that reached the profile-merge queue through the bus rule."""
     sqs = boto3.client("sqs")
     found: list[MessageReceived] = []
     while True:
@@ -62,8 +67,12 @@ def published(stack: dict[Any, str]) -> list[MessageReceived]:
         for item in batch:
             envelope = json.loads(item["Body"])
             assert envelope["detail-type"] == "message.received"
-            assert envelope["source"] == "omni.whatsapp"
+            assert envelope["source"] == source
             found.append(MessageReceived.model_validate(envelope["detail"]))
+
+
+def published(stack: dict[Any, str]) -> list[MessageReceived]:
+    return received_on_bus(stack, "omni.whatsapp")
 
 
 def record_all(messages: list[MessageReceived]) -> list[Any]:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-import boto3
 
 from functions.messenger import handler as messenger
 from shared.contracts.events import MessageReceived, format_timestamp, utc_now
@@ -18,11 +14,11 @@ from shared.repositories.outbox import OutboxRepository
 from shared.services.profiles.inbound import record_message
 from tests.helpers import FIXTURES as SHARED_FIXTURES
 from tests.helpers import context, http_event
+from tests.helpers.meta import post_signed, received_on_bus, signature
 from topology import TOPOLOGY
 
 FIXTURES = SHARED_FIXTURES / "meta"
 PATH = "/webhooks/messenger"
-APP_SECRET = TOPOLOGY.secret("meta-app-secret").local_default
 VERIFY_TOKEN = TOPOLOGY.secret("meta-verify-token").local_default
 
 
@@ -36,18 +32,8 @@ def delivery(outbox: OutboxRepository, notification_id: str) -> dict[str, Any]:
     return item
 
 
-def signature(body: bytes, secret: str = APP_SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def post(body: bytes, headers: dict[str, str] | None = None, signed: bool = True) -> dict[str, Any]:
-    all_headers = {"content-type": "application/json"}
-    if signed:
-        all_headers["x-hub-signature-256"] = signature(body)
-    all_headers.update(headers or {})
-    return messenger.handler(
-        http_event("POST", PATH, body=body.decode(), headers=all_headers), context("messenger")
-    )
+    return post_signed(messenger.handler, PATH, "messenger", body, headers, signed)
 
 
 def body_of(response: dict[str, Any]) -> Any:
@@ -55,18 +41,7 @@ def body_of(response: dict[str, Any]) -> Any:
 
 
 def published(stack: dict[Any, str]) -> list[MessageReceived]:
-    sqs = boto3.client("sqs")
-    found: list[MessageReceived] = []
-    while True:
-        batch = sqs.receive_message(
-            QueueUrl=stack[("queue", "profile-merge")], MaxNumberOfMessages=10, WaitTimeSeconds=0
-        ).get("Messages", [])
-        if not batch:
-            return sorted(found, key=lambda m: m.sent_at)
-        for item in batch:
-            envelope = json.loads(item["Body"])
-            assert envelope["source"] == "omni.messenger"
-            found.append(MessageReceived.model_validate(envelope["detail"]))
+    return sorted(received_on_bus(stack, "omni.messenger"), key=lambda m: m.sent_at)
 
 
 def start_delivery(notification_id: str, mid: str) -> OutboxRepository:
