@@ -38,7 +38,7 @@ from typing import Any
 
 from bench.cost import CHANNELS, Customer, LogBytes, Workload
 from bench.meter import Meter, take_turns
-from omni.local import fast_transactions
+from omni.local import fast_queries, fast_transactions
 from omni.local.runtime import LocalRuntime
 
 SEED_BUDGET_S = 120.0
@@ -229,6 +229,7 @@ def run(profiles: int, requests_total: int, threads: int, out: Any) -> dict[str,
     result: dict[str, Any] = {}
     # The local runtime installs it too (idempotent): the bench measures what `omni local` runs.
     fast_transactions.make_moto_transactions_fast()
+    fast_queries.make_moto_queries_fast()
     # Function logs are counted, not printed (also while the runtime stops).
     sys.stdout = LogBytes(lambda: getattr(meter_module._local, "function", None))  # type: ignore[assignment]
     try:

@@ -26,6 +26,12 @@ _METHODS = (
 _installed = False
 
 
+def dynamodb_lock() -> threading.RLock:
+    """The lock every request of moto's DynamoDB backend holds (re-entrant): for patches that
+    must read and write the backend's state in the same atomic step as a request."""
+    return _LOCK
+
+
 def make_moto_dynamodb_atomic() -> None:
     """Idempotent: wraps the backend's request methods in one process-wide lock."""
     global _installed  # noqa: PLW0603 - patches a class once per process

@@ -83,10 +83,12 @@ class _EmbeddedServer:
                 from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy, only when needed
 
                 from omni.local.atomic import make_moto_dynamodb_atomic  # noqa: PLC0415
+                from omni.local.fast_queries import make_moto_queries_fast  # noqa: PLC0415
                 from omni.local.fast_transactions import make_moto_transactions_fast  # noqa: PLC0415
 
                 make_moto_dynamodb_atomic()
                 make_moto_transactions_fast()
+                make_moto_queries_fast()
                 _cache_moto_service_names()
                 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
                 server.start()
