@@ -8,9 +8,16 @@ into the runtime.
 
 Deviations from Lambda, on purpose:
 
-* Invocations of one function run one at a time (``serialize=True``, the default), as
-  in a single container (reserved concurrency 1): handler code written for Lambda need
-  not be thread-safe, and the runtime's threads would otherwise share its globals.
+* Each invocation runs in a *container* of its function, one invocation per container at
+  a time, as in Lambda: handler code written for Lambda need not be thread-safe. A
+  function has up to ``containers`` of them (default 1, like reserved concurrency 1);
+  when all are busy, an invocation waits for one (Lambda would throttle). Container 0
+  is the handler module as imported; each further one is a fresh copy of the handler
+  module (its own module globals: batch processor, repositories built on first use),
+  made when an invocation finds every existing one busy — a cold start. The modules the
+  handler imports (``shared/``, boto3) are shared by the containers, as one process
+  shares them. ``serialize=False`` drops the containers: every invocation calls the
+  imported module at once.
 * The timeout is not enforced (a thread cannot be killed): an invocation that runs
   longer than the function's timeout is logged as an error, and its result is kept.
 * All functions share one process and one environment (see ``LocalRuntime``).
@@ -21,12 +28,14 @@ Deviations from Lambda, on purpose:
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from omni.local.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
@@ -69,6 +78,7 @@ class Invoker:
         region: str = DEFAULT_REGION,
         account_id: str = DEFAULT_ACCOUNT_ID,
         serialize: bool = True,
+        containers: int = 1,
     ) -> None:
         items = functions.values() if isinstance(functions, Mapping) else functions
         self.functions: dict[str, Function] = {fn.name: fn for fn in items}
@@ -76,8 +86,16 @@ class Invoker:
         self.region = region
         self.account_id = account_id
         self._handlers: dict[str, Handler] = {}
-        self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in self.functions}
         self._serialize = serialize
+        #: Containers per function at most (Lambda's concurrency of the function).
+        self.max_containers = max(1, containers)
+        self._pool = threading.Condition()
+        self._idle: dict[str, list[int]] = {}
+        self._created: dict[str, int] = {}
+        self._copies: dict[tuple[str, int], Handler] = {}
+        #: Invocations of each function running at once, now and at most so far.
+        self.concurrent: dict[str, int] = {}
+        self.peak_concurrent: dict[str, int] = {}
         self._state = threading.Condition()
         self._running = 0
         self._generation = 0
@@ -103,23 +121,59 @@ class Invoker:
             return self._running, self._generation
 
     # ------------------------------------------------------------------ #
-    def handler_for(self, fn: Function) -> Handler:
-        """Import the function's module once (a cold start) and return its handler."""
-        handler = self._handlers.get(fn.name)
+    def _loaded(self, fn: Function, container: int) -> Handler | None:
+        return self._handlers.get(fn.name) if container == 0 else self._copies.get((fn.name, container))
+
+    def handler_for(self, fn: Function, container: int = 0) -> Handler:
+        """The handler of one container of the function, loaded on first use (a cold start).
+
+        Container 0 imports the module; container ``n > 0`` executes a fresh copy of it
+        (not registered in ``sys.modules``), so that its module globals are its own.
+        """
+        handler = self._loaded(fn, container)
         if handler is not None:
             return handler
         with _IMPORT_LOCK:
-            handler = self._handlers.get(fn.name)
+            handler = self._loaded(fn, container)
             if handler is not None:
                 return handler
             with patched_environment({settings.POWERTOOLS_SERVICE_NAME: fn.name}):
-                module = importlib.import_module(fn.module)
+                module = importlib.import_module(fn.module) if container == 0 else _fresh_copy(fn.module)
             handler = getattr(module, fn.attribute)
             if not callable(handler):
                 raise TypeError(f"{fn.handler} is not callable")
-            self._handlers[fn.name] = handler
-            logger.debug("loaded %s for function %s", fn.handler, fn.name)
+            if container == 0:
+                self._handlers[fn.name] = handler
+            else:
+                self._copies[(fn.name, container)] = handler
+            logger.debug("loaded %s for function %s (container %d)", fn.handler, fn.name, container)
             return handler
+
+    def _checkout(self, name: str) -> int:
+        """A free container of the function (the lowest-numbered; a new one if all are busy)."""
+        with self._pool:
+            while True:
+                idle = self._idle.setdefault(name, [])
+                if idle:
+                    container = min(idle)
+                    idle.remove(container)
+                    break
+                created = self._created.get(name, 0)
+                if created < self.max_containers:
+                    container = created
+                    self._created[name] = created + 1
+                    break
+                self._pool.wait()
+            running = self.concurrent.get(name, 0) + 1
+            self.concurrent[name] = running
+            self.peak_concurrent[name] = max(running, self.peak_concurrent.get(name, 0))
+            return container
+
+    def _checkin(self, name: str, container: int) -> None:
+        with self._pool:
+            self._idle.setdefault(name, []).append(container)
+            self.concurrent[name] -= 1
+            self._pool.notify_all()
 
     def context_for(self, fn: Function) -> LambdaContext:
         return LambdaContext.for_function(
@@ -140,12 +194,14 @@ class Invoker:
             self.invocations += 1
         started = time.monotonic()
         try:
-            lock = self._locks.setdefault(fn.name, threading.Lock())
             if self._serialize:
-                with lock:
-                    result = self._call(fn, event, context)
+                container = self._checkout(fn.name)
+                try:
+                    result = self._call(fn, event, context, container)
+                finally:
+                    self._checkin(fn.name, container)
             else:
-                result = self._call(fn, event, context)
+                result = self._call(fn, event, context, 0)
         finally:
             with self._state:
                 self._running -= 1
@@ -176,10 +232,10 @@ class Invoker:
             timed_out=timed_out,
         )
 
-    def _call(self, fn: Function, event: Any, context: LambdaContext) -> InvocationResult:
+    def _call(self, fn: Function, event: Any, context: LambdaContext, container: int) -> InvocationResult:
         request_id = context.aws_request_id
         try:
-            handler = self.handler_for(fn)
+            handler = self.handler_for(fn, container)
         except Exception as exc:
             logger.exception("%s: cannot load handler %s", fn.name, fn.handler)
             return InvocationResult(
@@ -221,3 +277,13 @@ class Invoker:
                 fn.name, request_id, ok=False, error_type="Runtime.MarshalError", error_message=str(exc)
             )
         return InvocationResult(fn.name, request_id, ok=True, value=value)
+
+
+def _fresh_copy(module_name: str) -> ModuleType:
+    """Execute the module's code again as a new module object (one more container's globals)."""
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError(f"No module named {module_name!r}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -7,6 +7,13 @@ queue's ``RedrivePolicy`` moves a message to the dead-letter queue once it has b
 received ``maxReceiveCount`` times: moto's SQS does that on receive, as SQS does, so
 the poller relies on it (``tests/local`` checks it).
 
+Like an event source mapping, a poller hands batches to up to ``concurrency`` invocations
+at once (its *maximum concurrency*; Lambda starts with five concurrent batches per
+queue): ``concurrency`` threads each receive a batch, invoke, and delete. Batches of
+one queue thus overlap as they do in Lambda (each invocation in a container of its own,
+see :class:`~omni.local.invoker.Invoker`); on a FIFO queue SQS itself keeps a message
+group's order, since it hands out no message of a group while an earlier one is in flight.
+
 Deviation from Lambda, on purpose: Lambda leaves a failed message invisible for the
 rest of the queue's visibility timeout (180 s in this topology) before it is retried.
 Locally that would make every retry take three minutes, so the poller sets the
@@ -41,6 +48,7 @@ from topology import Function, Queue, Schedule
 logger = logging.getLogger("omni.local.pollers")
 
 RETRY_DELAY_ENV = "OMNI_LOCAL_RETRY_DELAY"
+CONCURRENCY_ENV = "OMNI_LOCAL_CONCURRENCY"
 DEFAULT_RETRY_DELAY_S = 1.0
 #: Long-poll wait of each receive: short so that pollers stop promptly.
 RECEIVE_WAIT_S = 1
@@ -67,6 +75,18 @@ def default_retry_delay() -> float:
     except ValueError:
         logger.warning("ignoring %s=%r: not a number", RETRY_DELAY_ENV, raw)
         return DEFAULT_RETRY_DELAY_S
+
+
+def default_concurrency() -> int:
+    """Containers per function and concurrent batches per queue: ``$OMNI_LOCAL_CONCURRENCY`` or 1."""
+    raw = os.environ.get(CONCURRENCY_ENV)
+    if not raw:
+        return 1
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        logger.warning("ignoring %s=%r: not a whole number", CONCURRENCY_ENV, raw)
+        return 1
 
 
 # --------------------------------------------------------------------------- #
@@ -158,7 +178,7 @@ class QueueEndpoint:
 
 
 class SqsPoller:
-    """One queue's event source mapping: a thread that receives, invokes, deletes."""
+    """One queue's event source mapping: ``concurrency`` threads that receive, invoke, delete."""
 
     def __init__(
         self,
@@ -170,6 +190,7 @@ class SqsPoller:
         invoker: Invoker,
         region: str,
         retry_delay_s: float | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.queue = queue
         self.function = function
@@ -178,29 +199,36 @@ class SqsPoller:
         self.invoker = invoker
         self.region = region
         self.retry_delay_s = default_retry_delay() if retry_delay_s is None else max(0.0, retry_delay_s)
+        self.concurrency = max(1, concurrency)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._count_lock = threading.Lock()
         self.batches = 0
         self.last_error: str | None = None
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return bool(self._threads) and all(thread.is_alive() for thread in self._threads)
 
     def start(self) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"omni-sqs-{self.queue.name}", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"omni-sqs-{self.queue.name}-{n}", daemon=True)
+            for n in range(self.concurrency)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def signal_stop(self) -> None:
         self._stop.set()
 
     def join(self, timeout: float = 10.0) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
                 logger.warning("poller of %s did not stop within %.0f s", self.queue.name, timeout)
-            self._thread = None
+        self._threads = []
 
     def stop(self, timeout: float = 10.0) -> None:
         self.signal_stop()
@@ -260,7 +288,8 @@ class SqsPoller:
         ids = [record["messageId"] for record in records]
         result = self.invoker.invoke(self.function, {"Records": records})
         failed = failed_message_ids(result, ids)
-        self.batches += 1
+        with self._count_lock:
+            self.batches += 1
         succeeded = [message for message in messages if message["MessageId"] not in failed]
         retry = [message for message in messages if message["MessageId"] in failed]
         self._delete(succeeded)

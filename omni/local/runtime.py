@@ -41,7 +41,7 @@ from omni.local.http import (
     Mount,
 )
 from omni.local.invoker import InvocationResult, Invoker
-from omni.local.pollers import QueueEndpoint, Scheduler, SqsPoller
+from omni.local.pollers import QueueEndpoint, Scheduler, SqsPoller, default_concurrency
 from omni.local.provision import DEFAULT_STAGE, Provisioned, physical_name, provision
 from omni.local.state import remove_state, write_state
 from omni.local.websocket import LocalWebSocketApi
@@ -119,7 +119,9 @@ class LocalRuntime:
     :param state_file: where to write the state file (``omni local`` uses ``.omni/local.json``);
         ``None`` writes none.
     :param reset_emulator: start an embedded emulator empty (moto's state is per process).
-    :param serialize_invocations: one invocation at a time per function, like one container.
+    :param serialize_invocations: one invocation at a time per container of a function.
+    :param concurrency: containers per function, and batches each queue's poller hands to
+        its consumer at once (Lambda's concurrency); default ``$OMNI_LOCAL_CONCURRENCY`` or 1.
     :param default_throttle: throttle of the routes that declare none; ``None`` means the
         topology's ``default_throttle``, as on the cloud stage.
     """
@@ -137,6 +139,7 @@ class LocalRuntime:
         state_file: Path | str | None = None,
         reset_emulator: bool = True,
         serialize_invocations: bool = True,
+        concurrency: int | None = None,
         default_throttle: Throttle | None = None,
     ) -> None:
         if topology is None:
@@ -154,6 +157,7 @@ class LocalRuntime:
         self.schedule_interval_s = schedule_interval_s
         self.state_file = Path(state_file) if state_file is not None else None
         self.serialize_invocations = serialize_invocations
+        self.concurrency = default_concurrency() if concurrency is None else max(1, concurrency)
         self.default_throttle = default_throttle
         self.account_id = DEFAULT_ACCOUNT_ID
 
@@ -262,6 +266,7 @@ class LocalRuntime:
             region=self.region,
             account_id=self.account_id,
             serialize=self.serialize_invocations,
+            containers=self.concurrency,
         )
         for socket_api in self.websockets.values():
             socket_api.invoker = self.invoker
@@ -275,6 +280,7 @@ class LocalRuntime:
                 invoker=self.invoker,
                 region=self.region,
                 retry_delay_s=self.retry_delay_s,
+                concurrency=self.concurrency,
             )
             self.pollers[queue.name] = poller
             poller.start()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sys
 import threading
+import time
 from typing import Any
 
 import boto3
@@ -18,19 +20,28 @@ _lock = threading.Lock()
 _calls: list[tuple[str, dict[str, Any]]] = []
 
 
+def _shared() -> Any:
+    """The imported module: a further container of a function runs a copy of this module,
+    whose calls must land in the one list the tests read."""
+    return sys.modules[__name__]
+
+
 def reset() -> None:
-    with _lock:
-        _calls.clear()
+    shared = _shared()
+    with shared._lock:
+        shared._calls.clear()
 
 
 def record(kind: str, **data: Any) -> None:
-    with _lock:
-        _calls.append((kind, data))
+    shared = _shared()
+    with shared._lock:
+        shared._calls.append((kind, data))
 
 
 def calls(kind: str) -> list[dict[str, Any]]:
-    with _lock:
-        return [data for name, data in _calls if name == kind]
+    shared = _shared()
+    with shared._lock:
+        return [data for name, data in shared._calls if name == kind]
 
 
 def _context(context: Any) -> dict[str, Any]:
@@ -127,9 +138,22 @@ def store(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def batch(event: dict[str, Any], context: Any) -> Any:
-    """Obeys the ``action`` in each record's body: ok, fail, fail-once, raise-once, bad-id-once."""
+    """Obeys the ``action`` in each record's body: ok, fail, fail-once, raise-once, bad-id-once,
+    slow (takes ``seconds`` before answering)."""
     records = event["Records"]
-    record("batch", records=records, context=_context(context))
+    started = time.monotonic()
+    for rec in records:
+        body = json.loads(rec["body"])
+        if body.get("action") == "slow":
+            time.sleep(float(body.get("seconds", 0.5)))
+    record(
+        "batch",
+        records=records,
+        context=_context(context),
+        started=started,
+        ended=time.monotonic(),
+        container=id(globals()),  # this container's module globals
+    )
     failures: list[dict[str, str]] = []
     for rec in records:
         action = json.loads(rec["body"]).get("action", "ok")
