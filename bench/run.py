@@ -8,7 +8,8 @@ The results go to the untracked ``build/bench/results.md`` unless ``--out`` says
 ``make bench RECORD=1`` writes the tracked ``bench/results.md`` that the README quotes.
 
 Runs, in order: :mod:`bench.cost`, :mod:`bench.coldstart`, the pytest-benchmark of
-``bench/test_handler_overhead.py`` (in a subprocess) and :mod:`bench.scaling`, and
+``bench/test_handler_overhead.py`` (in a subprocess) and :mod:`bench.scaling` (profiles, load,
+and the rate at 100 vs 2,000 stored messages), and
 writes their sections under one header naming the date, the machine and the commit.
 ``--quick`` runs smaller workloads (for trying the tooling, not for the README).
 """
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         # 100,000 profiles (300,000 items) make moto's own operations walk the whole table: one
         # profile-merge batch took 113 s. 20,000 is what the emulator handles; see docs/scaling.md.
         ("scaling", lambda: scaling.run(2_000 if quick else 20_000, 100 if quick else 500, 8, out)),
+        ("stored messages", lambda: scaling.run_stored(out, (100, 400) if quick else (100, 2_000))),
     ]
     failed = 0
     for name, section in sections:

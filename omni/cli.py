@@ -112,7 +112,13 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    runtime = LocalRuntime(host=args.host, port=args.port, stage=args.stage, state_file=DEFAULT_STATE_FILE)
+    runtime = LocalRuntime(
+        host=args.host,
+        port=args.port,
+        stage=args.stage,
+        state_file=DEFAULT_STATE_FILE,
+        concurrency=args.concurrency,
+    )
     try:
         try:
             runtime.start()
@@ -338,6 +344,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     local.add_argument("--port", type=int, default=8080, help="port of the HTTP API (default 8080)")
     local.add_argument("--stage", default="local", help="stage in physical names omni-<stage>-<name>")
     local.add_argument("--demo", action="store_true", help="play the demo conversation once started")
+    local.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="containers per function and batches in flight per queue, as Lambda's concurrency "
+        "(default $OMNI_LOCAL_CONCURRENCY or 1)",
+    )
     local.add_argument(
         "--log-level",
         default="WARNING",
