@@ -84,11 +84,13 @@ class _EmbeddedServer:
 
                 from omni.local.atomic import make_moto_dynamodb_atomic  # noqa: PLC0415
                 from omni.local.fast_queries import make_moto_queries_fast  # noqa: PLC0415
+                from omni.local.fast_sqs import make_moto_sqs_fast  # noqa: PLC0415
                 from omni.local.fast_transactions import make_moto_transactions_fast  # noqa: PLC0415
 
                 make_moto_dynamodb_atomic()
                 make_moto_transactions_fast()
                 make_moto_queries_fast()
+                make_moto_sqs_fast()
                 _cache_moto_service_names()
                 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
                 server.start()
