@@ -82,12 +82,13 @@ class _EmbeddedServer:
             if self._server is None or not self._alive():
                 from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy, only when needed
 
-                from omni.local.atomic import make_moto_dynamodb_atomic  # noqa: PLC0415
+                from omni.local.atomic import make_moto_dynamodb_atomic, make_moto_sqs_atomic  # noqa: PLC0415
                 from omni.local.fast_queries import make_moto_queries_fast  # noqa: PLC0415
                 from omni.local.fast_sqs import make_moto_sqs_fast  # noqa: PLC0415
                 from omni.local.fast_transactions import make_moto_transactions_fast  # noqa: PLC0415
 
                 make_moto_dynamodb_atomic()
+                make_moto_sqs_atomic()
                 make_moto_transactions_fast()
                 make_moto_queries_fast()
                 make_moto_sqs_fast()

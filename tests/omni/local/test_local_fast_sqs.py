@@ -7,8 +7,10 @@ quadratic. The answers must stay the same; the walks must go.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -87,3 +89,43 @@ def test_messages_past_their_retention_are_not_delivered(sqs: Any) -> None:
     sqs.set_queue_attributes(QueueUrl=url, Attributes={"MessageRetentionPeriod": "1"})
     time.sleep(1.1)
     assert not sqs.receive_message(QueueUrl=url).get("Messages")
+
+
+def test_concurrent_receivers_get_each_message_once_and_deletes_lose_no_send(sqs: Any) -> None:
+    """Pollers with concurrent batches receive and delete while the bus keeps sending."""
+    url = sqs.create_queue(QueueName="fast-sqs-concurrent", Attributes={"VisibilityTimeout": "60"})[
+        "QueueUrl"
+    ]
+    total, senders, receivers = 400, 4, 4
+    received: list[str] = []
+    lock = threading.Lock()
+    done_sending = threading.Event()
+
+    def send(worker: int) -> None:
+        client = boto3.client("sqs")
+        for start in range(worker * total // senders, (worker + 1) * total // senders, 10):
+            entries = [{"Id": str(n), "MessageBody": str(start + n)} for n in range(10)]
+            client.send_message_batch(QueueUrl=url, Entries=entries)
+
+    def receive() -> None:
+        client = boto3.client("sqs")
+        while True:
+            messages = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                if done_sending.is_set():
+                    return
+                continue
+            with lock:
+                received.extend(m["Body"] for m in messages)
+            client.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+
+    with ThreadPoolExecutor(senders + receivers) as pool:
+        receiving = [pool.submit(receive) for _ in range(receivers)]
+        list(pool.map(send, range(senders)))
+        done_sending.set()
+        for future in receiving:
+            future.result()
+    assert len(received) == len(set(received)) == total
