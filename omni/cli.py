@@ -374,6 +374,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     register_dlq(commands)
     register_replay(commands)
 
+    from omni.repair import register as register_repair  # noqa: PLC0415
+
+    register_repair(commands)
+
     send = commands.add_parser("send", help="act as a provider: send a signed webhook to the stack")
     channels = send.add_subparsers(dest="channel", required=True, metavar="CHANNEL")
     words = list(sys.argv[1:] if argv is None else argv)

@@ -171,6 +171,39 @@ class CustomerRepository(CustomerMerges):
         action = self._claim_put(customer_id, identity, now, None)["Put"]
         return self.table.conditional("put_item", **action) is not None
 
+    def scan_partitions(self, page: int = 500) -> list[ProfileState]:
+        """Every customer partition (profile, identity links, merge history), by a full scan.
+
+        For one-off repairs run by an operator (``omni repair duplicates``), never per message.
+        """
+        found: dict[str, list[Item]] = {}
+        request: dict[str, Any] = {
+            "TableName": self.table.name,
+            "FilterExpression": "begins_with(pk, :cust)",
+            "ExpressionAttributeValues": {":cust": {"S": "CUST#"}},
+            "Limit": page,
+        }
+        while True:
+            response = self.table.client.scan(**request)
+            for raw in response.get("Items", []):
+                item = deserialise(raw)
+                found.setdefault(item["pk"], []).append(item)
+            if not response.get("LastEvaluatedKey"):
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        states = []
+        for items in found.values():
+            profile = next((i for i in items if i["sk"] == PROFILE), None)
+            if profile is not None and "customer_id" in profile:
+                states.append(
+                    ProfileState(
+                        profile=profile,
+                        links=[i for i in items if i["sk"].startswith(IDENT_PREFIX)],
+                        history=[i for i in items if i["sk"].startswith(HISTORY_PREFIX)],
+                    )
+                )
+        return states
+
     def get_profile(self, customer_id: str) -> dict[str, Any] | None:
         return self.table.get(_profile_key(customer_id))
 
