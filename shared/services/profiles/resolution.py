@@ -20,8 +20,10 @@ When a message later proves the address and nobody owns it yet, the holder is up
 it becomes the verified owner.
 
 Because a merge only ever joins the profiles that verified identities link, the final
-partition of identities into profiles is the connected components of the verified
-links, whatever order (or how many times) messages arrive in.
+partition of verified identities into profiles is the connected components of the verified
+links, whatever order (or how many times) messages arrive in. (Where unauthenticated mail
+goes does depend on the order: before the address is proven it is the profile that then
+gets upgraded; after, a separate one. That is the point: proof decides who may join whom.)
 """
 
 from __future__ import annotations
