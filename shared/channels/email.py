@@ -707,11 +707,12 @@ MAX_DKIM_SIGNATURES = 10
 
 
 def _dkim_domains(message: EmailMessage) -> tuple[str, ...]:
+    """The signing domains; none when the headers cannot be read (the sender then stays claimed)."""
     try:
         headers = message.get_all("DKIM-Signature", [])
-    except (IndexError, ValueError, TypeError):
+        found = [dkim_signing_domain(str(value)) for value in headers[:MAX_DKIM_SIGNATURES]]
+    except (IndexError, ValueError, TypeError, AttributeError, LookupError):
         return ()
-    found = (dkim_signing_domain(str(value)) for value in headers[:MAX_DKIM_SIGNATURES])
     return tuple(dict.fromkeys(domain[:253] for domain in found if domain))
 
 
