@@ -18,8 +18,7 @@
 
   var script =
     document.currentScript ||
-    document.querySelector('script[src*="omni-chat"][data-api]') ||
-    document.createElement("script");
+    document.querySelector('script[src*="omni-chat"][data-api]') || { dataset: {} };
   var data = script.dataset || {};
   var API = String(data.api || "").replace(/\/+$/, "");
   var SOCKET = String(data.socket || "");
