@@ -15,11 +15,13 @@ refreshed on request (``OMNI_UPDATE_SCREENSHOT=1``).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -115,8 +117,12 @@ def _token() -> str:
     return issue_agent_token("supervisor", 600, extra_claims={"cognito:groups": ["supervisors"]})
 
 
-def new_page(browser: Any, locale: str = "en-GB") -> tuple[Any, Any, list[str]]:
+def new_page(
+    browser: Any, locale: str = "en-GB", init_script: str | None = None
+) -> tuple[Any, Any, list[str]]:
     context = browser.new_context(viewport={"width": 1100, "height": 760}, locale=locale, timezone_id="UTC")
+    if init_script:
+        context.add_init_script(init_script)
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
@@ -183,6 +189,21 @@ def test_a_customer_chats_with_an_agent_on_the_demo_shop(runtime: LocalRuntime, 
         shot = page.screenshot(path=str(SCREENSHOT) if os.environ.get("OMNI_UPDATE_SCREENSHOT") else None)
         assert len(shot) > 10_000
 
+        # The socket drops (API Gateway closes it): the widget connects again by itself.
+        sockets = runtime.websockets["webchat"]
+        [first] = list(sockets.connections)
+        dropped = requests.delete(
+            f"{sockets.management_endpoint}/@connections/{quote(first, safe='')}", timeout=10
+        )
+        assert dropped.status_code == 204
+        assert eventually(lambda: set(sockets.connections) - {first}, timeout=10)
+        expect(page.locator("#omni-chat")).to_have_attribute("data-socket", "open", timeout=WAIT_MS)
+        # Offline and back.
+        context.set_offline(True)
+        expect(page.get_by_role("status")).to_have_text(re.compile("You are offline"))
+        context.set_offline(False)
+        expect(page.get_by_role("status")).to_be_hidden(timeout=WAIT_MS)
+
         # HTML from anyone is text.
         page.get_by_role("textbox", name="Your message").fill(XSS)
         page.keyboard.press("Enter")
@@ -229,7 +250,8 @@ def test_identify_verifies_a_signed_customer_and_refuses_a_wrong_hash(
 ) -> None:
     from playwright.sync_api import expect  # noqa: PLC0415
 
-    context, page, problems = new_page(browser, locale="de-DE")
+    # No WebSocket in this browser: the widget polls.
+    context, page, problems = new_page(browser, locale="de-DE", init_script="window.WebSocket = undefined;")
     try:
         page.goto(f"{runtime.base_url}/widget/demo.html")
         # German by the browser's language.
@@ -250,6 +272,9 @@ def test_identify_verifies_a_signed_customer_and_refuses_a_wrong_hash(
         page.get_by_role("button", name="Senden").click()
         expect(page.locator("#omni-chat .msg.in")).to_have_attribute("data-status", "sent", timeout=WAIT_MS)
         runtime.wait_idle(timeout=30)
+        # The answer arrives by polling.
+        expect(page.locator("#omni-chat .msg.out:not(.greeting)").first).to_be_visible(timeout=WAIT_MS)
+        assert page.locator("#omni-chat").get_attribute("data-socket") is None
         found = agent(
             runtime, "supervisor", "GET", f"/customers?identity=account:{DEMO_CUSTOMER['account_id']}"
         )
