@@ -275,6 +275,35 @@ def test_identify_verifies_a_signed_customer_and_refuses_a_wrong_hash(
         # The answer arrives by polling.
         expect(page.locator("#omni-chat .msg.out:not(.greeting)").first).to_be_visible(timeout=WAIT_MS)
         assert page.locator("#omni-chat").get_attribute("data-socket") is None
+
+        # A bot answer's sources are shown; only http(s) URLs become links.
+        def with_sources(route: Any) -> None:
+            listed = route.fetch().json()
+            listed["messages"].append(
+                {
+                    "message_id": "n-sources",
+                    "direction": "outbound",
+                    "text": "Returns are free within 30 days.",
+                    "timestamp": "2999-01-01T00:00:00.000000Z",
+                    "author": "bot",
+                    "sources": [
+                        {"article_id": "returns", "title": "Returns", "url": "https://shop.example/returns"},
+                        {"article_id": "x", "title": "Not a link", "url": "javascript:alert(1)"},
+                    ],
+                }
+            )
+            route.fulfill(json=listed)
+
+        page.route(
+            "**/webchat/sessions/*/messages",
+            lambda route: with_sources(route) if route.request.method == "GET" else route.continue_(),
+        )
+        sources = page.locator("#omni-chat .msg[data-id='n-sources'] .sources")
+        expect(sources.get_by_role("link", name="Returns")).to_have_attribute(
+            "href", "https://shop.example/returns", timeout=WAIT_MS
+        )
+        expect(sources.locator("a")).to_have_count(1)
+        expect(sources).to_contain_text("Not a link")
         found = agent(
             runtime, "supervisor", "GET", f"/customers?identity=account:{DEMO_CUSTOMER['account_id']}"
         )
