@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +40,23 @@ def customer_facts(customer_id: str, customers: CustomerRepository) -> CustomerF
         timezone=quiet_zone(choices.timezone, numbers, settings.env_str(settings.OMNI_DEFAULT_TIMEZONE)),
         quiet_hours=QuietHours.parse(window.model_dump()) if window else QuietHours(),
         undeliverable=frozenset(f"{i.type}:{i.value}" for i in customer.identities if i.undeliverable),
+        last_seen={c: at for c, raw in customer.last_seen.items() if (at := parse_time(raw)) is not None},
     )
+
+
+def with_last_seen(
+    conversation: ConversationFacts | None, customer: CustomerFacts
+) -> ConversationFacts | None:
+    """The conversation's latest inbound message per channel, or the customer's when that is later
+    (a window opened by a message outside the conversation, or outside any)."""
+    if not customer.last_seen:
+        return conversation
+    base = conversation or ConversationFacts(conversation_id="", customer_opened=False)
+    latest = dict(base.last_inbound_at)
+    for channel, at in customer.last_seen.items():
+        if channel not in latest or at > latest[channel]:
+            latest[channel] = at
+    return replace(base, last_inbound_at=latest)
 
 
 def _identities(known: Any) -> list[Identity]:
