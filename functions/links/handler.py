@@ -146,7 +146,7 @@ def _save_preferences(claims: links.LinkClaims, form: dict[str, str], now: datet
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
             for e in exc.errors()
         )
-        raise Refused(400, problems) from exc
+        raise Refused(400, f"nothing was saved; {problems}") from exc
     written_to = actions.set_preferences(customers, claims, patch, now)
     logger.info(
         "preferences set by link",
