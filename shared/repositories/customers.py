@@ -5,8 +5,9 @@ Items (``pk`` / ``sk``):
 * ``CUST#<id>`` / ``PROFILE`` - the profile: ``customer_id``, ``created_at``, ``updated_at``,
   ``status`` (``active`` | ``merged`` | ``erased``), ``version`` (optimistic lock, bumped by
   every write that a merge must not overwrite), ``display_name`` (mirror of the ``name``
-  attribute), ``attributes`` (map: name -> ``{value, at, source}``; ``name``, ``language``,
-  ``timezone``, ``channel_preferences`` and custom ones), ``tags`` (list),
+  attribute), ``attributes`` (map: name -> ``{value, at, source}``; ``name``, the contact choices
+  ``channel_preferences``, ``channel_mode``, ``language``, ``timezone``, ``quiet_hours``
+  (:mod:`shared.repositories.customer_choices`) and custom ones), ``tags`` (list),
   ``consent_<channel>`` (``{status, at, source}``), ``last_seen`` (map: channel -> latest
   provider timestamp), ``contacts`` (map: ``YYYY-MM-DD`` -> inbound messages that day, the
   last 30 days), ``retain_until_day`` (``YYYY-MM-DD``, the last day the data is kept: the last
