@@ -130,6 +130,12 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
             file=out,
             flush=True,
         )
+        print(
+            f"  web chat demo shop (chat as a customer, answer in the console): "
+            f"{runtime.base_url}/widget/demo.html",
+            file=out,
+            flush=True,
+        )
         if args.demo:
             threading.Thread(
                 target=_play_demo, args=(runtime.base_url,), name="omni-demo", daemon=True
