@@ -23,11 +23,11 @@ from pydantic import (
 )
 
 from shared.contracts import names
+from shared.contracts.channels import Channel
 from shared.contracts.models import Citation
 
 #: Our delivery statuses of an outbound message (the outbox's, in order).
 DeliveryStatus = Literal["queued", "sent", "delivered", "read", "failed"]
-Channel = Literal["webchat", "sms", "whatsapp", "messenger", "instagram", "email", "voice"]
 IdentityType = Literal[
     "phone",
     "email",

@@ -61,6 +61,8 @@ class OutboundMessage:
     #: E-mail notifications: the signed one-click unsubscribe link (``shared.domain.links``), when
     #: this deployment has a public API URL; List-Unsubscribe then names it before the mailto.
     unsubscribe_url: str | None = None
+    #: E-mail notifications: the signed link to the customer's contact preferences page.
+    preferences_url: str | None = None
     #: Our timestamp of the message (ISO 8601 UTC) and its epoch seconds.
     timestamp: str = ""
     epoch: int = 0

@@ -5,8 +5,9 @@ Items (``pk`` / ``sk``):
 * ``CUST#<id>`` / ``PROFILE`` - the profile: ``customer_id``, ``created_at``, ``updated_at``,
   ``status`` (``active`` | ``merged`` | ``erased``), ``version`` (optimistic lock, bumped by
   every write that a merge must not overwrite), ``display_name`` (mirror of the ``name``
-  attribute), ``attributes`` (map: name -> ``{value, at, source}``; ``name``, ``language``,
-  ``timezone``, ``channel_preferences`` and custom ones), ``tags`` (list),
+  attribute), ``attributes`` (map: name -> ``{value, at, source}``; ``name``, the contact choices
+  ``channel_preferences``, ``channel_mode``, ``language``, ``timezone``, ``quiet_hours``
+  (:mod:`shared.repositories.customer_choices`) and custom ones), ``tags`` (list),
   ``consent_<channel>`` (``{status, at, source}``), ``last_seen`` (map: channel -> latest
   provider timestamp), ``contacts`` (map: ``YYYY-MM-DD`` -> inbound messages that day, the
   last 30 days), ``retain_until_day`` (``YYYY-MM-DD``, the last day the data is kept: the last
@@ -38,10 +39,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.contracts.contact import ContactChoices, ContactChoicesPatch
 from shared.contracts.events import Identity
 from shared.contracts.models import Consent, Customer
 from shared.domain.retention import RETAIN_ATTRIBUTE, RETENTION_INDEX, day_of, retain_until, retention_days
 from shared.platform import settings
+from shared.repositories.customer_choices import read_choices
 from shared.repositories.customer_items import (
     ACTIVE,
     ACTIVE_AT_VERSION,
@@ -408,6 +411,46 @@ class CustomerRepository(CustomerMerges):
         return self.attach(customer_id, identity.model_copy(update={"verified": True}), now, source=by)
 
     # -- profile attributes ------------------------------------------------ #
+    def contact_choices(self, customer_id: str) -> ContactChoices | None:
+        """The customer's contact choices (None: no such profile)."""
+        profile = self.get_profile(customer_id)
+        return read_choices(profile) if profile is not None else None
+
+    def set_choices(self, customer_id: str, patch: ContactChoicesPatch, at: str, source: str) -> bool:
+        """Record the customer's own choices (a reply keyword, the preferences link) made at ``at``.
+
+        A choice recorded later than ``at`` is kept (messages and clicks arrive out of order):
+        then nothing changes and the answer is False, as it is for a profile that is not active.
+        Consent per channel follows :meth:`set_consent`.
+        """
+        choices = patch.choices()
+        changed = False
+        if choices:
+            names: dict[str, str] = {"#at": "at", "#status": "status"}
+            values: Item = {":at": at, ":one": 1, ":active": ACTIVE}
+            sets, removes = ["updated_at = :at"], []
+            conditions = ["attribute_exists(pk)", "#status = :active"]
+            for i, (name, value) in enumerate(choices.items()):
+                names[f"#c{i}"] = name
+                if value is None:
+                    removes.append(f"attributes.#c{i}")
+                else:
+                    values[f":c{i}"] = {"value": value, "at": at, "source": source}
+                    sets.append(f"attributes.#c{i} = :c{i}")
+                conditions.append(f"(attribute_not_exists(attributes.#c{i}) OR attributes.#c{i}.#at < :at)")
+            expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+            changed = self.table.update_if(
+                _profile_key(customer_id),
+                expression + " ADD version :one",
+                " AND ".join(conditions),
+                values,
+                names,
+            )
+        for channel, status in (patch.consent or {}).items():
+            consent = Consent(status=status, at=at, source=source)
+            changed = self.set_consent(customer_id, channel, consent) or changed
+        return changed
+
     def set_consent(self, customer_id: str, channel: str, consent: Consent) -> bool:
         """Record a consent change unless a later one is recorded already (events arrive out of order).
 

@@ -243,6 +243,23 @@ def test_agent_takes_an_sms_then_whatsapp_conversation_and_answers_it(
         expect(card.locator(".vip")).to_have_text("VIP", timeout=WAIT_MS)
         expect(card.locator(".identities li.verified")).to_have_count(2)
         expect(card.locator(".identities")).to_contain_text(CUSTOMER_PHONE)
+
+        # The agent records the customer's contact choices on the card; a bad one is refused.
+        choices = card.locator("#contact-form")
+        choices.locator("input[name=channel_preferences]").fill("sms, whatsapp")
+        choices.locator("select[name=channel_mode]").select_option("all")
+        choices.locator("input[name=timezone]").fill("Mars/Olympus")
+        choices.locator("input[name=quiet_start]").fill("22:30")
+        choices.locator("input[name=quiet_end]").fill("07:00")
+        choices.locator("button[type=submit]").click()
+        expect(page.locator("#flash")).to_contain_text("timezone", timeout=WAIT_MS)
+        choices.locator("input[name=timezone]").fill("Europe/Lisbon")
+        choices.locator("button[type=submit]").click()
+        expect(page.locator("#flash")).to_contain_text("Contact choices saved", timeout=WAIT_MS)
+        contact = supervisor(runtime, "GET", f"/customers/{customer['customer_id']}").json()["contact"]
+        assert (contact["channel_preferences"], contact["channel_mode"]) == (["sms", "whatsapp"], "all")
+        assert contact["timezone"] == "Europe/Lisbon"
+        assert contact["quiet_hours"] == {"start": "22:30", "end": "07:00"}
         expect(page.locator("#conversation-status")).to_have_text("assigned")
         expect(page.locator("#send-reply")).to_be_disabled()
 
