@@ -141,7 +141,9 @@ def event(n: int, conversation_id: str, kind: str, minutes: int) -> KpiEvent:
         )
         detail_type = "conversation.stalled"
     elif kind == "reopened":
-        detail = ConversationReopened(conversation_id=conversation_id, customer_id=customer, reopened_at=ts(at))
+        detail = ConversationReopened(
+            conversation_id=conversation_id, customer_id=customer, reopened_at=ts(at)
+        )
         detail_type = "conversation.reopened"
     else:
         detail = ConversationResolved(

@@ -17,12 +17,13 @@ import boto3
 import pytest
 
 from functions.agent_api.handler import handler as agent_api
+from functions.kpi import handler as kpi_module
 from shared.domain import links
 from shared.domain.kpis import bucket_bound, bucket_of
 from shared.platform import link_settings
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.dynamo import serialise
-from tests.helpers import REPO_ROOT, context, http_event
+from tests.helpers import REPO_ROOT, context, http_event, sqs_event
 from tests.helpers.kpi import (
     AGENT,
     DAY,
@@ -422,3 +423,35 @@ def test_no_survey_for_a_conversation_of_automatic_mail(
     )
     drain_kpi_queue(stack)
     assert len(asked(stack)) == questions
+
+
+def test_a_batch_is_one_write_and_a_bad_record_fails_alone(
+    stack: dict[Any, str], no_ces: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(4):
+        conversation(f"b-{i}", f"cus-b{i}", DAY + timedelta(minutes=i), channel="sms" if i % 2 else "webchat")
+    bodies = [
+        reply(f"b-{i}", f"cus-b{i}", DAY + timedelta(minutes=i, seconds=5), kind="acknowledgement")
+        for i in range(4)
+    ]
+    bad = envelope(NOTIFICATION_REQUESTED, {"conversation_id": "b-0", "kind": "reply"}, DAY)  # no ids
+    batch = sqs_event([*bodies[:2], bad, *bodies[2:]], queue="kpi")
+    bad_id = batch["Records"][2]["messageId"]
+    commits: list[Any] = []
+    repo = kpi_module.kpis().repo
+    original = repo.commit
+    monkeypatch.setattr(repo, "commit", lambda plan: (commits.append(plan), original(plan))[1])
+
+    result = kpi_module.handler(batch, context("kpi"))
+    assert result["batchItemFailures"] == [{"itemIdentifier": bad_id}]
+    # One commit for the batch: one ADD per counter row (web chat and SMS), the four states.
+    assert len(commits) == 1
+    assert set(commits[0].deltas) == {("2026-11-02", "billing", "webchat"), ("2026-11-02", "billing", "sms")}
+    counted = kpis("2026-11-02", "2026-11-02")["kpis"]
+    assert counted["conversations_started"] == 4
+
+    # SQS redelivers the batch (the failed record and, after a crash, the others too): nothing twice.
+    again = kpi_module.handler(batch, context("kpi"))
+    assert again["batchItemFailures"] == [{"itemIdentifier": bad_id}]
+    assert kpis("2026-11-02", "2026-11-02")["kpis"] == counted
+    assert len(commits) == 1
