@@ -675,11 +675,13 @@ def cuts(costed: Costed) -> list[tuple[str, float]]:
         )
     log_bytes = sum(costed.log_bytes.values())
     if log_bytes:
+        sampled = log_bytes / 1e9 * prices.CLOUDWATCH_LOGS_PER_GB * per * 0.01
         found.append(
             (
-                f"logs: {log_bytes / costed.units:,.0f} bytes of application log per message (one "
-                "INFO line per function per message, for the correlation id); at DEBUG in production "
-                "(`POWERTOOLS_LOG_LEVEL=WARNING`) or sampled they would cost almost nothing",
+                f"logs: {log_bytes / costed.units:,.0f} bytes of application log per message at "
+                f"`logLevel` INFO (one compact INFO line per function per message, for the correlation "
+                f"id); a production stack's `logLevel` WARNING with `logSampleRate` 0.01 writes the "
+                f"routine lines of 1 % of the invocations: ≈ ${sampled:.2f} per 1M",
                 log_bytes / 1e9 * prices.CLOUDWATCH_LOGS_PER_GB * per,
             )
         )
