@@ -63,6 +63,7 @@ def kpis() -> KpiProcessor:
 _batch: list[tuple[str, KpiEvent]] = []
 
 
+@tracer.capture_method
 def record_handler(record: Any) -> None:
     """Parse and validate one record; the batch is counted as a whole once every record is parsed."""
     body = record.body
@@ -90,7 +91,7 @@ def _correlate(event: KpiEvent) -> None:
 
 
 @tracer.capture_method
-def count_batch(records: list[tuple[str, KpiEvent]]) -> list[str]:
+def batch_handler(records: list[tuple[str, KpiEvent]]) -> list[str]:
     """Count the parsed events in one write; the SQS message ids of those that failed."""
     results = kpis().handle_batch([event for _, event in records], on_event=_correlate)
     failed: list[str] = []
@@ -134,7 +135,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         processor.process()
     failures = [item["itemIdentifier"] for item in processor.response()["batchItemFailures"]]
     try:
-        failures += count_batch(list(_batch))
+        failures += batch_handler(list(_batch))
     finally:
         _batch.clear()
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
