@@ -70,9 +70,16 @@ def mask_pii(text: str) -> str:
 REDUNDANT_KEYS = ("function_arn", "function_memory_size", "sampling_rate")
 #: Keys left off the routine lines (INFO and below: one per function per message), kept on
 #: warnings and errors, where they help: the code location, the X-Ray trace id (a message's
-#: trace is found by its ``correlation_id`` annotation), ``cold_start`` when false. About 90
+#: trace is found by its ``correlation_id`` annotation). Routine lines also leave out
+#: ``cold_start`` when false and any key whose value is empty (None, [], {}). About 90-150
 #: bytes a line; ``correlation_id`` stays on every line.
 ROUTINE_ONLY_KEYS = ("location", "xray_trace_id")
+
+
+def _says_nothing(key: str, value: Any) -> bool:
+    if key == "cold_start":
+        return value is False
+    return value is None or (isinstance(value, list | dict | tuple) and not value)
 
 
 class MaskingFormatter(LambdaPowertoolsFormatter):
@@ -85,8 +92,9 @@ class MaskingFormatter(LambdaPowertoolsFormatter):
         if log.get("level") in ("INFO", "DEBUG"):
             for key in ROUTINE_ONLY_KEYS:
                 log.pop(key, None)
-            if log.get("cold_start") is False:
-                del log["cold_start"]
+            # Nothing said is shorter than an empty value: a false cold start, a None, [] or {}.
+            for key in [k for k, v in log.items() if _says_nothing(k, v)]:
+                del log[key]
         return super().serialize(log)
 
     def format(self, record: Any) -> str:

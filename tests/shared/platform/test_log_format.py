@@ -39,7 +39,7 @@ def test_routine_lines_are_compact_and_keep_the_correlation_id() -> None:
     @logger.inject_lambda_context
     def handler(event: dict[str, str], lambda_context: object) -> None:
         set_correlation(logger, "sms#SM123")
-        logger.info("message recorded", extra={"conversation_id": "conv_1"})
+        logger.info("message recorded", extra={"conversation_id": "conv_1", "merges": [], "survey": None})
         logger.warning("record failed")
         set_correlation(logger, None)
 
@@ -51,5 +51,6 @@ def test_routine_lines_are_compact_and_keep_the_correlation_id() -> None:
     lines = [json.loads(raw) for raw in stream.getvalue().splitlines()]
     info, warning = lines[-2], lines[-1]
     assert info["correlation_id"] == warning["correlation_id"] == "sms#SM123"
-    assert not {"location", "xray_trace_id", "cold_start", "sampling_rate"} & set(info)
+    assert not {"location", "xray_trace_id", "cold_start", "sampling_rate", "merges", "survey"} & set(info)
+    assert info["conversation_id"] == "conv_1"
     assert {"location", "xray_trace_id", "cold_start"} <= set(warning)
