@@ -455,3 +455,31 @@ def test_a_batch_is_one_write_and_a_bad_record_fails_alone(
     assert again["batchItemFailures"] == [{"itemIdentifier": bad_id}]
     assert kpis("2026-11-02", "2026-11-02")["kpis"] == counted
     assert len(commits) == 1
+
+
+def test_the_kpis_of_a_journey_are_the_same_counted_in_one_batch_or_one_by_one(
+    stack: dict[Any, str], no_ces: None
+) -> None:
+    """The same journeys on two days: one event per batch on the first, every event in one
+    batch on the second (redelivered whole); GET /kpis answers the same for both days."""
+    for day, batched in ((DAY, False), (DAY + timedelta(days=1), True)):
+        bodies = []
+        for i in range(3):
+            cid, customer, opened = f"j{batched}-{i}", f"cus-j{batched}-{i}", day + timedelta(minutes=i)
+            conversation(cid, customer, opened, channel="sms" if i % 2 else "webchat")
+            bodies += [
+                reply(cid, customer, opened + timedelta(seconds=2), kind="acknowledgement"),
+                reply(cid, customer, opened + timedelta(seconds=40)),
+                resolved(cid, customer, opened, opened + timedelta(minutes=30)),
+            ]
+        if batched:
+            deliver(*bodies)
+        else:
+            for body in bodies:
+                deliver(body)
+    one_by_one = kpis("2026-11-02", "2026-11-02")
+    in_one_batch = kpis("2026-11-03", "2026-11-03")
+    assert one_by_one["kpis"]["conversations_resolved"] == 3
+    assert {k: v for k, v in one_by_one.items() if k not in ("from_day", "to_day")} == {
+        k: v for k, v in in_one_batch.items() if k not in ("from_day", "to_day")
+    }
