@@ -225,14 +225,23 @@ def _refused(exc: MergeRefused) -> Response[dict[str, Any]]:
 def find_customers(
     identity: Annotated[str, Query(description="<type>:<value>, e.g. email:ana@example.com", max_length=400)],
 ) -> Response[dict[str, Any]]:
+    """The customers holding the identity: its verified owner first (``verification: verified``),
+    then the profile of unauthenticated messages claiming it (``verification: claimed``)."""
     try:
         wanted = parse_identity(identity)
     except InvalidIdentity as exc:
         return error(400, str(exc))
-    owner = customers.owner_of(wanted)
-    state = find_root(customers, merger, owner, _now()).state if owner else None
-    found = _customer(state.customer_id) if state else None
-    return json_body(200, CustomerList(customers=[found] if found else []))
+    owners, claims = customers.owners_and_claims([wanted], [wanted])
+    found: list[Customer] = []
+    for holder, verification in ((owners.get(wanted.key), "verified"), (claims.get(wanted.key), "claimed")):
+        state = find_root(customers, merger, holder, _now()).state if holder else None
+        if state is None or any(c.customer_id == state.customer_id for c in found):
+            continue  # gone, or the claim's profile became (or was merged into) the owner
+        customer = _customer(state.customer_id)
+        if customer is not None:
+            customer.verification = verification  # type: ignore[assignment]
+            found.append(customer)
+    return json_body(200, CustomerList(customers=found))
 
 
 @router.get("/customers/<customer_id>", responses=documented(200, Customer, 401, 404))

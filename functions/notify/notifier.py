@@ -171,6 +171,10 @@ def compose(
         whatsapp_template=whatsapp_template,
         in_reply_to=in_reply_to,
         unsubscribe=not is_reply(request),
+        author=request.author,
+        author_name=request.author_name,
+        sources=tuple(c.model_dump() for c in request.citations),
+        survey=request.survey,
     )
 
 

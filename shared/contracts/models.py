@@ -125,6 +125,9 @@ class Customer(BaseModel):
     identity_changes: dict[str, dict[str, str]] = Field(default_factory=dict)
     #: The id that was asked for when it had been merged into this customer.
     redirected_from: str | None = None
+    #: In a look-up by identity: how this customer holds it - ``verified`` (proven, the owner)
+    #: or ``claimed`` (e.g. the profile of unauthenticated mail from that address).
+    verification: Literal["verified", "claimed"] | None = None
 
 
 class Citation(BaseModel):

@@ -64,6 +64,13 @@ class OutboundMessage:
     #: Our timestamp of the message (ISO 8601 UTC) and its epoch seconds.
     timestamp: str = ""
     epoch: int = 0
+    #: Who wrote it (``bot``, ``agent:<id>``) and the first name a customer may see (web chat).
+    author: str = "bot"
+    author_name: str | None = None
+    #: Knowledge-base articles a bot answer came from: ``{"article_id", "title"}`` each (web chat).
+    sources: tuple[Mapping[str, str], ...] = ()
+    #: The survey the message asks (``ces`` or ``csat``), so web chat can offer the scores.
+    survey: str | None = None
 
     @property
     def idempotency_key(self) -> str:

@@ -532,7 +532,11 @@
             h("span", { class: "identity-type" }, i.type), " ",
             h("code", {}, i.value), " ",
             h("span", { class: "badge " + (i.verified ? "badge-verified" : "badge-claimed") }, i.verified ? "verified" : "claimed"),
-            i.possible_match ? h("div", { class: "muted small" }, "possible match: " + i.possible_match) : null))),
+            i.possible_match
+              ? h("div", { class: "muted small" }, "possible match: " + i.possible_match, " ",
+                  h("button", { type: "button", class: "link", "data-merge-into": i.possible_match,
+                    onclick: () => mergeInto(i.possible_match, customer.customer_id) }, "same person: merge into it"))
+              : null))),
       h("h4", {}, "Consent"),
       consent.length
         ? h("ul", { class: "consent" }, consent.map(([ch, c]) =>
@@ -551,6 +555,40 @@
         : null
     );
   }
+
+  /** One-click confirmation of a possible match: this profile is merged into the verified one. */
+  function mergeInto(survivorId, otherId) {
+    if (!window.confirm(`Merge ${otherId} into ${survivorId}? (It can be undone: unmerge.)`)) return;
+    act(api("POST", "/customers/" + encodeURIComponent(survivorId) + "/merge", { other_customer_id: otherId }),
+      () => flash("Merged into " + survivorId, "info"));
+  }
+
+  // ------------------------------------------------------------------ customer search
+  /** GET /customers?identity=...: the verified owner first, then a profile that only claims it. */
+  async function searchCustomers(identity) {
+    const found = (await api("GET", "/customers?identity=" + encodeURIComponent(identity))).customers || [];
+    fill($("customer-results"),
+      found.length
+        ? found.map((c) =>
+            h("li", { class: "customer-result " + (c.verification || "") },
+              h("strong", {}, c.display_name || "Unnamed customer"), " ",
+              h("span", { class: "badge badge-" + (c.verification || "claimed") }, c.verification || ""),
+              h("div", { class: "muted small" }, c.customer_id),
+              c.open_conversation_id
+                ? h("button", { type: "button", class: "link", onclick: () => openConversation(c.open_conversation_id) },
+                    "open conversation")
+                : h("div", { class: "muted small" }, "no open conversation")))
+        : h("li", { class: "muted small" }, "nobody holds " + identity));
+  }
+
+  $("customer-search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const identity = $("customer-search-identity").value.trim();
+    if (!identity) return;
+    searchCustomers(identity).catch((error) => {
+      if (error.status !== 401) flash(error.message);
+    });
+  });
 
   async function act(promise, done) {
     try {
