@@ -26,6 +26,7 @@ from shared.domain.conversation_status import (
     starts_reply_wait,
     survey_reply,
 )
+from shared.repositories.conversation_aggregates import INBOUND_SEQ, InboundRecorded
 from shared.repositories.conversation_keys import (
     MAX_ATTEMPTS,
     MESSAGE_PREFIX,
@@ -63,6 +64,8 @@ class _Edit:
     values: dict[str, Any]
     remove: tuple[str, ...] = ()
     extra: list[dict[str, Any]] = field(default_factory=list)
+    #: Attributes written on the message's ``SEEN`` item besides where it went.
+    seen: dict[str, Any] = field(default_factory=dict)
 
 
 class ConversationMessages:
@@ -131,10 +134,34 @@ class ConversationMessages:
         """Append an inbound message; False when it was recorded before (a redelivery).
 
         ``facts``, when given, learns what the message did to the conversation (for the
-        KPIs): ``channel_switch`` (the previous inbound message came on another channel) and
-        ``reopened`` (the conversation was resolved).
+        KPIs): ``channel_switch`` and ``reopened`` (see :meth:`append_inbound`).
         """
-        learned: dict[str, bool] = {}
+        recorded = self.append_inbound(
+            conversation_id, message_id, channel, text, sent_at, reply_to, attachments, received_at
+        )
+        if recorded.written and facts is not None:
+            facts.update(channel_switch=recorded.channel_switch, reopened=recorded.reopened)
+        return recorded.written
+
+    def append_inbound(
+        self,
+        conversation_id: str,
+        message_id: str,
+        channel: str,
+        text: str,
+        sent_at: str,
+        reply_to: Identity,
+        attachments: list[dict[str, Any]] | None = None,
+        received_at: str | None = None,
+    ) -> InboundRecorded:
+        """Append an inbound message, numbered among the conversation's inbound messages.
+
+        Learns what the message did to the conversation (for the KPIs): ``channel_switch``
+        (the previous inbound message came on another channel) and ``reopened`` (the
+        conversation was resolved). A redelivery writes nothing and gives the number the
+        message got when it was recorded (from its ``SEEN`` item).
+        """
+        learned: dict[str, Any] = {}
         item = {
             "pk": conversation_pk(conversation_id),
             "sk": message_sk(sent_at, message_id),
@@ -151,14 +178,18 @@ class ConversationMessages:
         conversation = conversation_pk(conversation_id)
 
         def change(meta: dict[str, Any]) -> _Edit:
+            # Exact: the update is guarded by META's version.
+            sequence = int(meta.get(INBOUND_SEQ, 0)) + 1
+            learned["sequence"] = sequence
             values: dict[str, Any] = {
                 ":one": 1,
                 ":channel": channel,
                 ":ts": sent_at,
+                ":seq": sequence,
             }
             expression = (
                 "SET message_count = message_count + :one, last_inbound_channel = :channel, "
-                "last_channel = :channel, last_inbound_at = :ts"
+                f"last_channel = :channel, last_inbound_at = :ts, {INBOUND_SEQ} = :seq"
             )
             extra: list[dict[str, Any]] = []
             if meta.get("reply_to") != reply_to.model_dump():
@@ -202,13 +233,19 @@ class ConversationMessages:
                 values.update({":open": OPEN, ":zero": 0})
                 extra.append(history_put(self.table.name, conversation_id, meta["version"] + 1, reopen))
                 learned["reopened"] = True
-                return _Edit(expression, values, ("resolved_at", "resolution"), extra)
-            return _Edit(expression, values, (), extra)
+                return _Edit(expression, values, ("resolved_at", "resolution"), extra, {"seq": sequence})
+            return _Edit(expression, values, (), extra, {"seq": sequence})
 
-        written = self._append(conversation_id, item, change)
-        if written and facts is not None:
-            facts.update(learned)
-        return written
+        if self._append(conversation_id, item, change):
+            return InboundRecorded(
+                written=True,
+                sequence=learned["sequence"],
+                channel_switch=learned["channel_switch"],
+                reopened=learned["reopened"],
+            )
+        seen = self.table.get(seen_key(message_id)) or {}
+        recorded_here = seen.get("conversation_id") == conversation_id and seen.get("seq") is not None
+        return InboundRecorded(written=False, sequence=int(seen["seq"]) if recorded_here else None)
 
     def record_outbound(
         self,
@@ -312,6 +349,7 @@ class ConversationMessages:
                                     **seen_key(item["message_id"]),
                                     "conversation_id": conversation_id,
                                     "message_sk": item["sk"],
+                                    **edit.seen,
                                 }
                             ),
                             "ConditionExpression": "attribute_not_exists(pk)",
