@@ -31,8 +31,11 @@ class InboundRecorded:
 
     #: False when the message had been recorded before (a redelivery).
     written: bool
+    #: The conversation holding the message: the one asked for, or - when an earlier attempt
+    #: claimed the message for another one and crashed before writing it - that one.
+    conversation_id: str
     #: The message's number among the conversation's inbound messages (1, 2, ...); None when
-    #: unknown (recorded before numbering existed, or recorded in another conversation).
+    #: unknown (recorded before numbering existed).
     sequence: int | None = None
     #: The previous inbound message came on another channel.
     channel_switch: bool = False

@@ -64,8 +64,8 @@ class _Edit:
     values: dict[str, Any]
     remove: tuple[str, ...] = ()
     extra: list[dict[str, Any]] = field(default_factory=list)
-    #: Attributes written on the message's ``SEEN`` item besides where it went.
-    seen: dict[str, Any] = field(default_factory=dict)
+    #: Attributes written on the message item with this change (its number).
+    message: dict[str, Any] = field(default_factory=dict)
 
 
 class ConversationMessages:
@@ -175,9 +175,9 @@ class ConversationMessages:
             "attachments": attachments or [],
         }
 
-        conversation = conversation_pk(conversation_id)
-
         def change(meta: dict[str, Any]) -> _Edit:
+            # The conversation is META's: the message may go where an earlier attempt claimed it.
+            conversation, target = meta["pk"], meta["conversation_id"]
             # Exact: the update is guarded by META's version.
             sequence = int(meta.get(INBOUND_SEQ, 0)) + 1
             learned["sequence"] = sequence
@@ -231,21 +231,29 @@ class ConversationMessages:
                 )
                 expression += ", #status = :open, reopened_at = :ts, " + REOPEN_COUNT
                 values.update({":open": OPEN, ":zero": 0})
-                extra.append(history_put(self.table.name, conversation_id, meta["version"] + 1, reopen))
+                extra.append(history_put(self.table.name, target, meta["version"] + 1, reopen))
                 learned["reopened"] = True
                 return _Edit(expression, values, ("resolved_at", "resolution"), extra, {"seq": sequence})
             return _Edit(expression, values, (), extra, {"seq": sequence})
 
-        if self._append(conversation_id, item, change):
+        written = self._append(conversation_id, item, change)
+        if isinstance(written, str):
             return InboundRecorded(
                 written=True,
+                conversation_id=written,
                 sequence=learned["sequence"],
                 channel_switch=learned["channel_switch"],
                 reopened=learned["reopened"],
             )
-        seen = self.table.get(seen_key(message_id)) or {}
-        recorded_here = seen.get("conversation_id") == conversation_id and seen.get("seq") is not None
-        return InboundRecorded(written=False, sequence=int(seen["seq"]) if recorded_here else None)
+        if written is None:
+            return InboundRecorded(written=False, conversation_id=conversation_id)
+        # Recorded before: its number is on the message item.
+        number = written.get("seq")
+        return InboundRecorded(
+            written=False,
+            conversation_id=str(written["pk"]).removeprefix("CONV#"),
+            sequence=int(number) if number is not None else None,
+        )
 
     def record_outbound(
         self,
@@ -301,72 +309,95 @@ class ConversationMessages:
                 alias,
             )
 
-        return self._append(conversation_id, item, change)
+        return isinstance(self._append(conversation_id, item, change), str)
 
     def _append(
         self, conversation_id: str, item: dict[str, Any], change: Callable[[dict[str, Any]], _Edit]
-    ) -> bool:
-        key = meta_key(conversation_id)
+    ) -> str | dict[str, Any] | None:
+        """Write ``item`` and ``change`` to its conversation's META, once per message id.
+
+        First the message's ``SEEN`` item is claimed, on its own (keyed by the message id
+        alone: a provider retry with another timestamp, or one arriving after the conversation
+        changed, is still recognised as the same message), then the message and the META
+        update in one transaction, conditional on the message not being there. A crash between
+        the two leaves a claim without a message: the redelivery writes the message where the
+        claim says (its conversation and key), so concurrent deliveries collide on one key.
+
+        Returns the conversation written to; when the message was recorded before, its item
+        (or None when the message id was claimed by something that is not a message).
+        """
+        target = self._claim(conversation_id, item)
+        if not isinstance(target, str):
+            return target
+        if target != conversation_id:
+            item = {**item, "pk": conversation_pk(target)}
+        key = meta_key(target)
         for _ in range(MAX_ATTEMPTS):
             meta = self.table.get(key)
             if meta is None:
-                raise ConversationNotFound(conversation_id)
+                raise ConversationNotFound(target)
             edit = change(meta)
-            expression, values = edit.expression, edit.values
-            values[":version"] = meta["version"]
-            values[":next"] = meta["version"] + 1
-            expression += ", version = :next"
-            # Only what the message changes is written: attributes absent from META are not removed.
-            removed = [a for a in edit.remove if a in meta]
-            if removed:
-                expression += " REMOVE " + ", ".join(removed)
-            update: dict[str, Any] = {
-                "TableName": self.table.name,
-                "Key": serialise(key),
-                "UpdateExpression": expression,
-                "ConditionExpression": "version = :version",
-                "ExpressionAttributeValues": serialise(values),
-            }
-            if "#status" in expression:
-                update["ExpressionAttributeNames"] = {"#status": "status"}
             cancelled = self.table.transact(
                 [
                     {
                         "Put": {
                             "TableName": self.table.name,
-                            "Item": serialise(item),
+                            "Item": serialise({**item, **edit.message}),
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
                     },
-                    {
-                        # Keyed by the message id alone: a provider retry with another
-                        # timestamp, or one arriving after the conversation changed, is
-                        # still recognised as the same message.
-                        "Put": {
-                            "TableName": self.table.name,
-                            "Item": serialise(
-                                {
-                                    **seen_key(item["message_id"]),
-                                    "conversation_id": conversation_id,
-                                    "message_sk": item["sk"],
-                                    **edit.seen,
-                                }
-                            ),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    {"Update": update},
+                    {"Update": self._meta_update(key, meta, edit)},
                     *edit.extra,
                 ]
             )
             if cancelled is None:
-                return True
-            if cancelled.condition_failed(0) or cancelled.condition_failed(1):
-                return False  # the message is there already
+                return target
+            if cancelled.condition_failed(0):
+                return self.table.get({"pk": item["pk"], "sk": item["sk"]})  # written meanwhile
             if not cancelled.condition_failed():
                 raise cancelled.error
             # META changed since we read it: read again
-        raise ConcurrentUpdate(conversation_id)
+        raise ConcurrentUpdate(target)
+
+    def _claim(self, conversation_id: str, item: dict[str, Any]) -> str | dict[str, Any] | None:
+        """Claim ``item``'s ``SEEN`` item: the conversation to write the message to (and ``item``'s
+        key is made the claimed one), else the message item recorded before (None: the id was
+        claimed by something that is not a message)."""
+        claim = {**seen_key(item["message_id"]), "conversation_id": conversation_id, "message_sk": item["sk"]}
+        if self.table.put_new(claim):
+            return conversation_id
+        claimed = self.table.get(seen_key(item["message_id"])) or {}
+        if not claimed.get("conversation_id") or not claimed.get("message_sk"):
+            return None
+        where, sk = str(claimed["conversation_id"]), str(claimed["message_sk"])
+        recorded = self.table.get({"pk": conversation_pk(where), "sk": sk})
+        if recorded is not None:
+            return recorded
+        # Claimed and never written (a crash between the two writes): write it as claimed.
+        item["sk"] = sk
+        item["timestamp"] = sk.removeprefix(MESSAGE_PREFIX).split("#", 1)[0]
+        return where
+
+    def _meta_update(self, key: dict[str, str], meta: dict[str, Any], edit: _Edit) -> dict[str, Any]:
+        """The version-guarded META update of ``edit``."""
+        expression, values = edit.expression, dict(edit.values)
+        values[":version"] = meta["version"]
+        values[":next"] = meta["version"] + 1
+        expression += ", version = :next"
+        # Only what the message changes is written: attributes absent from META are not removed.
+        removed = [a for a in edit.remove if a in meta]
+        if removed:
+            expression += " REMOVE " + ", ".join(removed)
+        update: dict[str, Any] = {
+            "TableName": self.table.name,
+            "Key": serialise(key),
+            "UpdateExpression": expression,
+            "ConditionExpression": "version = :version",
+            "ExpressionAttributeValues": serialise(values),
+        }
+        if "#status" in expression:
+            update["ExpressionAttributeNames"] = {"#status": "status"}
+        return update
 
     # -- reactions ------------------------------------------------------------- #
     def set_reaction(self, target_key: str, emoji: str, at: str, by: str, customer_id: str) -> str | None:
@@ -493,7 +524,7 @@ class ConversationMessages:
             )
 
         try:
-            return self._append(conversation_id, item, change)
+            return isinstance(self._append(conversation_id, item, change), str)
         except _NotPending:
             return None
 

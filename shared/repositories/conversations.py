@@ -157,7 +157,7 @@ class Change:
     transition: Transition | None = None
     also: list[dict[str, Any]] = field(default_factory=list)
     on_conflict: Callable[[int], Exception] | None = None
-    #: A new hand-over context (the ``HANDOVER`` item), written with the change.
+    #: A new hand-over context (the ``HANDOVER`` item), put just before the change.
     handover: dict[str, Any] | None = None
     #: Nothing to write: ``update_meta`` returns without touching the item.
     noop: bool = False
@@ -413,7 +413,18 @@ class ConversationRepository(ConversationMessages):
         raise ConcurrentUpdate(conversation_id)
 
     def _write_change(self, conversation_id: str, meta: dict[str, Any], change: Change) -> bool:
-        """Write ``change`` to META as read (its ``version``); False when META changed meanwhile."""
+        """Write ``change`` to META as read (its ``version``); False when META changed meanwhile.
+
+        A new hand-over context is put first, on its own (not in the transaction, where it
+        would cost twice): a crash before the META update leaves the message unrouted, and its
+        redelivery builds and puts the context again; a lost race (the hand-over then did not
+        happen) leaves the context of the latest attempt, built from the same conversation.
+        """
+        if change.handover is not None:
+            self.table.client.put_item(
+                TableName=self.table.name,
+                Item=serialise({"pk": conversation_pk(conversation_id), "sk": HANDOVER, **change.handover}),
+            )
         update, extra = self._change_update(conversation_id, meta, change)
         if not (change.also or extra):
             return self.table.conditional("update_item", **update) is not None
@@ -443,13 +454,6 @@ class ConversationRepository(ConversationMessages):
             if change.transition.from_status == RESOLVED:
                 sets.append(REOPEN_COUNT)
                 values.update({":zero": 0, ":one": 1})
-        if change.handover is not None:
-            extra.append(
-                put_action(
-                    self.table.name,
-                    {"pk": conversation_pk(conversation_id), "sk": HANDOVER, **change.handover},
-                )
-            )
         expression = "SET " + ", ".join(sets)
         removed = [a for a in change.remove if a not in change.set]
         if removed:

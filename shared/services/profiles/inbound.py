@@ -367,6 +367,7 @@ def _append_to(
     recorded = _append_inbound(
         inbound.conversations, conversation_id, message, inbound.sent_at, inbound.reply_to
     )
+    conversation_id = recorded.conversation_id
     # Merged into another thread while the message was being written: it belongs there too.
     forwarded_to = inbound.merger.forward_message_if_merged(
         conversation_id, inbound.sent_at, message.message_key

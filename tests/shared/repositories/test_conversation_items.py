@@ -68,7 +68,8 @@ def test_meta_stays_small_while_the_conversation_grows_and_the_api_shows_the_sam
 
     # The routed marker sits on META, written in the same update as the decision: the number
     # of the latest routed message (m-1, the customer's second; the agent has the later ones)
-    # and no reply left out. The SEEN items are written once, with the message's number.
+    # and no reply left out. The SEEN items are written once (the claim of the message id);
+    # the message items carry their number.
     repository = ConversationRepository()
     stored = repository.get_meta(conversation_id) or {}
     assert (stored["routed_seq"], stored["in_seq"]) == (2, 8)
@@ -76,8 +77,11 @@ def test_meta_stays_small_while_the_conversation_grows_and_the_api_shows_the_sam
     inbound = [m for m in conversation["messages"] if m["direction"] == "inbound"]
     for number, message in enumerate(inbound, start=1):
         seen = repository.seen(message["message_id"]) or {}
-        assert seen["seq"] == number
-        assert not {"routed_at", "routing_quiet", "routing", "previous_routing"} & set(seen)
+        assert set(seen) == {"pk", "sk", "conversation_id", "message_sk"}
+        stored_message = repository.table.get(
+            {"pk": conversation_pk(conversation_id), "sk": seen["message_sk"]}
+        )
+        assert (stored_message or {})["seq"] == number
 
 
 def test_channel_switches_and_reopenings_are_items_read_back_in_order_and_counted_on_meta(

@@ -128,7 +128,7 @@ class FakeConversations:
         return True
 
     def append_inbound(self, conversation_id: str, **fields: Any) -> InboundRecorded:
-        return InboundRecorded(written=True, sequence=1)
+        return InboundRecorded(written=True, conversation_id=conversation_id, sequence=1)
 
 
 class FakeMerger:
