@@ -1,11 +1,14 @@
 """A conversation's messages in the ``conversations`` table: recording them, their ``SEEN`` items,
 delivery statuses and survey answers (see :mod:`shared.repositories.conversations` for the items).
 
-A message is written together with the update of its META item in one transaction
-whose condition is that the message does not exist yet: a redelivered message has no
-second effect, and a crash cannot leave the counters out of step with the messages.
-The META update is guarded by a version number (optimistic locking), so concurrent
-messages of one conversation cannot lose each other's channel switches.
+A message's ``SEEN`` item (keyed by its id alone) is claimed first, on its own; then the
+message is written together with the update of its META item in one transaction whose
+condition is that the message does not exist yet: a redelivered message has no second
+effect, and a crash cannot leave the counters out of step with the messages. A crash
+between the claim and the transaction is repaired by the redelivery, which writes the
+message where the claim points. The META update is guarded by a version number (optimistic
+locking), so concurrent messages of one conversation cannot lose each other's channel
+switches, and numbers the inbound messages exactly (``in_seq``).
 """
 
 from __future__ import annotations
