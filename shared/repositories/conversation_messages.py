@@ -338,6 +338,7 @@ class ConversationMessages:
         for _ in range(MAX_ATTEMPTS):
             meta = self.table.get(key)
             if meta is None:
+                self._release(item, target)
                 raise ConversationNotFound(target)
             edit = change(meta)
             cancelled = self.table.transact(
@@ -380,6 +381,16 @@ class ConversationMessages:
         item["sk"] = sk
         item["timestamp"] = sk.removeprefix(MESSAGE_PREFIX).split("#", 1)[0]
         return where
+
+    def _release(self, item: dict[str, Any], conversation_id: str) -> None:
+        """Give up the claim of ``item`` for a conversation that is not there: a claim pointing to
+        a missing conversation would mark the message as an erased person's."""
+        self.table.conditional(
+            "delete_item",
+            Key=serialise(seen_key(item["message_id"])),
+            ConditionExpression="conversation_id = :c AND message_sk = :sk",
+            ExpressionAttributeValues=serialise({":c": conversation_id, ":sk": item["sk"]}),
+        )
 
     def _meta_update(self, key: dict[str, str], meta: dict[str, Any], edit: _Edit) -> dict[str, Any]:
         """The version-guarded META update of ``edit``."""

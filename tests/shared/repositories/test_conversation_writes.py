@@ -18,7 +18,7 @@ import pytest
 
 from shared.contracts.events import Identity
 from shared.repositories.conversation_keys import conversation_pk
-from shared.repositories.conversations import ConversationRepository
+from shared.repositories.conversations import ConversationNotFound, ConversationRepository
 from shared.repositories.customers import PROFILE, customer_pk
 from shared.repositories.dynamo import serialise
 from tests.helpers.agents import conversation_of
@@ -151,3 +151,12 @@ def test_a_crash_after_the_hand_over_context_before_the_decision_routes_once(sta
     assert conversation.handover is not None
     assert conversation.handover.queue == "billing"
     assert [m.direction for m in conversation.messages] == ["inbound", "outbound"]  # one acknowledgement
+
+
+def test_a_claim_for_a_conversation_that_is_not_there_is_given_up(stack: dict[Any, str]) -> None:
+    """Else the message would later pass for an erased person's (its claim pointing nowhere)."""
+    repository = ConversationRepository()
+    with pytest.raises(ConversationNotFound):
+        repository.append_inbound("conv-gone", "sms#SM3", "sms", "hi", "2026-11-25T10:00:01.000Z", PHONE)
+    assert repository.seen("sms#SM3") is None
+    assert not repository.merger().recorded_in_erased("sms#SM3")
