@@ -269,6 +269,11 @@ class MessageRecorded(_Event):
     correlation_id: str | None = None
     #: As on ``message.received``: a machine sent it, routing answers nothing automatically.
     automated: AutomatedKind | None = None
+    #: The message's number among the conversation's inbound messages (1, 2, ...): routing
+    #: records the latest number it routed on the conversation, so a redelivery (or an
+    #: earlier message arriving after a later one was routed) is not routed again. None when
+    #: unknown (then routing falls back to the message's ``SEEN`` marker).
+    sequence: Annotated[int, Field(ge=1)] | None = None
 
 
 class NotificationRequested(_Event):

@@ -22,6 +22,7 @@ from shared.domain.retention import RETAIN_ATTRIBUTE, contact_day, later, retain
 from shared.domain.routing_rules import load_rules
 from shared.domain.surveys import Survey, could_be_score, parse_score
 from shared.platform.ids import new_id
+from shared.repositories.conversation_aggregates import InboundRecorded
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.conversations import ConcurrentUpdate, ConversationRepository
 from shared.repositories.customers import ERASED, MERGED, CustomerRepository
@@ -54,6 +55,8 @@ class RecordedMessage:
     #: The message answered the survey pending on the resolved conversation (not reopened).
     survey: Survey | None = None
     survey_score: int | None = None
+    #: The message's number among the conversation's inbound messages (for routing's marker).
+    sequence: int | None = None
     #: The message was a reply keyword choosing the customer's channels (not routed; confirmed).
     keyword: ChannelKeyword | None = None
 
@@ -78,6 +81,7 @@ class RecordedMessage:
             survey=self.survey,
             survey_score=self.survey_score,
             automated=message.automated,
+            sequence=self.sequence,
         )
 
     def log_fields(self) -> dict[str, Any]:
@@ -226,12 +230,11 @@ def _append_inbound(
     message: MessageReceived,
     sent_at: str,
     reply_to: Identity,
-    facts: dict[str, bool] | None = None,
-) -> bool:
+) -> InboundRecorded:
     """Append the message; a busy conversation (many messages at once) is tried again after a pause."""
     for attempt in range(MAX_ATTEMPTS):
         try:
-            return conversations.record_inbound(
+            return conversations.append_inbound(
                 conversation_id,
                 message_id=message.message_key,
                 channel=message.channel,
@@ -240,7 +243,6 @@ def _append_inbound(
                 reply_to=reply_to,
                 attachments=[a.model_dump(exclude_none=True) for a in message.attachments],
                 received_at=format_timestamp(message.received_at),
-                facts=facts,
             )
         except ConcurrentUpdate:
             _pause(attempt)
@@ -403,24 +405,26 @@ def _append_to(
 ) -> RecordedMessage:
     """Append the message to ``conversation_id`` and count the contact."""
     message = inbound.message
-    facts: dict[str, bool] = {}
-    new_message = _append_inbound(
-        inbound.conversations, conversation_id, message, inbound.sent_at, inbound.reply_to, facts
+    recorded = _append_inbound(
+        inbound.conversations, conversation_id, message, inbound.sent_at, inbound.reply_to
     )
+    conversation_id = recorded.conversation_id
     # Merged into another thread while the message was being written: it belongs there too.
-    conversation_id = inbound.merger.forward_message_if_merged(
+    forwarded_to = inbound.merger.forward_message_if_merged(
         conversation_id, inbound.sent_at, message.message_key
     )
-    if new_message:
+    if recorded.written:
         _count_contact(inbound, customer_id, profile)
     return RecordedMessage(
         customer_id=customer_id,
-        conversation_id=conversation_id,
+        conversation_id=forwarded_to,
         new_customer=inbound.resolution.new_customer,
         new_conversation=new_conversation,
-        new_message=new_message,
-        channel_switch=facts.get("channel_switch", False),
-        reopened=facts.get("reopened", False) or (attached and not new_conversation),
+        new_message=recorded.written,
+        channel_switch=recorded.channel_switch,
+        reopened=recorded.reopened or (attached and not new_conversation),
+        # Numbered in the conversation it was recorded in: another thread numbers its own.
+        sequence=recorded.sequence if forwarded_to == conversation_id else None,
         **inbound.base,
     )
 
