@@ -352,6 +352,23 @@ _META_GRANTS = (
     Grant("table", "outbox", "readwrite"),
 )
 
+#: The company's defaults for customers who chose no time zone / quiet hours (README, "Notifications").
+QUIET_HOURS_SETTINGS = (
+    StackSetting(
+        settings.OMNI_DEFAULT_TIMEZONE,
+        "defaultTimezone",
+        "",
+        description="IANA time zone of quiet hours for a customer who chose none and whose phone "
+        "number implies none (empty: UTC)",
+    ),
+    StackSetting(
+        settings.OMNI_QUIET_HOURS,
+        "quietHours",
+        "21:00-08:00",
+        description="default quiet hours, local HH:MM-HH:MM (off: none)",
+    ),
+)
+
 FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="webchat",
@@ -538,6 +555,7 @@ FUNCTIONS: tuple[Function, ...] = (
             # The one-click unsubscribe link of e-mail notifications (shared/domain/links.py).
             Grant("secret", LINKS_SIGNING_SECRET, "get"),
         ),
+        settings=QUIET_HOURS_SETTINGS,
     ),
     Function(
         name="delivery-status",
@@ -746,6 +764,25 @@ FUNCTIONS = tuple(
     else fn
     for fn in FUNCTIONS
 )
+
+#: Every function's logging (README, configuration; docs/operations.md): the level of the
+#: Powertools logger and the share of invocations that log at DEBUG whatever the level.
+#: Each function writes one INFO line per message (with its correlation id); in production
+#: ``logLevel`` WARNING with ``logSampleRate`` 0.01 keeps warnings and errors (with their
+#: correlation ids) and the routine lines of one invocation in a hundred.
+LOG_LEVEL_SETTING = StackSetting(
+    settings.LOG_LEVEL,
+    "logLevel",
+    "INFO",
+    description="the functions' log level: DEBUG, INFO, WARNING or ERROR",
+)
+LOG_SAMPLE_RATE_SETTING = StackSetting(
+    settings.POWERTOOLS_LOGGER_SAMPLE_RATE,
+    "logSampleRate",
+    description="share of invocations (0..1) that log at DEBUG whatever the level",
+)
+LOG_SETTINGS = (LOG_LEVEL_SETTING, LOG_SAMPLE_RATE_SETTING)
+FUNCTIONS = tuple(replace(fn, settings=(*fn.settings, *LOG_SETTINGS)) for fn in FUNCTIONS)
 
 TOPOLOGY = Topology(
     bus=BUS,

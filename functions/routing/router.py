@@ -36,6 +36,7 @@ from shared.contracts.names import FEEDBACK_SUBMITTED, NOTIFICATION_REQUESTED
 from shared.domain.assistant import HELPFUL, UNHELPFUL, AssistantState
 from shared.domain.routing_rules import RoutingRules, load_rules
 from shared.domain.surveys import is_closing
+from shared.repositories.conversation_aggregates import RoutingMark
 from shared.repositories.conversations import Change, ConversationNotFound, ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.services.bot_resolution import BOT, BOT_ATTRIBUTES, answered_fields, resolve_by_bot
@@ -80,8 +81,9 @@ class Router:
     def route(self, event: MessageRecorded, now: str) -> Events:
         """Route ``event``; the events to publish (a notification, ``agent.assigned``).
 
-        Idempotent: a redelivered event finds its decision recorded (the ``routed_at``
-        marker on the message's ``SEEN`` item, written with the decision), asks for the same
+        Idempotent: a redelivered event finds its decision recorded (the routing marker on
+        META, ``routed_seq``, written in the same update as the decision; for an event without
+        the message's number, the ``routed_at`` marker on its ``SEEN`` item), asks for the same
         notification (same id; notify sends it once) and only retries the assignment.
         """
         if event.kind in NOT_ROUTED:
@@ -108,6 +110,8 @@ class Router:
             from shared.services.desk import resolved_event  # noqa: PLC0415 - a rare redelivery
 
             return [resolved_event(meta, meta["resolved_at"], BOT), *_helpful_closing(event, meta)]
+        if event.sequence is not None:
+            return self._routed_before_marked(event, event.sequence, meta, now)
         seen = self.conversations.routing_of(event.message_id) or {}
         # ``routed_messages``: the list an earlier version kept on META.
         if not (seen.get("routed_at") or event.message_id in meta.get("routed_messages", [])):
@@ -125,6 +129,22 @@ class Router:
         previous = RoutingDecision(**previous_raw) if previous_raw else None
         quiet = acknowledged_before(decision, previous, bool(meta.get("routing_waited")))
         return self._publishable(event, decision, quiet, now, previous=previous)
+
+    def _routed_before_marked(
+        self, event: MessageRecorded, sequence: int, meta: dict[str, Any], now: str
+    ) -> Events | None:
+        """:meth:`_routed_before` for message number ``sequence``: the routing marker on META says it."""
+        mark = RoutingMark.of(meta)
+        if not mark.covers(sequence):
+            return None
+        if mark.message_id != event.message_id:
+            return []  # routed before, or a later message has been routed since
+        current = meta.get("routing") or {}
+        # The decision before this one is not kept: the KPI flags are set as if it were the
+        # first (the KPI function counts a first response/hand-over once).
+        return self._publishable(
+            event, RoutingDecision(**current), mark.quiet, now, previous=None, previous_known=False
+        )
 
     def _route_new(self, event: MessageRecorded, meta: dict[str, Any], now: str) -> Events:
         """Decide, record the decision (and the hand-over) on the conversation, say what to publish."""
@@ -167,7 +187,14 @@ class Router:
             _, change = self.conversations.update_meta(
                 event.conversation_id,
                 lambda current: self._record(
-                    current, decision, handover(current), now, assisted, silent, event.automated
+                    current,
+                    decision,
+                    handover(current),
+                    now,
+                    assisted,
+                    silent,
+                    event.automated,
+                    event.sequence,
                 ),
                 known=meta,
             )
@@ -231,9 +258,15 @@ class Router:
         assisted: Assisted | None = None,
         silent: bool = False,
         automated: str | None = None,
+        sequence: int | None = None,
     ) -> Change:
+        """The change recording ``decision`` on META; ``sequence``: the message's number, recorded
+        as the routing marker in the same update (without it, the marker goes on the message's
+        ``SEEN`` item, in a transaction)."""
         if decision.message_id in meta.get("routed_messages", []):
             return Change(noop=True)
+        if sequence is not None and RoutingMark.of(meta).covers(sequence):
+            raise _RoutedMeanwhile  # a concurrent redelivery (or a later message) was routed first
         status = meta.get("status", "open")
         if not decision.automated and status not in WITH_AGENT:
             change = self.desk.enqueue_change(
@@ -253,7 +286,13 @@ class Router:
             change.set["assistant"] = state
         # The message's routed marker, with what a redelivery needs to ask for the same reply.
         quiet = acknowledged_before(decision, _routing(meta), status == "queued") or silent
-        change.also.append(self.conversations.mark_routed(decision.message_id, now, quiet))
+        if sequence is not None:
+            # One conditional update (META's version) records the decision and the marker.
+            marked, unmarked = RoutingMark.of(meta).updates(sequence, quiet)
+            change.set.update(marked)
+            change.remove = (*change.remove, *unmarked)
+        else:
+            change.also.append(self.conversations.mark_routed(decision.message_id, now, quiet))
         if not decision.automated and not quiet:
             change.set[ACKNOWLEDGED_AT] = epoch_seconds(now)  # the acknowledgement window starts
         if automated:

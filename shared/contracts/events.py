@@ -23,11 +23,11 @@ from pydantic import (
 )
 
 from shared.contracts import names
+from shared.contracts.channels import Channel
 from shared.contracts.models import Citation
 
 #: Our delivery statuses of an outbound message (the outbox's, in order).
 DeliveryStatus = Literal["queued", "sent", "delivered", "read", "failed"]
-Channel = Literal["webchat", "sms", "whatsapp", "messenger", "instagram", "email", "voice"]
 IdentityType = Literal[
     "phone",
     "email",
@@ -269,6 +269,11 @@ class MessageRecorded(_Event):
     correlation_id: str | None = None
     #: As on ``message.received``: a machine sent it, routing answers nothing automatically.
     automated: AutomatedKind | None = None
+    #: The message's number among the conversation's inbound messages (1, 2, ...): routing
+    #: records the latest number it routed on the conversation, so a redelivery (or an
+    #: earlier message arriving after a later one was routed) is not routed again. None when
+    #: unknown (then routing falls back to the message's ``SEEN`` marker).
+    sequence: Annotated[int, Field(ge=1)] | None = None
 
 
 class NotificationRequested(_Event):
@@ -291,6 +296,10 @@ class NotificationRequested(_Event):
     to: Identity | None = None
     #: Who wrote it: ``bot``, ``agent:<id>`` or the requesting system.
     author: str = "bot"
+    #: The first name the customer may see for an agent's reply (web chat: "you are now talking to Ines").
+    author_name: Annotated[str, Field(max_length=100)] | None = None
+    #: The survey this message asks (its answer is a score on the survey's scale).
+    survey: Literal["ces", "csat"] | None = None
     #: Template language wanted (BCP 47, e.g. ``pt-BR``); default: the customer's, then the template's.
     language: Annotated[str, Field(max_length=35)] | None = None
     #: Cannot wait for the end of the customer's quiet hours (security alerts, one-time codes).

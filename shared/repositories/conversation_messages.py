@@ -1,11 +1,14 @@
 """A conversation's messages in the ``conversations`` table: recording them, their ``SEEN`` items,
 delivery statuses and survey answers (see :mod:`shared.repositories.conversations` for the items).
 
-A message is written together with the update of its META item in one transaction
-whose condition is that the message does not exist yet: a redelivered message has no
-second effect, and a crash cannot leave the counters out of step with the messages.
-The META update is guarded by a version number (optimistic locking), so concurrent
-messages of one conversation cannot lose each other's channel switches.
+A message's ``SEEN`` item (keyed by its id alone) is claimed first, on its own; then the
+message is written together with the update of its META item in one transaction whose
+condition is that the message does not exist yet: a redelivered message has no second
+effect, and a crash cannot leave the counters out of step with the messages. A crash
+between the claim and the transaction is repaired by the redelivery, which writes the
+message where the claim points. The META update is guarded by a version number (optimistic
+locking), so concurrent messages of one conversation cannot lose each other's channel
+switches, and numbers the inbound messages exactly (``in_seq``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from shared.domain.conversation_status import (
     starts_reply_wait,
     survey_reply,
 )
+from shared.repositories.conversation_aggregates import INBOUND_SEQ, InboundRecorded
 from shared.repositories.conversation_keys import (
     MAX_ATTEMPTS,
     MESSAGE_PREFIX,
@@ -63,6 +67,8 @@ class _Edit:
     values: dict[str, Any]
     remove: tuple[str, ...] = ()
     extra: list[dict[str, Any]] = field(default_factory=list)
+    #: Attributes written on the message item with this change (its number).
+    message: dict[str, Any] = field(default_factory=dict)
 
 
 class ConversationMessages:
@@ -131,10 +137,34 @@ class ConversationMessages:
         """Append an inbound message; False when it was recorded before (a redelivery).
 
         ``facts``, when given, learns what the message did to the conversation (for the
-        KPIs): ``channel_switch`` (the previous inbound message came on another channel) and
-        ``reopened`` (the conversation was resolved).
+        KPIs): ``channel_switch`` and ``reopened`` (see :meth:`append_inbound`).
         """
-        learned: dict[str, bool] = {}
+        recorded = self.append_inbound(
+            conversation_id, message_id, channel, text, sent_at, reply_to, attachments, received_at
+        )
+        if recorded.written and facts is not None:
+            facts.update(channel_switch=recorded.channel_switch, reopened=recorded.reopened)
+        return recorded.written
+
+    def append_inbound(
+        self,
+        conversation_id: str,
+        message_id: str,
+        channel: str,
+        text: str,
+        sent_at: str,
+        reply_to: Identity,
+        attachments: list[dict[str, Any]] | None = None,
+        received_at: str | None = None,
+    ) -> InboundRecorded:
+        """Append an inbound message, numbered among the conversation's inbound messages.
+
+        Learns what the message did to the conversation (for the KPIs): ``channel_switch``
+        (the previous inbound message came on another channel) and ``reopened`` (the
+        conversation was resolved). A redelivery writes nothing and gives the number the
+        message got when it was recorded (from its ``SEEN`` item).
+        """
+        learned: dict[str, Any] = {}
         item = {
             "pk": conversation_pk(conversation_id),
             "sk": message_sk(sent_at, message_id),
@@ -148,17 +178,21 @@ class ConversationMessages:
             "attachments": attachments or [],
         }
 
-        conversation = conversation_pk(conversation_id)
-
         def change(meta: dict[str, Any]) -> _Edit:
+            # The conversation is META's: the message may go where an earlier attempt claimed it.
+            conversation, target = meta["pk"], meta["conversation_id"]
+            # Exact: the update is guarded by META's version.
+            sequence = int(meta.get(INBOUND_SEQ, 0)) + 1
+            learned["sequence"] = sequence
             values: dict[str, Any] = {
                 ":one": 1,
                 ":channel": channel,
                 ":ts": sent_at,
+                ":seq": sequence,
             }
             expression = (
                 "SET message_count = message_count + :one, last_inbound_channel = :channel, "
-                "last_channel = :channel, last_inbound_at = :ts"
+                f"last_channel = :channel, last_inbound_at = :ts, {INBOUND_SEQ} = :seq"
             )
             extra: list[dict[str, Any]] = []
             if meta.get("reply_to") != reply_to.model_dump():
@@ -200,15 +234,29 @@ class ConversationMessages:
                 )
                 expression += ", #status = :open, reopened_at = :ts, " + REOPEN_COUNT
                 values.update({":open": OPEN, ":zero": 0})
-                extra.append(history_put(self.table.name, conversation_id, meta["version"] + 1, reopen))
+                extra.append(history_put(self.table.name, target, meta["version"] + 1, reopen))
                 learned["reopened"] = True
-                return _Edit(expression, values, ("resolved_at", "resolution"), extra)
-            return _Edit(expression, values, (), extra)
+                return _Edit(expression, values, ("resolved_at", "resolution"), extra, {"seq": sequence})
+            return _Edit(expression, values, (), extra, {"seq": sequence})
 
         written = self._append(conversation_id, item, change)
-        if written and facts is not None:
-            facts.update(learned)
-        return written
+        if isinstance(written, str):
+            return InboundRecorded(
+                written=True,
+                conversation_id=written,
+                sequence=learned["sequence"],
+                channel_switch=learned["channel_switch"],
+                reopened=learned["reopened"],
+            )
+        if written is None:
+            return InboundRecorded(written=False, conversation_id=conversation_id)
+        # Recorded before: its number is on the message item.
+        number = written.get("seq")
+        return InboundRecorded(
+            written=False,
+            conversation_id=str(written["pk"]).removeprefix("CONV#"),
+            sequence=int(number) if number is not None else None,
+        )
 
     def record_outbound(
         self,
@@ -264,71 +312,106 @@ class ConversationMessages:
                 alias,
             )
 
-        return self._append(conversation_id, item, change)
+        return isinstance(self._append(conversation_id, item, change), str)
 
     def _append(
         self, conversation_id: str, item: dict[str, Any], change: Callable[[dict[str, Any]], _Edit]
-    ) -> bool:
-        key = meta_key(conversation_id)
+    ) -> str | dict[str, Any] | None:
+        """Write ``item`` and ``change`` to its conversation's META, once per message id.
+
+        First the message's ``SEEN`` item is claimed, on its own (keyed by the message id
+        alone: a provider retry with another timestamp, or one arriving after the conversation
+        changed, is still recognised as the same message), then the message and the META
+        update in one transaction, conditional on the message not being there. A crash between
+        the two leaves a claim without a message: the redelivery writes the message where the
+        claim says (its conversation and key), so concurrent deliveries collide on one key.
+
+        Returns the conversation written to; when the message was recorded before, its item
+        (or None when the message id was claimed by something that is not a message).
+        """
+        target = self._claim(conversation_id, item)
+        if not isinstance(target, str):
+            return target
+        if target != conversation_id:
+            item = {**item, "pk": conversation_pk(target)}
+        key = meta_key(target)
         for _ in range(MAX_ATTEMPTS):
             meta = self.table.get(key)
             if meta is None:
-                raise ConversationNotFound(conversation_id)
+                self._release(item, target)
+                raise ConversationNotFound(target)
             edit = change(meta)
-            expression, values = edit.expression, edit.values
-            values[":version"] = meta["version"]
-            values[":next"] = meta["version"] + 1
-            expression += ", version = :next"
-            # Only what the message changes is written: attributes absent from META are not removed.
-            removed = [a for a in edit.remove if a in meta]
-            if removed:
-                expression += " REMOVE " + ", ".join(removed)
-            update: dict[str, Any] = {
-                "TableName": self.table.name,
-                "Key": serialise(key),
-                "UpdateExpression": expression,
-                "ConditionExpression": "version = :version",
-                "ExpressionAttributeValues": serialise(values),
-            }
-            if "#status" in expression:
-                update["ExpressionAttributeNames"] = {"#status": "status"}
             cancelled = self.table.transact(
                 [
                     {
                         "Put": {
                             "TableName": self.table.name,
-                            "Item": serialise(item),
+                            "Item": serialise({**item, **edit.message}),
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
                     },
-                    {
-                        # Keyed by the message id alone: a provider retry with another
-                        # timestamp, or one arriving after the conversation changed, is
-                        # still recognised as the same message.
-                        "Put": {
-                            "TableName": self.table.name,
-                            "Item": serialise(
-                                {
-                                    **seen_key(item["message_id"]),
-                                    "conversation_id": conversation_id,
-                                    "message_sk": item["sk"],
-                                }
-                            ),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    {"Update": update},
+                    {"Update": self._meta_update(key, meta, edit)},
                     *edit.extra,
                 ]
             )
             if cancelled is None:
-                return True
-            if cancelled.condition_failed(0) or cancelled.condition_failed(1):
-                return False  # the message is there already
+                return target
+            if cancelled.condition_failed(0):
+                return self.table.get({"pk": item["pk"], "sk": item["sk"]})  # written meanwhile
             if not cancelled.condition_failed():
                 raise cancelled.error
             # META changed since we read it: read again
-        raise ConcurrentUpdate(conversation_id)
+        raise ConcurrentUpdate(target)
+
+    def _claim(self, conversation_id: str, item: dict[str, Any]) -> str | dict[str, Any] | None:
+        """Claim ``item``'s ``SEEN`` item: the conversation to write the message to (and ``item``'s
+        key is made the claimed one), else the message item recorded before (None: the id was
+        claimed by something that is not a message)."""
+        claim = {**seen_key(item["message_id"]), "conversation_id": conversation_id, "message_sk": item["sk"]}
+        if self.table.put_new(claim):
+            return conversation_id
+        claimed = self.table.get(seen_key(item["message_id"])) or {}
+        if not claimed.get("conversation_id") or not claimed.get("message_sk"):
+            return None
+        where, sk = str(claimed["conversation_id"]), str(claimed["message_sk"])
+        recorded = self.table.get({"pk": conversation_pk(where), "sk": sk})
+        if recorded is not None:
+            return recorded
+        # Claimed and never written (a crash between the two writes): write it as claimed.
+        item["sk"] = sk
+        item["timestamp"] = sk.removeprefix(MESSAGE_PREFIX).split("#", 1)[0]
+        return where
+
+    def _release(self, item: dict[str, Any], conversation_id: str) -> None:
+        """Give up the claim of ``item`` for a conversation that is not there: a claim pointing to
+        a missing conversation would mark the message as an erased person's."""
+        self.table.conditional(
+            "delete_item",
+            Key=serialise(seen_key(item["message_id"])),
+            ConditionExpression="conversation_id = :c AND message_sk = :sk",
+            ExpressionAttributeValues=serialise({":c": conversation_id, ":sk": item["sk"]}),
+        )
+
+    def _meta_update(self, key: dict[str, str], meta: dict[str, Any], edit: _Edit) -> dict[str, Any]:
+        """The version-guarded META update of ``edit``."""
+        expression, values = edit.expression, dict(edit.values)
+        values[":version"] = meta["version"]
+        values[":next"] = meta["version"] + 1
+        expression += ", version = :next"
+        # Only what the message changes is written: attributes absent from META are not removed.
+        removed = [a for a in edit.remove if a in meta]
+        if removed:
+            expression += " REMOVE " + ", ".join(removed)
+        update: dict[str, Any] = {
+            "TableName": self.table.name,
+            "Key": serialise(key),
+            "UpdateExpression": expression,
+            "ConditionExpression": "version = :version",
+            "ExpressionAttributeValues": serialise(values),
+        }
+        if "#status" in expression:
+            update["ExpressionAttributeNames"] = {"#status": "status"}
+        return update
 
     # -- reactions ------------------------------------------------------------- #
     def set_reaction(self, target_key: str, emoji: str, at: str, by: str, customer_id: str) -> str | None:
@@ -455,7 +538,7 @@ class ConversationMessages:
             )
 
         try:
-            return self._append(conversation_id, item, change)
+            return isinstance(self._append(conversation_id, item, change), str)
         except _NotPending:
             return None
 

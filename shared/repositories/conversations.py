@@ -8,7 +8,9 @@ Items (``pk`` / ``sk``):
   with the provider's timestamp, so a query returns the conversation in the order the
   customer wrote it, whatever order the messages arrived in;
 * ``SEEN#<message id>`` / ``SEEN`` - that a message was recorded, and where: the
-  idempotency key, independent of timestamps and conversations;
+  idempotency key, independent of timestamps and conversations, claimed on its own just
+  before the message is written (see
+  :class:`shared.repositories.conversation_messages.ConversationMessages`);
 * ``CONV#<id>`` / ``NOTE#<timestamp>#<note id>`` - an internal note of an agent;
 * ``CONV#<id>`` / ``HIST#<version>`` - one change of status (a :class:`Transition`), keyed
   by the META version that made it, so the history reads back in the order it happened
@@ -20,9 +22,14 @@ Everything that grows with the conversation, or is large and rarely read, lives 
 items, not in META: META stays well under 1 KB, and every hop that rewrites it pays one
 write unit (two in a transaction) instead of four or eight. The history, switch and
 hand-over items sort before META, so :meth:`ConversationRepository.get` reads them with the
-messages in the same query. That a message was routed is a marker (``routed_at``) on its
-``SEEN`` item, written with the routing decision (in one transaction); an old META item's ``transitions``,
-``channel_switches``, ``handover`` and ``routed_messages`` are still read.
+messages in the same query. Inbound messages are numbered (``in_seq`` on META, ``seq`` on the
+message item, carried by ``message.recorded``); that a message was routed is the marker
+``routed_seq`` (and ``routed_quiet`` when its reply was left out) on META, written in the
+same conditional update as the decision (see
+:mod:`shared.repositories.conversation_aggregates`). An event without a number still gets
+the earlier marker (``routed_at`` on its ``SEEN`` item, in a transaction with the decision);
+an old META item's ``transitions``, ``channel_switches``, ``handover`` and
+``routed_messages`` are still read.
 
 The ``by-customer`` index projects only ``conversation_id``: whoever needs more reads
 the META items by key (strongly consistent, and none of the per-message rewrites of META
@@ -157,7 +164,7 @@ class Change:
     transition: Transition | None = None
     also: list[dict[str, Any]] = field(default_factory=list)
     on_conflict: Callable[[int], Exception] | None = None
-    #: A new hand-over context (the ``HANDOVER`` item), written with the change.
+    #: A new hand-over context (the ``HANDOVER`` item), put just before the change.
     handover: dict[str, Any] | None = None
     #: Nothing to write: ``update_meta`` returns without touching the item.
     noop: bool = False
@@ -413,7 +420,18 @@ class ConversationRepository(ConversationMessages):
         raise ConcurrentUpdate(conversation_id)
 
     def _write_change(self, conversation_id: str, meta: dict[str, Any], change: Change) -> bool:
-        """Write ``change`` to META as read (its ``version``); False when META changed meanwhile."""
+        """Write ``change`` to META as read (its ``version``); False when META changed meanwhile.
+
+        A new hand-over context is put first, on its own (not in the transaction, where it
+        would cost twice): a crash before the META update leaves the message unrouted, and its
+        redelivery builds and puts the context again; a lost race (the hand-over then did not
+        happen) leaves the context of the latest attempt, built from the same conversation.
+        """
+        if change.handover is not None:
+            self.table.client.put_item(
+                TableName=self.table.name,
+                Item=serialise({"pk": conversation_pk(conversation_id), "sk": HANDOVER, **change.handover}),
+            )
         update, extra = self._change_update(conversation_id, meta, change)
         if not (change.also or extra):
             return self.table.conditional("update_item", **update) is not None
@@ -443,13 +461,6 @@ class ConversationRepository(ConversationMessages):
             if change.transition.from_status == RESOLVED:
                 sets.append(REOPEN_COUNT)
                 values.update({":zero": 0, ":one": 1})
-        if change.handover is not None:
-            extra.append(
-                put_action(
-                    self.table.name,
-                    {"pk": conversation_pk(conversation_id), "sk": HANDOVER, **change.handover},
-                )
-            )
         expression = "SET " + ", ".join(sets)
         removed = [a for a in change.remove if a not in change.set]
         if removed:

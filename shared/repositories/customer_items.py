@@ -14,6 +14,8 @@ from shared.repositories.dynamo import DynamoTable, serialise
 
 PROFILE = "PROFILE"
 OWNER = "OWNER"
+#: Sort key of the item naming the profile a *claimed* sender address resolves to.
+CLAIM = "CLAIM"
 TOMBSTONE = "TOMBSTONE"
 MERGE = "MERGE"
 IDENT_PREFIX = "IDENT#"

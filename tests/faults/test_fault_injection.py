@@ -188,11 +188,18 @@ def test_conditional_check_races_on_conversations_are_retried(stack: Stack) -> N
     """Another writer bumps the conversation's version just before each append commits."""
     ledger = Ledger("ConditionalCheckFailed races")
     send_burst(ledger, sessions=3, per_session=4)
-    races: list[str] = []
+    races: list[tuple[str, str]] = []
 
     def race(client: Any, operation: str, params: dict[str, Any], call: Any) -> Any:
-        if operation == "TransactWriteItems" and len(races) < 20:
-            updates = [i["Update"] for i in params["TransactItems"] if "Update" in i]
+        # Transactions (recording, transitions) and the single conditional updates (an ordinary
+        # routing decision with its marker) alike.
+        budget = {"TransactWriteItems": 20, "UpdateItem": 6}
+        if operation in budget and sum(1 for r in races if r[1] == operation) < budget[operation]:
+            updates = (
+                [i["Update"] for i in params["TransactItems"] if "Update" in i]
+                if operation == "TransactWriteItems"
+                else [params]
+            )
             guarded = [u for u in updates if u.get("ConditionExpression") == "version = :version"]
             if guarded:
                 update = guarded[0]
@@ -203,14 +210,15 @@ def test_conditional_check_races_on_conversations_are_retried(stack: Stack) -> N
                     UpdateExpression="SET version = version + :one",
                     ExpressionAttributeValues={":one": {"N": "1"}},
                 )
-                races.append(update["Key"]["pk"]["S"])
+                races.append((update["Key"]["pk"]["S"], operation))
         return call(params)
 
     with inject(race):
         retried = run_until_empty(stack)
     ledger.count(stack[("table", "conversations")])
     ledger.assert_exactly_once(races=len(races), batch_item_failures=retried)
-    assert len(races) == 20
+    assert sum(1 for r in races if r[1] == "TransactWriteItems") == 20
+    assert any(r[1] == "UpdateItem" for r in races), races
     assert_every_conversation_routed_and_acknowledged_once(stack, sessions=3)
     # The counters moved once per message although every append was raced.
     messages = [i for i in scan(stack[("table", "conversations")]) if str(i.get("sk", "")).startswith("MSG#")]

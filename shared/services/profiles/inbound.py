@@ -16,11 +16,13 @@ from typing import Any, cast
 
 from shared.contracts.events import Identity, MessageReceived, MessageRecorded, format_timestamp
 from shared.contracts.models import Consent
+from shared.domain.contact_choices import ChannelKeyword, parse_keyword
 from shared.domain.identity import normalise
 from shared.domain.retention import RETAIN_ATTRIBUTE, contact_day, later, retain_until, retention_days
 from shared.domain.routing_rules import load_rules
 from shared.domain.surveys import Survey, could_be_score, parse_score
 from shared.platform.ids import new_id
+from shared.repositories.conversation_aggregates import InboundRecorded
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.conversations import ConcurrentUpdate, ConversationRepository
 from shared.repositories.customers import ERASED, MERGED, CustomerRepository
@@ -53,6 +55,10 @@ class RecordedMessage:
     #: The message answered the survey pending on the resolved conversation (not reopened).
     survey: Survey | None = None
     survey_score: int | None = None
+    #: The message's number among the conversation's inbound messages (for routing's marker).
+    sequence: int | None = None
+    #: The message was a reply keyword choosing the customer's channels (not routed; confirmed).
+    keyword: ChannelKeyword | None = None
 
     def event(self, message: MessageReceived) -> MessageRecorded | None:
         """The ``message.recorded`` event for routing, or None when there is nothing to route
@@ -75,6 +81,7 @@ class RecordedMessage:
             survey=self.survey,
             survey_score=self.survey_score,
             automated=message.automated,
+            sequence=self.sequence,
         )
 
     def log_fields(self) -> dict[str, Any]:
@@ -117,6 +124,44 @@ def apply_consent(
     changed = customers.set_consent(customer_id, message.channel, consent)
     if conversations is not None:
         conversations.mark_seen(message.message_key, what="consent")
+    return changed
+
+
+#: Channels on which a reply keyword chooses the customer's channels (shared/domain/contact_choices.py).
+KEYWORD_CHANNELS = ("sms", "whatsapp")
+
+
+def channel_keyword(message: MessageReceived) -> ChannelKeyword | None:
+    """The channel choice the message is: a reply keyword on SMS or WhatsApp, else None."""
+    if message.kind != "message" or message.channel not in KEYWORD_CHANNELS or message.automated:
+        return None
+    return parse_keyword(message.text)
+
+
+def apply_channel_keyword(
+    customers: CustomerRepository,
+    conversations: ConversationRepository,
+    customer_id: str,
+    message: MessageReceived,
+    keyword: ChannelKeyword,
+) -> bool:
+    """Record the customer's channel choice (made when the message was sent; a later choice
+    stays) and the contact on that channel (its 24-hour window opens). Once per message.
+    Returns whether the stored choice changed."""
+    if conversations.was_seen(message.message_key):
+        return False
+    at = format_timestamp(message.sent_at)
+    changed = customers.set_choices(customer_id, keyword.patch(), at, f"{message.channel}:keyword")
+    profile = customers.get_profile(customer_id) or {}
+    customers.record_contact(
+        customer_id,
+        message.channel,
+        at,
+        at[:10],
+        [],
+        newer=at > (profile.get("last_seen") or {}).get(message.channel, ""),
+    )
+    conversations.mark_seen(message.message_key, what="channel_keyword")
     return changed
 
 
@@ -185,12 +230,11 @@ def _append_inbound(
     message: MessageReceived,
     sent_at: str,
     reply_to: Identity,
-    facts: dict[str, bool] | None = None,
-) -> bool:
+) -> InboundRecorded:
     """Append the message; a busy conversation (many messages at once) is tried again after a pause."""
     for attempt in range(MAX_ATTEMPTS):
         try:
-            return conversations.record_inbound(
+            return conversations.append_inbound(
                 conversation_id,
                 message_id=message.message_key,
                 channel=message.channel,
@@ -199,7 +243,6 @@ def _append_inbound(
                 reply_to=reply_to,
                 attachments=[a.model_dump(exclude_none=True) for a in message.attachments],
                 received_at=format_timestamp(message.received_at),
-                facts=facts,
             )
         except ConcurrentUpdate:
             _pause(attempt)
@@ -362,24 +405,26 @@ def _append_to(
 ) -> RecordedMessage:
     """Append the message to ``conversation_id`` and count the contact."""
     message = inbound.message
-    facts: dict[str, bool] = {}
-    new_message = _append_inbound(
-        inbound.conversations, conversation_id, message, inbound.sent_at, inbound.reply_to, facts
+    recorded = _append_inbound(
+        inbound.conversations, conversation_id, message, inbound.sent_at, inbound.reply_to
     )
+    conversation_id = recorded.conversation_id
     # Merged into another thread while the message was being written: it belongs there too.
-    conversation_id = inbound.merger.forward_message_if_merged(
+    forwarded_to = inbound.merger.forward_message_if_merged(
         conversation_id, inbound.sent_at, message.message_key
     )
-    if new_message:
+    if recorded.written:
         _count_contact(inbound, customer_id, profile)
     return RecordedMessage(
         customer_id=customer_id,
-        conversation_id=conversation_id,
+        conversation_id=forwarded_to,
         new_customer=inbound.resolution.new_customer,
         new_conversation=new_conversation,
-        new_message=new_message,
-        channel_switch=facts.get("channel_switch", False),
-        reopened=facts.get("reopened", False) or (attached and not new_conversation),
+        new_message=recorded.written,
+        channel_switch=recorded.channel_switch,
+        reopened=recorded.reopened or (attached and not new_conversation),
+        # Numbered in the conversation it was recorded in: another thread numbers its own.
+        sequence=recorded.sequence if forwarded_to == conversation_id else None,
         **inbound.base,
     )
 
@@ -451,6 +496,18 @@ def record_message(
             new_customer=resolution.new_customer,
             new_conversation=False,
             new_message=False,
+            **base,
+        )
+    keyword = channel_keyword(message)
+    if keyword is not None:
+        apply_channel_keyword(customers, conversations, resolution.customer_id, message, keyword)
+        return RecordedMessage(
+            customer_id=resolution.customer_id,
+            conversation_id=None,
+            new_customer=resolution.new_customer,
+            new_conversation=False,
+            new_message=False,
+            keyword=keyword,
             **base,
         )
     if message.kind == "reaction":

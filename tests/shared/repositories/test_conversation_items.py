@@ -66,14 +66,22 @@ def test_meta_stays_small_while_the_conversation_grows_and_the_api_shows_the_sam
     assert conversation["message_count"] == 10  # 8 from the customer, the bot's answer, an acknowledgement
     assert conversation["routing"]["message_id"].endswith("m-1")
 
-    # The routed marker sits on each routed message's SEEN item: when it was routed, and
-    # whether its reply was left out - nothing of the decision (SEEN outlives an erasure).
+    # The routed marker sits on META, written in the same update as the decision: the number
+    # of the latest routed message (m-1, the customer's second; the agent has the later ones)
+    # and no reply left out. The SEEN items are written once (the claim of the message id);
+    # the message items carry their number.
     repository = ConversationRepository()
-    for message in (conversation["messages"][0], conversation["messages"][2]):
-        seen = repository.routing_of(message["message_id"]) or {}
-        assert seen["routed_at"]
-        assert seen["routing_quiet"] is False
-        assert not {"routing", "previous_routing"} & set(seen)
+    stored = repository.get_meta(conversation_id) or {}
+    assert (stored["routed_seq"], stored["in_seq"]) == (2, 8)
+    assert "routed_quiet" not in stored
+    inbound = [m for m in conversation["messages"] if m["direction"] == "inbound"]
+    for number, message in enumerate(inbound, start=1):
+        seen = repository.seen(message["message_id"]) or {}
+        assert set(seen) == {"pk", "sk", "conversation_id", "message_sk"}
+        stored_message = repository.table.get(
+            {"pk": conversation_pk(conversation_id), "sk": seen["message_sk"]}
+        )
+        assert (stored_message or {})["seq"] == number
 
 
 def test_channel_switches_and_reopenings_are_items_read_back_in_order_and_counted_on_meta(
@@ -230,11 +238,15 @@ def test_a_redelivered_routing_asks_for_the_same_reply_or_none(stack: dict[Any, 
     """The second message to the same queue is not acknowledged, not even when redelivered."""
     session = open_session()  # no agent has the skill: the conversation stays queued
     say(session, "m-1", "I want to talk to a person about my invoice")
-    run_pipeline(stack)
-    say(session, "m-2", "my invoice is still wrong, a person please")
     drain(stack, "profile-merge")
     sqs = boto3.client("sqs")
     url = stack[("queue", "routing")]
+    [first] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    sqs.send_message(QueueUrl=url, MessageBody=first["Body"])
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"])
+    run_pipeline(stack)
+    say(session, "m-2", "my invoice is still wrong, a person please")
+    drain(stack, "profile-merge")
     [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     sqs.send_message(QueueUrl=url, MessageBody=message["Body"])
     sqs.send_message(QueueUrl=url, MessageBody=message["Body"])
@@ -248,9 +260,15 @@ def test_a_redelivered_routing_asks_for_the_same_reply_or_none(stack: dict[Any, 
     assert status == 200
     assert [m["direction"] for m in conversation["messages"]] == ["inbound", "outbound", "inbound"]
     assert [t["to_status"] for t in conversation["transitions"]] == ["open", "queued"]
-    seen = ConversationRepository().routing_of(conversation["messages"][2]["message_id"]) or {}
-    assert seen["routing_quiet"] is True
+    # The marker on META: the second message was routed, its reply left out.
+    meta = ConversationRepository().get_meta(conversation_id) or {}
+    assert (meta["routed_seq"], meta["routed_quiet"]) == (2, True)
 
-    # The first message was acknowledged (its redelivery asks for the same acknowledgement).
-    first = conversation["messages"][0]["message_id"]
-    assert (ConversationRepository().routing_of(first) or {})["routing_quiet"] is False
+    # The first message was acknowledged once; redelivered now (after the second was routed),
+    # it asks for nothing and changes nothing.
+    versions = meta["version"]
+    sqs.send_message(QueueUrl=url, MessageBody=first["Body"])
+    assert drain(stack, "routing")["count"] == 1
+    assert drain(stack, "notify")["count"] == 0
+    again = ConversationRepository().get_meta(conversation_id) or {}
+    assert (again["version"], again["message_count"]) == (versions, 3)

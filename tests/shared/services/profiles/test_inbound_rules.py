@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from shared.contracts.events import MessageRecorded, format_timestamp
+from shared.repositories.conversation_aggregates import InboundRecorded
 from shared.repositories.customers import ProfileState
 from shared.services.profiles import inbound
 from shared.services.profiles.inbound import RecordedMessage, pending_survey, record_message, stored_answer
@@ -125,6 +126,9 @@ class FakeConversations:
 
     def record_inbound(self, conversation_id: str, **fields: Any) -> bool:
         return True
+
+    def append_inbound(self, conversation_id: str, **fields: Any) -> InboundRecorded:
+        return InboundRecorded(written=True, conversation_id=conversation_id, sequence=1)
 
 
 class FakeMerger:
