@@ -240,6 +240,20 @@ class MessageReceived(_Event):
         return f"{self.channel}#{self.provider_message_id}"
 
 
+class ProfileFacts(BaseModel):
+    """The customer's profile as profile merge read it for the message (``version``: the
+    profile's), carried on ``message.recorded`` so routing decides without reading it again."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    version: int = 0
+    display_name: str | None = None
+    language: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    #: channel -> ``opted_in`` | ``opted_out``.
+    consent: dict[str, str] = Field(default_factory=dict)
+
+
 class MessageRecorded(_Event):
     """Detail of ``message.recorded``: profile merge put the message in a conversation."""
 
@@ -269,6 +283,9 @@ class MessageRecorded(_Event):
     correlation_id: str | None = None
     #: As on ``message.received``: a machine sent it, routing answers nothing automatically.
     automated: AutomatedKind | None = None
+    #: The customer's profile facts routing decides on; absent on events published by an
+    #: earlier version (routing then reads the profile).
+    customer: ProfileFacts | None = None
 
 
 class NotificationRequested(_Event):

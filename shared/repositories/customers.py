@@ -73,6 +73,7 @@ from shared.repositories.customer_items import (
     tombstone_retention_days,
 )
 from shared.repositories.customer_merges import CustomerMerges
+from shared.repositories.customer_profile import ContactUpdate, CustomerProfile
 from shared.repositories.customer_views import contact_counts, to_customer
 from shared.repositories.dynamo import CONDITION_FAILED, DynamoTable, deserialise, serialise
 
@@ -91,6 +92,8 @@ __all__ = [
     "PROFILE",
     "TOMBSTONE",
     "TOMBSTONE_RETENTION_ENV",
+    "ContactUpdate",
+    "CustomerProfile",
     "CustomerRepository",
     "IdentityErased",
     "IdentityTaken",
@@ -138,6 +141,11 @@ class CustomerRepository(CustomerMerges):
 
     def get_profile(self, customer_id: str) -> dict[str, Any] | None:
         return self.table.get(_profile_key(customer_id))
+
+    def profile(self, customer_id: str) -> CustomerProfile | None:
+        """The customer's profile, typed (strongly consistent)."""
+        item = self.table.get(_profile_key(customer_id))
+        return CustomerProfile.from_item(item) if item else None
 
     def load(self, customer_id: str) -> ProfileState | None:
         items = self.table.query_all(
@@ -413,32 +421,24 @@ class CustomerRepository(CustomerMerges):
         )["Update"]
         return self.table.conditional("update_item", **action) is not None
 
-    def record_contact(
-        self,
-        customer_id: str,
-        channel: str,
-        sent_at: str,
-        day: str,
-        forget_days: list[str],
-        newer: bool,
-        retain_until_day: str | None = None,
-    ) -> None:
-        """Count an inbound message (per day) and remember the latest one per channel.
+    def record_contact(self, customer_id: str, update: ContactUpdate) -> None:
+        """Count a contact (per day) and remember the latest one per channel
+        (:meth:`CustomerProfile.contact_due` says when a message is one).
 
         ``retain_until_day`` (the retention index key) is written in the same request.
         """
-        names = {"#day": day}
-        values: Item = {":zero": 0, ":one": 1, ":ts": sent_at}
+        names = {"#day": update.day}
+        values: Item = {":zero": 0, ":one": 1, ":ts": update.sent_at}
         expression = "SET contacts.#day = if_not_exists(contacts.#day, :zero) + :one, updated_at = :ts"
-        if retain_until_day:
+        if update.retain_until_day:
             names["#keep"] = RETAIN_ATTRIBUTE
-            values[":keep"] = retain_until_day
+            values[":keep"] = update.retain_until_day
             expression += ", #keep = :keep"
-        if newer:
-            names["#ch"] = channel
+        if update.newer:
+            names["#ch"] = update.channel
             expression += ", last_seen.#ch = :ts"
         removes = []
-        for i, old in enumerate(forget_days[:20]):
+        for i, old in enumerate(update.forget_days[:20]):
             names[f"#old{i}"] = old
             removes.append(f"contacts.#old{i}")
         if removes:

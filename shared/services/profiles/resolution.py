@@ -24,6 +24,7 @@ from shared.domain.identity import derived_identities, normalise
 from shared.platform.ids import new_id
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.customers import (
+    CustomerProfile,
     CustomerRepository,
     IdentityErased,
     IdentityTaken,
@@ -56,6 +57,9 @@ class Resolution:
     merges: list[str] = field(default_factory=list)
     #: Why the message was not attributed to anyone (``erased``: a replay of erased data).
     dropped: str | None = None
+    #: The customer's profile as resolution read it, when resolution wrote nothing to it
+    #: (recording the message then needs no second read); None: read it again.
+    profile: CustomerProfile | None = None
 
 
 def identities_of(message: MessageReceived) -> list[Identity]:
@@ -75,10 +79,11 @@ def identities_of(message: MessageReceived) -> list[Identity]:
 
 def _learn_name(
     customers: CustomerRepository, survivor: ProfileState, message: MessageReceived, now: str
-) -> None:
-    """The first name we learn for a customer who had none (e.g. SMS first, then web chat)."""
+) -> bool:
+    """The first name we learn for a customer who had none (e.g. SMS first, then web chat).
+    True when the profile may have been written."""
     if not message.display_name or "name" in (survivor.profile.get("attributes") or {}):
-        return
+        return False
     latest = customers.load(survivor.customer_id)
     attributes = dict((latest.profile.get("attributes") or {}) if latest else {})
     if latest is not None and "name" not in attributes:
@@ -88,6 +93,7 @@ def _learn_name(
             latest.version,
             {"attributes": attributes, "display_name": message.display_name},
         )
+    return True
 
 
 def _attach_missing(
@@ -99,8 +105,11 @@ def _attach_missing(
     now: str,
     sent_at: str,
     stale: dict[str, str],
-) -> list[PossibleMatch]:
+) -> tuple[list[PossibleMatch], bool]:
+    """Attach the identities the survivor lacks; the possible matches, and whether anything
+    may have been written to the profile (a known identity on a known customer writes nothing)."""
     matches: list[PossibleMatch] = []
+    wrote = False
     for identity in identities:
         had = survivor.link_of(identity)
         owner = owners.get(identity.key)
@@ -108,6 +117,7 @@ def _attach_missing(
             matches.append(PossibleMatch(identity, owner))
         if had is not None and (had.get("verified") or not identity.verified):
             continue  # on the profile already, at least as strongly as now
+        wrote = True
         customers.attach(
             survivor.customer_id,
             identity,
@@ -116,8 +126,8 @@ def _attach_missing(
             sent_at=sent_at,
             stale_owner=stale.get(identity.key),
         )
-    _learn_name(customers, survivor, message, now)
-    return matches
+    wrote = _learn_name(customers, survivor, message, now) or wrote
+    return matches, wrote
 
 
 class _Dropped(Exception):
@@ -225,8 +235,10 @@ def _resolve_once(
     if not roots:
         return _new_customer(customers, identities, owners, stale, message, now, sent_at, make_id)
     survivor, merges = _merge_roots(customers, merger, roots, message, verified, now, make_id)
-    matches = _attach_missing(customers, survivor, identities, owners, message, now, sent_at, stale)
-    return Resolution(survivor.customer_id, False, matches, merges)
+    matches, wrote = _attach_missing(customers, survivor, identities, owners, message, now, sent_at, stale)
+    # The profile as read is still the profile when nothing was written (merges reload it).
+    profile = None if wrote else survivor.aggregate()
+    return Resolution(survivor.customer_id, False, matches, merges, profile=profile)
 
 
 def resolve_customer(
