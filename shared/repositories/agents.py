@@ -18,6 +18,7 @@ last slot cannot both win.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
@@ -33,6 +34,13 @@ from shared.repositories.dynamo import (
 )
 
 PROFILE = "PROFILE"
+#: How long a container trusts the skill membership (``SKILL#`` items) it read. Membership changes
+#: only when an agent is saved; the agents' status and load are always read consistently. A
+#: conversation queued while a new member was not yet seen is assigned by that agent's next
+#: status change or by the SLA sweep's pass over its queue (every minute).
+MEMBERS_TTL_SECONDS = 15.0
+#: ``(table, skill)`` -> ``(read at, member agent ids)``, per container.
+_members: dict[tuple[str, str], tuple[float, list[str]]] = {}
 AgentStatus = Literal["available", "away", "offline"]
 
 
@@ -105,15 +113,27 @@ class AgentRepository:
 
     def with_skill(self, skill: str) -> list[Agent]:
         """Every agent with ``skill`` (their current status and load read consistently)."""
+        members = self.skill_members(skill)
+        return self.get_many(members) if members else []
+
+    def skill_members(self, skill: str) -> list[str]:
+        """The ids of the agents with ``skill`` (cached per container, :data:`MEMBERS_TTL_SECONDS`)."""
+        key = (self.table.name, skill)
+        cached = _members.get(key)
+        if cached is not None and time.monotonic() - cached[0] < MEMBERS_TTL_SECONDS:
+            return cached[1]
         members = self.table.query_all(
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": {"S": skill_pk(skill)}},
         )
-        return self.get_many([m["agent_id"] for m in members])
+        ids = [str(m["agent_id"]) for m in members]
+        _members[key] = (time.monotonic(), ids)
+        return ids
 
     def last_served(self, customer_id: str) -> tuple[str, str] | None:
-        """``(agent id, when)`` of the agent who last served the customer."""
-        item = self.table.get({"pk": served_pk(customer_id), "sk": "LAST"})
+        """``(agent id, when)`` of the agent who last served the customer (a preference for
+        ranking, so read eventually consistent)."""
+        item = self.table.get({"pk": served_pk(customer_id), "sk": "LAST"}, consistent=False)
         return (item["agent_id"], item["at"]) if item else None
 
     # -- writes ------------------------------------------------------------ #
@@ -173,6 +193,7 @@ class AgentRepository:
                 }
             )
         self.table.client.transact_write_items(TransactItems=actions)
+        _members.clear()  # this container sees the new membership at once
         saved = self.get(agent_id)
         assert saved is not None
         return saved
