@@ -8,7 +8,7 @@ from typing import Any
 from shared.contracts.events import Identity
 from shared.outbound.policy import ConversationFacts, CustomerFacts, QuietHours
 from shared.repositories.conversations import ConversationRepository
-from shared.repositories.customers import CustomerRepository
+from shared.repositories.customers import CustomerRepository, to_customer
 
 
 def customer_facts(customer_id: str, customers: CustomerRepository) -> CustomerFacts | None:
@@ -19,10 +19,11 @@ def customer_facts(customer_id: str, customers: CustomerRepository) -> CustomerF
     (``{"start": "HH:MM", "end": "HH:MM"}``, also accepted under ``preferences``) and
     ``consent_<channel>`` (``{status, at, source}``) via :meth:`CustomerRepository.get`.
     """
-    customer = customers.get(customer_id)
-    if customer is None:
+    state = customers.load(customer_id)  # the profile and the identities, in one query
+    if state is None:
         return None
-    profile = customers.get_profile(customer_id) or {}
+    customer = to_customer(state)
+    profile = state.profile
     if profile.get("erased_at") or profile.get("erased"):
         return CustomerFacts(customer_id)  # erased: no identities, nobody can be reached
     raw_preferences = profile.get("preferences")
