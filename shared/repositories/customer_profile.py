@@ -131,6 +131,8 @@ class CustomerProfile:
         nor the retention day: nothing is written for them.
         """
         day = sent_at[:10]
+        if self.last_seen.get(channel) == sent_at:
+            return None  # this very message was counted (the profile was created with it)
         keep = later(self.retain_until_day, retain_until(contact_day(sent_at, now), retention_days))
         seen = self.last_seen.get(channel)
         first_of_day = seen is None or day_of(sent_at) > day_of(seen)

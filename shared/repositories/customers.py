@@ -231,9 +231,13 @@ class CustomerRepository(CustomerMerges):
         *,
         sent_at: str | None = None,
         stale_owners: dict[str, str] | None = None,
-    ) -> None:
-        """Create a customer owning every verified identity in ``identities``, atomically.
+        first_contact: bool = False,
+    ) -> CustomerProfile:
+        """Create a customer owning every verified identity in ``identities``, atomically; the
+        profile as written.
 
+        ``first_contact``: the message sent at ``sent_at`` on ``source`` is the customer's first
+        contact, counted in the profile as it is created (no second write to count it).
         Raises :class:`IdentityTaken` when one of them got an owner in the meantime, and
         :class:`IdentityErased` when one was erased after ``sent_at``; then nothing was written.
         """
@@ -242,27 +246,32 @@ class CustomerRepository(CustomerMerges):
             if display_name
             else {}
         )
-        actions: list[Item] = [
-            _put(
-                self.table.name,
-                {
-                    "pk": customer_pk(customer_id),
-                    "sk": PROFILE,
-                    "customer_id": customer_id,
-                    "created_at": now,
-                    "updated_at": now,
-                    "status": ACTIVE,
-                    "version": 0,
-                    "display_name": display_name,
-                    "attributes": attributes,
-                    "tags": [],
-                    "last_seen": {},
-                    "contacts": {},
-                    RETAIN_ATTRIBUTE: retain_until(day_of(now), retention_days()),
-                },
-                "attribute_not_exists(pk)",
+        profile: Item = {
+            "pk": customer_pk(customer_id),
+            "sk": PROFILE,
+            "customer_id": customer_id,
+            "created_at": now,
+            "updated_at": now,
+            "status": ACTIVE,
+            "version": 0,
+            "display_name": display_name,
+            "attributes": attributes,
+            "tags": [],
+            "last_seen": {},
+            "contacts": {},
+            RETAIN_ATTRIBUTE: retain_until(day_of(now), retention_days()),
+        }
+        if first_contact and sent_at and source:
+            update = CustomerProfile.from_item(profile).contact_due(
+                source, sent_at, now, retention_days(), new_contact=True
             )
-        ]
+            if update is not None:
+                profile.update(
+                    last_seen={source: sent_at},
+                    contacts={update.day: 1},
+                    **({RETAIN_ATTRIBUTE: update.retain_until_day} if update.retain_until_day else {}),
+                )
+        actions: list[Item] = [_put(self.table.name, profile, "attribute_not_exists(pk)")]
         owned: dict[int, Identity] = {}
         for identity in identities:
             actions.append(_put(self.table.name, self._identity_item(customer_id, identity, now, source)))
@@ -277,6 +286,7 @@ class CustomerRepository(CustomerMerges):
         codes = self._transact(actions)
         if codes is not None:
             self._raise_for(actions, codes, owned)
+        return CustomerProfile.from_item(profile)
 
     def attach(
         self,

@@ -41,6 +41,8 @@ from shared.services.profiles.merge import (
 )
 
 MAX_ATTEMPTS = 5
+#: Message kinds that are not a contact of the customer (recorded outside any conversation).
+NOT_CONTACTS = frozenset({"consent", "system", "reaction"})
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,7 @@ def _new_customer(
 ) -> Resolution:
     """Nobody owns a verified identity of the message: a new customer owning all of them."""
     customer_id = make_id("cus")
-    customers.create(
+    profile = customers.create(
         customer_id,
         identities,
         now,
@@ -179,9 +181,11 @@ def _new_customer(
         source=message.channel,
         sent_at=sent_at,
         stale_owners=stale,
+        # A conversation message is the customer's first contact (not a keyword or a reaction).
+        first_contact=message.kind not in NOT_CONTACTS,
     )
     matches = [PossibleMatch(i, owners[i.key]) for i in identities if not i.verified and i.key in owners]
-    return Resolution(customer_id, True, matches)
+    return Resolution(customer_id, True, matches, profile=profile)
 
 
 def _merge_roots(

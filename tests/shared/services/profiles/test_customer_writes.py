@@ -191,3 +191,22 @@ def test_a_merge_still_joins_the_customers_and_the_next_message_writes_nothing(
         after = repos.record(inbound("m-4", phone, channel=channel, seconds=3))
     assert after.customer_id == merged.customer_id
     assert writes(calls) == 0, calls
+
+
+def test_a_new_customer_is_created_with_their_first_contact_in_one_write(stack: dict[Any, str]) -> None:
+    repos = Repos()
+    phone = verified("phone", "+4915111110004")
+    with customer_requests(stack) as calls:
+        first = repos.record(inbound("c-1", phone, channel="sms"))
+    assert first.new_customer
+    assert first.new_conversation
+    # The customer (profile, identity, ownership) in one transaction; the conversation marks
+    # itself open on the profile in its own; no separate update counts the contact.
+    assert calls["UpdateItem"] == 0, calls
+    assert calls["GetItem"] == 0, calls
+    assert first.customer_id is not None
+    profile = repos.customers.profile(first.customer_id)
+    assert profile is not None
+    assert dict(profile.contacts) == {START.date().isoformat(): 1}
+    assert profile.last_seen["sms"].startswith(START.date().isoformat())
+    assert profile.open_conversation_id == first.conversation_id
