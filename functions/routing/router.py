@@ -27,6 +27,7 @@ from functions.routing.decide import (
 from functions.routing.orders import OrderLookup, OrderStatus
 from shared.contracts.events import (
     FeedbackSubmitted,
+    InboundFacts,
     MessageRecorded,
     NotificationRequested,
     format_timestamp,
@@ -358,6 +359,9 @@ class Router:
                         first_handover=not decision.automated
                         and (not previous_known or previous is None or previous.automated),
                         citations=list(decision.citations) if decision.automated else [],
+                        answering=InboundFacts(
+                            message_id=event.message_id, channel=event.channel, sent_at=event.sent_at
+                        ),
                         **_assistant_usage(decision),
                     ),
                 ),

@@ -288,6 +288,20 @@ class MessageRecorded(_Event):
     customer: ProfileFacts | None = None
 
 
+class InboundFacts(BaseModel):
+    """The customer's inbound message a reply answers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    message_id: str
+    channel: Channel
+    sent_at: AwareDatetime
+
+    @field_serializer("sent_at", when_used="json")
+    def _serialise_sent_at(self, value: datetime) -> str:
+        return format_timestamp(value)
+
+
 class NotificationRequested(_Event):
     """Detail of ``notification.requested``: something should reach a customer.
 
@@ -334,6 +348,9 @@ class NotificationRequested(_Event):
     input_tokens: Annotated[int, Field(ge=0)] = 0
     output_tokens: Annotated[int, Field(ge=0)] = 0
     cost_usd: Annotated[float, Field(ge=0)] = 0.0
+    #: A reply to the customer's message: that message (routing sets it), so notify knows the
+    #: channel's service window and the e-mail to thread under without reading the conversation.
+    answering: InboundFacts | None = None
 
 
 EVENT_MODELS: dict[str, type[_Event]] = {
