@@ -7,9 +7,12 @@ Items (``pk`` / ``sk``):
   every write that a merge must not overwrite), ``display_name`` (mirror of the ``name``
   attribute), ``attributes`` (map: name -> ``{value, at, source}``; ``name``, ``language``,
   ``timezone``, ``channel_preferences`` and custom ones), ``tags`` (list),
-  ``consent_<channel>`` (``{status, at, source}``), ``last_seen`` (map: channel -> latest
-  provider timestamp), ``contacts`` (map: ``YYYY-MM-DD`` -> inbound messages that day, the
-  last 30 days), ``retain_until_day`` (``YYYY-MM-DD``, the last day the data is kept: the last
+  ``consent_<channel>`` (``{status, at, source}``), ``last_seen`` (map: channel -> provider
+  timestamp of the latest contact), ``contacts`` (map: ``YYYY-MM-DD`` -> contacts that day, the
+  last 30 days; a contact is a conversation opened or reopened, or the first message of a day on
+  a channel - later messages write nothing here, see
+  :meth:`shared.repositories.customer_profile.CustomerProfile.contact_due`),
+  ``retain_until_day`` (``YYYY-MM-DD``, the last day the data is kept: the last
   contact plus ``OMNI_RETENTION_DAYS``; the key of the sparse ``retention`` index, see
   :mod:`shared.domain.retention`), ``open_conversation_id``. A merged-away profile also has ``merged_into``,
   ``merge_id``, ``merged_at`` and, until its identities and conversations have all moved,
