@@ -23,6 +23,11 @@ _STAGE = re.compile(r"[A-Za-z0-9_-]{1,23}")
 _RECIPIENT = re.compile(r"(?:[^@\s]+@)?\.?[a-z0-9-]+(?:\.[a-z0-9-]+)+")
 #: An SES identity: a domain or an address (no wildcards: the grant is scoped to it).
 _SES_IDENTITY = re.compile(r"(?:[^@\s*]+@)?[a-z0-9-]+(?:\.[a-z0-9-]+)+")
+#: A site that embeds the web chat widget: an HTTPS origin (scheme, host, optional port; no
+#: path), or http://localhost for development.
+_ORIGIN = re.compile(
+    r"(?:https://[a-z0-9-]+(?:\.[a-z0-9-]+)+|http://(?:localhost|127\.0\.0\.1))(?::\d{1,5})?"
+)
 #: An SES configuration set name.
 _CONFIGURATION_SET = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -53,6 +58,8 @@ class StackSettings:
     #: The functions' deployment settings by config key (``topology.StackSetting``: the assistant's
     #: mode, model, guardrail, embedding model, threshold); unset keys take the declared defaults.
     stack_config: Mapping[str, str] = field(default_factory=dict)
+    #: The sites that embed the web chat widget (``widgetOrigins``): the API's CORS origins.
+    widget_origins: tuple[str, ...] = ()
     #: The Lambda runtime of every function (``runtime``): the layer's wheels and the
     #: artifacts' bytecode are built for its Python version.
     runtime: str = RUNTIME
@@ -70,6 +77,11 @@ class StackSettings:
             raise ValueError("set both agentJwtIssuer and agentJwtAudience, or neither")
         if self.log_retention_days is not None:
             check_log_retention(self.log_retention_days)
+        for origin in self.widget_origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"widgetOrigins: {origin!r} is not a site's origin (https://host[:port], no path)"
+                )
         for recipient in self.email_recipients:
             if not _RECIPIENT.fullmatch(recipient):
                 raise ValueError(f"emailRecipients: {recipient!r} is not an e-mail address or domain")
@@ -97,6 +109,7 @@ class StackSettings:
             agent_jwt_issuer=config.get("agentJwtIssuer") or None,
             agent_jwt_audience=config.get("agentJwtAudience") or None,
             email_recipients=parse_recipients(config.get("emailRecipients")),
+            widget_origins=parse_origins(config.get("widgetOrigins")),
             activate_receipt_rule_set=config.get_bool("activateReceiptRuleSet", False) or False,
             stack_config=stack_config(topology, config),
             runtime=config.get("runtime") or RUNTIME,
@@ -155,3 +168,20 @@ def parse_recipients(value: str | None) -> tuple[str, ...]:
     else:
         items = value.split(",")
     return tuple(str(item).strip().lower() for item in items if str(item).strip())
+
+
+def parse_origins(value: str | None) -> tuple[str, ...]:
+    """``widgetOrigins``: a JSON list (``pulumi config set --path 'widgetOrigins[0]' ...``) or a
+    comma-separated string; each origin in lower case, without a trailing slash."""
+    if not value or not value.strip():
+        return ()
+    items: Sequence[object]
+    if value.strip().startswith("["):
+        try:
+            items = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"widgetOrigins is not a JSON list: {exc}") from None
+    else:
+        items = value.split(",")
+    origins = (str(item).strip().lower().rstrip("/") for item in items)
+    return tuple(dict.fromkeys(origin for origin in origins if origin))

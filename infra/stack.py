@@ -158,6 +158,7 @@ def build_stack(
             jwt_audience=audience,
             log_retention_days=settings.log_retention_days or DEFAULT_API_LOG_RETENTION_DAYS,
             kms_key_arn=key_arn,
+            cors_origins=settings.widget_origins,
         ),
     )
     functions = Functions(
@@ -426,6 +427,7 @@ def stack_outputs(stack: OmniStack) -> dict[str, Any]:
         outputs["receiptRuleSetName"] = stack.email.rule_set.rule_set_name
     if stack.console is not None:
         outputs["consoleUrl"] = stack.console.url
+        outputs["widgetUrl"] = stack.console.widget_url
     if stack.websocket_apis is not None:
         outputs["websocketUrls"] = stack.websocket_apis.urls
     if stack.agent_identity is not None:

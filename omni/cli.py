@@ -130,6 +130,12 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
             file=out,
             flush=True,
         )
+        print(
+            f"  web chat demo shop (chat as a customer, answer in the console): "
+            f"{runtime.base_url}/widget/demo.html",
+            file=out,
+            flush=True,
+        )
         if args.demo:
             threading.Thread(
                 target=_play_demo, args=(runtime.base_url,), name="omni-demo", daemon=True
@@ -373,6 +379,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     register_dlq(commands)
     register_replay(commands)
+
+    from omni.repair import register as register_repair  # noqa: PLC0415
+
+    register_repair(commands)
 
     send = commands.add_parser("send", help="act as a provider: send a signed webhook to the stack")
     channels = send.add_subparsers(dest="channel", required=True, metavar="CHANNEL")

@@ -352,6 +352,23 @@ _META_GRANTS = (
     Grant("table", "outbox", "readwrite"),
 )
 
+#: The company's defaults for customers who chose no time zone / quiet hours (README, "Notifications").
+QUIET_HOURS_SETTINGS = (
+    StackSetting(
+        settings.OMNI_DEFAULT_TIMEZONE,
+        "defaultTimezone",
+        "",
+        description="IANA time zone of quiet hours for a customer who chose none and whose phone "
+        "number implies none (empty: UTC)",
+    ),
+    StackSetting(
+        settings.OMNI_QUIET_HOURS,
+        "quietHours",
+        "21:00-08:00",
+        description="default quiet hours, local HH:MM-HH:MM (off: none)",
+    ),
+)
+
 FUNCTIONS: tuple[Function, ...] = (
     Function(
         name="webchat",
@@ -538,6 +555,7 @@ FUNCTIONS: tuple[Function, ...] = (
             # The one-click unsubscribe link of e-mail notifications (shared/domain/links.py).
             Grant("secret", LINKS_SIGNING_SECRET, "get"),
         ),
+        settings=QUIET_HOURS_SETTINGS,
     ),
     Function(
         name="delivery-status",

@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from functions.agent_api.deps import agent_id, conversations, customers, is_supervisor, json_body
-from functions.agent_api.desk import desk, now, publish
+from functions.agent_api.desk import agents, desk, now, publish
 from shared.contracts.events import NotificationRequested
 from shared.contracts.models import Conversation, Note
 from shared.contracts.names import NOTIFICATION_REQUESTED
@@ -137,6 +137,7 @@ def reply(
         kind="reply",
         text=body.text,
         author=f"agent:{me}",
+        author_name=first_name(me),
         # The first response, unless the bot answered before (then that one was; KPIs).
         first_response=not any(
             (meta.get(key) or {}).get("automated") for key in ("routing", "previous_routing")
@@ -144,6 +145,13 @@ def reply(
     )
     publish([(NOTIFICATION_REQUESTED, request)])
     return json_body(202, Accepted(notification_id=request.notification_id, conversation_id=conversation_id))
+
+
+def first_name(agent: str) -> str | None:
+    """The first word of the agent's name (what web chat shows the customer), None without one."""
+    record = agents.get(agent)
+    words = (record.name or "").split() if record else []
+    return words[0][:100] if words else None
 
 
 @router.post("/conversations/<conversation_id>/notes", responses=documented(201, Conversation, 400, 401, 404))

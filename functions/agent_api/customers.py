@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -19,13 +18,14 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from functions.agent_api.deps import agent_id, conversations, customers, json_body
-from shared.contracts.events import Channel, Identity, IdentityType, format_timestamp, utc_now
+from shared.contracts.contact import CHOICE_FIELDS, ContactChoicesPatch
+from shared.contracts.events import Identity, IdentityType, format_timestamp, utc_now
 from shared.contracts.models import ConversationSummary, Customer, MergeRecord
 from shared.domain.identity import InvalidIdentity, normalise_value, parse_identity
 from shared.platform.http import documented, error
 from shared.repositories.conversation_merge import ConversationMerger
+from shared.repositories.customer_choices import consent_items, with_choices
 from shared.repositories.customers import (
-    CONSENT_PREFIX,
     IdentityErased,
     IdentityTaken,
     ProfileChanged,
@@ -46,10 +46,9 @@ router = APIGatewayHttpRouter()
 merger = ConversationMerger()
 WRITE_ATTEMPTS = 5
 _ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
-_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_\-:]{0,49}$")
 #: Attributes with their own field in the PATCH body.
-STANDARD_ATTRIBUTES = ("name", "language", "timezone", "channel_preferences")
+STANDARD_ATTRIBUTES = ("name", *CHOICE_FIELDS)
 
 
 class CustomerList(BaseModel):
@@ -84,35 +83,16 @@ class ConfirmBody(BaseModel):
 AttributeScalar = Annotated[str, Field(max_length=1000)] | int | float | bool | None
 
 
-class CustomerPatch(BaseModel):
-    """Fields to change; a field left out stays as it is, ``null`` clears it."""
+class CustomerPatch(ContactChoicesPatch):
+    """Fields to change; a field left out stays as it is, ``null`` clears it.
+
+    The contact choices (channel_preferences, channel_mode, language, timezone, quiet_hours,
+    consent) are those of :class:`shared.contracts.contact.ContactChoicesPatch`."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    language: Annotated[str, Field(max_length=35)] | None = None
-    timezone: Annotated[str, Field(max_length=64)] | None = None
     tags: Annotated[list[str], Field(max_length=50)] | None = None
-    channel_preferences: Annotated[list[Channel], Field(max_length=10)] | None = None
-    consent: dict[Channel, Literal["opted_in", "opted_out"]] | None = None
     attributes: Annotated[dict[str, AttributeScalar], Field(max_length=50)] | None = None
-
-    @field_validator("language")
-    @classmethod
-    def _language(cls, value: str | None) -> str | None:
-        if value is not None and not _LANGUAGE.match(value):
-            raise ValueError("language must be a BCP 47 tag such as 'de' or 'pt-BR'")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
-        return value
 
     @field_validator("tags")
     @classmethod
@@ -123,13 +103,6 @@ class CustomerPatch(BaseModel):
         if bad:
             raise ValueError(f"tags are lower-case words (a-z, 0-9, _ - :), not {bad}")
         return list(dict.fromkeys(value))
-
-    @field_validator("channel_preferences")
-    @classmethod
-    def _preferences(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and len(set(value)) != len(value):
-            raise ValueError("channel_preferences lists each channel once")
-        return value
 
     @field_validator("attributes")
     @classmethod
@@ -225,14 +198,23 @@ def _refused(exc: MergeRefused) -> Response[dict[str, Any]]:
 def find_customers(
     identity: Annotated[str, Query(description="<type>:<value>, e.g. email:ana@example.com", max_length=400)],
 ) -> Response[dict[str, Any]]:
+    """The customers holding the identity: its verified owner first (``verification: verified``),
+    then the profile of unauthenticated messages claiming it (``verification: claimed``)."""
     try:
         wanted = parse_identity(identity)
     except InvalidIdentity as exc:
         return error(400, str(exc))
-    owner = customers.owner_of(wanted)
-    state = find_root(customers, merger, owner, _now()).state if owner else None
-    found = _customer(state.customer_id) if state else None
-    return json_body(200, CustomerList(customers=[found] if found else []))
+    owners, claims = customers.owners_and_claims([wanted], [wanted])
+    found: list[Customer] = []
+    for holder, verification in ((owners.get(wanted.key), "verified"), (claims.get(wanted.key), "claimed")):
+        state = find_root(customers, merger, holder, _now()).state if holder else None
+        if state is None or any(c.customer_id == state.customer_id for c in found):
+            continue  # gone, or the claim's profile became (or was merged into) the owner
+        customer = _customer(state.customer_id)
+        if customer is not None:
+            customer.verification = verification  # type: ignore[assignment]
+            found.append(customer)
+    return json_body(200, CustomerList(customers=found))
 
 
 @router.get("/customers/<customer_id>", responses=documented(200, Customer, 401, 404))
@@ -349,17 +331,15 @@ def _patch_values(
     state: ProfileState, patch: CustomerPatch, by: str, now: str
 ) -> tuple[dict[str, Any], list[str]]:
     profile = state.profile
-    attributes = dict(profile.get("attributes") or {})
+    attributes = with_choices(profile.get("attributes") or {}, patch, now, by)
     given = patch.model_fields_set
     set_values: dict[str, Any] = {}
     remove: list[str] = []
-    for name in STANDARD_ATTRIBUTES:
-        if name in given:
-            value = getattr(patch, name)
-            if value is None:
-                attributes.pop(name, None)
-            else:
-                attributes[name] = {"value": value, "at": now, "source": by}
+    if "name" in given:
+        if patch.name is None:
+            attributes.pop("name", None)
+        else:
+            attributes["name"] = {"value": patch.name, "at": now, "source": by}
     for name, value in (patch.attributes or {}).items():
         if value is None:
             attributes.pop(name, None)
@@ -373,8 +353,7 @@ def _patch_values(
             set_values["display_name"] = patch.name
     if "tags" in given:
         set_values["tags"] = patch.tags or []
-    for channel, status in (patch.consent or {}).items():
-        set_values[f"{CONSENT_PREFIX}{channel}"] = {"status": status, "at": now, "source": by}
+    set_values.update(consent_items(patch, now, by))
     set_values["updated_at"] = now
     return set_values, remove
 

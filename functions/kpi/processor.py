@@ -531,6 +531,7 @@ class KpiProcessor:
                 survey, due.language, score_links(survey, due.customer_id, channel, due.conversation_id)
             ),
             author="bot",
+            survey=survey,  # type: ignore[arg-type]  # "ces" or "csat" (validated with the rules)
             correlation_id=due.correlation_id,
         )
         work.after.append(lambda: self.publish([(NOTIFICATION_REQUESTED, request)]))

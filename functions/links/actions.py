@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from shared.contracts.contact import ContactChoicesPatch
 from shared.contracts.events import FeedbackSubmitted, format_timestamp
 from shared.contracts.models import Consent
 from shared.domain.links import LinkClaims
@@ -19,6 +20,8 @@ from shared.repositories.customers import ERASED, MERGED, CustomerRepository
 
 #: How the unsubscribe link records the opt-out (``consent_<channel>.source``).
 CONSENT_SOURCE = "unsubscribe-link"
+#: How the preferences link records a choice (``<channel>:preferences-link``).
+PREFERENCES_SOURCE = "preferences-link"
 #: Merges followed at most (a chain longer than this is a loop: merge, unmerge, merge...).
 MAX_MERGE_HOPS = 8
 
@@ -71,6 +74,33 @@ def unsubscribe(customers: CustomerRepository, claims: LinkClaims, now: datetime
     if written_to is None:
         raise RuntimeError(f"customer {claims.customer_id}: more than {MAX_MERGE_HOPS} merges to follow")
     return Unsubscribed("opted_out", written_to, changed)
+
+
+def active_customer(customers: CustomerRepository, customer_id: str) -> str | None:
+    """The profile active now behind ``customer_id`` (following merges); None: unknown or erased."""
+    current = customer_id
+    for _ in range(MAX_MERGE_HOPS):
+        profile = customers.get_profile(current)
+        if profile is None or profile.get("status") == ERASED:
+            return None
+        if profile.get("status") == MERGED and profile.get("merged_into"):
+            current = str(profile["merged_into"])
+            continue
+        return current
+    return None
+
+
+def set_preferences(
+    customers: CustomerRepository, claims: LinkClaims, patch: ContactChoicesPatch, now: datetime
+) -> str | None:
+    """Record the choices the customer made on their preferences page; the profile written to
+    (None: there is none - unknown or erased)."""
+    customer_id = active_customer(customers, claims.customer_id)
+    if customer_id is not None:
+        customers.set_choices(
+            customer_id, patch, format_timestamp(now), f"{claims.channel}:{PREFERENCES_SOURCE}"
+        )
+    return customer_id
 
 
 class NoConversation(ValueError):

@@ -1,4 +1,4 @@
-"""Public signed links: one-click unsubscribe (RFC 8058) and survey answers by link.
+"""Public signed links: one-click unsubscribe (RFC 8058), contact preferences, survey answers by link.
 
 ``GET /links/{purpose}?t=<token>[&score=<n>]`` changes nothing (mail scanners and link
 previewers fetch every link): it checks the token and answers a small HTML page that says
@@ -7,6 +7,10 @@ what will happen, with a button. ``POST`` to the same URL does it:
 * ``unsubscribe`` - the customer is opted out of the token's channel (e-mail); this is
   also the RFC 8058 one-click request mail clients send with the body
   ``List-Unsubscribe=One-Click``. A second click changes nothing and answers 200 again.
+* ``preferences`` - the GET page is a form with the customer's contact choices
+  (:mod:`shared.contracts.contact`); the POST records the fields filled in (channels and
+  mode, time zone, quiet hours, language, channels never to use). An invalid field is a 400
+  naming it.
 * ``ces`` / ``csat`` - ``feedback.submitted`` is published with the score (query or
   form field ``score``, checked against the survey's scale); the KPI function counts
   the first answer per conversation.
@@ -18,6 +22,7 @@ A bad token is a 400 (malformed) or 403 (forged, for another purpose), an expire
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, get_args
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -25,6 +30,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from functions.links import actions, pages
+from shared.contracts.contact import ContactChoices
 from shared.contracts.events import Channel, utc_now
 from shared.contracts.names import FEEDBACK_SUBMITTED
 from shared.domain import links
@@ -116,6 +122,44 @@ def _refused(exc: Refused, purpose: str) -> Response[Any]:
     return _answer(pages.problem(exc.status, exc.reason))
 
 
+def _current(claims: links.LinkClaims) -> tuple[str, ContactChoices]:
+    customer_id = actions.active_customer(customers, claims.customer_id)
+    choices = customers.contact_choices(customer_id) if customer_id else None
+    if customer_id is None or choices is None:
+        raise Refused(410, "we no longer hold any data about you, so there is nothing to choose")
+    return customer_id, choices
+
+
+def _show_preferences(claims: links.LinkClaims, token: str) -> Response[Any]:
+    _, choices = _current(claims)
+    return _answer(
+        pages.preferences_form(token, choices), purpose="preferences", contact=choices.model_dump()
+    )
+
+
+def _save_preferences(claims: links.LinkClaims, form: dict[str, str], now: datetime) -> Response[Any]:
+    _current(claims)
+    try:
+        patch = pages.preferences_patch(form)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise Refused(400, f"nothing was saved; {problems}") from exc
+    written_to = actions.set_preferences(customers, claims, patch, now)
+    logger.info(
+        "preferences set by link",
+        extra={
+            "customer_id": written_to,
+            "channel": claims.channel,
+            "fields": sorted(patch.model_fields_set),
+        },
+    )
+    _, choices = _current(claims)
+    return _answer(pages.preferences_saved(), status="saved", contact=choices.model_dump())
+
+
 @app.get("/links/<purpose>")
 def show(purpose: str) -> Response[Any]:
     """The confirmation page; changes nothing."""
@@ -123,6 +167,8 @@ def show(purpose: str) -> Response[Any]:
         claims, token = _claims(purpose)
         if purpose == "unsubscribe":
             return _answer(pages.unsubscribe_confirm(token), purpose=purpose)
+        if purpose == "preferences":
+            return _show_preferences(claims, token)
         score = _score(purpose, app.current_event.get_query_string_value("score"))
         if not claims.conversation_id:
             raise Refused(400, "the link does not name a conversation")
@@ -141,6 +187,8 @@ def act(purpose: str) -> Response[Any]:
         except pages.BadForm as exc:
             raise Refused(400, str(exc)) from exc
         now = utc_now()
+        if purpose == "preferences":
+            return _save_preferences(claims, form, now)
         if purpose == "unsubscribe":
             one_click = form.get(pages.ONE_CLICK_KEY)
             if one_click is not None and one_click != pages.ONE_CLICK_VALUE:

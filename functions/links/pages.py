@@ -11,6 +11,8 @@ import html
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlencode
 
+from shared.contracts.contact import ContactChoices, ContactChoicesPatch
+
 #: The form content types a one-click POST arrives in (RFC 8058 allows both), and browsers send.
 FORM_URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART_FORM = "multipart/form-data"
@@ -58,6 +60,8 @@ class Page:
     buttons: tuple[tuple[str, str, str], ...] = ()  # (field name, value, label)
     hidden: dict[str, str] = field(default_factory=dict)
     note: str | None = None
+    #: Text inputs of the form: (field name, label, current value, hint).
+    inputs: tuple[tuple[str, str, str, str], ...] = ()
 
     def render(self) -> str:
         parts = [
@@ -75,6 +79,12 @@ class Page:
                 parts.append(
                     f'<input type="hidden" name="{html.escape(name, quote=True)}" '
                     f'value="{html.escape(value, quote=True)}">'
+                )
+            for name, label, value, hint in self.inputs:
+                parts.append(
+                    f'<p><label>{html.escape(label)}<br><input name="{html.escape(name, quote=True)}" '
+                    f'value="{html.escape(value, quote=True)}" placeholder="{html.escape(hint, quote=True)}">'
+                    "</label></p>"
                 )
             for name, value, label in self.buttons:
                 css = ' class="score"' if name == "score" else ""
@@ -137,6 +147,63 @@ def survey_confirm(survey: str, token: str, score: int | None, scale: tuple[int,
         action=form_action(token),
         buttons=tuple(("score", str(n), str(n)) for n in range(low, high + 1)),
     )
+
+
+def preferences_form(token: str, current: ContactChoices) -> Page:
+    """The customer's contact choices, to change (an empty field stays as it is)."""
+    quiet = current.quiet_hours
+    opted_out = [c for c, status in current.consent.items() if status == "opted_out"]
+    return Page(
+        200,
+        "How and when we contact you",
+        "Change what you like and press Save; a field left empty stays as it is.",
+        action=form_action(token),
+        buttons=(("", "", "Save"),),
+        inputs=(
+            (
+                "channel_preferences",
+                "Channels, in your order",
+                ", ".join(current.channel_preferences),
+                "sms, email",
+            ),
+            ("channel_mode", "first (the first that works) or all", current.channel_mode, "first"),
+            ("timezone", "Time zone", current.timezone or "", "Europe/Berlin"),
+            (
+                "quiet_hours",
+                "Quiet hours (or off)",
+                f"{quiet.start}-{quiet.end}" if quiet else "",
+                "22:00-07:00",
+            ),
+            ("language", "Language", current.language or "", "de"),
+            ("opted_out", "Never contact me on", ", ".join(opted_out), "whatsapp"),
+        ),
+        note="Nothing changes until you press Save. Urgent messages (security codes) ignore quiet hours.",
+    )
+
+
+def preferences_saved() -> Page:
+    return Page(200, "Saved", "Your choices apply to our next message.")
+
+
+def preferences_patch(form: dict[str, str]) -> ContactChoicesPatch:
+    """The choices a submitted preferences form makes; raises pydantic's ValidationError."""
+
+    def listed(name: str) -> list[str]:
+        return [c.strip().lower() for c in form.get(name, "").split(",") if c.strip()]
+
+    data: dict[str, object] = {}
+    if listed("channel_preferences"):
+        data["channel_preferences"] = listed("channel_preferences")
+    for name in ("channel_mode", "timezone", "language"):
+        if form.get(name, "").strip():
+            data[name] = form[name].strip()
+    quiet = form.get("quiet_hours", "").strip()
+    if quiet:
+        start, _, end = ("00:00-00:00" if quiet.lower() == "off" else quiet).partition("-")
+        data["quiet_hours"] = {"start": start.strip(), "end": end.strip()}
+    if listed("opted_out"):
+        data["consent"] = dict.fromkeys(listed("opted_out"), "opted_out")
+    return ContactChoicesPatch.model_validate(data)
 
 
 def thanks(score: int) -> Page:

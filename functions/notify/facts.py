@@ -2,51 +2,61 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from shared.contracts.events import Identity, InboundFacts
+from shared.domain.contact_choices import parse_window, quiet_zone
 from shared.outbound.policy import ConversationFacts, CustomerFacts, QuietHours
+from shared.platform import settings
 from shared.repositories.conversations import ConversationRepository
-from shared.repositories.customers import CustomerRepository, to_customer
+from shared.repositories.customers import CustomerRepository
 
 
 def customer_facts(customer_id: str, customers: CustomerRepository) -> CustomerFacts | None:
-    """What notify needs of a customer, read defensively from the profile.
+    """What notify needs of a customer: their identities and contact choices
+    (:class:`shared.contracts.contact.ContactChoices`, read through the repository).
 
-    Profile attributes used: ``preferences.channels`` (ordered list), ``preferences.all``
-    (bool: every listed channel), ``language``, ``timezone`` (IANA), ``quiet_hours``
-    (``{"start": "HH:MM", "end": "HH:MM"}``, also accepted under ``preferences``) and
-    ``consent_<channel>`` (``{status, at, source}``) via :meth:`CustomerRepository.get`.
+    Quiet hours: the customer's window, else the company's (``OMNI_QUIET_HOURS``), in the
+    customer's zone, else their phone number's, else the company's (``OMNI_DEFAULT_TIMEZONE``).
     """
-    state = customers.load(customer_id)  # the profile and the identities, in one query
-    if state is None:
+    customer = customers.get(customer_id)  # the profile and the identities, in one query
+    if customer is None:
         return None
-    customer = to_customer(state)
-    profile = state.profile
-    if profile.get("erased_at") or profile.get("erased"):
+    if customer.status == "erased":
         return CustomerFacts(customer_id)  # erased: no identities, nobody can be reached
-    raw_preferences = profile.get("preferences")
-    preferences: dict[str, Any] = raw_preferences if isinstance(raw_preferences, dict) else {}
-    quiet_raw = profile.get("quiet_hours") or preferences.get("quiet_hours")
+    choices = customer.contact
     identities = _identities(customer.identities)
+    numbers = [i.value for i in identities if i.type in ("phone", "whatsapp")]
+    window = choices.quiet_hours or parse_window(settings.env_str(settings.OMNI_QUIET_HOURS))
     return CustomerFacts(
         customer_id=customer_id,
         identities=tuple(identities),
         consent={channel: consent.status for channel, consent in customer.consent.items()},
-        preferred=_preferred(preferences),
-        all_channels=bool(preferences.get("all") or preferences.get("all_channels")),
-        language=_str_or_none(profile.get("language") or preferences.get("language")),
-        timezone=_str_or_none(profile.get("timezone") or preferences.get("timezone")),
-        quiet_hours=QuietHours.parse(quiet_raw) if quiet_raw else QuietHours(),
+        preferred=tuple(choices.channel_preferences),
+        all_channels=choices.channel_mode == "all",
+        language=choices.language,
+        timezone=quiet_zone(choices.timezone, numbers, settings.env_str(settings.OMNI_DEFAULT_TIMEZONE)),
+        quiet_hours=QuietHours.parse(window.model_dump()) if window else QuietHours(),
         undeliverable=frozenset(f"{i.type}:{i.value}" for i in customer.identities if i.undeliverable),
+        last_seen={c: at for c, raw in customer.last_seen.items() if (at := parse_time(raw)) is not None},
     )
 
 
-def _preferred(preferences: dict[str, Any]) -> tuple[str, ...]:
-    """``preferences.channels``, in order (anything but a list of strings: none)."""
-    channels = preferences.get("channels") or []
-    return tuple(str(c) for c in channels if isinstance(c, str)) if isinstance(channels, list) else ()
+def with_last_seen(
+    conversation: ConversationFacts | None, customer: CustomerFacts
+) -> ConversationFacts | None:
+    """The conversation's latest inbound message per channel, or the customer's when that is later
+    (a window opened by a message outside the conversation, or outside any)."""
+    if not customer.last_seen:
+        return conversation
+    base = conversation or ConversationFacts(conversation_id="", customer_opened=False)
+    latest = dict(base.last_inbound_at)
+    for channel, at in customer.last_seen.items():
+        if channel not in latest or at > latest[channel]:
+            latest[channel] = at
+    return replace(base, last_inbound_at=latest)
 
 
 def _identities(known: Any) -> list[Identity]:
@@ -126,10 +136,6 @@ def answered_conversation(
             answering.message_id.removeprefix("email#") if answering.channel == "email" else None
         ),
     )
-
-
-def _str_or_none(value: Any) -> str | None:
-    return str(value) if isinstance(value, str) and value else None
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -54,12 +54,14 @@ def notifier() -> Notifier:
     """Built on first use (adapters from the environment then: ``OMNI_OUTBOUND_MODE``)."""
     global _notifier  # noqa: PLW0603 - one per container, built on first use
     if _notifier is None:
+        links = UnsubscribeLinks()
         _notifier = Notifier(
             outbox=bootstrap.outbox(),
             conversations=bootstrap.conversations(),
             customers=bootstrap.customers(),
             adapters=build_adapters(),
-            unsubscribe_links=UnsubscribeLinks(),
+            unsubscribe_links=links,
+            preference_links=links.preferences,
         )
     return _notifier
 

@@ -33,7 +33,13 @@ from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 
-from functions.notify.facts import answered_conversation, conversation_facts, customer_facts, parse_time
+from functions.notify.facts import (
+    answered_conversation,
+    conversation_facts,
+    customer_facts,
+    parse_time,
+    with_last_seen,
+)
 from shared.contracts.events import NotificationRequested, format_timestamp
 from shared.outbound.adapters import (
     Accepted,
@@ -84,6 +90,10 @@ Fresh = tuple[str, str | None, dict[str, str] | None]
 
 #: Mints the one-click unsubscribe URL of a customer's e-mail notification (None: no URL).
 UnsubscribeLinkMinter = Callable[[str, datetime], str | None]
+#: Mints the URL of a customer's contact preferences page: (customer, channel, now) (None: no URL).
+PreferenceLinkMinter = Callable[[str, str, datetime], str | None]
+#: Channels whose notifications carry the preferences link (e-mail in its footer, web chat as a line).
+PREFERENCE_LINK_CHANNELS = ("email", "webchat")
 
 
 class UnsubscribeLinks:
@@ -120,6 +130,16 @@ class UnsubscribeLinks:
             self._secret(), "unsubscribe", customer_id=customer_id, channel="email", now=now.timestamp()
         )
         return self._links.link_url(base, "unsubscribe", token)
+
+    def preferences(self, customer_id: str, channel: str, now: datetime) -> str | None:
+        """``<OMNI_PUBLIC_API_URL>/links/preferences?t=<token>``: the customer's contact choices page."""
+        base = self._base_url()
+        if base is None:
+            return None
+        token = self._links.sign(
+            self._secret(), "preferences", customer_id=customer_id, channel=channel, now=now.timestamp()
+        )
+        return self._links.link_url(base, "preferences", token)
 
 
 class AttemptInFlight(Exception):
@@ -171,6 +191,10 @@ def compose(
         whatsapp_template=whatsapp_template,
         in_reply_to=in_reply_to,
         unsubscribe=not is_reply(request),
+        author=request.author,
+        author_name=request.author_name,
+        sources=tuple(c.model_dump() for c in request.citations),
+        survey=request.survey,
     )
 
 
@@ -209,6 +233,7 @@ class Notifier:
         templates: TemplateStore | None = None,
         lease: timedelta = ATTEMPT_LEASE,
         unsubscribe_links: UnsubscribeLinkMinter | None = None,
+        preference_links: PreferenceLinkMinter | None = None,
     ) -> None:
         self.outbox = outbox
         self.conversations = conversations
@@ -218,6 +243,8 @@ class Notifier:
         self.lease = lease
         #: One-click unsubscribe links for e-mail notifications; None: the mailto only.
         self.unsubscribe_links = unsubscribe_links
+        #: Signed links to the customer's contact preferences page (e-mail and web chat notifications).
+        self.preference_links = preference_links
 
     def handle(self, request: NotificationRequested, now: datetime) -> Outcome:
         at = format_timestamp(now)
@@ -233,7 +260,7 @@ class Notifier:
                     request, item, "unknown_customer", f"no customer {request.customer_id}", now
                 )
             customer = CustomerFacts(request.customer_id, identities=(request.to,))
-        conversation = self._conversation(request, customer)
+        conversation = with_last_seen(self._conversation(request, customer), customer)
 
         if not started and defers_for_quiet_hours(request):
             until = next_allowed_time(now, customer.zone(), customer.quiet_hours)
@@ -321,9 +348,25 @@ class Notifier:
 
     # -- one channel ------------------------------------------------------ #
     def _with_unsubscribe_link(self, message: OutboundMessage, now: datetime) -> OutboundMessage:
+        message = self._with_preferences_link(message, now)
         if message.channel != "email" or not message.unsubscribe or self.unsubscribe_links is None:
             return message
         return replace(message, unsubscribe_url=self.unsubscribe_links(message.customer_id, now))
+
+    def _with_preferences_link(self, message: OutboundMessage, now: datetime) -> OutboundMessage:
+        """Notifications (not replies) on e-mail and web chat name the customer's preferences page."""
+        if message.channel not in PREFERENCE_LINK_CHANNELS or not message.unsubscribe:
+            return message
+        url = (
+            self.preference_links(message.customer_id, message.channel, now)
+            if self.preference_links
+            else None
+        )
+        if url is None:
+            return message
+        if message.channel == "email":
+            return replace(message, preferences_url=url)
+        return replace(message, text=f"{message.text.rstrip()}\n\nChoose how and when we contact you: {url}")
 
     def _attempt(self, adapter: Adapter, message: OutboundMessage, now: datetime) -> tuple[Accepted, bool]:
         """Send on one channel; the provider's acceptance and whether it still has to be recorded

@@ -16,8 +16,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.profile_merge.auto_replies import note_auto_reply
 from shared import bootstrap
-from shared.contracts.events import MessageReceived, format_timestamp, utc_now
-from shared.contracts.names import MESSAGE_RECORDED
+from shared.contracts.events import MessageReceived, NotificationRequested, format_timestamp, utc_now
+from shared.contracts.names import MESSAGE_RECORDED, NOTIFICATION_REQUESTED
+from shared.domain.contact_choices import ChannelKeyword
+from shared.domain.identity import normalise
 from shared.platform.consumer import LoggedBatchProcessor, event_record_model
 from shared.platform.observability import new_logger, new_tracer, set_correlation
 from shared.services.profiles.inbound import record_message
@@ -29,6 +31,25 @@ processor = LoggedBatchProcessor(Record, logger)
 customers = bootstrap.customers()
 conversations = bootstrap.conversations()
 publisher = bootstrap.publisher("omni.profile-merge")
+
+
+def keyword_confirmation(
+    customer_id: str, message: MessageReceived, keyword: ChannelKeyword
+) -> NotificationRequested:
+    """The short answer to a reply keyword, on the channel and to the number it came from.
+
+    Urgent: it answers what the customer just wrote, quiet hours do not hold it back."""
+    return NotificationRequested(
+        notification_id=f"channel-keyword:{message.message_key}",
+        customer_id=customer_id,
+        kind="notification",
+        text=keyword.confirmation(),
+        channel=message.channel,
+        to=normalise(message.sender),
+        urgent=True,
+        author="bot",
+        correlation_id=message.message_key,
+    )
 
 
 @tracer.capture_method
@@ -50,6 +71,13 @@ def record_handler(record: Any) -> None:
         return
     recorded = record_message(customers, conversations, message, format_timestamp(utc_now()))
     logger.info("message recorded", extra=recorded.log_fields())
+    if recorded.keyword is not None and recorded.customer_id is not None:
+        # A reply keyword chose the customer's channels: confirm it (once per message; a
+        # redelivery publishes the same notification id again), route nothing.
+        publisher.publish(
+            [(NOTIFICATION_REQUESTED, keyword_confirmation(recorded.customer_id, message, recorded.keyword))]
+        )
+        return
     event = recorded.event(message)
     if event is None:
         return  # a consent keyword, or a replay of an erased person's message: nothing to route

@@ -53,6 +53,13 @@ class MessageAccepted(BaseModel):
     duplicate: bool
 
 
+class Source(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    article_id: str
+    title: str
+
+
 class SessionMessage(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
@@ -60,7 +67,14 @@ class SessionMessage(BaseModel):
     direction: Literal["inbound", "outbound"]
     text: str
     timestamp: str
+    #: ``customer``, ``bot`` or ``agent:<id>``.
     author: str | None = None
+    #: An agent's first name (the widget shows the hand-over: "you are now talking to Ines").
+    author_name: str | None = None
+    #: The knowledge-base articles a bot answer came from.
+    sources: list[Source] = Field(default_factory=list)
+    #: The survey this message asks (the widget offers its scores as buttons).
+    survey: Literal["ces", "csat"] | None = None
 
 
 class SessionMessages(BaseModel):

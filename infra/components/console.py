@@ -11,6 +11,11 @@
   page signs agents in with ``USER_PASSWORD_AUTH`` (Cognito's ``InitiateAuth`` API, called
   from the browser) and sends the ID token, whose audience is what the API's JWT
   authorizer checks. With an external issuer, agents paste a token.
+* The web chat widget (``omni/widget``) is served from the same bucket and distribution:
+  ``widget/omni-chat.<version>.js`` (the script's hash in its name, cached for a year:
+  host pages that name it get exactly that script) and ``widget/omni-chat.js`` (the latest,
+  revalidated on every load). A ``<script src>`` needs no CORS; the API's CORS for the
+  sites that embed it is the stack setting ``widgetOrigins`` (:mod:`infra.components.http_api`).
 * HTTPS only: viewers are redirected to HTTPS (API paths refuse HTTP), and CloudFront
   talks HTTPS (TLS 1.2) to the API. The page uses hash routes, so ``index.html`` (the
   default root object) is the only entry point.
@@ -29,6 +34,7 @@ import pulumi_aws as aws
 
 from infra.components.buckets import bucket_name
 from infra.components.common import TYPE_PREFIX, policy_json
+from omni import widget
 from omni.console import CONFIG_FILE, STATIC_DIR, config_script, content_type, static_files
 from shared.domain.routing_rules import load_rules
 from topology import Topology
@@ -41,6 +47,8 @@ SECURITY_HEADERS = "67f7725c-6f97-4210-82d7-5512b31e9d03"
 FILES_ORIGIN = "console-files"
 API_ORIGIN = "agent-api"
 ALL_METHODS = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"]
+#: A versioned widget file never changes: a new script gets a new name.
+WIDGET_VERSIONED_CACHE = "public, max-age=31536000, immutable"
 
 
 def api_path_patterns(topology: Topology) -> list[str]:
@@ -87,6 +95,8 @@ class ConsoleArgs:
     #: Queue names the transfer menu offers; None: the routing rules' queues.
     queues: Sequence[str] | None = None
     static_dir: Path = STATIC_DIR
+    #: The web chat widget's script (uploaded under ``widget/``).
+    widget_script: Path = widget.SCRIPT
     force_destroy: bool = False
     price_class: str = "PriceClass_100"
     extra_config: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +108,8 @@ class Console(pulumi.ComponentResource):
     access_control: aws.cloudfront.OriginAccessControl
     objects: dict[str, aws.s3.BucketObjectv2]
     url: pulumi.Output[str]
+    #: The widget's versioned script (what a host page's tag names).
+    widget_url: pulumi.Output[str]
 
     def __init__(self, name: str, args: ConsoleArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(f"{TYPE_PREFIX}:Console", name, None, opts)
@@ -236,10 +248,36 @@ class Console(pulumi.ComponentResource):
             cache_control="no-cache",
             opts=child,
         )
+        self._widget_files(name, args.widget_script, child)
         self.url = self.distribution.domain_name.apply(lambda domain: f"https://{domain}/")
+        versioned = f"{widget.PREFIX}/{widget.versioned_name(args.widget_script)}"
+        self.widget_url = self.distribution.domain_name.apply(lambda domain: f"https://{domain}/{versioned}")
         self.register_outputs(
-            {"url": self.url, "bucket": self.bucket.bucket, "distribution_id": self.distribution.id}
+            {
+                "url": self.url,
+                "widget_url": self.widget_url,
+                "bucket": self.bucket.bucket,
+                "distribution_id": self.distribution.id,
+            }
         )
+
+    def _widget_files(self, name: str, script: Path, child: pulumi.ResourceOptions) -> None:
+        """The widget's script twice: under its versioned name (immutable) and as the latest."""
+        digest = hashlib.sha256(script.read_bytes()).hexdigest()
+        for key, cache_control in (
+            (f"{widget.PREFIX}/{widget.versioned_name(script)}", WIDGET_VERSIONED_CACHE),
+            (f"{widget.PREFIX}/{script.name}", "no-cache"),
+        ):
+            self.objects[key] = aws.s3.BucketObjectv2(
+                f"{name}-file-{key.replace('/', '-')}",
+                bucket=self.bucket.id,
+                key=key,
+                source=pulumi.FileAsset(str(script)),
+                source_hash=digest,
+                content_type=content_type(script),
+                cache_control=cache_control,
+                opts=child,
+            )
 
     @staticmethod
     def _config(args: ConsoleArgs) -> pulumi.Output[str]:

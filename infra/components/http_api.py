@@ -53,6 +53,30 @@ class HttpApiArgs:
     log_retention_days: int = 30
     #: The customer-managed key of the access log group (None: CloudWatch Logs' own encryption).
     kms_key_arn: pulumi.Input[str] | None = None
+    #: Origins of the sites that embed the web chat widget (``widgetOrigins``): the API answers
+    #: their browsers' cross-origin calls (CORS); none: no CORS configuration at all.
+    cors_origins: tuple[str, ...] = ()
+
+
+#: What the web chat widget sends cross-origin: a JSON body and its session token (no cookies).
+CORS_METHODS = ("GET", "POST", "OPTIONS")
+CORS_HEADERS = ("authorization", "content-type")
+CORS_MAX_AGE_S = 3600
+
+
+def widget_cors(origins: tuple[str, ...]) -> aws.apigatewayv2.ApiCorsConfigurationArgs | None:
+    """The API's CORS for the widget's sites: exactly these origins, no credentials, no wildcard."""
+    if not origins:
+        return None
+    if any("*" in origin for origin in origins):
+        raise ValueError("widgetOrigins: name each site; a wildcard would let any page use the API")
+    return aws.apigatewayv2.ApiCorsConfigurationArgs(
+        allow_origins=list(origins),
+        allow_methods=list(CORS_METHODS),
+        allow_headers=list(CORS_HEADERS),
+        allow_credentials=False,
+        max_age=CORS_MAX_AGE_S,
+    )
 
 
 def route_slug(route: HttpRoute) -> str:
@@ -80,6 +104,7 @@ class HttpApi(pulumi.ComponentResource):
             name=api_name,
             protocol_type="HTTP",
             description="Channel webhooks, web chat and the agent API.",
+            cors_configuration=widget_cors(args.cors_origins),
             opts=child,
         )
 

@@ -209,6 +209,7 @@ class LocalConsole:
 
 INDEX_LINKS = (
     (f"{CONSOLE_PREFIX}/", "the agent console", "sign in as ines (the demo's agent) or any id but 'me'"),
+    ("/widget/demo.html", "the web chat widget", "a demo shop page with the widget embedded"),
     ("/openapi.json", "/openapi.json", "the agent API's OpenAPI document"),
     ("/healthz", "/healthz", "the local stack's health: pollers, invocations, errors"),
 )

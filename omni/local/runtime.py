@@ -45,6 +45,7 @@ from omni.local.pollers import QueueEndpoint, Scheduler, SqsPoller
 from omni.local.provision import DEFAULT_STAGE, Provisioned, physical_name, provision
 from omni.local.state import remove_state, write_state
 from omni.local.websocket import LocalWebSocketApi
+from omni.local.widget import mount_widget
 from shared.platform.http import PUBLIC_BASE_URL_ENV
 from topology import (
     PUBLIC_API_URL_ENV,
@@ -307,6 +308,8 @@ class LocalRuntime:
         self.gateway.mount(HEALTH_PATH, self._healthz)
         # The agent console (/console) and its local sign-in (/_local/token).
         mount_console(self.gateway.mount, self.gateway.handle)
+        # The web chat widget (/widget/omni-chat.js) and its demo shop (/widget/demo.html).
+        mount_widget(self.gateway.mount, lambda: self.base_url, self._webchat_socket_url)
         self.gateway.index = index_page
         self.email = SesReceiving(
             self.topology,
@@ -387,6 +390,10 @@ class LocalRuntime:
     # ------------------------------------------------------------------ #
     # Extra HTTP routes
     # ------------------------------------------------------------------ #
+    def _webchat_socket_url(self) -> str | None:
+        socket_api = self.websockets.get("webchat")
+        return socket_api.url if socket_api is not None else None
+
     def mount(self, prefix: str, handler: Mount) -> None:
         """Serve ``handler`` for every path under ``prefix`` (before the API's routes)."""
         self._mounts[prefix] = handler

@@ -13,8 +13,11 @@ everything here works on the raw bytes and those verdicts, without AWS:
   the delivery log may hold it.
 * :func:`inbound_message` builds the canonical :class:`~shared.contracts.events.MessageReceived`.
 
-Trust: the sender's address is a *verified* identity only when SES's DMARC verdict is
-``PASS`` (see :attr:`Verdicts.sender_verified`). Headers inside the message
+Trust: the sender's address is a *verified* identity when SES's DMARC verdict is ``PASS``,
+or when the domain publishes no DMARC policy (``GRAY``) and DKIM or SPF passed for a domain
+aligned with the From domain (the rules: :mod:`shared.domain.sender_auth`). Alignment is read
+from the ``DKIM-Signature`` headers' ``d=`` tags and the envelope sender; whether a signature
+or SPF *passed* only from SES's verdicts. Verdict-like headers inside the message
 (``Authentication-Results``, ``X-SES-*``) are never trusted: anybody can write them.
 """
 
@@ -33,6 +36,7 @@ from typing import Literal
 
 from shared.contracts.events import Attachment, Identity, MessageReceived
 from shared.domain.identity import InvalidIdentity, normalise_email
+from shared.domain.sender_auth import SenderAuthentication, authenticate_sender, dkim_signing_domain
 
 CHANNEL: Literal["email"] = "email"
 PROVIDER = "ses"
@@ -567,6 +571,8 @@ class ParsedEmail:
     bounce: Bounce | None = None
     #: The body before the quoted history was removed (``text`` is the new part).
     full_text: str = ""
+    #: The signing domains (``d=``) of the ``DKIM-Signature`` headers, in order, each once.
+    dkim_domains: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -692,7 +698,22 @@ def _read(message: EmailMessage) -> ParsedEmail:
         automated_by=automated_by,
         bounce=bounce,
         full_text=text,
+        dkim_domains=_dkim_domains(message),
     )
+
+
+#: DKIM-Signature headers read for their ``d=`` tag (a mail carries one to three, normally).
+MAX_DKIM_SIGNATURES = 10
+
+
+def _dkim_domains(message: EmailMessage) -> tuple[str, ...]:
+    """The signing domains; none when the headers cannot be read (the sender then stays claimed)."""
+    try:
+        headers = message.get_all("DKIM-Signature", [])
+        found = [dkim_signing_domain(str(value)) for value in headers[:MAX_DKIM_SIGNATURES]]
+    except (IndexError, ValueError, TypeError, AttributeError, LookupError):
+        return ()
+    return tuple(dict.fromkeys(domain[:253] for domain in found if domain))
 
 
 # --------------------------------------------------------------------------- #
@@ -712,14 +733,11 @@ class Verdicts:
 
     @property
     def sender_verified(self) -> bool:
-        """The From address is proven when DMARC passed.
+        """DMARC passed: SPF or DKIM passed for a domain aligned with the From domain.
 
-        A DMARC ``PASS`` means SPF or DKIM passed for a domain aligned with the From
-        header's domain: the mail really comes from that domain. ``FAIL``, ``GRAY`` (the
-        domain publishes no DMARC policy), ``PROCESSING_FAILED``, ``DISABLED`` or a
-        missing verdict all leave the sender a claimed identity, never merged into a
-        profile. SPF or DKIM passing alone do not count: neither says the From header
-        is genuine.
+        The whole rule (DMARC ``GRAY`` with an aligned DKIM or SPF pass counts too) needs
+        the message's alignment evidence: :func:`authenticate` /
+        :func:`shared.domain.sender_auth.authenticate_sender`.
         """
         return self.dmarc == "PASS"
 
@@ -752,6 +770,22 @@ class Receipt:
     key: str
 
 
+def authenticate(parsed: ParsedEmail, receipt: Receipt) -> SenderAuthentication:
+    """Whether the (single) From address is proven by SES's verdicts and the message's alignment."""
+    if len(parsed.senders) != 1:
+        # None, or several From mailboxes: no check can vouch for one of them in particular.
+        return SenderAuthentication(False, None, f"{len(parsed.senders)} From mailboxes")
+    verdicts = receipt.verdicts
+    return authenticate_sender(
+        parsed.senders[0].address,
+        dmarc=verdicts.dmarc,
+        dkim=verdicts.dkim,
+        spf=verdicts.spf,
+        dkim_domains=parsed.dkim_domains,
+        envelope_senders=(receipt.envelope_from, parsed.return_path),
+    )
+
+
 def _sender(parsed: ParsedEmail, receipt: Receipt) -> tuple[Identity, str | None, str]:
     """The sender identity, display name, and where the address came from."""
     if parsed.senders:
@@ -761,8 +795,7 @@ def _sender(parsed: ParsedEmail, receipt: Receipt) -> tuple[Identity, str | None
         except InvalidIdentity:
             pass
         else:
-            # Several From mailboxes: DMARC cannot vouch for one of them in particular.
-            verified = receipt.verdicts.sender_verified and len(parsed.senders) == 1
+            verified = authenticate(parsed, receipt).verified
             return Identity(type="email", value=value, verified=verified), first.display_name, "from"
     for fallback in (parsed.return_path, receipt.envelope_from):
         if fallback:
@@ -813,6 +846,7 @@ def inbound_message(
         "subject": _clip(parsed.subject),
         **receipt.verdicts.as_metadata(),
         "sender_source": sender_source,
+        "sender_auth": _clip(authenticate(parsed, receipt).reason, 200),
         "body_format": parsed.body_format,
         "raw": _clip(f"s3://{receipt.bucket}/{receipt.key}", 2048),
     }

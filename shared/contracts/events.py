@@ -23,11 +23,11 @@ from pydantic import (
 )
 
 from shared.contracts import names
+from shared.contracts.channels import Channel
 from shared.contracts.models import Citation
 
 #: Our delivery statuses of an outbound message (the outbox's, in order).
 DeliveryStatus = Literal["queued", "sent", "delivered", "read", "failed"]
-Channel = Literal["webchat", "sms", "whatsapp", "messenger", "instagram", "email", "voice"]
 IdentityType = Literal[
     "phone",
     "email",
@@ -322,6 +322,10 @@ class NotificationRequested(_Event):
     to: Identity | None = None
     #: Who wrote it: ``bot``, ``agent:<id>`` or the requesting system.
     author: str = "bot"
+    #: The first name the customer may see for an agent's reply (web chat: "you are now talking to Ines").
+    author_name: Annotated[str, Field(max_length=100)] | None = None
+    #: The survey this message asks (its answer is a score on the survey's scale).
+    survey: Literal["ces", "csat"] | None = None
     #: Template language wanted (BCP 47, e.g. ``pt-BR``); default: the customer's, then the template's.
     language: Annotated[str, Field(max_length=35)] | None = None
     #: Cannot wait for the end of the customer's quiet hours (security alerts, one-time codes).

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.contracts.contact import ContactChoices
+
 #: Validators are built on first use, not at import (cold start): see bench/coldstart.py.
 _DEFERRED = ConfigDict(defer_build=True)
 
@@ -108,8 +110,11 @@ class Customer(BaseModel):
     language: str | None = None
     timezone: str | None = None
     tags: list[str] = Field(default_factory=list)
-    #: Channels in the order the customer prefers to be reached on.
+    #: Channels in the order the customer prefers to be reached on (as in ``contact``).
     channel_preferences: list[str] = Field(default_factory=list)
+    #: Every contact choice (channels and mode, language, time zone, quiet hours, consent)
+    #: as notify applies it, with when the latest was made (docs: README, "Notifications").
+    contact: ContactChoices = Field(default_factory=ContactChoices)
     #: Every attribute (name, language, timezone, channel_preferences, custom ones) with its source.
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
     #: Latest contact per channel: the send time of the customer's first message of the latest
@@ -128,6 +133,9 @@ class Customer(BaseModel):
     identity_changes: dict[str, dict[str, str]] = Field(default_factory=dict)
     #: The id that was asked for when it had been merged into this customer.
     redirected_from: str | None = None
+    #: In a look-up by identity: how this customer holds it - ``verified`` (proven, the owner)
+    #: or ``claimed`` (e.g. the profile of unauthenticated mail from that address).
+    verification: Literal["verified", "claimed"] | None = None
 
 
 class Citation(BaseModel):

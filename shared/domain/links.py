@@ -1,4 +1,5 @@
-"""Signed links we put in messages to customers: one-click unsubscribe, survey answers.
+"""Signed links we put in messages to customers: one-click unsubscribe, contact preferences,
+survey answers.
 
 A link carries its own claims (who, which conversation, which channel, what for, until
 when) and an HMAC-SHA256 over them with the ``links-signing`` secret, so the public
@@ -31,16 +32,21 @@ from urllib.parse import urlencode
 
 from shared.platform import settings
 
-Purpose = Literal["unsubscribe", "ces", "csat"]
-PURPOSES: tuple[str, ...] = ("unsubscribe", "ces", "csat")
+Purpose = Literal["unsubscribe", "preferences", "ces", "csat"]
+PURPOSES: tuple[str, ...] = ("unsubscribe", "preferences", "ces", "csat")
 #: Environment variable with the secret's id (``Secret("links-signing").env_var``).
 SECRET_ENV_VAR = settings.LINKS_SIGNING_SECRET_ID
 #: Environment variable with the public base URL of the HTTP API (no trailing slash), set by
 #: the Pulumi program from the API's endpoint and by the local runtime from its own address,
 #: for every function that mints links.
 BASE_URL_ENV_VAR = settings.OMNI_PUBLIC_API_URL
-#: Unsubscribe links work for a year (mail sits in inboxes); survey links for 30 days.
-LIFETIME_S: dict[str, int] = {"unsubscribe": 365 * 86400, "ces": 30 * 86400, "csat": 30 * 86400}
+#: Unsubscribe and preferences links work for a year (mail sits in inboxes); survey links for 30 days.
+LIFETIME_S: dict[str, int] = {
+    "unsubscribe": 365 * 86400,
+    "preferences": 365 * 86400,
+    "ces": 30 * 86400,
+    "csat": 30 * 86400,
+}
 #: Score scale per survey.
 SCALES: dict[str, tuple[int, int]] = {"ces": (1, 7), "csat": (1, 5)}
 _VERSION = b"omni-link-v1"

@@ -61,9 +61,18 @@ class OutboundMessage:
     #: E-mail notifications: the signed one-click unsubscribe link (``shared.domain.links``), when
     #: this deployment has a public API URL; List-Unsubscribe then names it before the mailto.
     unsubscribe_url: str | None = None
+    #: E-mail notifications: the signed link to the customer's contact preferences page.
+    preferences_url: str | None = None
     #: Our timestamp of the message (ISO 8601 UTC) and its epoch seconds.
     timestamp: str = ""
     epoch: int = 0
+    #: Who wrote it (``bot``, ``agent:<id>``) and the first name a customer may see (web chat).
+    author: str = "bot"
+    author_name: str | None = None
+    #: Knowledge-base articles a bot answer came from: ``{"article_id", "title"}`` each (web chat).
+    sources: tuple[Mapping[str, str], ...] = ()
+    #: The survey the message asks (``ces`` or ``csat``), so web chat can offer the scores.
+    survey: str | None = None
 
     @property
     def idempotency_key(self) -> str:

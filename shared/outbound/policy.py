@@ -97,6 +97,9 @@ class CustomerFacts:
     quiet_hours: QuietHours = field(default_factory=QuietHours)
     #: Keys (``type:value``) of identities a provider reported undeliverable (an e-mail bounce).
     undeliverable: frozenset[str] = frozenset()
+    #: channel -> the customer's latest inbound message on it, in any conversation or none
+    #: (a reply keyword): the 24-hour windows are the customer's, not a conversation's.
+    last_seen: Mapping[str, datetime] = field(default_factory=dict)
 
     def address(self, channel: str) -> Identity | None:
         """The identity to reach the customer on ``channel`` (verified ones first, newest last);

@@ -47,6 +47,12 @@ def plus_address(mailbox: str, token: str) -> str:
     return f"{local}+{token}@{domain}"
 
 
+def preferences_footer(text: str, url: str) -> str:
+    """The text with a line naming the customer's contact preferences page (in the signature)."""
+    separator = "" if "\n-- \n" in text else "\n-- \n"
+    return f"{text.rstrip()}\n{separator}Choose how and when we contact you: {url}\n"
+
+
 def unsubscribe_footer(text: str, url: str) -> str:
     """The text with an unsubscribe line below the signature separator."""
     return f"{text.rstrip()}\n\n-- \nTo stop receiving these e-mails, unsubscribe: {url}\n"
@@ -131,6 +137,8 @@ class SesEmailAdapter(Configured):
                 text = unsubscribe_footer(text, message.unsubscribe_url)
             else:
                 mime["List-Unsubscribe"] = mailto
+        if message.preferences_url:
+            text = preferences_footer(text, message.preferences_url)
         mime["X-Omni-Notification"] = message.idempotency_key
         mime.set_content(text)
         body: dict[str, Any] = {

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from shared.outbound.adapters import Accepted, DeliveryFailed, OutboundMessage, ProviderRequest
 from shared.outbound.webchat_push import WebchatPusher
 from shared.repositories.webchat import WebchatRepository
+
+
+def shown_extra(message: OutboundMessage) -> dict[str, Any]:
+    """What the widget shows besides the text: the agent's first name, the bot's sources, the survey."""
+    extra: dict[str, Any] = {}
+    if message.author_name:
+        extra["author_name"] = message.author_name
+    if message.sources:
+        extra["sources"] = [
+            {"article_id": str(s.get("article_id", "")), "title": str(s.get("title", ""))}
+            for s in message.sources
+        ]
+    if message.survey:
+        extra["survey"] = message.survey
+    return extra
 
 
 class WebchatAdapter:
@@ -33,6 +49,7 @@ class WebchatAdapter:
         return ProviderRequest(self.provider, "PUT", f"webchat:{message.to.value}", "api", body)
 
     def send(self, request: ProviderRequest, message: OutboundMessage) -> Accepted:
+        extra = shown_extra(message)
         stored = self.sessions.add_message(
             message.to.value,
             "outbound",
@@ -40,7 +57,8 @@ class WebchatAdapter:
             message.text,
             message.timestamp,
             message.epoch,
-            author="bot",
+            author=message.author,
+            extra=extra,
         )
         if stored:
             self.pusher.push(
@@ -50,7 +68,8 @@ class WebchatAdapter:
                     "direction": "outbound",
                     "text": message.text,
                     "timestamp": message.timestamp,
-                    "author": "bot",
+                    "author": message.author,
+                    **extra,
                 },
             )
         return Accepted(message.notification_id)

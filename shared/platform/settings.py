@@ -84,6 +84,11 @@ WEBCHAT_WEBSOCKET_ENDPOINT = "WEBCHAT_WEBSOCKET_ENDPOINT"
 OMNI_PUBLIC_API_URL = "OMNI_PUBLIC_API_URL"
 #: Days a customer's data is kept after the last contact (shared/domain/retention.py).
 OMNI_RETENTION_DAYS = "OMNI_RETENTION_DAYS"
+#: The company's default time zone for quiet hours (IANA), for a customer who chose none and
+#: whose phone number implies none (shared/domain/contact_choices.py); empty: UTC.
+OMNI_DEFAULT_TIMEZONE = "OMNI_DEFAULT_TIMEZONE"
+#: The company's default quiet hours, ``21:00-08:00`` (``off``: none), for a customer who chose none.
+OMNI_QUIET_HOURS = "OMNI_QUIET_HOURS"
 #: Key prefix under which SES receiving stores raw e-mail in the inbound bucket.
 INBOUND_EMAIL_PREFIX = "INBOUND_EMAIL_PREFIX"
 
@@ -152,6 +157,8 @@ OPTIONAL = frozenset(
         OMNI_RETENTION_DAYS,
         # Read with a fallback: links carry no URL when it is unset (notify logs a warning).
         OMNI_PUBLIC_API_URL,
+        # Read with a fallback: the phone number's zone, then UTC (a stack setting, empty by default).
+        OMNI_DEFAULT_TIMEZONE,
         # Read with a fallback: no push when the web chat has no WebSocket API.
         WEBCHAT_WEBSOCKET_ENDPOINT,
     }

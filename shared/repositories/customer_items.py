@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 PROFILE = "PROFILE"
 OWNER = "OWNER"
+#: Sort key of the item naming the profile a *claimed* sender address resolves to.
+CLAIM = "CLAIM"
 TOMBSTONE = "TOMBSTONE"
 MERGE = "MERGE"
 IDENT_PREFIX = "IDENT#"

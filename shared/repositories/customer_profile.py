@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -22,6 +22,10 @@ from shared.repositories.customer_items import ACTIVE, CONSENT_PREFIX, ERASED, M
 
 #: Days of per-day contact counters kept on the profile.
 CONTACT_WINDOW_DAYS = 30
+#: ``last_seen`` of a channel moves when a message is this much later than the one recorded:
+#: it is never more than this behind the customer's latest message on the channel (notify
+#: measures the 24-hour service windows from it, so they are judged closed at most this early).
+LAST_SEEN_REFRESH = timedelta(hours=1)
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -38,6 +42,8 @@ class ContactUpdate:
     #: The message is the latest seen on its channel (``last_seen`` moves).
     newer: bool
     retain_until_day: str | None
+    #: The message is a contact (the day's counter moves); False: only ``last_seen`` moves.
+    count: bool = True
 
 
 @dataclass(frozen=True)
@@ -127,8 +133,9 @@ class CustomerProfile:
 
         A contact is a conversation opened (or reopened: ``new_contact``), or the first message
         of a day on a channel. Later messages of the same day on the same channel in the same
-        conversation change neither the per-day counter, nor the day of the last contact,
-        nor the retention day: nothing is written for them.
+        conversation change neither the per-day counter nor the retention day; ``last_seen``
+        moves for one of them only when it is :data:`LAST_SEEN_REFRESH` after the recorded one.
+        Nothing is written for the others.
         """
         day = sent_at[:10]
         if self.last_seen.get(channel) == sent_at:
@@ -136,7 +143,8 @@ class CustomerProfile:
         keep = later(self.retain_until_day, retain_until(contact_day(sent_at, now), retention_days))
         seen = self.last_seen.get(channel)
         first_of_day = seen is None or day_of(sent_at) > day_of(seen)
-        if not (new_contact or first_of_day or keep != self.retain_until_day):
+        count = new_contact or first_of_day
+        if not (count or keep != self.retain_until_day or _later_by(sent_at, seen, LAST_SEEN_REFRESH)):
             return None
         cutoff = (date.fromisoformat(day) - timedelta(days=CONTACT_WINDOW_DAYS)).isoformat()
         return ContactUpdate(
@@ -146,4 +154,31 @@ class CustomerProfile:
             forget_days=tuple(d for d in self.contacts if d < cutoff),
             newer=sent_at > (seen or ""),
             retain_until_day=keep,
+            count=count,
         )
+
+    def keyword_contact(self, channel: str, sent_at: str) -> ContactUpdate:
+        """A reply keyword choosing the customer's channels: a contact on ``channel`` (its
+        service window opens), outside any conversation."""
+        return ContactUpdate(
+            channel=channel,
+            sent_at=sent_at,
+            day=sent_at[:10],
+            forget_days=(),
+            newer=sent_at > (self.last_seen.get(channel) or ""),
+            retain_until_day=None,
+        )
+
+
+def _later_by(at: str, than: str | None, delta: timedelta) -> bool:
+    """``at`` is at least ``delta`` after ``than`` (both ISO-8601; unparsable: False)."""
+    if than is None:
+        return True
+    try:
+        return (
+            datetime.fromisoformat(at.replace("Z", "+00:00"))
+            - datetime.fromisoformat(than.replace("Z", "+00:00"))
+            >= delta
+        )
+    except ValueError:
+        return False

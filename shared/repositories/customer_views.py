@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from shared.contracts.models import AttributeValue, Consent, Customer, CustomerIdentity, MergeSummary
+from shared.repositories.customer_choices import read_choices
 from shared.repositories.customer_items import CONSENT_PREFIX, IDENTITY_CHANGE_PREFIX, ProfileState
 
 
@@ -28,10 +27,7 @@ def to_customer(state: ProfileState, today: str | None = None) -> Customer:
     attributes = {k: AttributeValue(**v) for k, v in (profile.get("attributes") or {}).items()}
     week, month = contact_counts(profile.get("contacts") or {}, today or format_timestamp(utc_now()))
 
-    def attr(name: str) -> Any:
-        value = attributes.get(name)
-        return value.value if value else None
-
+    contact = read_choices(profile)
     return Customer(
         customer_id=state.customer_id,
         display_name=profile.get("display_name"),
@@ -55,10 +51,11 @@ def to_customer(state: ProfileState, today: str | None = None) -> Customer:
         },
         status=state.status,  # type: ignore[arg-type]
         updated_at=profile.get("updated_at"),
-        language=attr("language"),
-        timezone=attr("timezone"),
+        language=contact.language,
+        timezone=contact.timezone,
         tags=list(profile.get("tags") or []),
-        channel_preferences=list(attr("channel_preferences") or []),
+        channel_preferences=list(contact.channel_preferences),
+        contact=contact,
         attributes=attributes,
         last_seen=dict(profile.get("last_seen") or {}),
         contacts_7d=week,

@@ -5,13 +5,13 @@ Items (``pk`` / ``sk``):
 * ``CUST#<id>`` / ``PROFILE`` - the profile: ``customer_id``, ``created_at``, ``updated_at``,
   ``status`` (``active`` | ``merged`` | ``erased``), ``version`` (optimistic lock, bumped by
   every write that a merge must not overwrite), ``display_name`` (mirror of the ``name``
-  attribute), ``attributes`` (map: name -> ``{value, at, source}``; ``name``, ``language``,
-  ``timezone``, ``channel_preferences`` and custom ones), ``tags`` (list),
+  attribute), ``attributes`` (map: name -> ``{value, at, source}``; ``name``, the contact choices
+  ``channel_preferences``, ``channel_mode``, ``language``, ``timezone``, ``quiet_hours``
+  (:mod:`shared.repositories.customer_choices`) and custom ones), ``tags`` (list),
   ``consent_<channel>`` (``{status, at, source}``), ``last_seen`` (map: channel -> provider
   timestamp of the latest contact), ``contacts`` (map: ``YYYY-MM-DD`` -> contacts that day, the
   last 30 days; a contact is a conversation opened or reopened, or the first message of a day on
-  a channel - later messages write nothing here, see
-  :meth:`shared.repositories.customer_profile.CustomerProfile.contact_due`),
+  a channel - see :meth:`shared.repositories.customer_profile.CustomerProfile.contact_due`),
   ``retain_until_day`` (``YYYY-MM-DD``, the last day the data is kept: the last
   contact plus ``OMNI_RETENTION_DAYS``; the key of the sparse ``retention`` index, see
   :mod:`shared.domain.retention`), ``open_conversation_id``. A merged-away profile also has ``merged_into``,
@@ -21,6 +21,10 @@ Items (``pk`` / ``sk``):
 * ``CUST#<id>`` / ``IDENT#<type>#<value>`` - an identity of the customer, verified or claimed;
 * ``CUST#<id>`` / ``MERGE#<at>#<merge id>`` - the customer's merge history (survivor or merged side);
 * ``IDENT#<type>#<value>`` / ``OWNER`` - which customer owns a verified identity;
+* ``IDENT#<type>#<value>`` / ``CLAIM`` - the profile a message whose sender is only *claimed*
+  (an e-mail without sender authentication) resolves to: one per claimed address, written
+  with a condition like ``OWNER`` so two concurrent first mails cannot create two; it may
+  point to a profile merged since (follow ``merged_into``);
 * ``MERGE#<merge id>`` / ``MERGE`` - the audit record of a merge, with what unmerge needs to
   give identities, conversations and attribute values back;
 * ``TOMB#<sha256 of type:value>`` / ``TOMBSTONE`` - an erased identity: ``erased_at`` and
@@ -37,13 +41,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.contracts.contact import ContactChoices, ContactChoicesPatch
 from shared.contracts.events import Identity
 from shared.contracts.models import Consent, Customer
 from shared.domain.retention import RETAIN_ATTRIBUTE, RETENTION_INDEX, day_of, retain_until, retention_days
 from shared.platform import settings
+from shared.repositories.customer_choices import read_choices
 from shared.repositories.customer_items import (
     ACTIVE,
     ACTIVE_AT_VERSION,
+    CLAIM,
     CONSENT_PREFIX,
     DEFAULT_TOMBSTONE_RETENTION_DAYS,
     ERASED,
@@ -82,6 +89,7 @@ from shared.repositories.dynamo import CONDITION_FAILED, DynamoTable, deserialis
 
 __all__ = [
     "ACTIVE",
+    "CLAIM",
     "CONSENT_PREFIX",
     "DEFAULT_TOMBSTONE_RETENTION_DAYS",
     "ERASED",
@@ -126,9 +134,18 @@ class CustomerRepository(CustomerMerges):
 
     def owners_of(self, identities: list[Identity]) -> dict[str, str]:
         """``{identity key: owning customer id}`` for those owned, in one request."""
-        keys = {owner_pk(i): i for i in identities}
-        found: dict[str, str] = {}
-        pending = [serialise({"pk": pk, "sk": OWNER}) for pk in keys]
+        return self.owners_and_claims(identities, [])[0]
+
+    def owners_and_claims(
+        self, identities: list[Identity], claimed: list[Identity]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Owners of ``identities`` and claim holders of ``claimed`` (``{identity key: customer id}``
+        each), in one request."""
+        keys = {owner_pk(i): i for i in [*identities, *claimed]}
+        wanted = [(owner_pk(i), OWNER) for i in identities] + [(owner_pk(i), CLAIM) for i in claimed]
+        owners: dict[str, str] = {}
+        claims: dict[str, str] = {}
+        pending = [serialise({"pk": pk, "sk": sk}) for pk, sk in dict.fromkeys(wanted)]
         while pending:
             response = self.table.client.batch_get_item(
                 RequestItems={self.table.name: {"Keys": pending[:100], "ConsistentRead": True}}
@@ -136,11 +153,64 @@ class CustomerRepository(CustomerMerges):
             pending = pending[100:]
             for raw in response.get("Responses", {}).get(self.table.name, []):
                 item = deserialise(raw)
+                found = claims if item["sk"] == CLAIM else owners
                 found[keys[item["pk"]].key] = item["customer_id"]
             pending = (
                 list(response.get("UnprocessedKeys", {}).get(self.table.name, {}).get("Keys", [])) + pending
             )
-        return found
+        return owners, claims
+
+    def claim_holder(self, identity: Identity) -> str | None:
+        """The profile a claimed sender ``identity`` resolves to (maybe merged since), if any."""
+        item = self.table.get({"pk": owner_pk(identity), "sk": CLAIM})
+        return item["customer_id"] if item else None
+
+    def _claim_put(self, customer_id: str, identity: Identity, now: str, stale: str | None) -> Item:
+        item = {"pk": owner_pk(identity), "sk": CLAIM, "customer_id": customer_id, "since": now}
+        if stale:
+            # The holder is gone, or became the verified owner: the claim moves to a new profile.
+            return _put(
+                self.table.name, item, "attribute_not_exists(pk) OR customer_id = :stale", {":stale": stale}
+            )
+        return _put(self.table.name, item, "attribute_not_exists(pk)")
+
+    def hold_claim(self, customer_id: str, identity: Identity, now: str) -> bool:
+        """Make ``customer_id`` the claim holder of ``identity`` unless it has one; False when it has."""
+        action = self._claim_put(customer_id, identity, now, None)["Put"]
+        return self.table.conditional("put_item", **action) is not None
+
+    def scan_partitions(self, page: int = 500) -> list[ProfileState]:
+        """Every customer partition (profile, identity links, merge history), by a full scan.
+
+        For one-off repairs run by an operator (``omni repair duplicates``), never per message.
+        """
+        found: dict[str, list[Item]] = {}
+        request: dict[str, Any] = {
+            "TableName": self.table.name,
+            "FilterExpression": "begins_with(pk, :cust)",
+            "ExpressionAttributeValues": {":cust": {"S": "CUST#"}},
+            "Limit": page,
+        }
+        while True:
+            response = self.table.client.scan(**request)
+            for raw in response.get("Items", []):
+                item = deserialise(raw)
+                found.setdefault(item["pk"], []).append(item)
+            if not response.get("LastEvaluatedKey"):
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        states = []
+        for items in found.values():
+            profile = next((i for i in items if i["sk"] == PROFILE), None)
+            if profile is not None and "customer_id" in profile:
+                states.append(
+                    ProfileState(
+                        profile=profile,
+                        links=[i for i in items if i["sk"].startswith(IDENT_PREFIX)],
+                        history=[i for i in items if i["sk"].startswith(HISTORY_PREFIX)],
+                    )
+                )
+        return states
 
     def get_profile(self, customer_id: str) -> dict[str, Any] | None:
         return self.table.get(_profile_key(customer_id))
@@ -234,15 +304,19 @@ class CustomerRepository(CustomerMerges):
         *,
         sent_at: str | None = None,
         stale_owners: dict[str, str] | None = None,
+        claim: Identity | None = None,
+        stale_claim: str | None = None,
         first_contact: bool = False,
     ) -> CustomerProfile:
         """Create a customer owning every verified identity in ``identities``, atomically; the
         profile as written.
 
-        ``first_contact``: the message sent at ``sent_at`` on ``source`` is the customer's first
-        contact, counted in the profile as it is created (no second write to count it).
-        Raises :class:`IdentityTaken` when one of them got an owner in the meantime, and
-        :class:`IdentityErased` when one was erased after ``sent_at``; then nothing was written.
+        With ``claim`` it also becomes the claim holder of that (claimed) identity, replacing
+        ``stale_claim`` if given. ``first_contact``: the message sent at ``sent_at`` on ``source``
+        is the customer's first contact, counted in the profile as it is created (no second write
+        to count it). Raises :class:`IdentityTaken` when one of them got an owner (or the claim a
+        holder) in the meantime, and :class:`IdentityErased` when one was erased after
+        ``sent_at``; then nothing was written.
         """
         attributes = (
             {"name": {"value": display_name, "at": now, "source": source or "unknown"}}
@@ -286,6 +360,9 @@ class CustomerRepository(CustomerMerges):
                 if sent_at:
                     owned[len(actions)] = identity
                     actions.append(self._tombstone_check(identity, sent_at))
+        if claim is not None:
+            owned[len(actions)] = claim
+            actions.append(self._claim_put(customer_id, claim, now, stale_claim))
         codes = self._transact(actions)
         if codes is not None:
             self._raise_for(actions, codes, owned)
@@ -354,6 +431,46 @@ class CustomerRepository(CustomerMerges):
         return self.attach(customer_id, identity.model_copy(update={"verified": True}), now, source=by)
 
     # -- profile attributes ------------------------------------------------ #
+    def contact_choices(self, customer_id: str) -> ContactChoices | None:
+        """The customer's contact choices (None: no such profile)."""
+        profile = self.get_profile(customer_id)
+        return read_choices(profile) if profile is not None else None
+
+    def set_choices(self, customer_id: str, patch: ContactChoicesPatch, at: str, source: str) -> bool:
+        """Record the customer's own choices (a reply keyword, the preferences link) made at ``at``.
+
+        A choice recorded later than ``at`` is kept (messages and clicks arrive out of order):
+        then nothing changes and the answer is False, as it is for a profile that is not active.
+        Consent per channel follows :meth:`set_consent`.
+        """
+        choices = patch.choices()
+        changed = False
+        if choices:
+            names: dict[str, str] = {"#at": "at", "#status": "status"}
+            values: Item = {":at": at, ":one": 1, ":active": ACTIVE}
+            sets, removes = ["updated_at = :at"], []
+            conditions = ["attribute_exists(pk)", "#status = :active"]
+            for i, (name, value) in enumerate(choices.items()):
+                names[f"#c{i}"] = name
+                if value is None:
+                    removes.append(f"attributes.#c{i}")
+                else:
+                    values[f":c{i}"] = {"value": value, "at": at, "source": source}
+                    sets.append(f"attributes.#c{i} = :c{i}")
+                conditions.append(f"(attribute_not_exists(attributes.#c{i}) OR attributes.#c{i}.#at < :at)")
+            expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+            changed = self.table.update_if(
+                _profile_key(customer_id),
+                expression + " ADD version :one",
+                " AND ".join(conditions),
+                values,
+                names,
+            )
+        for channel, status in (patch.consent or {}).items():
+            consent = Consent(status=status, at=at, source=source)
+            changed = self.set_consent(customer_id, channel, consent) or changed
+        return changed
+
     def set_consent(self, customer_id: str, channel: str, consent: Consent) -> bool:
         """Record a consent change unless a later one is recorded already (events arrive out of order).
 
@@ -440,9 +557,13 @@ class CustomerRepository(CustomerMerges):
 
         ``retain_until_day`` (the retention index key) is written in the same request.
         """
-        names = {"#day": update.day}
-        values: Item = {":zero": 0, ":one": 1, ":ts": update.sent_at}
-        expression = "SET contacts.#day = if_not_exists(contacts.#day, :zero) + :one, updated_at = :ts"
+        names: dict[str, str] = {}
+        values: Item = {":ts": update.sent_at}
+        expression = "SET updated_at = :ts"
+        if update.count:
+            names["#day"] = update.day
+            values.update({":zero": 0, ":one": 1})
+            expression += ", contacts.#day = if_not_exists(contacts.#day, :zero) + :one"
         if update.retain_until_day:
             names["#keep"] = RETAIN_ATTRIBUTE
             values[":keep"] = update.retain_until_day
@@ -522,10 +643,14 @@ class CustomerRepository(CustomerMerges):
             {"#keep": RETAIN_ATTRIBUTE, "#status": "status"},
         )
 
-    def erase_partition(self, customer_id: str, erased_at: str, expires_at: int) -> list[Identity]:
+    def erase_partition(
+        self, customer_id: str, erased_at: str, expires_at: int, claim_holders: list[str] | None = None
+    ) -> list[Identity]:
         """Delete everything of one customer's partition; tombstone and release its identities.
 
         The profile item is replaced by a marker that says only that the id was erased.
+        A claim item of one of its identities held by this customer or one of
+        ``claim_holders`` (the profiles erased with it) goes too: it names the address.
         Returns the identities that were erased.
         """
         state = self.load(customer_id)
@@ -560,6 +685,7 @@ class CustomerRepository(CustomerMerges):
             if self._transact(actions) is not None:
                 # Another customer owns it now (a later message re-created it): keep theirs.
                 self._transact(actions[:2])
+            self._release_claim(identity, [customer_id, *(claim_holders or [])])
         for item in state.history:
             self.table.client.delete_item(
                 TableName=table, Key=serialise({"pk": item["pk"], "sk": item["sk"]})
@@ -577,6 +703,16 @@ class CustomerRepository(CustomerMerges):
             ),
         )
         return erased
+
+    def _release_claim(self, identity: Identity, holders: list[str]) -> None:
+        """Delete the claim item of ``identity`` if one of ``holders`` holds it."""
+        names = {f":h{i}": holder for i, holder in enumerate(dict.fromkeys(holders[:99]))}
+        self.table.conditional(
+            "delete_item",
+            Key=serialise({"pk": owner_pk(identity), "sk": CLAIM}),
+            ConditionExpression=f"customer_id IN ({', '.join(names)})",
+            ExpressionAttributeValues=serialise(names),
+        )
 
     def delete_merge_record(self, merge_id: str) -> None:
         self.table.client.delete_item(

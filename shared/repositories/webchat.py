@@ -21,6 +21,8 @@ from shared.repositories.dynamo import DynamoTable
 
 SESSION_TTL_S = 30 * 24 * 3600
 MAX_LISTED = 500
+#: Optional attributes of a message the widget shows (stored only when set).
+EXTRA_FIELDS = ("author_name", "sources", "survey")
 
 
 def session_pk(session_id: str) -> str:
@@ -57,9 +59,14 @@ class WebchatRepository:
         timestamp: str,
         now_epoch: int,
         author: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> bool:
-        """Store a message of the session; False when it is there already."""
+        """Store a message of the session; False when it is there already.
+
+        ``extra``: what the widget shows besides the text, only when set: ``author_name``
+        (an agent's first name), ``sources`` (``[{"article_id", "title"}]``), ``survey``."""
         prefix = "IN" if direction == "inbound" else "OUT"
+        shown = {key: value for key, value in (extra or {}).items() if key in EXTRA_FIELDS and value}
         return self.table.put_new(
             {
                 "pk": session_pk(session_id),
@@ -69,6 +76,7 @@ class WebchatRepository:
                 "text": text,
                 "timestamp": timestamp,
                 "author": author,
+                **shown,
                 "expires_at": now_epoch + SESSION_TTL_S,
             }
         )
@@ -87,6 +95,7 @@ class WebchatRepository:
                 "text": i.get("text", ""),
                 "timestamp": i["timestamp"],
                 "author": i.get("author"),
+                **{key: i[key] for key in EXTRA_FIELDS if i.get(key)},
             }
             for i in items
             if i["sk"].startswith(("IN#", "OUT#"))  # not META, nor the session's CONN# items

@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import redirect_stdout
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -242,6 +243,23 @@ def test_agent_takes_an_sms_then_whatsapp_conversation_and_answers_it(
         expect(card.locator(".vip")).to_have_text("VIP", timeout=WAIT_MS)
         expect(card.locator(".identities li.verified")).to_have_count(2)
         expect(card.locator(".identities")).to_contain_text(CUSTOMER_PHONE)
+
+        # The agent records the customer's contact choices on the card; a bad one is refused.
+        choices = card.locator("#contact-form")
+        choices.locator("input[name=channel_preferences]").fill("sms, whatsapp")
+        choices.locator("select[name=channel_mode]").select_option("all")
+        choices.locator("input[name=timezone]").fill("Mars/Olympus")
+        choices.locator("input[name=quiet_start]").fill("22:30")
+        choices.locator("input[name=quiet_end]").fill("07:00")
+        choices.locator("button[type=submit]").click()
+        expect(page.locator("#flash")).to_contain_text("timezone", timeout=WAIT_MS)
+        choices.locator("input[name=timezone]").fill("Europe/Lisbon")
+        choices.locator("button[type=submit]").click()
+        expect(page.locator("#flash")).to_contain_text("Contact choices saved", timeout=WAIT_MS)
+        contact = supervisor(runtime, "GET", f"/customers/{customer['customer_id']}").json()["contact"]
+        assert (contact["channel_preferences"], contact["channel_mode"]) == (["sms", "whatsapp"], "all")
+        assert contact["timezone"] == "Europe/Lisbon"
+        assert contact["quiet_hours"] == {"start": "22:30", "end": "07:00"}
         expect(page.locator("#conversation-status")).to_have_text("assigned")
         expect(page.locator("#send-reply")).to_be_disabled()
 
@@ -381,6 +399,53 @@ def test_a_non_supervisor_gets_403_and_no_supervisor_page(runtime: LocalRuntime,
         expect(page.locator("#desk")).to_be_visible()
         expect(page.locator("#supervisor")).to_be_hidden()
         expect(page.locator("#nav")).to_be_hidden()
+    finally:
+        context.close()
+
+
+def customer_mails(runtime: LocalRuntime, folder: Path, address: str, subject: str, *verdicts: str) -> None:
+    """``omni send email``: a mail from ``address`` with SES's verdicts as given."""
+    raw = (
+        f"From: {address}\r\nTo: support@shop.example\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{subject.replace(' ', '.')}@console.test>\r\n\r\n{subject}, please help.\r\n"
+    )
+    mail = folder / f"{subject.replace(' ', '-')}.eml"
+    mail.write_text(raw)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = cli.main(["send", "email", str(mail), *verdicts, "--base-url", runtime.base_url])
+    assert code == 0, out.getvalue()
+    runtime.wait_idle(timeout=30)
+
+
+def test_customer_search_lists_the_verified_owner_and_the_claimed_profile(
+    runtime: LocalRuntime, browser: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect  # noqa: PLC0415
+
+    address = "mira@console-search.example"
+    customer_mails(runtime, tmp_path, address, "first order question")  # SES's verdicts all PASS
+    customer_mails(runtime, tmp_path, address, "second order question", "--dmarc", "FAIL")  # a forged From
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-GB", timezone_id="UTC")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{runtime.base_url}/console/")
+        page.fill("#local-agent-id", "sam")
+        page.click("#local-sign-in-button")
+        expect(page.locator("#agent-name")).to_contain_text("sam", timeout=WAIT_MS)
+        page.fill("#customer-search-identity", f"email:{address}")
+        page.click("#customer-search button[type=submit]")
+        results = page.locator("#customer-results .customer-result")
+        expect(results).to_have_count(2, timeout=WAIT_MS)
+        expect(results.nth(0)).to_have_class(re.compile(r"(^|\s)verified(\s|$)"))
+        expect(results.nth(1)).to_have_class(re.compile(r"(^|\s)claimed(\s|$)"))
+        # The claimed profile's card offers the one-click merge into the verified one.
+        results.nth(1).locator("button").click()
+        card = page.locator("#customer-card")
+        expect(card.locator("[data-merge-into]")).to_have_count(1, timeout=WAIT_MS)
+        assert errors == []
     finally:
         context.close()
 

@@ -36,6 +36,8 @@ def send(runtime: LocalRuntime, capsys: pytest.CaptureFixture[str], *args: str) 
 
 
 def conversation_of(runtime: LocalRuntime, address: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    [customer] = agent_get(runtime, f"/customers?identity=email:{address}")["customers"]
+    found = agent_get(runtime, f"/customers?identity=email:{address}")["customers"]
+    # The verified owner; a claimed profile of the same address (unproven mail) is listed after it.
+    [customer] = [c for c in found if c.get("verification") == "verified"] or found
     [summary] = agent_get(runtime, f"/customers/{customer['customer_id']}/conversations")["conversations"]
     return customer, agent_get(runtime, f"/conversations/{summary['conversation_id']}")

@@ -24,6 +24,7 @@ from infra.components.console import (
     api_path_patterns,
 )
 from omni.console import STATIC_DIR
+from omni.widget import versioned_name
 from tests.infra.infra_mocks import ACCOUNT, REGION, VARIANT_PREFIX, Registry
 from tests.infra.stack_mocks import settled
 from topology import TOPOLOGY
@@ -119,7 +120,10 @@ def test_console_bucket_is_private_and_read_by_the_distribution_only() -> pulumi
 
         # Files: every static file with its content type, and the generated config.
         keys = {o.inputs["key"]: o for o in mine.of_type(OBJECT)}
-        assert set(keys) == {p.name for p in STATIC_DIR.iterdir() if p.is_file()} | {"config.js"}
+        widget_keys = {f"widget/{versioned_name()}", "widget/omni-chat.js"}
+        assert (
+            set(keys) == {p.name for p in STATIC_DIR.iterdir() if p.is_file()} | {"config.js"} | widget_keys
+        )
         assert keys["index.html"].inputs["contentType"].startswith("text/html")
         assert keys["app.js"].inputs["contentType"].startswith("text/javascript")
         assert all(o.inputs["bucket"] == bucket.id for o in keys.values())

@@ -8,6 +8,7 @@ network) and the artifacts go to a temporary folder.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,12 +89,14 @@ def test_entry_point_builds_the_stack_and_exports_its_outputs(tmp_path: Path) ->
         "cognitoUserPoolClientId",
         "agentJwtIssuer",
         "consoleUrl",
+        "widgetUrl",
         "websocketUrls",
         "kmsKeyArn",
     }
     assert outputs["apiUrl"].startswith("https://")
     assert outputs["kmsKeyArn"].startswith("arn:aws:kms:eu-west-3:123456789012:key/")
     assert outputs["busName"] == "omni-test-events"
+    assert re.fullmatch(r"https://[^/]+/widget/omni-chat\.[0-9a-f]{10}\.js", outputs["widgetUrl"])
     assert outputs["tableNames"]["webchat"] == "omni-test-webchat"
     assert outputs["bucketNames"] == {
         "inbound-email": "omni-test-inbound-email-123456789012",

@@ -532,7 +532,11 @@
             h("span", { class: "identity-type" }, i.type), " ",
             h("code", {}, i.value), " ",
             h("span", { class: "badge " + (i.verified ? "badge-verified" : "badge-claimed") }, i.verified ? "verified" : "claimed"),
-            i.possible_match ? h("div", { class: "muted small" }, "possible match: " + i.possible_match) : null))),
+            i.possible_match
+              ? h("div", { class: "muted small" }, "possible match: " + i.possible_match, " ",
+                  h("button", { type: "button", class: "link", "data-merge-into": i.possible_match,
+                    onclick: () => mergeInto(i.possible_match, customer.customer_id) }, "same person: merge into it"))
+              : null))),
       h("h4", {}, "Consent"),
       consent.length
         ? h("ul", { class: "consent" }, consent.map(([ch, c]) =>
@@ -542,6 +546,7 @@
       customer.language || customer.timezone
         ? h("p", { class: "muted small" }, [customer.language, customer.timezone].filter(Boolean).join(" · "))
         : null,
+      contactForm(customer),
       h("p", { class: "muted small" }, `contacts: ${customer.contacts_7d || 0} in 7 days, ${customer.contacts_30d || 0} in 30 days`),
       merges.length
         ? [h("h4", {}, "Merge history"),
@@ -550,6 +555,77 @@
                m.status === "unmerged" ? " (undone)" : "")))]
         : null
     );
+  }
+
+  /** One-click confirmation of a possible match: this profile is merged into the verified one. */
+  function mergeInto(survivorId, otherId) {
+    if (!window.confirm(`Merge ${otherId} into ${survivorId}? (It can be undone: unmerge.)`)) return;
+    act(api("POST", "/customers/" + encodeURIComponent(survivorId) + "/merge", { other_customer_id: otherId }),
+      () => flash("Merged into " + survivorId, "info"));
+  }
+
+  // ------------------------------------------------------------------ customer search
+  /** GET /customers?identity=...: the verified owner first, then a profile that only claims it. */
+  async function searchCustomers(identity) {
+    const found = (await api("GET", "/customers?identity=" + encodeURIComponent(identity))).customers || [];
+    fill($("customer-results"),
+      found.length
+        ? found.map((c) =>
+            h("li", { class: "customer-result " + (c.verification || "") },
+              h("strong", {}, c.display_name || "Unnamed customer"), " ",
+              h("span", { class: "badge badge-" + (c.verification || "claimed") }, c.verification || ""),
+              h("div", { class: "muted small" }, c.customer_id),
+              c.open_conversation_id
+                ? h("button", { type: "button", class: "link", onclick: () => openConversation(c.open_conversation_id) },
+                    "open conversation")
+                : h("div", { class: "muted small" }, "no open conversation")))
+        : h("li", { class: "muted small" }, "nobody holds " + identity));
+  }
+
+  $("customer-search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const identity = $("customer-search-identity").value.trim();
+    if (!identity) return;
+    searchCustomers(identity).catch((error) => {
+      if (error.status !== 401) flash(error.message);
+    });
+  });
+
+  /** The customer's contact choices (PATCH /customers/{id}): channels in order, all or the first
+   * that works, time zone, quiet hours, language. An empty field clears the choice. */
+  function contactForm(customer) {
+    const c = customer.contact || {};
+    const quiet = c.quiet_hours || {};
+    const field = (name, label, value, hint) =>
+      h("label", { class: "small" }, label, h("input", { name, value: value || "", placeholder: hint }));
+    const mode = h("select", { name: "channel_mode" },
+      h("option", { value: "first", selected: c.channel_mode !== "all" }, "first that works"),
+      h("option", { value: "all", selected: c.channel_mode === "all" }, "all of them"));
+    return h("form", { id: "contact-form", class: "contact-form", onsubmit: (event) => {
+        event.preventDefault();
+        const form = new FormData(event.target);
+        const text = (name) => String(form.get(name) || "").trim();
+        const channels = text("channel_preferences").split(",").map((x) => x.trim().toLowerCase()).filter(Boolean);
+        const body = {
+          channel_preferences: channels.length ? channels : null,
+          channel_mode: text("channel_mode") || null,
+          timezone: text("timezone") || null,
+          language: text("language") || null,
+          quiet_hours: text("quiet_start") || text("quiet_end")
+            ? { start: text("quiet_start"), end: text("quiet_end") } : null,
+        };
+        act(api("PATCH", "/customers/" + encodeURIComponent(customer.customer_id), body),
+          () => flash("Contact choices saved", "info"));
+      } },
+      h("h4", {}, "Contact choices"),
+      c.set_at ? h("div", { class: "muted small" }, "last changed " + when(c.set_at)) : null,
+      field("channel_preferences", "Channels, in order", (c.channel_preferences || []).join(", "), "sms, email"),
+      h("label", { class: "small" }, "Use", mode),
+      field("timezone", "Time zone", c.timezone, "Europe/Berlin"),
+      field("quiet_start", "Quiet from", quiet.start, "22:00"),
+      field("quiet_end", "Quiet until", quiet.end, "07:00"),
+      field("language", "Language", c.language, "de"),
+      h("button", { type: "submit" }, "Save choices"));
   }
 
   async function act(promise, done) {

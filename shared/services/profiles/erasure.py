@@ -134,7 +134,9 @@ def erase_customer(
     # Merged-away profiles before the ones they were merged into, this customer last: until
     # its profile is the bare marker, a repeat finds the whole tree again through the history.
     for member in reversed(tree):
-        result.identities += len(customers.erase_partition(member.customer_id, now, expires))
+        result.identities += len(
+            customers.erase_partition(member.customer_id, now, expires, claim_holders=result.profiles)
+        )
     return result
 
 

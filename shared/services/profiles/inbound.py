@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from shared.contracts.events import Identity, MessageReceived, MessageRecorded, format_timestamp
 from shared.contracts.models import Consent
+from shared.domain.contact_choices import ChannelKeyword, parse_keyword
 from shared.domain.identity import normalise
 from shared.domain.retention import retention_days
 from shared.domain.routing_rules import load_rules
@@ -54,6 +55,8 @@ class RecordedMessage:
     survey_score: int | None = None
     #: The customer's profile as recorded with the message (its facts ride on the event).
     profile: CustomerProfile | None = None
+    #: The message was a reply keyword choosing the customer's channels (not routed; confirmed).
+    keyword: ChannelKeyword | None = None
 
     def event(self, message: MessageReceived) -> MessageRecorded | None:
         """The ``message.recorded`` event for routing, or None when there is nothing to route
@@ -119,6 +122,38 @@ def apply_consent(
     changed = customers.set_consent(customer_id, message.channel, consent)
     if conversations is not None:
         conversations.mark_seen(message.message_key, what="consent")
+    return changed
+
+
+#: Channels on which a reply keyword chooses the customer's channels (shared/domain/contact_choices.py).
+KEYWORD_CHANNELS = ("sms", "whatsapp")
+
+
+def channel_keyword(message: MessageReceived) -> ChannelKeyword | None:
+    """The channel choice the message is: a reply keyword on SMS or WhatsApp, else None."""
+    if message.kind != "message" or message.channel not in KEYWORD_CHANNELS or message.automated:
+        return None
+    return parse_keyword(message.text)
+
+
+def apply_channel_keyword(
+    customers: CustomerRepository,
+    conversations: ConversationRepository,
+    customer_id: str,
+    message: MessageReceived,
+    keyword: ChannelKeyword,
+) -> bool:
+    """Record the customer's channel choice (made when the message was sent; a later choice
+    stays) and the contact on that channel (its 24-hour window opens). Once per message.
+    Returns whether the stored choice changed."""
+    if conversations.was_seen(message.message_key):
+        return False
+    at = format_timestamp(message.sent_at)
+    changed = customers.set_choices(customer_id, keyword.patch(), at, f"{message.channel}:keyword")
+    profile = customers.profile(customer_id)
+    if profile is not None:
+        customers.record_contact(customer_id, profile.keyword_contact(message.channel, at))
+    conversations.mark_seen(message.message_key, what="channel_keyword")
     return changed
 
 
@@ -453,6 +488,18 @@ def record_message(
             new_customer=resolution.new_customer,
             new_conversation=False,
             new_message=False,
+            **base,
+        )
+    keyword = channel_keyword(message)
+    if keyword is not None:
+        apply_channel_keyword(customers, conversations, resolution.customer_id, message, keyword)
+        return RecordedMessage(
+            customer_id=resolution.customer_id,
+            conversation_id=None,
+            new_customer=resolution.new_customer,
+            new_conversation=False,
+            new_message=False,
+            keyword=keyword,
             **base,
         )
     if message.kind == "reaction":

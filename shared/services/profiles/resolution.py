@@ -9,9 +9,21 @@ goes to the survivor. Claimed identities (typed in by the customer) are recorded
 profile but never used to find or merge anyone; one owned by another customer is
 reported as a possible match, and an agent confirms it or merges by hand.
 
+A message whose sender is only claimed and which proves no identity at all (an e-mail
+without sender authentication, :mod:`shared.domain.sender_auth`) is not a stranger each
+time: it goes to the one profile that holds the claim on that address (the ``CLAIM``
+item), created by the first such message. That profile never is the verified owner of the
+address: when the holder owns it (it was upgraded, or an agent merged it into the owner),
+the next unauthenticated mail gets a profile of its own, reported as a possible match of
+the owner - a forged ``From:`` never reads or writes a verified customer's conversation.
+When a message later proves the address and nobody owns it yet, the holder is upgraded:
+it becomes the verified owner.
+
 Because a merge only ever joins the profiles that verified identities link, the final
-partition of identities into profiles is the connected components of the verified
-links, whatever order (or how many times) messages arrive in.
+partition of verified identities into profiles is the connected components of the verified
+links, whatever order (or how many times) messages arrive in. (Where unauthenticated mail
+goes does depend on the order: before the address is proven it is the profile that then
+gets upgraded; after, a separate one. That is the point: proof decides who may join whom.)
 """
 
 from __future__ import annotations
@@ -221,6 +233,62 @@ def _merge_roots(
     return survivor, merges
 
 
+def _owns(state: ProfileState, identity: Identity) -> bool:
+    link = state.link_of(identity)
+    return bool(link and link.get("verified"))
+
+
+def _resolve_claimed(
+    customers: CustomerRepository,
+    merger: ConversationMerger,
+    message: MessageReceived,
+    identities: list[Identity],
+    owners: dict[str, str],
+    holder: str | None,
+    now: str,
+    sent_at: str,
+    make_id: Callable[[str], str],
+) -> Resolution:
+    """No identity of the message is proven: the profile holding the claim on its sender."""
+    sender = identities[0]
+    stale_claim = None
+    if holder is not None:
+        root = find_root(customers, merger, holder, now)
+        if root.state is None:
+            if root.erased_at and sent_at < root.erased_at:
+                return Resolution(None, False, dropped="erased")
+            stale_claim = holder  # erased or gone: the claim is free
+        elif _owns(root.state, sender):
+            stale_claim = holder  # the holder is the verified owner now: never joined silently
+        else:
+            matches, wrote = _attach_missing(
+                customers, root.state, identities, owners, message, now, sent_at, {}
+            )
+            profile = None if wrote else root.state.aggregate()
+            return Resolution(root.state.customer_id, False, matches, profile=profile)
+    customer_id = make_id("cus")
+    created = customers.create(
+        customer_id,
+        identities,
+        now,
+        message.display_name,
+        source=message.channel,
+        sent_at=sent_at,
+        claim=sender,
+        stale_claim=stale_claim,
+        first_contact=message.kind not in NOT_CONTACTS,
+    )
+    matches = [PossibleMatch(i, owners[i.key]) for i in identities if i.key in owners]
+    return Resolution(customer_id, True, matches, profile=created)
+
+
+def _claim_holder_root(
+    customers: CustomerRepository, merger: ConversationMerger, holder: str | None, now: str
+) -> ProfileState | None:
+    """The active profile holding the claim on a sender that now proves its address."""
+    return find_root(customers, merger, holder, now).state if holder else None
+
+
 def _resolve_once(
     customers: CustomerRepository,
     merger: ConversationMerger,
@@ -231,12 +299,25 @@ def _resolve_once(
     make_id: Callable[[str], str],
 ) -> Resolution:
     verified = [i for i in identities if i.verified]
-    owners = customers.owners_of(identities)
+    # Claims are held on senders: looked up for an unproven sender, or one that may upgrade its holder.
+    sender = identities[0]
+    owners, claims = customers.owners_and_claims(identities, [sender])
+    if not verified:
+        holder = claims.get(sender.key)
+        return _resolve_claimed(customers, merger, message, identities, owners, holder, now, sent_at, make_id)
     try:
         roots, stale = _owning_roots(customers, merger, verified, owners, now, sent_at)
     except _Dropped:
         return Resolution(None, False, dropped="erased")
     if not roots:
+        holder = claims.get(sender.key) if sender.verified else None
+        upgraded = _claim_holder_root(customers, merger, holder, now)
+        if upgraded is not None:
+            # The address proves itself for the first time: its claim profile becomes its owner.
+            matches, _ = _attach_missing(
+                customers, upgraded, identities, owners, message, now, sent_at, stale
+            )
+            return Resolution(upgraded.customer_id, False, matches)
         return _new_customer(customers, identities, owners, stale, message, now, sent_at, make_id)
     survivor, merges = _merge_roots(customers, merger, roots, message, verified, now, make_id)
     matches, wrote = _attach_missing(customers, survivor, identities, owners, message, now, sent_at, stale)

@@ -653,3 +653,39 @@ def test_record_sent_after_a_faster_receipt_keeps_the_later_status(stack: Any) -
     assert item["status"] == "delivered"
     assert item["attempts"]["sms"]["state"] == "accepted"
     assert item["provider_message_id"] == "SM1"
+
+
+# --------------------------------------------------------------------------- #
+# The signed preferences link (web chat and e-mail notifications, never replies)
+# --------------------------------------------------------------------------- #
+def preferences_notifier(webchat: FakeAdapter) -> Notifier:
+    customers = CustomerRepository()
+    minter = UnsubscribeLinks(base_url=lambda: API_URL, secret=lambda: LINKS_SECRET)
+    return Notifier(
+        outbox=OutboxRepository(),
+        conversations=ConversationRepository(customers=customers),
+        customers=customers,
+        adapters={"webchat": webchat},
+        preference_links=minter.preferences,
+    )
+
+
+def test_a_webchat_notification_names_the_customers_signed_preferences_page(stack: Any) -> None:
+    session = Identity(type="webchat", value="wcs_prefs", verified=True)
+    make_customer("c1", [session])
+    webchat = FakeAdapter("webchat")
+    outcome = preferences_notifier(webchat).handle(request(text="Your order has shipped."), NOON)
+    assert (outcome.status, outcome.channel) == ("sent", "webchat")
+    [message] = webchat.sent
+    text, _, url = message.text.partition("\n\nChoose how and when we contact you: ")
+    assert text == "Your order has shipped."
+    assert url.startswith(f"{API_URL}/links/preferences?t=")
+    claims = links.verify(
+        LINKS_SECRET, parse_qs(urlsplit(url).query)["t"][0], "preferences", now=NOON.timestamp()
+    )
+    assert (claims.customer_id, claims.channel) == ("c1", "webchat")
+
+    open_conversation("c1", "conv-prefs", "webchat", session, NOON)
+    reply = request(notification_id="n-2", kind="reply", conversation_id="conv-prefs", text="Sure.")
+    assert preferences_notifier(webchat).handle(reply, NOON).status == "sent"
+    assert webchat.sent[-1].text == "Sure."  # a reply carries no link

@@ -242,4 +242,6 @@ def test_omni_local_serves_until_signalled(tmp_path: Path) -> None:
             process.communicate()
     assert process.returncode == 0, output
     assert "omni local serving on http://127.0.0.1:" in output
+    # `make run` says where a person can chat as a customer.
+    assert f"answer in the console): {state['base_url']}/widget/demo.html" in output
     assert not state_file.exists()

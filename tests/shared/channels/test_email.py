@@ -146,10 +146,16 @@ def test_dmarc_failure_leaves_the_sender_unverified_whatever_the_mail_claims() -
     assert forged.sender.verified is False
 
 
-@pytest.mark.parametrize("dmarc", ["FAIL", "GRAY", "PROCESSING_FAILED", "DISABLED", mail.MISSING])
+@pytest.mark.parametrize("dmarc", ["FAIL", "PROCESSING_FAILED", "DISABLED", mail.MISSING])
 def test_only_a_dmarc_pass_verifies_the_sender(dmarc: str) -> None:
     assert message_of("plain.eml", dmarc=dmarc).sender.verified is False
     assert message_of("plain.eml", dmarc="PASS").sender.verified is True
+
+
+def test_without_a_dmarc_policy_only_an_aligned_pass_verifies_the_sender() -> None:
+    # plain.eml has no DKIM signature; its envelope sender is the From address itself.
+    assert message_of("plain.eml", dmarc="GRAY", spf="FAIL").sender.verified is False
+    assert message_of("plain.eml", dmarc="GRAY", spf="PASS").sender.verified is True
 
 
 def test_malformed_mail_is_a_named_error() -> None:

@@ -172,3 +172,59 @@ def test_without_an_endpoint_nothing_is_pushed(stack: Any, monkeypatch: pytest.M
     connections = WebchatConnectionRepository()
     connections.add("s1", "live=", "2026-05-10T12:00:00.000000Z", int(time.time()))
     assert WebchatPusher(connections).push("s1", {"text": "hi"}) == 0
+
+
+# --------------------------------------------------------------------------- #
+# The adapter: what the widget shows besides the text
+# --------------------------------------------------------------------------- #
+
+
+class _RecordingPusher:
+    def __init__(self) -> None:
+        self.pushed: list[tuple[str, dict[str, Any]]] = []
+
+    def push(self, session_id: str, message: dict[str, Any]) -> int:
+        self.pushed.append((session_id, dict(message)))
+        return 1
+
+
+def test_an_agents_reply_carries_the_agents_first_name_and_a_bot_answer_its_sources(stack: Any) -> None:
+    from shared.contracts.events import Identity  # noqa: PLC0415
+    from shared.outbound.adapters import OutboundMessage  # noqa: PLC0415
+    from shared.outbound.webchat import WebchatAdapter  # noqa: PLC0415
+    from shared.repositories.webchat import WebchatRepository  # noqa: PLC0415
+
+    sessions = WebchatRepository()
+    pusher = _RecordingPusher()
+    adapter = WebchatAdapter(sessions, pusher)  # type: ignore[arg-type]
+    to = Identity(type="webchat", value="wcs_1", verified=True)
+    now = int(time.time())
+    agent = OutboundMessage(
+        "agent:ines:c1:r1", "webchat", to, "Hi, Ines here", "cus_1", "reply",
+        timestamp="2026-05-10T12:00:01.000000Z", epoch=now, author="agent:ines", author_name="Ines",
+    )  # fmt: skip
+    bot = OutboundMessage(
+        "n-2", "webchat", to, "Returns take 14 days.", "cus_1", "reply",
+        timestamp="2026-05-10T12:00:02.000000Z", epoch=now,
+        sources=({"article_id": "returns", "title": "Returns policy"},),
+    )  # fmt: skip
+    survey = OutboundMessage(
+        "ces:c1:t", "webchat", to, "How easy was it?", "cus_1", "reply",
+        timestamp="2026-05-10T12:00:03.000000Z", epoch=now, survey="ces",
+    )  # fmt: skip
+    for message in (agent, bot, survey):
+        adapter.send(adapter.build(message), message)
+    adapter.send(adapter.build(agent), agent)  # a second delivery stores and pushes nothing new
+    listed = sessions.list_messages("wcs_1")
+    assert [(m["author"], m.get("author_name")) for m in listed] == [
+        ("agent:ines", "Ines"),
+        ("bot", None),
+        ("bot", None),
+    ]
+    assert listed[1]["sources"] == [{"article_id": "returns", "title": "Returns policy"}]
+    assert listed[2]["survey"] == "ces"
+    assert "sources" not in listed[0]
+    assert "survey" not in listed[0]
+    assert [p[1]["message_id"] for p in pusher.pushed] == ["agent:ines:c1:r1", "n-2", "ces:c1:t"]
+    assert pusher.pushed[0][1]["author_name"] == "Ines"
+    assert pusher.pushed[1][1]["sources"] == [{"article_id": "returns", "title": "Returns policy"}]

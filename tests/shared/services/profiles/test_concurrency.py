@@ -19,7 +19,7 @@ from shared.platform import aws
 from shared.repositories.conversations import ConcurrentUpdate
 from shared.services.profiles.inbound import RecordedMessage
 from shared.services.profiles.merge import ResolutionConflict, find_root, merged_tree
-from tests.shared.services.profiles.support import Repos, inbound, verified
+from tests.shared.services.profiles.support import Repos, claimed, inbound, verified
 from topology import TOPOLOGY, function_environment
 
 LINKS = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (1, 3), (6, 4)]
@@ -116,3 +116,15 @@ def test_concurrent_overlapping_merges_converge_without_losing_or_doubling_ident
             f"webchat#c{round_}-link-{n}" for n, (a, _) in enumerate(LINKS) if a in group
         }
         assert sorted(recorded) == sorted(expected)
+
+
+def test_concurrent_first_mails_from_one_unauthenticated_address_make_one_customer(
+    server: dict[Any, str],
+) -> None:
+    address = claimed("email", "kim@race.example")
+    mails = [inbound(f"race-{n}", address, channel="email", seconds=n) for n in range(6)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda m: deliver(Repos(), m), mails))
+    assert len({r.customer_id for r in results}) == 1
+    assert sum(r.new_customer for r in results) == 1
+    assert Repos().customers.claim_holder(address) == results[0].customer_id

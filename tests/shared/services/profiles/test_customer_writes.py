@@ -101,6 +101,17 @@ def test_a_new_conversation_a_new_day_or_a_new_channel_is_a_contact() -> None:
     assert next_day.forget_days == ("2026-10-01",)  # counters older than 30 days go in the same write
 
 
+def test_last_seen_stays_within_an_hour_of_the_latest_message_without_counting_a_contact() -> None:
+    """Notify measures the 24-hour service windows from ``last_seen``: it never lags by an hour."""
+    profile = CustomerProfile.from_item(PROFILE_ITEM)
+    days = retention_days()
+    assert profile.contact_due("sms", "2026-11-25T08:59:00.000000Z", NOW, days, False) is None
+    update = profile.contact_due("sms", "2026-11-25T09:00:00.000000Z", NOW, days, False)
+    assert update is not None
+    assert update.newer
+    assert not update.count  # the same contact: the day's counter stays
+
+
 def test_a_replayed_old_message_does_not_move_retention_back() -> None:
     profile = CustomerProfile.from_item(PROFILE_ITEM)
     update = profile.contact_due("email", "2026-01-01T00:00:00.000000Z", NOW, retention_days(), False)
