@@ -164,6 +164,11 @@ class Snapshot:
     wru_by_item: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     #: (table, item kind) -> WRU those writes would cost if every item were at most 1 KB.
     wru_small: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: (table, item kind) -> RRU; a query's units are shared among the kinds it returned, by size.
+    rru_by_item: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: (table, item kind, operation) -> how often a request named (or a query returned) such an
+    #: item: a transaction of three items counts once for each of them.
+    item_requests: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     put_event_entries: Counter[str] = field(default_factory=Counter)  # function -> 64 KB chunks
     #: (function, detail type) -> 64 KB chunks published.
     put_event_types: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -439,6 +444,7 @@ class Meter:
                 self.data.wru_by_item[(short, kind, "item")] += base
                 self.data.wru_by_item[(short, kind, "index")] += index_units
                 self.data.wru_small[(short, kind)] += factor + index_writes
+                self.data.item_requests[(short, kind, operation)] += 1
         if operation in ("GetItem", "BatchGetItem", "TransactGetItems"):
             rru = self._account_point_reads(operation, body)
         elif operation in ("Query", "Scan"):
@@ -474,7 +480,14 @@ class Meter:
             units = read_units(item_size(self._fetch(table, key)), consistent) * factor
             total += units
             self._count_units(table, operation, rru=units)
+            self._count_item(table, _item_kind(key), operation, units)
         return total
+
+    def _count_item(self, table: str, kind: str, operation: str, rru: float, requests: int = 1) -> None:
+        short = table.split("-", 2)[-1]
+        with self._lock:
+            self.data.rru_by_item[(short, kind)] += rru
+            self.data.item_requests[(short, kind, operation)] += requests
 
     def _account_query(self, operation: str, body: dict[str, Any], parsed: dict[str, Any]) -> float:
         table = body["TableName"]
@@ -484,6 +497,13 @@ class Meter:
         size = sum(item_size(item) for item in items)
         units = read_units(size, bool(body.get("ConsistentRead")))
         self._count_units(table, operation, rru=units)
+        by_kind: Counter[str] = Counter()
+        for item in items:
+            by_kind[_item_kind(item)] += item_size(item)
+        if not by_kind:
+            self._count_item(table, "(none)", operation, units)
+        for kind, kind_size in by_kind.items():
+            self._count_item(table, kind, operation, units * kind_size / max(1, size))
         return units
 
     def _unprojected(self, operation: str, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -503,7 +523,11 @@ def _item_kind(key: dict[str, Any]) -> str:
     """``META``, ``MSG``, ``PROFILE``, ``OWNER``... : the sort key's (else partition key's) prefix."""
     raw = key.get("sk") or key.get("pk") or {}
     text = str(next(iter(raw.values()), "")) if isinstance(raw, dict) else str(raw)
-    return text.split("#", 1)[0] or "?"
+    prefix = text.split("#", 1)[0] or "?"
+    # The KPI counter rows' sort key starts with their day (``2026-11-02#intent#channel``).
+    return (
+        "DAY" if len(prefix) == 10 and prefix[4::3] == "--" and prefix.replace("-", "").isdigit() else prefix
+    )
 
 
 def take_turns() -> Callable[[], None]:

@@ -7,8 +7,9 @@
 The results go to the untracked ``build/bench/results.md`` unless ``--out`` says otherwise;
 ``make bench RECORD=1`` writes the tracked ``bench/results.md`` that the README quotes.
 
-Runs, in order: :mod:`bench.cost`, :mod:`bench.coldstart`, the pytest-benchmark of
-``bench/test_handler_overhead.py`` (in a subprocess) and :mod:`bench.scaling`, and
+Runs, in order: :mod:`bench.cost`, :mod:`bench.conversation_length`, :mod:`bench.coldstart`,
+the pytest-benchmark of ``bench/test_handler_overhead.py`` (in a subprocess) and
+:mod:`bench.scaling`, and
 writes their sections under one header naming the date, the machine and the commit.
 ``--quick`` runs smaller workloads (for trying the tooling, not for the README).
 """
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
-    from bench import coldstart, cost, scaling  # noqa: PLC0415 - after argument parsing
+    from bench import coldstart, conversation_length, cost, scaling  # noqa: PLC0415 - after argument parsing
 
     buffer = io.StringIO()
     out = Tee(buffer, sys.stdout)
@@ -139,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     sections = [
         ("cost", lambda: cost.run(3 if quick else 10, 2 if quick else 3, out)),
+        # One more message at 1 and at 500 stored messages (seeding 500 takes a few minutes).
+        ("conversation length", lambda: conversation_length.run(30 if quick else 500, out)),
         ("cold start", lambda: coldstart.run(2 if quick else 5, out)),
         ("handler overhead", lambda: handler_overhead(out)),
         # 100,000 profiles (300,000 items) make moto's own operations walk the whole table: one

@@ -765,6 +765,25 @@ FUNCTIONS = tuple(
     for fn in FUNCTIONS
 )
 
+#: Every function's logging (README, configuration; docs/operations.md): the level of the
+#: Powertools logger and the share of invocations that log at DEBUG whatever the level.
+#: Each function writes one INFO line per message (with its correlation id); in production
+#: ``logLevel`` WARNING with ``logSampleRate`` 0.01 keeps warnings and errors (with their
+#: correlation ids) and the routine lines of one invocation in a hundred.
+LOG_LEVEL_SETTING = StackSetting(
+    settings.LOG_LEVEL,
+    "logLevel",
+    "INFO",
+    description="the functions' log level: DEBUG, INFO, WARNING or ERROR",
+)
+LOG_SAMPLE_RATE_SETTING = StackSetting(
+    settings.POWERTOOLS_LOGGER_SAMPLE_RATE,
+    "logSampleRate",
+    description="share of invocations (0..1) that log at DEBUG whatever the level",
+)
+LOG_SETTINGS = (LOG_LEVEL_SETTING, LOG_SAMPLE_RATE_SETTING)
+FUNCTIONS = tuple(replace(fn, settings=(*fn.settings, *LOG_SETTINGS)) for fn in FUNCTIONS)
+
 TOPOLOGY = Topology(
     bus=BUS,
     tables=TABLES,

@@ -5,8 +5,11 @@ Consumes from the kpi queue ``agent.assigned``, ``conversation.stalled``,
 rule filters them on the bus - only those ``message.recorded`` that switch channel, may
 reopen or answer the survey, and those ``notification.requested`` that hand over or may
 be the first response; plus its own delayed ``kpi.ces_due`` messages (ask the survey
-question a few seconds after a resolution, unless the conversation reopened). Each
-event counts once (its id on the conversation's state). Emits the KPIs as CloudWatch
+question a few seconds after a resolution, unless the conversation reopened). A
+batch is counted with one write (one ``ADD`` per counter row, the state items and the
+events' ids in one transaction); each event counts once (its id on the conversation's
+state), and a record that fails to parse or to count is reported alone (partial batch
+response) while the others count. Emits the KPIs as CloudWatch
 metrics in the embedded metric format (namespace ``omni``, dimensions ``service`` and
 ``stage``).
 """
@@ -16,10 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Metrics
-from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.kpi.processor import DETAIL_MODELS, KpiProcessor
+from functions.kpi.processor import DETAIL_MODELS, KpiEvent, KpiProcessor
 from shared.contracts.events import format_timestamp, utc_now
 from shared.contracts.names import PROJECT
 from shared.platform import settings
@@ -56,14 +58,27 @@ def kpis() -> KpiProcessor:
     return _kpis
 
 
+#: The events of the current batch that parsed, with their SQS message ids (filled by
+#: :func:`record_handler`, counted together by :func:`handler`).
+_batch: list[tuple[str, KpiEvent]] = []
+
+
 @tracer.capture_method
 def record_handler(record: Any) -> None:
+    """Parse and validate one record; the batch is counted as a whole once every record is parsed."""
     body = record.body
     model = DETAIL_MODELS.get(body.detail_type)
     if model is None:
         logger.warning("event type the KPIs do not count", extra={"detail_type": body.detail_type})
         return
     detail = model.model_validate(body.detail)
+    _batch.append(
+        (record.messageId, KpiEvent(body.id, body.detail_type, detail, format_timestamp(body.time)))
+    )
+
+
+def _correlate(event: KpiEvent) -> None:
+    detail = event.detail
     set_correlation(
         logger,
         correlation_of(
@@ -73,20 +88,41 @@ def record_handler(record: Any) -> None:
             getattr(detail, "conversation_id", None),
         ),
     )
-    outcome = kpis().handle(body.id, body.detail_type, detail, format_timestamp(body.time))
-    metrics.add_metric(name="KpiEventsCounted", unit="Count", value=1 if outcome.counted else 0)
-    for name, value, unit in outcome.metrics:
-        metrics.add_metric(name=name, unit=unit, value=value)
-    logger.info(
-        "event counted" if outcome.counted else "event changed nothing (or was counted before)",
-        extra={
-            "detail_type": body.detail_type,
-            "event_id": body.id,
-            "conversation_id": getattr(detail, "conversation_id", None),
-            "metrics": [name for name, _, _ in outcome.metrics],
-        },
-    )
+
+
+@tracer.capture_method
+def batch_handler(records: list[tuple[str, KpiEvent]]) -> list[str]:
+    """Count the parsed events in one write; the SQS message ids of those that failed."""
+    results = kpis().handle_batch([event for _, event in records], on_event=_correlate)
+    failed: list[str] = []
+    for (message_id, event), result in zip(records, results, strict=True):
+        _correlate(event)
+        if isinstance(result, Exception):
+            failed.append(message_id)
+            logger.warning(
+                "event failed; SQS will redeliver it, then move it to the dead-letter queue",
+                extra={
+                    "message_id": message_id,
+                    "event_id": event.event_id,
+                    "error_type": type(result).__name__,
+                    "error": str(result)[:500],
+                },
+            )
+            continue
+        metrics.add_metric(name="KpiEventsCounted", unit="Count", value=1 if result.counted else 0)
+        for name, value, unit in result.metrics:
+            metrics.add_metric(name=name, unit=unit, value=value)
+        logger.info(
+            "event counted" if result.counted else "event changed nothing (or was counted before)",
+            extra={
+                "detail_type": event.detail_type,
+                "event_id": event.event_id,
+                "conversation_id": getattr(event.detail, "conversation_id", None),
+                "metrics": [name for name, _, _ in result.metrics],
+            },
+        )
     set_correlation(logger, None)
+    return failed
 
 
 @tracer.capture_lambda_handler
@@ -94,8 +130,12 @@ def record_handler(record: Any) -> None:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     set_stage_dimension(metrics, settings.stage())
-    return dict(
-        process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
-        )
-    )
+    _batch.clear()
+    with processor(records=event["Records"], handler=record_handler, lambda_context=context):
+        processor.process()
+    failures = [item["itemIdentifier"] for item in processor.response()["batchItemFailures"]]
+    try:
+        failures += batch_handler(list(_batch))
+    finally:
+        _batch.clear()
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}

@@ -1,21 +1,26 @@
 """How each event moves the KPI counters (the definitions are in docs/kpis.md).
 
-:class:`KpiProcessor` turns one bus event into a :class:`~shared.repositories.kpis.Plan`
-(counter deltas and state changes). Each event counts once: its id is kept on the
-conversation's state item (the latest few), and the state is written with a condition on
-the version read, so a redelivered event finds its id and a concurrent event of the same
-conversation makes this one read again and redo. An event that changes only the state
-is one conditional write; one that moves counters writes them with the state in one
-transaction; one that changes nothing writes nothing. Side effects (the delayed survey
-question, the question itself, a link answer stored on the conversation) happen before
-the commit and are idempotent, so a crash in between repeats them harmlessly.
+:class:`KpiProcessor` turns a batch of bus events into one
+:class:`~shared.repositories.kpis.Plan` (counter deltas and state changes). The events run
+one after the other on the same in-memory items, so a conversation's state is read once
+per batch and the batch's increments add up to one ``ADD`` per counter row (day, intent,
+channel), written in one transaction with the state items, whatever the number of
+events. Each event counts once: its id is kept on the conversation's state (the latest
+few), written in that same transaction, and the state is written with a condition on the
+version read, so a redelivered event finds its id and a concurrent batch touching the
+same conversation makes this one read again and redo. An event that fails (bad data, an
+error of its own) is undone in memory and reported alone; the batch's other events count.
+A batch that changes only one state item is one conditional write; one that changes
+nothing writes nothing. Side effects (the delayed survey question, the question itself,
+a link answer stored on the conversation) happen before the commit and are idempotent,
+so a crash or a redo in between repeats them harmlessly.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +63,7 @@ from shared.platform.bus import send_delayed
 from shared.platform.config import require_env
 from shared.repositories.conversations import ConversationNotFound, ConversationRepository
 from shared.repositories.kpis import (
+    MAX_TRANSACTION_ITEMS,
     KpiRepository,
     Plan,
     StateConflict,
@@ -124,40 +130,102 @@ def configured_survey() -> str:
     return load_rules().survey
 
 
-class _Work:
-    """The plan of one event plus the state items it read (each read once)."""
+#: An item no event of the batch read (written unconditionally new: ``attribute_not_exists``).
+_UNREAD: Any = object()
 
-    def __init__(self, repo: KpiRepository, event_id: str) -> None:
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class KpiEvent:
+    """One bus event as the KPI queue delivers it."""
+
+    event_id: str
+    detail_type: str
+    detail: BaseModel
+    time: str
+
+
+class _Batch:
+    """What the events of one batch read (each item once) and the counter deltas they add up to.
+
+    Its :meth:`plan` is the one write of the batch: every state item that changed (guarded by
+    the version read) and one ``ADD`` per counter row, whatever the number of events.
+    """
+
+    def __init__(self, repo: KpiRepository, batch_id: str) -> None:
         self.repo = repo
-        self.plan = Plan(event_id)
-        self.items: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self.items: dict[Key, dict[str, Any] | None] = {}
         #: What each item was when read (to leave unchanged items unwritten).
-        self.originals: dict[tuple[str, str], dict[str, Any] | None] = {}
-        self.metrics: list[tuple[str, float, str]] = []
-        self.after: list[Callable[[], None]] = []
+        self.originals: dict[Key, dict[str, Any] | None] = {}
+        self.counters = Plan(batch_id)
 
-    def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
+    def get(self, key: Key) -> dict[str, Any] | None:
         if key not in self.items:
             item = self.repo.get(key)
             self.originals[key] = copy.deepcopy(item)
             self.items[key] = item
         return self.items[key]
 
+    def changed(self, key: Key, reference: Any) -> bool:
+        return self.items.get(key, _UNREAD) != reference
+
+    def plan(self) -> Plan:
+        plan = Plan(self.counters.event_id, deltas=self.counters.deltas)
+        for key, item in self.items.items():
+            original = self.originals.get(key, _UNREAD)
+            if item == original:
+                continue
+            if item is not None:
+                plan.put(item)
+            elif original is not _UNREAD and original is not None:
+                plan.delete(original)
+        return plan
+
+
+class _Work:
+    """One event's view of its batch: its own counter deltas, metrics and side effects, and
+    the batch's items as they were before it (to tell what it changed, or to undo it)."""
+
+    def __init__(self, batch: _Batch, event_id: str) -> None:
+        self.batch = batch
+        self.plan = Plan(event_id)
+        self.before = copy.deepcopy(batch.items)
+        self.metrics: list[tuple[str, float, str]] = []
+        self.after: list[Callable[[], None]] = []
+
+    @property
+    def items(self) -> dict[Key, dict[str, Any] | None]:
+        return self.batch.items
+
+    def get(self, key: Key) -> dict[str, Any] | None:
+        return self.batch.get(key)
+
     def put(self, item: dict[str, Any]) -> None:
-        self.items[(item["pk"], item["sk"])] = item
-        self.plan.put(item)
+        self.batch.items[(item["pk"], item["sk"])] = item
 
     def delete(self, item: dict[str, Any]) -> None:
-        self.items[(item["pk"], item["sk"])] = None
-        self.plan.delete(item)
-
-    def drop_unchanged(self) -> None:
-        for key in [k for k, item in self.plan.puts.items() if item == self.originals.get(k, object())]:
-            del self.plan.puts[key]
+        self.batch.items[(item["pk"], item["sk"])] = None
 
     @property
     def changes(self) -> bool:
-        return bool(self.plan.deltas or self.plan.puts or self.plan.deletes or self.plan.extra)
+        """Whether this event moved a counter or changed an item (against the batch before it)."""
+        if self.plan.deltas:
+            return True
+        return any(
+            self.batch.changed(
+                key, self.before[key] if key in self.before else self.batch.originals.get(key, _UNREAD)
+            )
+            for key in self.batch.items
+        )
+
+    def undo(self) -> None:
+        self.batch.items = self.before
+
+    def keep(self) -> None:
+        for (day, intent, channel), deltas in self.plan.deltas.items():
+            for counter, value in deltas.items():
+                self.batch.counters.add(day, intent, channel, counter, value)
 
 
 class KpiProcessor:
@@ -173,35 +241,92 @@ class KpiProcessor:
         self.publish = publish
         self.now = now
 
-    # -- entry point ------------------------------------------------------- #
+    # -- entry points ------------------------------------------------------ #
     def handle(self, event_id: str, detail_type: str, detail: BaseModel, time: str) -> Outcome:
-        conversation_id = getattr(detail, "conversation_id", None)
+        """Count one event (a batch of one)."""
+        [result] = self.handle_batch([KpiEvent(event_id, detail_type, detail, time)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def handle_batch(
+        self, events: Sequence[KpiEvent], on_event: Callable[[KpiEvent], None] | None = None
+    ) -> list[Outcome | Exception]:
+        """Count a batch of events with one write: an :class:`Outcome` per event, or the
+        exception that event raised (it counts nothing; the others count once).
+
+        The events run one after the other on the same items (the state of a conversation
+        that several of them touch is read once and written once); their counter deltas
+        add up to one ``ADD`` per counter row, written in one transaction with the state
+        items and the ids of the events that changed something. A redelivered event finds
+        its id on the state; when a state item changed meanwhile (a concurrent batch), the
+        whole batch is read again and redone. A batch too big for one transaction is split.
+        """
+        results: dict[int, Outcome | Exception] = {}
+        self._count(events, list(range(len(events))), results, on_event)
+        return [results[i] for i in range(len(events))]
+
+    def _count(
+        self,
+        events: Sequence[KpiEvent],
+        indices: list[int],
+        results: dict[int, Outcome | Exception],
+        on_event: Callable[[KpiEvent], None] | None,
+    ) -> None:
+        for _ in range(MAX_ATTEMPTS):
+            batch = _Batch(self.repo, ",".join(events[i].event_id for i in indices))
+            staged: dict[int, Outcome | Exception] = {}
+            for i in indices:
+                if on_event is not None:
+                    on_event(events[i])
+                staged[i] = self._stage(batch, events[i])
+            plan = batch.plan()
+            if plan.size > MAX_TRANSACTION_ITEMS and len(indices) > 1:
+                half = len(indices) // 2
+                self._count(events, indices[:half], results, on_event)
+                self._count(events, indices[half:], results, on_event)
+                return
+            try:
+                if plan.size:
+                    self.repo.commit(plan)
+            except StateConflict:
+                continue
+            except Exception as error:  # the write failed as a whole: each event fails
+                staged = {i: error for i in indices}
+            results.update(staged)
+            return
+        conflict = StateConflict(
+            f"events {', '.join(events[i].event_id for i in indices)}: the state kept changing"
+        )
+        results.update({i: conflict for i in indices})
+
+    def _stage(self, batch: _Batch, event: KpiEvent) -> Outcome | Exception:
+        """Run one event on the batch's items; undone when it fails or has nothing to count."""
+        conversation_id = getattr(event.detail, "conversation_id", None)
         if not conversation_id:
             return Outcome(counted=False)  # not about a conversation: nothing to count
         key = conversation_state_key(conversation_id)
-        for _ in range(MAX_ATTEMPTS):
-            work = _Work(self.repo, event_id)
+        work = _Work(batch, event.event_id)
+        try:
             current = work.get(key)
-            if current is not None and event_id in current.get("events", []):
+            if current is not None and event.event_id in current.get("events", []):
                 return Outcome(counted=False)  # counted before (a redelivery)
-            try:
-                self._dispatch(work, detail_type, detail, time)
-            except ConversationNotFound:
-                return Outcome(counted=False)  # erased (or never recorded): nothing to count
+            self._dispatch(work, event.detail_type, event.detail, event.time)
             for action in work.after:
                 action()
-            work.drop_unchanged()
             if not work.changes:
                 return Outcome(counted=False)  # nothing this event changes
             state = work.items.get(key) or self._state(work, conversation_id)
-            state["events"] = [*state.get("events", []), event_id][-MAX_EVENT_IDS:]
-            work.put(state)
-            try:
-                self.repo.commit(work.plan)
-            except StateConflict:
-                continue
-            return Outcome(counted=True, metrics=work.metrics)
-        raise StateConflict(f"event {event_id}: the state kept changing")
+        except ConversationNotFound:
+            work.undo()
+            return Outcome(counted=False)  # erased (or never recorded): nothing to count
+        except Exception as error:  # this event fails; the batch's others still count
+            work.undo()
+            return error
+        state["events"] = [*state.get("events", []), event.event_id][-MAX_EVENT_IDS:]
+        work.put(state)
+        work.keep()
+        return Outcome(counted=True, metrics=work.metrics)
 
     def _dispatch(self, work: _Work, detail_type: str, detail: BaseModel, time: str) -> None:
         if isinstance(detail, MessageRecorded):

@@ -67,15 +67,34 @@ def mask_pii(text: str) -> str:
 #: Lambda context keys Powertools adds to every line that the log group and Lambda's own
 #: REPORT line already say (the function, its ARN and memory): ~150 bytes a line, paid for at
 #: ingestion on every message. ``function_request_id`` stays: it joins a line to its REPORT.
-REDUNDANT_KEYS = ("function_arn", "function_memory_size")
+REDUNDANT_KEYS = ("function_arn", "function_memory_size", "sampling_rate")
+#: Keys left off the routine lines (INFO and below: one per function per message), kept on
+#: warnings and errors, where they help: the code location, the X-Ray trace id (a message's
+#: trace is found by its ``correlation_id`` annotation). Routine lines also leave out
+#: ``cold_start`` when false and any key whose value is empty (None, [], {}). About 90-150
+#: bytes a line; ``correlation_id`` stays on every line.
+ROUTINE_ONLY_KEYS = ("location", "xray_trace_id")
+
+
+def _says_nothing(key: str, value: Any) -> bool:
+    if key == "cold_start":
+        return value is False
+    return value is None or (isinstance(value, list | dict | tuple) and not value)
 
 
 class MaskingFormatter(LambdaPowertoolsFormatter):
-    """Powertools' JSON formatter, with phone numbers and e-mail addresses masked."""
+    """Powertools' JSON formatter, with phone numbers and e-mail addresses masked and the
+    routine lines compact (:data:`REDUNDANT_KEYS`, :data:`ROUTINE_ONLY_KEYS`)."""
 
     def serialize(self, log: dict[str, Any]) -> str:  # type: ignore[override]
         for key in REDUNDANT_KEYS:
             log.pop(key, None)
+        if log.get("level") in ("INFO", "DEBUG"):
+            for key in ROUTINE_ONLY_KEYS:
+                log.pop(key, None)
+            # Nothing said is shorter than an empty value: a false cold start, a None, [] or {}.
+            for key in [k for k, v in log.items() if _says_nothing(k, v)]:
+                del log[key]
         return super().serialize(log)
 
     def format(self, record: Any) -> str:

@@ -31,6 +31,10 @@ OMNI_STAGE = "OMNI_STAGE"
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 LOG_LEVEL = "LOG_LEVEL"
+#: Powertools: the share of invocations that log at DEBUG whatever ``LOG_LEVEL`` says (stack
+#: setting ``logSampleRate``; with ``logLevel`` WARNING the routine per-message lines of
+#: only that share of invocations are written).
+POWERTOOLS_LOGGER_SAMPLE_RATE = "POWERTOOLS_LOGGER_SAMPLE_RATE"
 
 # --------------------------------------------------------------------------- #
 # Physical names of granted resources (derived by topology/model.py from the declared names)

@@ -14,12 +14,14 @@ Items (``pk`` / ``sk``):
 * ``LAST#<customer id>#<intent>`` / ``LAST`` - the customer's latest conversation on that
   intent (repeat contacts, FCR lost to a new conversation within 7 days).
 
-:meth:`KpiRepository.commit` writes one event's effect: the state items (condition: the
-version read) and the counter increments (``ADD``). When the event changed only one state
-item that is a single conditional write; otherwise one transaction, so counters and
-state never part and concurrent events of one conversation cannot lose each other's
-changes. The event's id, kept on the conversation's state, makes a redelivery count
-nothing.
+:meth:`KpiRepository.commit` writes the effect of a batch of events (the KPI function
+sums a batch's increments in memory): the state items (condition: the version read) and
+one counter increment (``ADD``) per counter row, however many of the batch's events moved
+it. When the batch changed only one state item that is a single conditional write;
+otherwise one transaction, so counters and state never part and concurrent batches
+touching one conversation cannot lose each other's changes. The ids of the events that
+changed something, kept on their conversation's state in the same write, make a
+redelivered event count nothing.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ class StateConflict(RuntimeError):
 
 @dataclass
 class Plan:
-    """One event's effect: counter deltas, state items to write or delete, other table items."""
+    """The effect of one event or of a batch of them: counter deltas (summed over the batch),
+    state items to write or delete, other table items."""
 
     event_id: str
     deltas: dict[CounterKey, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
@@ -87,6 +90,12 @@ class Plan:
         self.puts.pop(key, None)
         self.deletes[key] = item.get("version")
 
+    @property
+    def size(self) -> int:
+        """Items the write touches (a transaction holds at most :data:`MAX_TRANSACTION_ITEMS`)."""
+        counters = sum(1 for deltas in self.deltas.values() if any(deltas.values()))
+        return len(self.puts) + len(self.deletes) + counters + len(self.extra)
+
 
 class KpiRepository:
     def __init__(self, table_name: str | None = None, client: Any = None) -> None:
@@ -96,7 +105,7 @@ class KpiRepository:
     def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
         return self.table.get({"pk": key[0], "sk": key[1]})
 
-    # -- writing one event --------------------------------------------------- #
+    # -- writing one batch of events ------------------------------------------ #
     def commit(self, plan: Plan) -> None:
         """Write ``plan``: one conditional put when it only changes one state item, else one
         transaction. :class:`StateConflict` when a state item changed since it was read."""
@@ -109,7 +118,7 @@ class KpiRepository:
         states = self._state_actions(plan)
         items = [*states, *self._counter_actions(plan), *plan.extra]
         if len(items) > MAX_TRANSACTION_ITEMS:
-            raise ValueError(f"one event touches {len(items)} items, more than a transaction holds")
+            raise ValueError(f"one write touches {len(items)} items, more than a transaction holds")
         cancelled = self.table.transact(items)
         if cancelled is None:
             return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.meter import Meter, TableSchema
+from bench.meter import Meter, TableSchema, _item_kind
 
 
 def meter_with(projection: str, included: tuple[str, ...] = ()) -> Meter:
@@ -29,3 +29,17 @@ def test_an_update_writes_an_index_only_when_it_changes_what_the_index_projects(
     assert meter_with("ALL")._gsi_units("t", old, moved) == (6, 2)
     # Not in the (sparse) index before or after: nothing.
     assert meter_with("ALL")._gsi_units("t", item(a="1"), item(a="2")) == (0, 0)
+
+
+def test_read_units_are_counted_by_item_kind_a_query_shared_by_size() -> None:
+    meter = meter_with("ALL")
+    body = {"TableName": "omni-test-conversations", "KeyConditionExpression": "pk = :pk"}
+    meta = {"pk": {"S": "CONV#1"}, "sk": {"S": "META"}, "body": {"S": "x" * 3000}}
+    message = {"pk": {"S": "CONV#1"}, "sk": {"S": "MSG#2026#1"}, "body": {"S": "x" * 1000}}
+    units = meter._account_query("Query", body, {"Items": [meta, message]})
+    assert units == 0.5  # about 4 KB, eventually consistent
+    shares = meter.data.rru_by_item
+    assert shares[("conversations", "META")] > 2 * shares[("conversations", "MSG")] > 0
+    assert meter.data.item_requests[("conversations", "META", "Query")] == 1
+    # The KPI counter rows are named by their day: one kind, whatever the day.
+    assert _item_kind({"pk": {"S": "KPI#2026-11"}, "sk": {"S": "2026-11-02#billing#sms"}}) == "DAY"

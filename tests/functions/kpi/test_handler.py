@@ -17,12 +17,13 @@ import boto3
 import pytest
 
 from functions.agent_api.handler import handler as agent_api
+from functions.kpi import handler as kpi_module
 from shared.domain import links
 from shared.domain.kpis import bucket_bound, bucket_of
 from shared.platform import link_settings
 from shared.repositories.conversations import ConversationRepository
 from shared.repositories.dynamo import serialise
-from tests.helpers import REPO_ROOT, context, http_event
+from tests.helpers import REPO_ROOT, context, http_event, sqs_event
 from tests.helpers.kpi import (
     AGENT,
     DAY,
@@ -422,3 +423,63 @@ def test_no_survey_for_a_conversation_of_automatic_mail(
     )
     drain_kpi_queue(stack)
     assert len(asked(stack)) == questions
+
+
+def test_a_batch_is_one_write_and_a_bad_record_fails_alone(
+    stack: dict[Any, str], no_ces: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(4):
+        conversation(f"b-{i}", f"cus-b{i}", DAY + timedelta(minutes=i), channel="sms" if i % 2 else "webchat")
+    bodies = [
+        reply(f"b-{i}", f"cus-b{i}", DAY + timedelta(minutes=i, seconds=5), kind="acknowledgement")
+        for i in range(4)
+    ]
+    bad = envelope(NOTIFICATION_REQUESTED, {"conversation_id": "b-0", "kind": "reply"}, DAY)  # no ids
+    batch = sqs_event([*bodies[:2], bad, *bodies[2:]], queue="kpi")
+    bad_id = batch["Records"][2]["messageId"]
+    commits: list[Any] = []
+    repo = kpi_module.kpis().repo
+    original = repo.commit
+    monkeypatch.setattr(repo, "commit", lambda plan: (commits.append(plan), original(plan))[1])
+
+    result = kpi_module.handler(batch, context("kpi"))
+    assert result["batchItemFailures"] == [{"itemIdentifier": bad_id}]
+    # One commit for the batch: one ADD per counter row (web chat and SMS), the four states.
+    assert len(commits) == 1
+    assert set(commits[0].deltas) == {("2026-11-02", "billing", "webchat"), ("2026-11-02", "billing", "sms")}
+    counted = kpis("2026-11-02", "2026-11-02")["kpis"]
+    assert counted["conversations_started"] == 4
+
+    # SQS redelivers the batch (the failed record and, after a crash, the others too): nothing twice.
+    again = kpi_module.handler(batch, context("kpi"))
+    assert again["batchItemFailures"] == [{"itemIdentifier": bad_id}]
+    assert kpis("2026-11-02", "2026-11-02")["kpis"] == counted
+    assert len(commits) == 1
+
+
+def test_the_kpis_of_a_journey_are_the_same_counted_in_one_batch_or_one_by_one(
+    stack: dict[Any, str], no_ces: None
+) -> None:
+    """The same journeys on two days: one event per batch on the first, every event in one
+    batch on the second (redelivered whole); GET /kpis answers the same for both days."""
+    for day, batched in ((DAY, False), (DAY + timedelta(days=1), True)):
+        bodies = []
+        for i in range(3):
+            cid, customer, opened = f"j{batched}-{i}", f"cus-j{batched}-{i}", day + timedelta(minutes=i)
+            conversation(cid, customer, opened, channel="sms" if i % 2 else "webchat")
+            bodies += [
+                reply(cid, customer, opened + timedelta(seconds=2), kind="acknowledgement"),
+                reply(cid, customer, opened + timedelta(seconds=40)),
+                resolved(cid, customer, opened, opened + timedelta(minutes=30)),
+            ]
+        if batched:
+            deliver(*bodies)
+        else:
+            for body in bodies:
+                deliver(body)
+    one_by_one = kpis("2026-11-02", "2026-11-02")
+    in_one_batch = kpis("2026-11-03", "2026-11-03")
+    assert one_by_one["kpis"]["conversations_resolved"] == 3
+    assert {k: v for k, v in one_by_one.items() if k not in ("from_day", "to_day")} == {
+        k: v for k, v in in_one_batch.items() if k not in ("from_day", "to_day")
+    }
