@@ -18,7 +18,6 @@ last slot cannot both win.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
@@ -34,13 +33,6 @@ from shared.repositories.dynamo import (
 )
 
 PROFILE = "PROFILE"
-#: How long a container trusts the skill membership (``SKILL#`` items) it read. Membership changes
-#: only when an agent is saved; the agents' status and load are always read consistently. A
-#: conversation queued while a new member was not yet seen is assigned by that agent's next
-#: status change or by the SLA sweep's pass over its queue (every minute).
-MEMBERS_TTL_SECONDS = 15.0
-#: ``(table, skill)`` -> ``(read at, member agent ids)``, per container.
-_members: dict[tuple[str, str], tuple[float, list[str]]] = {}
 AgentStatus = Literal["available", "away", "offline"]
 
 
@@ -117,18 +109,17 @@ class AgentRepository:
         return self.get_many(members) if members else []
 
     def skill_members(self, skill: str) -> list[str]:
-        """The ids of the agents with ``skill`` (cached per container, :data:`MEMBERS_TTL_SECONDS`)."""
-        key = (self.table.name, skill)
-        cached = _members.get(key)
-        if cached is not None and time.monotonic() - cached[0] < MEMBERS_TTL_SECONDS:
-            return cached[1]
+        """The ids of the agents with ``skill`` (one query, eventually consistent: membership
+        changes only when an agent is saved; their status and load are read consistently).
+
+        Not cached per container: the query costs half a read unit, and a cache would make the
+        reads of a message depend on when the container last looked.
+        """
         members = self.table.query_all(
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": {"S": skill_pk(skill)}},
         )
-        ids = [str(m["agent_id"]) for m in members]
-        _members[key] = (time.monotonic(), ids)
-        return ids
+        return [str(m["agent_id"]) for m in members]
 
     def last_served(self, customer_id: str) -> tuple[str, str] | None:
         """``(agent id, when)`` of the agent who last served the customer (a preference for
@@ -193,7 +184,6 @@ class AgentRepository:
                 }
             )
         self.table.client.transact_write_items(TransactItems=actions)
-        _members.clear()  # this container sees the new membership at once
         saved = self.get(agent_id)
         assert saved is not None
         return saved
