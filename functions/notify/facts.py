@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.contracts.events import Identity
+from shared.contracts.events import Identity, InboundFacts
 from shared.domain.contact_choices import parse_window, quiet_zone
 from shared.outbound.policy import ConversationFacts, CustomerFacts, QuietHours
 from shared.platform import settings
@@ -21,7 +21,7 @@ def customer_facts(customer_id: str, customers: CustomerRepository) -> CustomerF
     Quiet hours: the customer's window, else the company's (``OMNI_QUIET_HOURS``), in the
     customer's zone, else their phone number's, else the company's (``OMNI_DEFAULT_TIMEZONE``).
     """
-    customer = customers.get(customer_id)
+    customer = customers.get(customer_id)  # the profile and the identities, in one query
     if customer is None:
         return None
     if customer.status == "erased":
@@ -116,6 +116,25 @@ def conversation_facts(
         reply_to=reply_to,
         last_inbound_at=last_inbound,
         last_email_message_id=last_email_id,
+    )
+
+
+def answered_conversation(
+    conversation_id: str, answering: InboundFacts, reply_to: Identity | None
+) -> ConversationFacts:
+    """What a reply needs of the conversation, from the customer's message it answers (routing
+    sent it along): the customer wrote, on that channel, at that time - the service window of
+    the channel the reply goes out on is measured from it, an e-mail reply threads under it.
+    Nothing is read."""
+    return ConversationFacts(
+        conversation_id=conversation_id,
+        customer_opened=True,
+        last_inbound_channel=answering.channel,
+        reply_to=reply_to,
+        last_inbound_at={answering.channel: answering.sent_at},
+        last_email_message_id=(
+            answering.message_id.removeprefix("email#") if answering.channel == "email" else None
+        ),
     )
 
 

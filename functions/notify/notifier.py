@@ -33,7 +33,13 @@ from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 
-from functions.notify.facts import conversation_facts, customer_facts, parse_time, with_last_seen
+from functions.notify.facts import (
+    answered_conversation,
+    conversation_facts,
+    customer_facts,
+    parse_time,
+    with_last_seen,
+)
 from shared.contracts.events import NotificationRequested, format_timestamp
 from shared.outbound.adapters import (
     Accepted,
@@ -467,6 +473,8 @@ class Notifier:
         self, request: NotificationRequested, customer: CustomerFacts
     ) -> ConversationFacts | None:
         conversation_id = request.conversation_id
+        if conversation_id is not None and request.answering is not None and is_reply(request):
+            return answered_conversation(conversation_id, request.answering, request.to)
         if conversation_id is None:
             # A notification outside any conversation: the customer's open one still tells
             # when they last wrote on WhatsApp (the 24-hour window).

@@ -27,6 +27,7 @@ from functions.routing.decide import (
 from functions.routing.orders import OrderLookup, OrderStatus
 from shared.contracts.events import (
     FeedbackSubmitted,
+    InboundFacts,
     MessageRecorded,
     NotificationRequested,
     format_timestamp,
@@ -90,21 +91,52 @@ class Router:
             return []  # a call starting or ending says nothing to route on; its queue stays
         if event.survey is not None:
             return []  # the answer to the survey after the resolution: counted, not answered
-        meta = self.conversations.get_meta(event.conversation_id)
+        try:
+            return self._route(event, now, fresh=False)
+        except _Stale:
+            return self._route(event, now, fresh=True)
+
+    def _route(self, event: MessageRecorded, now: str, fresh: bool) -> Events:
+        """Route on META read eventually consistent (``fresh`` False) or strongly consistent.
+
+        The cheap read is enough for a new message: the decision is written with the condition
+        that META is still at the version read, and the routed marker with the condition that
+        the message was not routed before. Every outcome that rests on the read alone (a
+        redelivery, an agent's conversation, the customer closing it) or a failed condition
+        raises :class:`_Stale`, and the message is routed again on a strongly consistent read.
+        """
+        meta = self.conversations.get_meta(event.conversation_id, consistent=fresh)
         if meta is None:
+            if not fresh:
+                raise _Stale  # created a moment ago: the cheap read may not see it yet
             raise ConversationNotFound(event.conversation_id)
-        again = self._routed_before(event, meta, now)
+        again = self._routed_before(event, meta, now, fresh)
         if again is not None:
             return again
         if meta.get("status") in WITH_AGENT:
+            _require(fresh)
             return []  # the agent has the conversation; the message is theirs to answer
         if meta.get("status") == BOT and is_closing(event.text, self.rules.bot_resolution.closing):
+            _require(fresh)
             closed = self._closed_by_customer(event, now)
             return [*closed, *_helpful_closing(event, meta)] if closed else closed
-        return self._route_new(event, meta, now)
+        return self._route_new(event, meta, now, fresh)
 
-    def _routed_before(self, event: MessageRecorded, meta: dict[str, Any], now: str) -> Events | None:
-        """What a redelivery of an already routed message publishes again; None for a new message."""
+    def _routed_before(
+        self, event: MessageRecorded, meta: dict[str, Any], now: str, fresh: bool = True
+    ) -> Events | None:
+        """What a redelivery of an already routed message publishes again; None for a new message.
+
+        Not ``fresh``: the routed marker is not read - routing's write fails on it (or on the
+        version of META) when the message was routed before, and the message is routed again
+        on a fresh read, which finds it here.
+        """
+        if not fresh:
+            if meta.get("closed_by") == event.message_id or event.message_id in meta.get(
+                "routed_messages", []
+            ):
+                raise _Stale
+            return None
         if meta.get("closed_by") == event.message_id and meta.get("status") == "resolved":
             # The customer's thanks resolved it: say so again (the KPIs count it once).
             from shared.services.desk import resolved_event  # noqa: PLC0415 - a rare redelivery
@@ -146,9 +178,11 @@ class Router:
             event, RoutingDecision(**current), mark.quiet, now, previous=None, previous_known=False
         )
 
-    def _route_new(self, event: MessageRecorded, meta: dict[str, Any], now: str) -> Events:
+    def _route_new(
+        self, event: MessageRecorded, meta: dict[str, Any], now: str, fresh: bool = True
+    ) -> Events:
         """Decide, record the decision (and the hand-over) on the conversation, say what to publish."""
-        profile = self.customers.get_profile(event.customer_id) or {}
+        profile = self._profile(event)
         decision = self._decide(event, profile, now)
         if event.automated:
             decision = for_automatic_mail(decision, event.automated)
@@ -183,28 +217,34 @@ class Router:
                     )
             return built["handover"]
 
-        try:
-            _, change = self.conversations.update_meta(
-                event.conversation_id,
-                lambda current: self._record(
-                    current,
-                    decision,
-                    handover(current),
-                    now,
-                    assisted,
-                    silent,
-                    event.automated,
-                    event.sequence,
-                ),
-                known=meta,
+        def record(current: dict[str, Any]) -> Change:
+            if current is not meta and not fresh:
+                raise _Stale  # META moved since the cheap read: decide again on the current one
+            return self._record(
+                current, decision, handover(current), now, assisted, silent, event.automated, event.sequence
             )
+
+        try:
+            seen, change = self.conversations.update_meta(event.conversation_id, record, known=meta)
         except _RoutedMeanwhile:
+            _require(fresh)  # routed before: a fresh read finds the decision to publish again
             return []  # a concurrent redelivery routed it a moment ago and publishes
         if change.noop:
+            _require(fresh)
             return []
         previous = _routing(meta)
         quiet = acknowledged_before(decision, previous, waited) or silent
-        return self._publishable(event, decision, quiet, now, previous=previous, profile=profile)
+        return self._publishable(
+            event, decision, quiet, now, previous=previous, profile=profile, written=_written(seen, change)
+        )
+
+    def _profile(self, event: MessageRecorded) -> dict[str, Any]:
+        """What routing reads of the customer's profile: from the event (profile merge read it
+        for this message), else (an event of an earlier version) from the table."""
+        facts = event.customer
+        if facts is None:
+            return self.customers.get_profile(event.customer_id) or {}
+        return {"display_name": facts.display_name, "tags": list(facts.tags)}
 
     def _decide(self, event: MessageRecorded, profile: dict[str, Any], now: str) -> RoutingDecision:
         classification = self.classifier.classify(event.text)
@@ -317,14 +357,16 @@ class Router:
         previous: RoutingDecision | None,
         previous_known: bool = True,
         profile: dict[str, Any] | None = None,
+        written: dict[str, Any] | None = None,
     ) -> Events:
         """``quiet``: the customer was acknowledged before and waits in the same queue;
-        ``previous``: the decision before this one (unknown on some redeliveries)."""
+        ``previous``: the decision before this one (unknown on some redeliveries); ``written``:
+        META as this routing just wrote it."""
         out: Events = []
         if not decision.automated:
-            out += self.desk.assign_waiting(event.conversation_id, now)
+            out += self.desk.assign_waiting(event.conversation_id, now, meta=written)
         if profile is None:
-            profile = self.customers.get_profile(event.customer_id) or {}
+            profile = self._profile(event)
         name = profile.get("display_name")
         text = (
             None if quiet else customer_reply(self.rules, decision, None, name.split()[0] if name else None)
@@ -351,6 +393,9 @@ class Router:
                         first_handover=not decision.automated
                         and (not previous_known or previous is None or previous.automated),
                         citations=list(decision.citations) if decision.automated else [],
+                        answering=InboundFacts(
+                            message_id=event.message_id, channel=event.channel, sent_at=event.sent_at
+                        ),
                         **_assistant_usage(decision),
                     ),
                 ),
@@ -362,6 +407,24 @@ class Router:
 
 class _RoutedMeanwhile(Exception):
     """The message's routed marker was written by a concurrent redelivery."""
+
+
+class _Stale(Exception):
+    """The eventually consistent read of META may be out of date for this outcome: read again."""
+
+
+def _require(fresh: bool) -> None:
+    """An outcome that rests on the read of META alone needs a strongly consistent one."""
+    if not fresh:
+        raise _Stale
+
+
+def _written(meta: dict[str, Any], change: Change) -> dict[str, Any]:
+    """META as ``change`` left it (what assignment looks at: status, queue, customer)."""
+    written = {k: v for k, v in meta.items() if k not in change.remove}
+    written.update(change.set)
+    written["version"] = int(meta.get("version", 0)) + 1
+    return written
 
 
 def _assistant_usage(decision: RoutingDecision) -> dict[str, Any]:

@@ -240,6 +240,20 @@ class MessageReceived(_Event):
         return f"{self.channel}#{self.provider_message_id}"
 
 
+class ProfileFacts(BaseModel):
+    """The customer's profile as profile merge read it for the message (``version``: the
+    profile's), carried on ``message.recorded`` so routing decides without reading it again."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    version: int = 0
+    display_name: str | None = None
+    language: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    #: channel -> ``opted_in`` | ``opted_out``.
+    consent: dict[str, str] = Field(default_factory=dict)
+
+
 class MessageRecorded(_Event):
     """Detail of ``message.recorded``: profile merge put the message in a conversation."""
 
@@ -274,6 +288,23 @@ class MessageRecorded(_Event):
     #: earlier message arriving after a later one was routed) is not routed again. None when
     #: unknown (then routing falls back to the message's ``SEEN`` marker).
     sequence: Annotated[int, Field(ge=1)] | None = None
+    #: The customer's profile facts routing decides on; absent on events published by an
+    #: earlier version (routing then reads the profile).
+    customer: ProfileFacts | None = None
+
+
+class InboundFacts(BaseModel):
+    """The customer's inbound message a reply answers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    message_id: str
+    channel: Channel
+    sent_at: AwareDatetime
+
+    @field_serializer("sent_at", when_used="json")
+    def _serialise_sent_at(self, value: datetime) -> str:
+        return format_timestamp(value)
 
 
 class NotificationRequested(_Event):
@@ -326,6 +357,9 @@ class NotificationRequested(_Event):
     input_tokens: Annotated[int, Field(ge=0)] = 0
     output_tokens: Annotated[int, Field(ge=0)] = 0
     cost_usd: Annotated[float, Field(ge=0)] = 0.0
+    #: A reply to the customer's message: that message (routing sets it), so notify knows the
+    #: channel's service window and the e-mail to thread under without reading the conversation.
+    answering: InboundFacts | None = None
 
 
 EVENT_MODELS: dict[str, type[_Event]] = {

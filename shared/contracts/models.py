@@ -117,8 +117,11 @@ class Customer(BaseModel):
     contact: ContactChoices = Field(default_factory=ContactChoices)
     #: Every attribute (name, language, timezone, channel_preferences, custom ones) with its source.
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
-    #: Latest inbound message per channel.
+    #: Latest contact per channel: the send time of the customer's first message of the latest
+    #: day (or conversation) on that channel.
     last_seen: dict[str, str] = Field(default_factory=dict)
+    #: Contacts in the last 7 / 30 days: conversations the customer opened or reopened, and each
+    #: further day they wrote on a channel (not every message: the profile is written per contact).
     contacts_7d: int = 0
     contacts_30d: int = 0
     #: Merges this profile took part in, newest first (survivor or merged-away side).

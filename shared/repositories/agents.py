@@ -105,15 +105,26 @@ class AgentRepository:
 
     def with_skill(self, skill: str) -> list[Agent]:
         """Every agent with ``skill`` (their current status and load read consistently)."""
+        members = self.skill_members(skill)
+        return self.get_many(members) if members else []
+
+    def skill_members(self, skill: str) -> list[str]:
+        """The ids of the agents with ``skill`` (one query, eventually consistent: membership
+        changes only when an agent is saved; their status and load are read consistently).
+
+        Not cached per container: the query costs half a read unit, and a cache would make the
+        reads of a message depend on when the container last looked.
+        """
         members = self.table.query_all(
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": {"S": skill_pk(skill)}},
         )
-        return self.get_many([m["agent_id"] for m in members])
+        return [str(m["agent_id"]) for m in members]
 
     def last_served(self, customer_id: str) -> tuple[str, str] | None:
-        """``(agent id, when)`` of the agent who last served the customer."""
-        item = self.table.get({"pk": served_pk(customer_id), "sk": "LAST"})
+        """``(agent id, when)`` of the agent who last served the customer (a preference for
+        ranking, so read eventually consistent)."""
+        item = self.table.get({"pk": served_pk(customer_id), "sk": "LAST"}, consistent=False)
         return (item["agent_id"], item["at"]) if item else None
 
     # -- writes ------------------------------------------------------------ #

@@ -182,8 +182,10 @@ class ConversationRepository(ConversationMessages):
         return self._customers
 
     # -- reads ------------------------------------------------------------- #
-    def get_meta(self, conversation_id: str) -> dict[str, Any] | None:
-        return self.table.get(meta_key(conversation_id))
+    def get_meta(self, conversation_id: str, consistent: bool = True) -> dict[str, Any] | None:
+        """The META item; ``consistent=False`` (half the price) where a version condition
+        protects the write that follows and the caller reads again when it fails."""
+        return self.table.get(meta_key(conversation_id), consistent=consistent)
 
     def get(self, conversation_id: str, message_limit: int = 1000) -> Conversation | None:
         return conversation_of(self._partition(conversation_id, message_limit))

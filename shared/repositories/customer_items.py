@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.contracts.events import Identity
 from shared.platform import settings
 from shared.repositories.dynamo import DynamoTable, serialise
+
+if TYPE_CHECKING:
+    from shared.repositories.customer_profile import CustomerProfile
 
 PROFILE = "PROFILE"
 OWNER = "OWNER"
@@ -109,6 +112,12 @@ class ProfileState:
     @property
     def version(self) -> int:
         return int(self.profile.get("version", 0))
+
+    def aggregate(self) -> CustomerProfile:
+        """The profile item, typed."""
+        from shared.repositories.customer_profile import CustomerProfile  # noqa: PLC0415 - cycle
+
+        return CustomerProfile.from_item(self.profile)
 
     def link(self, sk: str) -> Item | None:
         return next((link for link in self.links if link["sk"] == sk), None)

@@ -8,9 +8,11 @@ Items (``pk`` / ``sk``):
   attribute), ``attributes`` (map: name -> ``{value, at, source}``; ``name``, the contact choices
   ``channel_preferences``, ``channel_mode``, ``language``, ``timezone``, ``quiet_hours``
   (:mod:`shared.repositories.customer_choices`) and custom ones), ``tags`` (list),
-  ``consent_<channel>`` (``{status, at, source}``), ``last_seen`` (map: channel -> latest
-  provider timestamp), ``contacts`` (map: ``YYYY-MM-DD`` -> inbound messages that day, the
-  last 30 days), ``retain_until_day`` (``YYYY-MM-DD``, the last day the data is kept: the last
+  ``consent_<channel>`` (``{status, at, source}``), ``last_seen`` (map: channel -> provider
+  timestamp of the latest contact), ``contacts`` (map: ``YYYY-MM-DD`` -> contacts that day, the
+  last 30 days; a contact is a conversation opened or reopened, or the first message of a day on
+  a channel - see :meth:`shared.repositories.customer_profile.CustomerProfile.contact_due`),
+  ``retain_until_day`` (``YYYY-MM-DD``, the last day the data is kept: the last
   contact plus ``OMNI_RETENTION_DAYS``; the key of the sparse ``retention`` index, see
   :mod:`shared.domain.retention`), ``open_conversation_id``. A merged-away profile also has ``merged_into``,
   ``merge_id``, ``merged_at`` and, until its identities and conversations have all moved,
@@ -81,6 +83,7 @@ from shared.repositories.customer_items import (
     tombstone_retention_days,
 )
 from shared.repositories.customer_merges import CustomerMerges
+from shared.repositories.customer_profile import ContactUpdate, CustomerProfile
 from shared.repositories.customer_views import contact_counts, to_customer
 from shared.repositories.dynamo import CONDITION_FAILED, DynamoTable, deserialise, serialise
 
@@ -100,6 +103,8 @@ __all__ = [
     "PROFILE",
     "TOMBSTONE",
     "TOMBSTONE_RETENTION_ENV",
+    "ContactUpdate",
+    "CustomerProfile",
     "CustomerRepository",
     "IdentityErased",
     "IdentityTaken",
@@ -210,6 +215,11 @@ class CustomerRepository(CustomerMerges):
     def get_profile(self, customer_id: str) -> dict[str, Any] | None:
         return self.table.get(_profile_key(customer_id))
 
+    def profile(self, customer_id: str) -> CustomerProfile | None:
+        """The customer's profile, typed (strongly consistent)."""
+        item = self.table.get(_profile_key(customer_id))
+        return CustomerProfile.from_item(item) if item else None
+
     def load(self, customer_id: str) -> ProfileState | None:
         items = self.table.query_all(
             KeyConditionExpression="pk = :pk",
@@ -296,40 +306,49 @@ class CustomerRepository(CustomerMerges):
         stale_owners: dict[str, str] | None = None,
         claim: Identity | None = None,
         stale_claim: str | None = None,
-    ) -> None:
-        """Create a customer owning every verified identity in ``identities``, atomically.
+        first_contact: bool = False,
+    ) -> CustomerProfile:
+        """Create a customer owning every verified identity in ``identities``, atomically; the
+        profile as written.
 
         With ``claim`` it also becomes the claim holder of that (claimed) identity, replacing
-        ``stale_claim`` if given. Raises :class:`IdentityTaken` when one of them got an owner
-        (or the claim a holder) in the meantime, and :class:`IdentityErased` when one was
-        erased after ``sent_at``; then nothing was written.
+        ``stale_claim`` if given. ``first_contact``: the message sent at ``sent_at`` on ``source``
+        is the customer's first contact, counted in the profile as it is created (no second write
+        to count it). Raises :class:`IdentityTaken` when one of them got an owner (or the claim a
+        holder) in the meantime, and :class:`IdentityErased` when one was erased after
+        ``sent_at``; then nothing was written.
         """
         attributes = (
             {"name": {"value": display_name, "at": now, "source": source or "unknown"}}
             if display_name
             else {}
         )
-        actions: list[Item] = [
-            _put(
-                self.table.name,
-                {
-                    "pk": customer_pk(customer_id),
-                    "sk": PROFILE,
-                    "customer_id": customer_id,
-                    "created_at": now,
-                    "updated_at": now,
-                    "status": ACTIVE,
-                    "version": 0,
-                    "display_name": display_name,
-                    "attributes": attributes,
-                    "tags": [],
-                    "last_seen": {},
-                    "contacts": {},
-                    RETAIN_ATTRIBUTE: retain_until(day_of(now), retention_days()),
-                },
-                "attribute_not_exists(pk)",
+        profile: Item = {
+            "pk": customer_pk(customer_id),
+            "sk": PROFILE,
+            "customer_id": customer_id,
+            "created_at": now,
+            "updated_at": now,
+            "status": ACTIVE,
+            "version": 0,
+            "display_name": display_name,
+            "attributes": attributes,
+            "tags": [],
+            "last_seen": {},
+            "contacts": {},
+            RETAIN_ATTRIBUTE: retain_until(day_of(now), retention_days()),
+        }
+        if first_contact and sent_at and source:
+            update = CustomerProfile.from_item(profile).contact_due(
+                source, sent_at, now, retention_days(), new_contact=True
             )
-        ]
+            if update is not None:
+                profile.update(
+                    last_seen={source: sent_at},
+                    contacts={update.day: 1},
+                    **({RETAIN_ATTRIBUTE: update.retain_until_day} if update.retain_until_day else {}),
+                )
+        actions: list[Item] = [_put(self.table.name, profile, "attribute_not_exists(pk)")]
         owned: dict[int, Identity] = {}
         for identity in identities:
             actions.append(_put(self.table.name, self._identity_item(customer_id, identity, now, source)))
@@ -347,6 +366,7 @@ class CustomerRepository(CustomerMerges):
         codes = self._transact(actions)
         if codes is not None:
             self._raise_for(actions, codes, owned)
+        return CustomerProfile.from_item(profile)
 
     def attach(
         self,
@@ -531,32 +551,28 @@ class CustomerRepository(CustomerMerges):
         )["Update"]
         return self.table.conditional("update_item", **action) is not None
 
-    def record_contact(
-        self,
-        customer_id: str,
-        channel: str,
-        sent_at: str,
-        day: str,
-        forget_days: list[str],
-        newer: bool,
-        retain_until_day: str | None = None,
-    ) -> None:
-        """Count an inbound message (per day) and remember the latest one per channel.
+    def record_contact(self, customer_id: str, update: ContactUpdate) -> None:
+        """Count a contact (per day) and remember the latest one per channel
+        (:meth:`CustomerProfile.contact_due` says when a message is one).
 
         ``retain_until_day`` (the retention index key) is written in the same request.
         """
-        names = {"#day": day}
-        values: Item = {":zero": 0, ":one": 1, ":ts": sent_at}
-        expression = "SET contacts.#day = if_not_exists(contacts.#day, :zero) + :one, updated_at = :ts"
-        if retain_until_day:
+        names: dict[str, str] = {}
+        values: Item = {":ts": update.sent_at}
+        expression = "SET updated_at = :ts"
+        if update.count:
+            names["#day"] = update.day
+            values.update({":zero": 0, ":one": 1})
+            expression += ", contacts.#day = if_not_exists(contacts.#day, :zero) + :one"
+        if update.retain_until_day:
             names["#keep"] = RETAIN_ATTRIBUTE
-            values[":keep"] = retain_until_day
+            values[":keep"] = update.retain_until_day
             expression += ", #keep = :keep"
-        if newer:
-            names["#ch"] = channel
+        if update.newer:
+            names["#ch"] = update.channel
             expression += ", last_seen.#ch = :ts"
         removes = []
-        for i, old in enumerate(forget_days[:20]):
+        for i, old in enumerate(update.forget_days[:20]):
             names[f"#old{i}"] = old
             removes.append(f"contacts.#old{i}")
         if removes:

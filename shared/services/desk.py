@@ -142,16 +142,25 @@ class Desk:
         cutoff = format_timestamp(datetime.fromisoformat(now) - timedelta(days=self.rules.sticky_agent_days))
         return served[0] if served[1] >= cutoff else None
 
-    def assign_waiting(self, conversation_id: str, now: str) -> Events:
-        """Hand a queued conversation to the best eligible agent, if there is one."""
-        meta = self.conversations.get_meta(conversation_id)
+    def assign_waiting(self, conversation_id: str, now: str, meta: dict[str, Any] | None = None) -> Events:
+        """Hand a queued conversation to the best eligible agent, if there is one.
+
+        ``meta``: the conversation's META as the caller just wrote it (not read again; the
+        assignment itself is written with the condition that it is still queued). The agent
+        who last served the customer is looked up only when some agent is eligible.
+        """
+        if meta is None:
+            meta = self.conversations.get_meta(conversation_id)
         if meta is None or meta.get("status") != "queued":
             return []
         queue = self.rules.queues.get(meta.get("queue", ""))
         if queue is None:
             return []
+        agents = self.agents.with_skill(queue.skill)
+        if not rank_agents(agents, queue.skill, None):
+            return []  # nobody can take it now: it waits in the queue
         sticky = self._sticky(meta["customer_id"], now)
-        for agent, reason in rank_agents(self.agents.with_skill(queue.skill), queue.skill, sticky):
+        for agent, reason in rank_agents(agents, queue.skill, sticky):
             try:
                 return [self._assign(conversation_id, agent.agent_id, reason, now, _expect_queued)]
             except AgentUnavailable:

@@ -11,25 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from typing import Any, cast
 
 from shared.contracts.events import Identity, MessageReceived, MessageRecorded, format_timestamp
 from shared.contracts.models import Consent
 from shared.domain.contact_choices import ChannelKeyword, parse_keyword
 from shared.domain.identity import normalise
-from shared.domain.retention import RETAIN_ATTRIBUTE, contact_day, later, retain_until, retention_days
+from shared.domain.retention import retention_days
 from shared.domain.routing_rules import load_rules
 from shared.domain.surveys import Survey, could_be_score, parse_score
 from shared.platform.ids import new_id
 from shared.repositories.conversation_aggregates import InboundRecorded
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.conversations import ConcurrentUpdate, ConversationRepository
-from shared.repositories.customers import ERASED, MERGED, CustomerRepository
+from shared.repositories.customer_profile import CustomerProfile
+from shared.repositories.customers import CustomerRepository
 from shared.services.profiles.merge import ResolutionConflict, _pause
 from shared.services.profiles.resolution import MAX_ATTEMPTS, PossibleMatch, Resolution, resolve_customer
 
-CONTACT_WINDOW_DAYS = 30
 #: The surveys a message can answer.
 SURVEYS: tuple[Survey, ...] = ("ces", "csat")
 
@@ -57,6 +56,8 @@ class RecordedMessage:
     survey_score: int | None = None
     #: The message's number among the conversation's inbound messages (for routing's marker).
     sequence: int | None = None
+    #: The customer's profile as recorded with the message (its facts ride on the event).
+    profile: CustomerProfile | None = None
     #: The message was a reply keyword choosing the customer's channels (not routed; confirmed).
     keyword: ChannelKeyword | None = None
 
@@ -82,6 +83,7 @@ class RecordedMessage:
             survey_score=self.survey_score,
             automated=message.automated,
             sequence=self.sequence,
+            customer=self.profile.facts() if self.profile is not None else None,
         )
 
     def log_fields(self) -> dict[str, Any]:
@@ -152,15 +154,9 @@ def apply_channel_keyword(
         return False
     at = format_timestamp(message.sent_at)
     changed = customers.set_choices(customer_id, keyword.patch(), at, f"{message.channel}:keyword")
-    profile = customers.get_profile(customer_id) or {}
-    customers.record_contact(
-        customer_id,
-        message.channel,
-        at,
-        at[:10],
-        [],
-        newer=at > (profile.get("last_seen") or {}).get(message.channel, ""),
-    )
+    profile = customers.profile(customer_id)
+    if profile is not None:
+        customers.record_contact(customer_id, profile.keyword_contact(message.channel, at))
     conversations.mark_seen(message.message_key, what="channel_keyword")
     return changed
 
@@ -212,11 +208,6 @@ def _hinted_conversation(
     if meta is not None and meta.get("status") == "merged" and meta.get("merged_into"):
         return _hinted_conversation(conversations, customer_id, meta["merged_into"])
     return hint if meta is not None and meta.get("customer_id") == customer_id else None
-
-
-def _old_contact_days(profile: dict[str, Any], day: str) -> list[str]:
-    cutoff = (date.fromisoformat(day) - timedelta(days=CONTACT_WINDOW_DAYS)).isoformat()
-    return [d for d in (profile.get("contacts") or {}) if d < cutoff]
 
 
 def _reopen_window_hours() -> int:
@@ -353,13 +344,21 @@ class _Inbound:
     score_like: bool
 
 
-def _active_profile(customers: CustomerRepository, customer_id: str) -> tuple[str, dict[str, Any] | None]:
-    """The customer's profile; ``(the survivor's id, None)`` when they were merged a moment ago."""
-    profile = customers.get_profile(customer_id)
-    if profile is None or profile.get("status") == ERASED:
+def _active_profile(
+    customers: CustomerRepository, customer_id: str, known: CustomerProfile | None = None
+) -> tuple[str, CustomerProfile | None]:
+    """The customer's profile; ``(the survivor's id, None)`` when they were merged a moment ago.
+
+    ``known``: the profile as resolution just read it (and wrote nothing to), used instead of
+    reading it again.
+    """
+    profile = known if known is not None and known.customer_id == customer_id else None
+    if profile is None:
+        profile = customers.profile(customer_id)
+    if profile is None or profile.erased:
         raise ResolutionConflict(f"customer {customer_id} vanished")
-    if profile.get("status") == MERGED:
-        return profile["merged_into"], None
+    if profile.merged:
+        return str(profile.merged_into), None
     return customer_id, profile
 
 
@@ -377,28 +376,21 @@ def _answered(inbound: _Inbound, customer_id: str, answer: tuple[str, bool, Surv
     )
 
 
-def _count_contact(inbound: _Inbound, customer_id: str, profile: dict[str, Any]) -> None:
-    """The customer's contact counters, last contact per channel and retention move with a new message."""
-    message, sent_at = inbound.message, inbound.sent_at
-    day = sent_at[:10]
-    inbound.customers.record_contact(
-        customer_id,
-        message.channel,
-        sent_at,
-        day,
-        _old_contact_days(profile, day),
-        newer=sent_at > (profile.get("last_seen") or {}).get(message.channel, ""),
-        # Only ever forward: a replayed old message does not shorten retention.
-        retain_until_day=later(
-            profile.get(RETAIN_ATTRIBUTE), retain_until(contact_day(sent_at, inbound.now), retention_days())
-        ),
+def _count_contact(inbound: _Inbound, customer_id: str, profile: CustomerProfile, new_contact: bool) -> None:
+    """The customer's contact counters, last contact per channel and retention move per
+    conversation and per day (only ever forward: a replayed old message does not shorten
+    retention); the other messages write nothing to the profile."""
+    update = profile.contact_due(
+        inbound.message.channel, inbound.sent_at, inbound.now, retention_days(), new_contact
     )
+    if update is not None:
+        inbound.customers.record_contact(customer_id, update)
 
 
 def _append_to(
     inbound: _Inbound,
     customer_id: str,
-    profile: dict[str, Any],
+    profile: CustomerProfile,
     conversation_id: str,
     new_conversation: bool,
     attached: bool,
@@ -413,8 +405,9 @@ def _append_to(
     forwarded_to = inbound.merger.forward_message_if_merged(
         conversation_id, inbound.sent_at, message.message_key
     )
+    reopened = recorded.reopened or (attached and not new_conversation)
     if recorded.written:
-        _count_contact(inbound, customer_id, profile)
+        _count_contact(inbound, customer_id, profile, new_conversation or reopened)
     return RecordedMessage(
         customer_id=customer_id,
         conversation_id=forwarded_to,
@@ -422,9 +415,10 @@ def _append_to(
         new_conversation=new_conversation,
         new_message=recorded.written,
         channel_switch=recorded.channel_switch,
-        reopened=recorded.reopened or (attached and not new_conversation),
+        reopened=reopened,
         # Numbered in the conversation it was recorded in: another thread numbers its own.
         sequence=recorded.sequence if forwarded_to == conversation_id else None,
+        profile=profile,
         **inbound.base,
     )
 
@@ -434,12 +428,14 @@ def _into_conversation(inbound: _Inbound, customer_id: str) -> RecordedMessage:
     conversations, message = inbound.conversations, inbound.message
     #: The message joined a conversation that was not the customer's open one (it may have reopened it).
     attached = False
+    known = inbound.resolution.profile
     for _ in range(MAX_ATTEMPTS):
-        customer_id, profile = _active_profile(inbound.customers, customer_id)
+        customer_id, profile = _active_profile(inbound.customers, customer_id, known)
+        known = None  # a second attempt reads the profile again
         if profile is None:
             continue  # merged a moment ago: follow
         hinted = _hinted_conversation(conversations, customer_id, message.conversation_hint)
-        open_id = profile.get("open_conversation_id")
+        open_id = profile.open_conversation_id
         if inbound.score_like and (hinted or not open_id):
             answer = _survey_answer(conversations, customer_id, hinted, message, inbound.sent_at)
             if answer is not None:

@@ -36,6 +36,7 @@ from shared.domain.identity import derived_identities, normalise
 from shared.platform.ids import new_id
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.customers import (
+    CustomerProfile,
     CustomerRepository,
     IdentityErased,
     IdentityTaken,
@@ -52,6 +53,8 @@ from shared.services.profiles.merge import (
 )
 
 MAX_ATTEMPTS = 5
+#: Message kinds that are not a contact of the customer (recorded outside any conversation).
+NOT_CONTACTS = frozenset({"consent", "system", "reaction"})
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class Resolution:
     merges: list[str] = field(default_factory=list)
     #: Why the message was not attributed to anyone (``erased``: a replay of erased data).
     dropped: str | None = None
+    #: The customer's profile as resolution read it, when resolution wrote nothing to it
+    #: (recording the message then needs no second read); None: read it again.
+    profile: CustomerProfile | None = None
 
 
 def identities_of(message: MessageReceived) -> list[Identity]:
@@ -87,10 +93,11 @@ def identities_of(message: MessageReceived) -> list[Identity]:
 
 def _learn_name(
     customers: CustomerRepository, survivor: ProfileState, message: MessageReceived, now: str
-) -> None:
-    """The first name we learn for a customer who had none (e.g. SMS first, then web chat)."""
+) -> bool:
+    """The first name we learn for a customer who had none (e.g. SMS first, then web chat).
+    True when the profile may have been written."""
     if not message.display_name or "name" in (survivor.profile.get("attributes") or {}):
-        return
+        return False
     latest = customers.load(survivor.customer_id)
     attributes = dict((latest.profile.get("attributes") or {}) if latest else {})
     if latest is not None and "name" not in attributes:
@@ -100,6 +107,7 @@ def _learn_name(
             latest.version,
             {"attributes": attributes, "display_name": message.display_name},
         )
+    return True
 
 
 def _attach_missing(
@@ -111,8 +119,11 @@ def _attach_missing(
     now: str,
     sent_at: str,
     stale: dict[str, str],
-) -> list[PossibleMatch]:
+) -> tuple[list[PossibleMatch], bool]:
+    """Attach the identities the survivor lacks; the possible matches, and whether anything
+    may have been written to the profile (a known identity on a known customer writes nothing)."""
     matches: list[PossibleMatch] = []
+    wrote = False
     for identity in identities:
         had = survivor.link_of(identity)
         owner = owners.get(identity.key)
@@ -120,6 +131,7 @@ def _attach_missing(
             matches.append(PossibleMatch(identity, owner))
         if had is not None and (had.get("verified") or not identity.verified):
             continue  # on the profile already, at least as strongly as now
+        wrote = True
         customers.attach(
             survivor.customer_id,
             identity,
@@ -128,8 +140,8 @@ def _attach_missing(
             sent_at=sent_at,
             stale_owner=stale.get(identity.key),
         )
-    _learn_name(customers, survivor, message, now)
-    return matches
+    wrote = _learn_name(customers, survivor, message, now) or wrote
+    return matches, wrote
 
 
 class _Dropped(Exception):
@@ -173,7 +185,7 @@ def _new_customer(
 ) -> Resolution:
     """Nobody owns a verified identity of the message: a new customer owning all of them."""
     customer_id = make_id("cus")
-    customers.create(
+    profile = customers.create(
         customer_id,
         identities,
         now,
@@ -181,9 +193,11 @@ def _new_customer(
         source=message.channel,
         sent_at=sent_at,
         stale_owners=stale,
+        # A conversation message is the customer's first contact (not a keyword or a reaction).
+        first_contact=message.kind not in NOT_CONTACTS,
     )
     matches = [PossibleMatch(i, owners[i.key]) for i in identities if not i.verified and i.key in owners]
-    return Resolution(customer_id, True, matches)
+    return Resolution(customer_id, True, matches, profile=profile)
 
 
 def _merge_roots(
@@ -247,10 +261,13 @@ def _resolve_claimed(
         elif _owns(root.state, sender):
             stale_claim = holder  # the holder is the verified owner now: never joined silently
         else:
-            matches = _attach_missing(customers, root.state, identities, owners, message, now, sent_at, {})
-            return Resolution(root.state.customer_id, False, matches)
+            matches, wrote = _attach_missing(
+                customers, root.state, identities, owners, message, now, sent_at, {}
+            )
+            profile = None if wrote else root.state.aggregate()
+            return Resolution(root.state.customer_id, False, matches, profile=profile)
     customer_id = make_id("cus")
-    customers.create(
+    created = customers.create(
         customer_id,
         identities,
         now,
@@ -259,9 +276,10 @@ def _resolve_claimed(
         sent_at=sent_at,
         claim=sender,
         stale_claim=stale_claim,
+        first_contact=message.kind not in NOT_CONTACTS,
     )
     matches = [PossibleMatch(i, owners[i.key]) for i in identities if i.key in owners]
-    return Resolution(customer_id, True, matches)
+    return Resolution(customer_id, True, matches, profile=created)
 
 
 def _claim_holder_root(
@@ -296,12 +314,16 @@ def _resolve_once(
         upgraded = _claim_holder_root(customers, merger, holder, now)
         if upgraded is not None:
             # The address proves itself for the first time: its claim profile becomes its owner.
-            matches = _attach_missing(customers, upgraded, identities, owners, message, now, sent_at, stale)
+            matches, _ = _attach_missing(
+                customers, upgraded, identities, owners, message, now, sent_at, stale
+            )
             return Resolution(upgraded.customer_id, False, matches)
         return _new_customer(customers, identities, owners, stale, message, now, sent_at, make_id)
     survivor, merges = _merge_roots(customers, merger, roots, message, verified, now, make_id)
-    matches = _attach_missing(customers, survivor, identities, owners, message, now, sent_at, stale)
-    return Resolution(survivor.customer_id, False, matches, merges)
+    matches, wrote = _attach_missing(customers, survivor, identities, owners, message, now, sent_at, stale)
+    # The profile as read is still the profile when nothing was written (merges reload it).
+    profile = None if wrote else survivor.aggregate()
+    return Resolution(survivor.customer_id, False, matches, merges, profile=profile)
 
 
 def resolve_customer(

@@ -10,7 +10,7 @@ import pytest
 
 from shared.contracts.events import MessageRecorded, format_timestamp
 from shared.repositories.conversation_aggregates import InboundRecorded
-from shared.repositories.customers import ProfileState
+from shared.repositories.customers import CustomerProfile, ProfileState
 from shared.services.profiles import inbound
 from shared.services.profiles.inbound import RecordedMessage, pending_survey, record_message, stored_answer
 from shared.services.profiles.resolution import PossibleMatch, Resolution
@@ -111,6 +111,9 @@ class FakeCustomers:
 
     def get_profile(self, customer_id: str) -> dict[str, Any]:
         return {"customer_id": customer_id, "status": "active", "version": 1}
+
+    def profile(self, customer_id: str) -> CustomerProfile:
+        return CustomerProfile.from_item(self.get_profile(customer_id))
 
     def record_contact(self, *args: Any, **kwargs: Any) -> None:
         self.contacts.append(args)
