@@ -35,6 +35,7 @@ from shared.contracts.events import (
 from shared.contracts.models import Handover, RoutingDecision, Transition
 from shared.contracts.names import FEEDBACK_SUBMITTED, NOTIFICATION_REQUESTED
 from shared.domain.assistant import HELPFUL, UNHELPFUL, AssistantState
+from shared.domain.handover import fit as fit_handover
 from shared.domain.routing_rules import RoutingRules, load_rules
 from shared.domain.surveys import is_closing
 from shared.repositories.conversation_aggregates import RoutingMark
@@ -215,6 +216,7 @@ class Router:
                             "citations": list(assisted.citations),
                         }
                     )
+                    built["handover"] = fit_handover(built["handover"])  # under 1 KB with the additions
             return built["handover"]
 
         def record(current: dict[str, Any]) -> Change:

@@ -15,6 +15,13 @@ from shared.contracts.models import Customer, Handover, HandoverMessage, Message
 
 LAST_MESSAGES = 10
 MAX_TEXT = 500
+#: The hand-over context is one item, put with every new hand-over: it stays under 1 KB (one
+#: write unit) - this many bytes of attributes (:func:`size_of`), the rest is the item's key.
+#: The agent reads every message in the conversation view; the context keeps the newest ones,
+#: each cut to ``FITTED_TEXT`` characters.
+MAX_SIZE = 940
+FITTED_TEXT = 160
+SHORTEST_TEXT = 60
 
 
 def _clip(text: str, limit: int = MAX_TEXT) -> str:
@@ -47,7 +54,7 @@ def build_handover(
     ]
     name = (customer.display_name if customer else None) or profile.get("display_name")
     identities = [f"{i.type}:{i.value}" for i in customer.identities] if customer else []
-    return Handover(
+    handover = Handover(
         summary=summarise(name, vip, channels, decision, bot_answers, messages),
         customer_id=customer_id,
         display_name=name,
@@ -64,6 +71,50 @@ def build_handover(
         previous_conversation_id=previous_conversation_id,
         created_at=now,
     )
+    return fit(handover)
+
+
+def _stored_size(value: Any) -> int:
+    """Bytes a value takes when stored (DynamoDB's documented rules; numbers rounded up)."""
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, int | float):
+        return len(str(value)) // 2 + 2
+    if isinstance(value, dict):
+        return 3 + sum(len(str(k).encode()) + _stored_size(v) + 1 for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return 3 + sum(_stored_size(v) + 1 for v in value)
+    return len(str(value).encode())
+
+
+def size_of(handover: Handover) -> int:
+    """Bytes the hand-over's attributes take when stored (``None`` left out), key not included."""
+    stored = handover.model_dump(exclude_none=True)
+    return sum(len(name.encode()) + _stored_size(value) for name, value in stored.items())
+
+
+def fit(handover: Handover, limit: int = MAX_SIZE) -> Handover:
+    """``handover`` cut to at most ``limit`` characters (:func:`size_of`), when its copies of
+    messages allow: their texts are cut to ``FITTED_TEXT`` characters, then the oldest messages
+    and bot answers are left out (the newest of each stays), then the rest is cut shorter."""
+    if size_of(handover) <= limit:
+        return handover
+    last = [m.model_copy(update={"text": _clip(m.text, FITTED_TEXT)}) for m in handover.last_messages]
+    answers = [_clip(a, FITTED_TEXT) for a in handover.bot_answers]
+
+    def current() -> Handover:
+        return handover.model_copy(update={"last_messages": list(last), "bot_answers": list(answers)})
+
+    while size_of(current()) > limit and len(last) > 1:
+        last.pop(0)
+    while size_of(current()) > limit and len(answers) > 1:
+        answers.pop(0)
+    if size_of(current()) > limit:
+        last = [m.model_copy(update={"text": _clip(m.text, SHORTEST_TEXT)}) for m in last]
+        answers = [_clip(a, SHORTEST_TEXT) for a in answers]
+    return current()
 
 
 def summarise(

@@ -94,7 +94,10 @@ class Desk:
         if status == "queued" and meta.get("queue") == queue:
             priority = max(priority, int(meta.get("priority", 0)))
             since = meta.get("waiting_since") or now
-            return Change(set={"priority": priority, "queue_rank": queue_rank(priority, since)})
+            ranked = {"priority": priority, "queue_rank": queue_rank(priority, since)}
+            # Only what changes: an unchanged rank leaves the queue's index entry alone.
+            return Change(set={k: v for k, v in ranked.items() if meta.get(k) != v})
+        # No ``queued_at``: ``waiting_since`` says when it was queued (META stays under 1 KB).
         return Change(
             set={
                 "status": "queued",
@@ -102,7 +105,6 @@ class Desk:
                 "priority": priority,
                 "queued_in": queue,
                 "queue_rank": queue_rank(priority, now),
-                "queued_at": now,
                 **_wait_fields(queue, now, "agent"),
             },
             remove=("stalled_for", "assigned_agent", "assigned_at", "accepted_at"),
