@@ -229,6 +229,40 @@ def test_a_reply_keyword_sets_the_channel_is_confirmed_and_not_routed(runtime: L
     assert german["text"].startswith("Erledigt: Wir kontaktieren Sie nur per WhatsApp.")
 
 
+def test_an_sms_reply_keyword_in_german_chooses_every_channel_and_is_not_routed(
+    runtime: LocalRuntime,
+) -> None:
+    phone = "+4915190000006"
+    sms = ["send", "sms", "--from", phone, "--base-url", runtime.base_url]
+    with redirect_stdout(io.StringIO()):
+        assert cli.main([*sms, "Hallo, wo ist meine Bestellung?"]) == 0
+    runtime.wait_idle(timeout=30)
+    [customer] = agent(runtime, "GET", "/customers", identity=f"phone:{phone}").json()["customers"]
+    cid = customer["customer_id"]
+    [conversation] = agent(runtime, "GET", f"/customers/{cid}/conversations").json()["conversations"]
+    before = agent(runtime, "GET", f"/conversations/{conversation['conversation_id']}").json()
+
+    with redirect_stdout(io.StringIO()):
+        assert cli.main([*sms, "SMS und WhatsApp!"]) == 0
+    runtime.wait_idle(timeout=30)
+
+    [customer] = agent(runtime, "GET", "/customers", identity=f"phone:{phone}").json()["customers"]
+    assert customer["contact"]["channel_preferences"] == ["sms", "whatsapp"]
+    assert customer["contact"]["channel_mode"] == "all"
+    assert customer["attributes"]["channel_preferences"]["source"] == "sms:keyword"
+    [confirmation] = [
+        i
+        for i in outbox(runtime).values()
+        if i["notification_id"].startswith("channel-keyword:") and i["customer_id"] == cid
+    ]
+    assert (confirmation["status"], confirmation["channel"]) == ("sent", "sms")
+    assert confirmation["text"].startswith("Erledigt: Wir kontaktieren Sie per SMS und WhatsApp.")
+    # Not a message of the conversation, and nothing routed: the agent's view is as it was.
+    after = agent(runtime, "GET", f"/conversations/{conversation['conversation_id']}").json()
+    assert len(after["messages"]) == len(before["messages"])
+    assert after.get("routing") == before.get("routing")
+
+
 def test_the_preferences_link_of_an_email_changes_the_next_notification(
     runtime: LocalRuntime, capsys: pytest.CaptureFixture[str]
 ) -> None:
