@@ -303,3 +303,39 @@ def test_the_preferences_link_of_an_email_changes_the_next_notification(
     item = outbox(runtime)["choices:after-link"]
     assert item["status"] == "failed"  # e-mail, the only channel, is opted out: nothing goes
     assert item["attempts"] == {}
+
+
+def test_the_preferences_link_in_the_web_chat_changes_the_next_notification(runtime: LocalRuntime) -> None:
+    opened = requests.post(f"{runtime.base_url}/webchat/sessions", json={"customer": {}}, timeout=10)
+    assert opened.status_code == 201, opened.text
+    session = opened.json()
+    chat = f"{runtime.base_url}/webchat/sessions/{session['session_id']}/messages"
+    as_customer = {"Authorization": f"Bearer {session['token']}"}
+    message = {
+        "message_id": "choices-webchat-1",
+        "sent_at": datetime.now(UTC).isoformat(),
+        "text": "Hi, order?",
+    }
+    posted = requests.post(chat, json=message, headers=as_customer, timeout=10)
+    assert posted.status_code == 202, posted.text
+    runtime.wait_idle(timeout=30)
+    identity = f"webchat:{session['session_id']}"
+    [customer] = agent(runtime, "GET", "/customers", identity=identity).json()["customers"]
+    cid = customer["customer_id"]
+
+    notify(runtime, cid, "choices:webchat", urgent=True)
+    assert sent(runtime, "choices:webchat")["channels"] == ["webchat"]
+    # The customer reads the notification in the chat, with the link as its last line.
+    texts = [m["text"] for m in requests.get(chat, headers=as_customer, timeout=10).json()["messages"]]
+    [notification] = [t for t in texts if t.startswith("Your order has shipped.")]
+    match = re.search(r"Choose how and when we contact you: (\S+)$", notification)
+    assert match, notification
+    link = match.group(1)
+    assert link.startswith(f"{runtime.base_url}/links/preferences?t=")
+
+    saved = requests.post(
+        link, data={"timezone": "America/Sao_Paulo"}, headers={"Accept": "application/json"}, timeout=10
+    )
+    assert saved.status_code == 200, saved.text
+    assert agent(runtime, "GET", f"/customers/{cid}").json()["contact"]["timezone"] == "America/Sao_Paulo"
+    assert requests.post(link[:-3] + "xyz", data={"timezone": "UTC"}, timeout=10).status_code in (400, 403)
