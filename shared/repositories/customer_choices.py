@@ -6,10 +6,6 @@ Each choice of :data:`CHOICE_FIELDS` is a profile attribute like any other:
 So a profile merge keeps, per choice, the more recent explicit one (``newer_attributes``),
 an unmerge gives it back, and an erasure removes it with the profile. Consent is one
 attribute per channel, ``consent_<channel>`` = ``{status, at, source}``.
-
-Profiles written before the choices had one model may carry ``preferences``
-(``{channels, all}``), a top-level ``timezone``, ``language`` or ``quiet_hours``; they are
-read when the attribute is missing.
 """
 
 from __future__ import annotations
@@ -20,23 +16,6 @@ from pydantic import ValidationError
 
 from shared.contracts.contact import CHOICE_FIELDS, ContactChoices, ContactChoicesPatch, QuietWindow
 from shared.repositories.customer_items import CONSENT_PREFIX, Item
-
-
-def _legacy(profile: Item) -> dict[str, Any]:
-    """Choices of a profile written in the old layout (only where no attribute holds them)."""
-    raw = profile.get("preferences")
-    preferences: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    channels = preferences.get("channels")
-    found: dict[str, Any] = {
-        "channel_preferences": [c for c in channels if isinstance(c, str)]
-        if isinstance(channels, list)
-        else None,
-        "channel_mode": "all" if preferences.get("all") or preferences.get("all_channels") else None,
-        "language": profile.get("language") or preferences.get("language"),
-        "timezone": profile.get("timezone") or preferences.get("timezone"),
-        "quiet_hours": profile.get("quiet_hours") or preferences.get("quiet_hours"),
-    }
-    return {k: v for k, v in found.items() if v}
 
 
 def _valid(name: str, value: Any) -> Any:
@@ -51,12 +30,11 @@ def _valid(name: str, value: Any) -> Any:
 def read_choices(profile: Item) -> ContactChoices:
     """The customer's contact choices from their profile item."""
     attributes = profile.get("attributes") or {}
-    legacy = _legacy(profile)
     values: dict[str, Any] = {}
     times: list[str] = []
     for name in CHOICE_FIELDS:
         stored = attributes.get(name)
-        value = stored.get("value") if isinstance(stored, dict) else legacy.get(name)
+        value = stored.get("value") if isinstance(stored, dict) else None
         value = _valid(name, value) if value is not None else None
         if value is None:
             continue

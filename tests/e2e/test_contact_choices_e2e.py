@@ -229,6 +229,40 @@ def test_a_reply_keyword_sets_the_channel_is_confirmed_and_not_routed(runtime: L
     assert german["text"].startswith("Erledigt: Wir kontaktieren Sie nur per WhatsApp.")
 
 
+def test_an_sms_reply_keyword_in_german_chooses_every_channel_and_is_not_routed(
+    runtime: LocalRuntime,
+) -> None:
+    phone = "+4915190000006"
+    sms = ["send", "sms", "--from", phone, "--base-url", runtime.base_url]
+    with redirect_stdout(io.StringIO()):
+        assert cli.main([*sms, "Hallo, wo ist meine Bestellung?"]) == 0
+    runtime.wait_idle(timeout=30)
+    [customer] = agent(runtime, "GET", "/customers", identity=f"phone:{phone}").json()["customers"]
+    cid = customer["customer_id"]
+    [conversation] = agent(runtime, "GET", f"/customers/{cid}/conversations").json()["conversations"]
+    before = agent(runtime, "GET", f"/conversations/{conversation['conversation_id']}").json()
+
+    with redirect_stdout(io.StringIO()):
+        assert cli.main([*sms, "SMS und WhatsApp!"]) == 0
+    runtime.wait_idle(timeout=30)
+
+    [customer] = agent(runtime, "GET", "/customers", identity=f"phone:{phone}").json()["customers"]
+    assert customer["contact"]["channel_preferences"] == ["sms", "whatsapp"]
+    assert customer["contact"]["channel_mode"] == "all"
+    assert customer["attributes"]["channel_preferences"]["source"] == "sms:keyword"
+    [confirmation] = [
+        i
+        for i in outbox(runtime).values()
+        if i["notification_id"].startswith("channel-keyword:") and i["customer_id"] == cid
+    ]
+    assert (confirmation["status"], confirmation["channel"]) == ("sent", "sms")
+    assert confirmation["text"].startswith("Erledigt: Wir kontaktieren Sie per SMS und WhatsApp.")
+    # Not a message of the conversation, and nothing routed: the agent's view is as it was.
+    after = agent(runtime, "GET", f"/conversations/{conversation['conversation_id']}").json()
+    assert len(after["messages"]) == len(before["messages"])
+    assert after.get("routing") == before.get("routing")
+
+
 def test_the_preferences_link_of_an_email_changes_the_next_notification(
     runtime: LocalRuntime, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -269,3 +303,39 @@ def test_the_preferences_link_of_an_email_changes_the_next_notification(
     item = outbox(runtime)["choices:after-link"]
     assert item["status"] == "failed"  # e-mail, the only channel, is opted out: nothing goes
     assert item["attempts"] == {}
+
+
+def test_the_preferences_link_in_the_web_chat_changes_the_next_notification(runtime: LocalRuntime) -> None:
+    opened = requests.post(f"{runtime.base_url}/webchat/sessions", json={"customer": {}}, timeout=10)
+    assert opened.status_code == 201, opened.text
+    session = opened.json()
+    chat = f"{runtime.base_url}/webchat/sessions/{session['session_id']}/messages"
+    as_customer = {"Authorization": f"Bearer {session['token']}"}
+    message = {
+        "message_id": "choices-webchat-1",
+        "sent_at": datetime.now(UTC).isoformat(),
+        "text": "Hi, order?",
+    }
+    posted = requests.post(chat, json=message, headers=as_customer, timeout=10)
+    assert posted.status_code == 202, posted.text
+    runtime.wait_idle(timeout=30)
+    identity = f"webchat:{session['session_id']}"
+    [customer] = agent(runtime, "GET", "/customers", identity=identity).json()["customers"]
+    cid = customer["customer_id"]
+
+    notify(runtime, cid, "choices:webchat", urgent=True)
+    assert sent(runtime, "choices:webchat")["channels"] == ["webchat"]
+    # The customer reads the notification in the chat, with the link as its last line.
+    texts = [m["text"] for m in requests.get(chat, headers=as_customer, timeout=10).json()["messages"]]
+    [notification] = [t for t in texts if t.startswith("Your order has shipped.")]
+    match = re.search(r"Choose how and when we contact you: (\S+)$", notification)
+    assert match, notification
+    link = match.group(1)
+    assert link.startswith(f"{runtime.base_url}/links/preferences?t=")
+
+    saved = requests.post(
+        link, data={"timezone": "America/Sao_Paulo"}, headers={"Accept": "application/json"}, timeout=10
+    )
+    assert saved.status_code == 200, saved.text
+    assert agent(runtime, "GET", f"/customers/{cid}").json()["contact"]["timezone"] == "America/Sao_Paulo"
+    assert requests.post(link[:-3] + "xyz", data={"timezone": "UTC"}, timeout=10).status_code in (400, 403)

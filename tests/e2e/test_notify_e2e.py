@@ -19,14 +19,14 @@ from omni import cli
 from omni.local.auth import issue_agent_token
 from omni.local.runtime import LocalRuntime
 from shared.contracts.events import Identity, NotificationRequested
-from shared.repositories.customers import CustomerRepository, customer_pk
-from shared.repositories.dynamo import serialise
+from shared.repositories.customers import CustomerRepository
 
 pytestmark = pytest.mark.e2e
 
 STAGE = "notify-e2e"
 NIGHT = datetime(2026, 5, 10, 21, 30, tzinfo=UTC)  # 22:30 in Lisbon and in London
 MORNING = datetime(2026, 5, 11, 7, 0, tzinfo=UTC)  # 08:00 in Lisbon and in London
+RUNTIME_URL: list[str] = []  # the module's stack, for make_customer
 SHIPPED = {"first_name": "Ana", "order_id": "A-17", "tracking_url": "https://t.example/A-17"}
 
 
@@ -51,19 +51,22 @@ def clock() -> Iterator[Clock]:
 @pytest.fixture(scope="module")
 def runtime(clock: Clock) -> Iterator[LocalRuntime]:
     with LocalRuntime(port=0, stage=STAGE) as running:
+        RUNTIME_URL[:] = [running.base_url]
         yield running
 
 
-def make_customer(customer_id: str, identities: list[Identity], **profile: Any) -> None:
-    customers = CustomerRepository()
-    customers.create(customer_id, identities, "2026-01-01T00:00:00.000000Z")
-    customers.table.client.update_item(
-        TableName=customers.table.name,
-        Key=serialise({"pk": customer_pk(customer_id), "sk": "PROFILE"}),
-        UpdateExpression="SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(profile))),
-        ExpressionAttributeNames={f"#a{i}": key for i, key in enumerate(profile)},
-        ExpressionAttributeValues=serialise({f":v{i}": value for i, value in enumerate(profile.values())}),
-    )
+def make_customer(customer_id: str, identities: list[Identity], **choices: Any) -> None:
+    """A customer a company system knows (its identities), with the contact choices an agent
+    sets through the agent API (``PATCH /customers/{id}``)."""
+    CustomerRepository().create(customer_id, identities, "2026-01-01T00:00:00.000000Z")
+    if choices:
+        response = requests.patch(
+            f"{RUNTIME_URL[0]}/customers/{customer_id}",
+            json=choices,
+            headers={"Authorization": f"Bearer {issue_agent_token('agent-e2e', 600)}"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
 
 
 def publish_order_shipped(runtime: LocalRuntime, customer_id: str, order: str) -> None:
@@ -101,14 +104,14 @@ def test_order_shipped_waits_for_quiet_hours_then_goes_out_on_each_preferred_cha
     make_customer(
         "cust-wa",
         [Identity(type="whatsapp", value="+351910000001", verified=True)],
-        preferences={"channels": ["whatsapp", "email"]},
+        channel_preferences=["whatsapp", "email"],
         timezone="Europe/Lisbon",
         language="pt-PT",
     )
     make_customer(
         "cust-mail",
         [Identity(type="email", value="rui@example.com", verified=True)],
-        preferences={"channels": ["email"]},
+        channel_preferences=["email"],
         timezone="Europe/London",
     )
     publish_order_shipped(runtime, "cust-wa", "A-17")
@@ -169,7 +172,7 @@ def test_post_notifications_over_http(runtime: LocalRuntime, clock: Clock) -> No
     make_customer(
         "cust-api",
         [Identity(type="phone", value="+351910000009", verified=True)],
-        preferences={"channels": ["sms"]},
+        channel_preferences=["sms"],
     )
     token = issue_agent_token("agent-e2e", 600)
     response = requests.post(

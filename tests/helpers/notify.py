@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from functions.notify.notifier import Notifier
+from shared.contracts.contact import CHOICE_FIELDS, ContactChoicesPatch
 from shared.contracts.events import Identity
 from shared.contracts.models import Consent
 from shared.repositories.conversations import ConversationRepository
@@ -26,14 +27,21 @@ def make_customer(
 ) -> None:
     customers = CustomerRepository()
     customers.create(customer_id, identities, "2026-01-01T00:00:00.000000Z")
-    extra = {**profile, **({"preferences": preferences} if preferences else {})}
-    if extra:
-        names = {f"#a{i}": k for i, k in enumerate(extra)}
-        values = {f":v{i}": v for i, v in enumerate(extra.values())}
+    # The contact choices go through the repository, as the agent API writes them.
+    choices = {name: profile.pop(name) for name in CHOICE_FIELDS if name in profile}
+    if preferences:
+        choices["channel_preferences"] = preferences["channels"]
+        choices["channel_mode"] = "all" if preferences.get("all") else "first"
+    if choices:
+        patch = ContactChoicesPatch.model_validate(choices)
+        assert customers.set_choices(customer_id, patch, "2026-01-01T00:00:01.000000Z", "test")
+    if profile:
+        names = {f"#a{i}": k for i, k in enumerate(profile)}
+        values = {f":v{i}": v for i, v in enumerate(profile.values())}
         customers.table.client.update_item(
             TableName=customers.table.name,
             Key=serialise({"pk": customer_pk(customer_id), "sk": "PROFILE"}),
-            UpdateExpression="SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(extra))),
+            UpdateExpression="SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(profile))),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=serialise(values),
         )
