@@ -17,11 +17,11 @@ import requests
 
 from functions.notify import handler as notify_handler
 from omni import cli
+from omni.local.auth import issue_agent_token
 from omni.local.runtime import LocalRuntime
 from shared.contracts.events import Identity, NotificationRequested
 from shared.contracts.models import Consent
-from shared.repositories.customers import CustomerRepository, customer_pk
-from shared.repositories.dynamo import serialise
+from shared.repositories.customers import CustomerRepository
 
 pytestmark = pytest.mark.e2e
 
@@ -79,15 +79,14 @@ def test_one_click_unsubscribe_from_the_outbox_stops_the_next_marketing_email(ru
     customers.create(
         CUSTOMER, [Identity(type="email", value="ana@example.com", verified=True)], "2026-01-01T00:00:00Z"
     )
-    customers.table.client.update_item(
-        TableName=customers.table.name,
-        Key=serialise({"pk": customer_pk(CUSTOMER), "sk": "PROFILE"}),
-        # Any time of day: no quiet hours for this customer.
-        UpdateExpression="SET preferences = :p, quiet_hours = :q",
-        ExpressionAttributeValues=serialise(
-            {":p": {"channels": ["email"]}, ":q": {"start": "00:00", "end": "00:00"}}
-        ),
+    # Any time of day: no quiet hours for this customer (an agent sets them, start == end: none).
+    chosen = requests.patch(
+        f"{runtime.base_url}/customers/{CUSTOMER}",
+        json={"channel_preferences": ["email"], "quiet_hours": {"start": "00:00", "end": "00:00"}},
+        headers={"Authorization": f"Bearer {issue_agent_token('agent-e2e', 600)}"},
+        timeout=10,
     )
+    assert chosen.status_code == 200, chosen.text
     customers.set_consent(
         CUSTOMER, "email", Consent(status="opted_in", at="2026-01-01T00:00:00.000000Z", source="signup")
     )
