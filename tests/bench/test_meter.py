@@ -82,7 +82,11 @@ def test_the_largest_item_of_each_kind_is_kept_with_its_attribute_sizes() -> Non
     small = {"pk": {"S": "CONV#1"}, "sk": {"S": "META"}, "status": {"S": "open"}}
     large = {**small, "routing": {"M": {"answer": {"S": "x" * 500}}}}
     items = iter([small, large, small])
-    meter._fetch = lambda table, key: next(items)  # type: ignore[method-assign]
+
+    def fetch(table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        return next(items)
+
+    meter._fetch = fetch  # type: ignore[method-assign]
     for _ in range(3):
         meter._account_dynamodb(
             "routing", "PutItem", {}, {}, [("omni-test-conversations", small, "Put", None)]
