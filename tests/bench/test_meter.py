@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from bench.meter import Meter, TableSchema, _item_kind, item_size
@@ -81,7 +82,7 @@ def test_the_largest_item_of_each_kind_is_kept_with_its_attribute_sizes() -> Non
     meter._schemas["omni-test-conversations"] = TableSchema(("pk", "sk"), {})
     small = {"pk": {"S": "CONV#1"}, "sk": {"S": "META"}, "status": {"S": "open"}}
     large = {**small, "routing": {"M": {"answer": {"S": "x" * 500}}}}
-    items = iter([small, large, small])
+    items: Iterator[dict[str, Any]] = iter([small, large, small])
 
     def fetch(table: str, key: dict[str, Any]) -> dict[str, Any] | None:
         return next(items)
