@@ -30,6 +30,7 @@ from shared.domain.assistant import (
     feedback_on_answer,
     handover_before_answering,
 )
+from shared.repositories.conversation_aggregates import routing_cited
 from shared.services.assistant import Assistant
 
 NEGATIVE = "negative words"
@@ -59,7 +60,7 @@ def assist(
     # The "was this helpful?" signal: the customer's message right after an assistant answer.
     feedback = (
         feedback_on_answer(assistant.config, before, state, event.text)
-        if bot_answered_last and previous.get("citations")
+        if bot_answered_last and routing_cited(previous)
         else None
     )
     reason = handover_before_answering(

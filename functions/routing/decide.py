@@ -22,6 +22,7 @@ from functions.routing.orders import OrderStatus
 from shared.contracts.events import MessageRecorded, format_timestamp
 from shared.contracts.models import ConversationSummary, RoutingDecision
 from shared.domain.routing_rules import IntentRule, RoutingRules
+from shared.repositories.conversation_aggregates import ACKNOWLEDGED_AT
 
 
 @dataclass(frozen=True)
@@ -224,14 +225,6 @@ def acknowledged_before(
         and not previous.automated
         and previous.queue == decision.queue
     )
-
-
-#: Conversation attribute: when the last automatic acknowledgement was asked for (epoch
-#: seconds, a short name and a number: META stays under 1 KB).
-ACKNOWLEDGED_AT = "ack_at"
-#: Conversation attribute: the last routed message was automatic mail (its kind); no survey
-#: is asked after the resolution of such a conversation.
-AUTOMATED_MAIL = "automated_mail"
 
 
 def for_automatic_mail(decision: RoutingDecision, automated: str) -> RoutingDecision:

@@ -10,8 +10,6 @@ from pydantic import BaseModel
 
 from functions.routing.assist import Assisted, assist
 from functions.routing.decide import (
-    ACKNOWLEDGED_AT,
-    AUTOMATED_MAIL,
     Classification,
     Classifier,
     KeywordClassifier,
@@ -38,7 +36,17 @@ from shared.domain.assistant import HELPFUL, UNHELPFUL, AssistantState
 from shared.domain.handover import fit as fit_handover
 from shared.domain.routing_rules import RoutingRules, load_rules
 from shared.domain.surveys import is_closing
-from shared.repositories.conversation_aggregates import RoutingMark
+from shared.repositories.conversation_aggregates import (
+    ACKNOWLEDGED_AT,
+    AUTOMATED_MAIL,
+    RoutingMark,
+    assistant_item,
+    facts_item,
+    has_details,
+    meta_routing,
+    routing_cited,
+    stored_routing,
+)
 from shared.repositories.conversations import Change, ConversationNotFound, ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.services.bot_resolution import BOT, BOT_ATTRIBUTES, answered_fields, resolve_by_bot
@@ -55,7 +63,7 @@ NOT_ROUTED = frozenset({"call", "call_status", "reaction", "system"})
 
 Events = list[tuple[str, BaseModel]]
 #: The assistant's state of a conversation it has not answered yet (not stored).
-_FRESH_ASSISTANT = AssistantState().to_item()
+_FRESH_ASSISTANT = assistant_item(AssistantState().to_item())
 
 
 class Router:
@@ -106,7 +114,7 @@ class Router:
         redelivery, an agent's conversation, the customer closing it) or a failed condition
         raises :class:`_Stale`, and the message is routed again on a strongly consistent read.
         """
-        meta = self.conversations.get_meta(event.conversation_id, consistent=fresh)
+        meta = self._meta(event, fresh)
         if meta is None:
             if not fresh:
                 raise _Stale  # created a moment ago: the cheap read may not see it yet
@@ -122,6 +130,14 @@ class Router:
             closed = self._closed_by_customer(event, now)
             return [*closed, *_helpful_closing(event, meta)] if closed else closed
         return self._route_new(event, meta, now, fresh)
+
+    def _meta(self, event: MessageRecorded, fresh: bool) -> dict[str, Any] | None:
+        """META as the event's facts describe it (recording just wrote it: not read again), else
+        as read; ``fresh``: read strongly consistent (the facts may be out of date by then)."""
+        facts = event.conversation
+        if not fresh and facts is not None and facts.conversation_id == event.conversation_id:
+            return facts_item(facts)
+        return self.conversations.get_meta(event.conversation_id, consistent=fresh)
 
     def _routed_before(
         self, event: MessageRecorded, meta: dict[str, Any], now: str, fresh: bool = True
@@ -152,14 +168,14 @@ class Router:
         current = meta.get("routing") or {}
         if current.get("message_id") != event.message_id:
             return []  # routed before, and a later message has been routed since
-        decision = RoutingDecision(**current)
+        decision = self.conversations.whole_decision(event.conversation_id, current)
         if seen.get("routed_at"):
             quiet = bool(seen.get("routing_quiet"))
             # The decision before this one is not kept: the KPI flags are set as if it
             # were the first (the KPI function counts a first response/hand-over once).
             return self._publishable(event, decision, quiet, now, previous=None, previous_known=False)
         previous_raw = meta.get("previous_routing")
-        previous = RoutingDecision(**previous_raw) if previous_raw else None
+        previous = stored_routing(previous_raw) if previous_raw else None
         quiet = acknowledged_before(decision, previous, bool(meta.get("routing_waited")))
         return self._publishable(event, decision, quiet, now, previous=previous)
 
@@ -172,12 +188,10 @@ class Router:
             return None
         if mark.message_id != event.message_id:
             return []  # routed before, or a later message has been routed since
-        current = meta.get("routing") or {}
+        current = self.conversations.whole_decision(event.conversation_id, meta.get("routing") or {})
         # The decision before this one is not kept: the KPI flags are set as if it were the
         # first (the KPI function counts a first response/hand-over once).
-        return self._publishable(
-            event, RoutingDecision(**current), mark.quiet, now, previous=None, previous_known=False
-        )
+        return self._publishable(event, current, mark.quiet, now, previous=None, previous_known=False)
 
     def _route_new(
         self, event: MessageRecorded, meta: dict[str, Any], now: str, fresh: bool = True
@@ -226,6 +240,9 @@ class Router:
                 current, decision, handover(current), now, assisted, silent, event.automated, event.sequence
             )
 
+        if has_details(decision):
+            # The assistant's answer, citations and usage: kept whole beside META, not on it.
+            self.conversations.put_decision(event.conversation_id, decision)
         try:
             seen, change = self.conversations.update_meta(event.conversation_id, record, known=meta)
         except _RoutedMeanwhile:
@@ -321,9 +338,9 @@ class Router:
         else:
             change = Change()
         # Defaults left out: META is rewritten with every message and must stay under 1 KB.
-        change.set["routing"] = decision.model_dump(exclude_defaults=True)
+        change.set["routing"] = meta_routing(decision)
         # The assistant's state is written only when it changed (a fresh one is the default).
-        state = assisted.state if assisted is not None else None
+        state = assistant_item(assisted.state) if assisted is not None and assisted.state else None
         if state is not None and state != meta.get("assistant", _FRESH_ASSISTANT):
             change.set["assistant"] = state
         # The message's routed marker, with what a redelivery needs to ask for the same reply.
@@ -461,7 +478,7 @@ def _feedback(event: MessageRecorded, helpful: bool) -> tuple[str, BaseModel]:
 
 def _helpful_closing(event: MessageRecorded, meta: dict[str, Any]) -> Events:
     """ "Thanks, that's all" right after an assistant answer: the answer helped."""
-    return [_feedback(event, True)] if (meta.get("routing") or {}).get("citations") else []
+    return [_feedback(event, True)] if routing_cited(meta.get("routing")) else []
 
 
 def _hands_over(meta: dict[str, Any], decision: RoutingDecision) -> bool:
@@ -475,7 +492,7 @@ def _hands_over(meta: dict[str, Any], decision: RoutingDecision) -> bool:
 
 def _routing(meta: dict[str, Any]) -> RoutingDecision | None:
     raw = meta.get("routing")
-    return RoutingDecision(**raw) if isinstance(raw, dict) else None
+    return stored_routing(raw) if isinstance(raw, dict) else None
 
 
 def _transition(now: str, from_status: str, to_status: str, reason: str) -> Transition:
