@@ -294,6 +294,8 @@ class ConversationFacts(BaseModel):
     routing: RoutingDecision | None = None
     #: That decision was an answer citing knowledge-base articles.
     routing_cited: bool = False
+    #: That decision's details (answer, citations, usage) are kept beside the conversation.
+    routing_detailed: bool = False
     #: Number of the latest routed message, and whether its reply was left out.
     routed_seq: int | None = None
     routed_quiet: bool = False
@@ -310,6 +312,11 @@ class ConversationFacts(BaseModel):
     bot_answered_at: str | None = None
     bot_last_inbound: str | None = None
     assistant: AssistantFacts | None = None
+    #: An earlier layout's routing state (never on an event: its list grows): the messages
+    #: routed, the decision before the latest, and whether the customer waited for it.
+    routed_messages: list[str] = Field(default_factory=list)
+    previous_routing: RoutingDecision | None = None
+    routing_waited: bool = False
 
 
 class MessageRecorded(_Event):

@@ -70,6 +70,14 @@ class RoutingMark:
             quiet=bool(meta.get(ROUTED_QUIET)),
         )
 
+    @classmethod
+    def of_facts(cls, facts: ConversationFacts) -> RoutingMark:
+        return cls(
+            sequence=facts.routed_seq,
+            message_id=facts.routing.message_id if facts.routing is not None else None,
+            quiet=facts.routed_quiet,
+        )
+
     def covers(self, sequence: int) -> bool:
         """Message ``sequence`` was routed before, or a later message was routed since."""
         return self.sequence is not None and sequence <= self.sequence
@@ -130,12 +138,16 @@ _PLAIN_FACTS = (
 _ASSISTANT_FIELDS = ("unhelpful", "terms", "answers")
 
 
-def conversation_facts(meta: dict[str, Any]) -> ConversationFacts | None:
-    """Routing's typed view of a META item; None for a META of an earlier layout (a list of
-    routed messages on it), which routing reads whole."""
-    if meta.get("routed_messages"):
-        return None
+def recorded_facts(meta: dict[str, Any]) -> ConversationFacts | None:
+    """The facts of META as a recording left it, for ``message.recorded``; None for a META of an
+    earlier layout (its list of routed messages grows: routing reads it instead)."""
+    return None if meta.get("routed_messages") else conversation_facts(meta)
+
+
+def conversation_facts(meta: dict[str, Any]) -> ConversationFacts:
+    """Routing's typed view of a META item."""
     raw_routing = meta.get("routing")
+    previous = meta.get("previous_routing")
     routing = stored_routing(raw_routing) if isinstance(raw_routing, dict) else None
     assistant = meta.get("assistant")
     ack = meta.get(ACKNOWLEDGED_AT)
@@ -148,6 +160,10 @@ def conversation_facts(meta: dict[str, Any]) -> ConversationFacts | None:
         channels=[str(c) for c in meta.get("channels") or ()],
         routing=routing,
         routing_cited=routing_cited(raw_routing if isinstance(raw_routing, dict) else None),
+        routing_detailed=is_detailed(raw_routing if isinstance(raw_routing, dict) else None),
+        routed_messages=[str(m) for m in meta.get("routed_messages") or ()],
+        previous_routing=stored_routing(previous) if isinstance(previous, dict) else None,
+        routing_waited=bool(meta.get("routing_waited")),
         routed_seq=int(seq) if seq is not None else None,
         routed_quiet=bool(meta.get(ROUTED_QUIET)),
         acknowledged_at=int(ack) if ack is not None else None,
@@ -178,6 +194,8 @@ def facts_item(facts: ConversationFacts) -> dict[str, Any]:
         item["priority"] = facts.priority
     if facts.routing is not None:
         item["routing"] = meta_routing(facts.routing, cited=facts.routing_cited)
+        if facts.routing_detailed:
+            item["routing"][DETAILED] = True
     if facts.routed_seq is not None:
         item[ROUTED_SEQ] = facts.routed_seq
     if facts.routed_quiet:

@@ -34,9 +34,9 @@ from shared.repositories.conversation_aggregates import (
     INBOUND_SEQ,
     InboundRecorded,
     conversation_facts,
-    is_detailed,
+    facts_item,
     joined_decision,
-    stored_routing,
+    recorded_facts,
 )
 from shared.repositories.conversation_keys import (
     MAX_ATTEMPTS,
@@ -117,8 +117,8 @@ class ConversationMessages:
 
     # -- routing's view: the conversation's facts, the decision's details --------- #
     def conversation_facts(self, conversation_id: str, consistent: bool = True) -> ConversationFacts | None:
-        """Routing's typed view of the conversation (None when there is none, or its META is of
-        an earlier layout, read whole by routing)."""
+        """Routing's typed view of the conversation (None when there is none); ``consistent=False``
+        (half the price) where a version condition protects the write that follows."""
         meta = self.table.get(meta_key(conversation_id), consistent=consistent)
         return conversation_facts(meta) if meta is not None else None
 
@@ -140,13 +140,13 @@ class ConversationMessages:
             ExpressionAttributeValues=serialise({":m": decision.message_id}),
         )
 
-    def whole_decision(self, conversation_id: str, routing: dict[str, Any]) -> RoutingDecision:
-        """The decision META's ``routing`` records, whole (its details read from the ``DECISION``
+    def whole_decision(self, conversation_id: str, facts: ConversationFacts) -> RoutingDecision | None:
+        """The latest decision ``facts`` record, whole (its details read from the ``DECISION``
         item only when META left them there)."""
-        if not is_detailed(routing):
-            return stored_routing(routing)
+        if facts.routing is None or not facts.routing_detailed:
+            return facts.routing
         details = self.table.get({"pk": conversation_pk(conversation_id), "sk": DECISION})
-        return joined_decision(routing, details)
+        return joined_decision(facts_item(facts)["routing"], details)
 
     # -- messages ------------------------------------------------------------- #
     def messages(self, conversation_id: str, limit: int = 50) -> list[Message]:
@@ -306,7 +306,7 @@ class ConversationMessages:
                 sequence=learned["sequence"],
                 channel_switch=learned["channel_switch"],
                 reopened=learned["reopened"],
-                conversation=conversation_facts(learned["after"]),
+                conversation=recorded_facts(learned["after"]),
             )
         if written is None:
             return InboundRecorded(written=False, conversation_id=conversation_id)
