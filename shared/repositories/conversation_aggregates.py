@@ -215,9 +215,11 @@ def assistant_item(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def has_details(decision: RoutingDecision) -> bool:
-    """The decision has fields kept off META (on the ``DECISION`` item): the assistant took part.
-    A template's answer stays on META (a redelivery sends it again)."""
-    return any(getattr(decision, name) for name in DECISION_DETAILS[1:])
+    """The decision is kept whole on the ``DECISION`` item, and META keeps it without its details:
+    the assistant answered citing articles, or a model was paid for it (its usage). A template's
+    answer, and the extractive assistant's hand-over (its confidence), stay on META: small, and
+    no second write."""
+    return bool(decision.citations or decision.input_tokens or decision.output_tokens or decision.cost_usd)
 
 
 def meta_routing(decision: RoutingDecision, cited: bool = False) -> dict[str, Any]:
