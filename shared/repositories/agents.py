@@ -54,6 +54,14 @@ class Agent(BaseModel):
         return self.active_count < self.max_concurrent
 
 
+class AgentUnavailable(Exception):
+    """The agent is not available or has no free capacity (their ``take`` condition failed)."""
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"agent {agent_id} is not available or is at capacity")
+        self.agent_id = agent_id
+
+
 class AgentNotFound(LookupError):
     pass
 
