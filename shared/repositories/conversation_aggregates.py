@@ -173,6 +173,8 @@ class ConversationState:
     closed_by: str | None = None
     #: A hand-over context an earlier version kept inside META (now the ``HANDOVER`` item).
     legacy_handover: Mapping[str, Any] | None = None
+    #: Proactive actions (ids) taken on the conversation.
+    proactive_actions: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, item: Mapping[str, Any] | ConversationState) -> ConversationState:
@@ -221,6 +223,7 @@ class ConversationState:
             on_bot_clock=any(attribute in item for attribute in BOT_ATTRIBUTES),
             closed_by=_optional_str(item.get("closed_by")),
             legacy_handover=_frozen(handover) if isinstance(handover, Mapping) and handover else None,
+            proactive_actions=tuple(str(a) for a in item.get("proactive_actions") or ()),
         )
 
     # -- what the services ask ------------------------------------------------------------ #
@@ -292,6 +295,7 @@ class ConversationState:
             "reply_to": dict(self.reply_to) if self.reply_to is not None else None,
             "bot_answered_at": self.bot_answered_at,
             "closed_by": self.closed_by,
+            "proactive_actions": list(self.proactive_actions) or None,
         }
         if self.on_bot_clock:
             stored["bot_last_inbound"] = self.bot_last_inbound

@@ -62,7 +62,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from shared.contracts.models import Conversation, ConversationSummary, Note, Transition
+from shared.contracts.models import (
+    Conversation,
+    ConversationSummary,
+    Handover,
+    Note,
+    RoutingDecision,
+    Transition,
+)
 from shared.domain.conversation_status import (
     MESSAGE_STATUS_RANK,
     OPEN,
@@ -749,6 +756,30 @@ class ConversationRepository(ConversationMessages):
             on_conflict=lambda _: ResolutionRaced(),
         )
         return self._write_change(cid, _versioned(state), change)
+
+    def proactive_action(
+        self,
+        state: ConversationState,
+        action: str,
+        at: str,
+        *,
+        by: str,
+        reason: str,
+        queue: str | None = None,
+        priority: int = 0,
+        handover: Handover | None = None,
+        decision: RoutingDecision | None = None,
+    ) -> bool:
+        """Record proactive ``action`` on the conversation; with a ``queue``, hand it over there
+        (its context ``handover`` put first; ``decision`` recorded as its routing when it has
+        none yet). Without one (an agent or a queue has it already) only the action is recorded."""
+        change = self.queue_change(state, queue, priority, at, by, reason) if queue is not None else Change()
+        if queue is not None and handover is not None:
+            change.handover = handover.model_dump(exclude_none=True)
+        if decision is not None:
+            change.set["routing"] = decision.model_dump(exclude_none=True)
+        change.set["proactive_actions"] = [*state.proactive_actions, action]
+        return self._write_change(state.conversation_id, _versioned(state), change)
 
     def stop_bot_clock(self, state: ConversationState) -> bool:
         """Remove the conversation's ``bot-answered`` entry (it is not to be resolved by the bot)."""

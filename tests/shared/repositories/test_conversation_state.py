@@ -427,3 +427,48 @@ def test_stop_bot_clock_removes_the_index_entry_only(stack: dict[Any, str]) -> N
     assert meta["status"] == "bot"
     assert meta["version"] == state.version + 1
     assert not set(BOT_ATTRIBUTES) & set(meta)
+
+
+def test_a_proactive_action_hands_over_once_with_its_context(stack: dict[Any, str]) -> None:
+    from shared.contracts.models import Handover, RoutingDecision  # noqa: PLC0415
+
+    conversations, _ = _setup()
+    decision = RoutingDecision(
+        queue="sales",
+        intent="pricing",
+        reason="proactive: pricing",
+        automated=False,
+        message_id="p1",
+        decided_at=T1,
+    )
+    handover = Handover.model_validate(
+        {
+            "customer_id": "cust-1",
+            "summary": "Proactive: looked at pricing",
+            "intent": "pricing",
+            "queue": "sales",
+            "created_at": T1,
+        }
+    )
+    state = _state(conversations)
+    assert conversations.proactive_action(
+        state,
+        "p1",
+        T1,
+        by="proactive",
+        reason="proactive: pricing",
+        queue="sales",
+        priority=1,
+        handover=handover,
+        decision=decision,
+    )
+    meta = _meta(conversations)
+    assert (meta["status"], meta["queue"], meta["proactive_actions"]) == ("queued", "sales", ["p1"])
+    assert meta["routing"]["intent"] == "pricing"
+    assert conversations.handover_summary("c1") == "Proactive: looked at pricing"
+    assert _state(conversations).proactive_actions == ("p1",)
+    # Already queued: a second action is only recorded.
+    assert conversations.proactive_action(_state(conversations), "p2", T2, by="proactive", reason="")
+    meta = _meta(conversations)
+    assert (meta["queue"], meta["proactive_actions"]) == ("sales", ["p1", "p2"])
+    assert _history(conversations) == [("open", "queued", "proactive")]
