@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from shared.domain.routing_rules import SURVEYS
+
 #: META attributes of the routing marker.
 ROUTED_SEQ = "routed_seq"
 ROUTED_QUIET = "routed_quiet"
@@ -175,6 +177,12 @@ class ConversationState:
     legacy_handover: Mapping[str, Any] | None = None
     #: Proactive actions (ids) taken on the conversation.
     proactive_actions: tuple[str, ...] = ()
+    #: Merged into another conversation (status ``merged``): that one.
+    merged_into: str | None = None
+    #: The survey asked after the resolution (``{survey, resolved_at}``), and the answers
+    #: recorded (survey -> ``{message_id, score, ...}``).
+    survey_pending: Mapping[str, Any] | None = None
+    survey_answers: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _NOTHING)
 
     @classmethod
     def of(cls, item: Mapping[str, Any] | ConversationState) -> ConversationState:
@@ -189,6 +197,7 @@ class ConversationState:
         )
         handover = item.get("handover")
         reply_to = item.get("reply_to")
+        pending = item.get("survey_pending")
         return cls(
             conversation_id=str(conversation_id),
             customer_id=str(item.get("customer_id") or ""),
@@ -224,6 +233,11 @@ class ConversationState:
             closed_by=_optional_str(item.get("closed_by")),
             legacy_handover=_frozen(handover) if isinstance(handover, Mapping) and handover else None,
             proactive_actions=tuple(str(a) for a in item.get("proactive_actions") or ()),
+            merged_into=_optional_str(item.get("merged_into")),
+            survey_pending=_frozen(pending) if isinstance(pending, Mapping) else None,
+            survey_answers=MappingProxyType(
+                {s: _frozen(item[s]) for s in SURVEYS if isinstance(item.get(s), Mapping)}
+            ),
         )
 
     # -- what the services ask ------------------------------------------------------------ #
@@ -296,6 +310,9 @@ class ConversationState:
             "bot_answered_at": self.bot_answered_at,
             "closed_by": self.closed_by,
             "proactive_actions": list(self.proactive_actions) or None,
+            "merged_into": self.merged_into,
+            "survey_pending": dict(self.survey_pending) if self.survey_pending is not None else None,
+            **{survey: dict(answer) for survey, answer in self.survey_answers.items()},
         }
         if self.on_bot_clock:
             stored["bot_last_inbound"] = self.bot_last_inbound

@@ -329,6 +329,11 @@ class ConversationRepository(ConversationMessages):
         )
         return self.get_meta(conversation_id_of(items[0])) if items else None
 
+    def latest_of_customer(self, customer_id: str) -> ConversationState | None:
+        """:meth:`latest_for_customer`, typed."""
+        meta = self.latest_for_customer(customer_id)
+        return ConversationState.of(meta) if meta is not None else None
+
     # -- writes ------------------------------------------------------------ #
     def open_for(
         self,

@@ -111,6 +111,23 @@ def test_the_state_of_an_index_item_holds_what_it_projects() -> None:
     assert ConversationState.of(state) is state
 
 
+def test_the_state_holds_the_surveys_and_the_merge() -> None:
+    state = ConversationState.of(
+        {
+            "conversation_id": "c1",
+            "status": "merged",
+            "merged_into": "c2",
+            "survey_pending": {"survey": "csat", "resolved_at": T0},
+            "csat": {"message_id": "m1", "score": 4},
+            "nps": {"message_id": "m2", "score": 9},
+        }
+    )
+    assert state.merged_into == "c2"
+    assert state.survey_pending == {"survey": "csat", "resolved_at": T0}
+    assert dict(state.survey_answers) == {"csat": {"message_id": "m1", "score": 4}}  # only known surveys
+    assert ConversationState.of({"conversation_id": "c1"}).survey_pending is None
+
+
 @pytest.mark.parametrize(
     ("item", "silent"),
     [

@@ -28,9 +28,7 @@ RAW = {
 
 #: Callers still on the raw item, and what they use (remove an entry when it is converted).
 PENDING: dict[str, set[str]] = {
-    "shared/services/profiles/inbound.py": {".get_meta(", ".latest_for_customer("},
     "functions/kpi/processor.py": {".get_meta("},
-    "functions/profile_merge/auto_replies.py": {".get_meta("},
 }
 
 
