@@ -114,34 +114,32 @@ def reply(
 ) -> Response[dict[str, Any]]:
     """A reply to the customer, delivered by notify on the channel the customer last used."""
     me = agent_id(router)
-    meta = conversations.get_meta(conversation_id)
-    if meta is None:
+    state = conversations.state(conversation_id)
+    if state is None:
         return error(404, f"no conversation {conversation_id}")
-    if meta.get("status") == "resolved":
+    if state.status == "resolved":
         return error(409, "the conversation is resolved")
-    if meta.get("assigned_agent") != me:
-        holder = meta.get("assigned_agent")
+    if state.assigned_agent != me:
+        holder = state.assigned_agent
         return error(
             409, f"the conversation is assigned to {'agent ' + holder if holder else 'nobody'}, not to you"
         )
-    if meta.get("status") != "active":
+    if state.status != "active":
         return error(409, "accept the conversation before replying")
-    profile = customers.get_profile(meta["customer_id"])
+    profile = customers.get_profile(state.customer_id)
     if profile is None or profile.get("erased_at") or profile.get("erased"):
         return error(409, "the customer's data was erased; nobody can be reached")
     key = re.sub(r"[^A-Za-z0-9_.:-]", "_", idempotency_key) if idempotency_key else new_id("r")
     request = NotificationRequested(
         notification_id=f"agent:{me}:{conversation_id}:{key}",
-        customer_id=meta["customer_id"],
+        customer_id=state.customer_id,
         conversation_id=conversation_id,
         kind="reply",
         text=body.text,
         author=f"agent:{me}",
         author_name=first_name(me),
         # The first response, unless the bot answered before (then that one was; KPIs).
-        first_response=not any(
-            (meta.get(key) or {}).get("automated") for key in ("routing", "previous_routing")
-        ),
+        first_response=not state.bot_answered_before,
     )
     publish([(NOTIFICATION_REQUESTED, request)])
     return json_body(202, Accepted(notification_id=request.notification_id, conversation_id=conversation_id))

@@ -15,7 +15,7 @@ from functions.agent_api.desk import agents, desk
 from shared.contracts.events import format_timestamp, utc_now
 from shared.contracts.models import ConversationSummary
 from shared.domain.routing_rules import QueueRule
-from shared.domain.waits import overdue_seconds, shortest_sla_minutes, sla_seconds
+from shared.domain.waits import overdue_wait, shortest_sla_minutes, sla_seconds
 from shared.platform.http import documented, error
 from shared.repositories.conversations import summary_of
 
@@ -88,22 +88,22 @@ def _stalled(rule: QueueRule) -> list[StalledWait]:
     now = utc_now()
     before = format_timestamp(now - timedelta(minutes=shortest_sla_minutes(rule)))
     found: list[StalledWait] = []
-    for item in conversations.waiting_since_before(rule.name, before, limit=MAX_STALLED):
-        waited = overdue_seconds(item, rule, now)
-        if waited is None:
+    for waiting in conversations.waiting(rule.name, before, limit=MAX_STALLED):
+        waited = overdue_wait(waiting.waiting_since, waiting.wait_kind, rule, now)
+        if waited is None or waiting.waiting_since is None:
             continue  # a wait of the kind with the longer SLA, not overdue yet
-        kind: Literal["agent", "reply"] = "reply" if item.get("wait_kind") == "reply" else "agent"
+        kind: Literal["agent", "reply"] = "reply" if waiting.wait_kind == "reply" else "agent"
         found.append(
             StalledWait(
-                conversation_id=str(item["conversation_id"]),
-                customer_id=str(item.get("customer_id") or ""),
+                conversation_id=waiting.conversation_id,
+                customer_id=waiting.customer_id,
                 wait_kind=kind,
-                waiting_since=str(item["waiting_since"]),
+                waiting_since=waiting.waiting_since,
                 waited_seconds=waited,
                 sla_seconds=sla_seconds(rule, kind),
-                status=item.get("status"),
-                assigned_agent=item.get("assigned_agent"),
-                priority=int(item.get("priority") or 0),
+                status=waiting.status,
+                assigned_agent=waiting.assigned_agent,
+                priority=waiting.priority,
             )
         )
     return found

@@ -77,13 +77,13 @@ RECENT_MESSAGES = 50
 def conversation_facts(
     conversation_id: str, conversations: ConversationRepository, recent: int = RECENT_MESSAGES
 ) -> ConversationFacts | None:
-    """What notify needs of the conversation: its META item and its latest ``recent`` messages.
+    """What notify needs of the conversation: its state (META) and its latest ``recent`` messages.
 
     Bounded whatever the conversation's length. The customer's latest inbound message (its
     channel and time) is on META, so it is known even when it is older than those messages.
     """
-    meta = conversations.get_meta(conversation_id)
-    if meta is None:
+    state = conversations.state(conversation_id)
+    if state is None:
         return None
     last_inbound: dict[str, datetime] = {}
     last_email_id = None
@@ -95,17 +95,17 @@ def conversation_facts(
             last_inbound[message.channel] = at
         if message.channel == "email" and last_email_id is None:
             last_email_id = message.message_id.removeprefix("email#")
-    latest_channel, latest_at = meta.get("last_inbound_channel"), parse_time(meta.get("last_inbound_at"))
+    latest_channel, latest_at = state.last_inbound_channel, parse_time(state.last_inbound_at)
     if (
-        isinstance(latest_channel, str)
+        latest_channel is not None
         and latest_at is not None
         and (latest_channel not in last_inbound or latest_at > last_inbound[latest_channel])
     ):
         last_inbound[latest_channel] = latest_at
     reply_to = None
-    if isinstance(meta.get("reply_to"), dict):
+    if state.reply_to is not None:
         try:
-            reply_to = Identity(**meta["reply_to"])
+            reply_to = Identity(**state.reply_to)
         except ValueError:
             reply_to = None
     latest = max(last_inbound, key=lambda c: last_inbound[c]) if last_inbound else None

@@ -23,6 +23,7 @@ from shared.contracts.names import NOTIFICATION_REQUESTED
 
 if TYPE_CHECKING:
     from shared.repositories.behaviour import BehaviourRepository
+    from shared.repositories.conversation_aggregates import ConversationState
     from shared.repositories.conversations import ConversationRepository
     from shared.repositories.customers import CustomerRepository
     from shared.services.desk import Desk
@@ -270,25 +271,29 @@ class Proactive:
         handover = self.desk.handover(customer_id, conversation_id, decision, profile, now)
         handover = handover.model_copy(update={"summary": f"Proactive: {note_text}. {handover.summary}"})
 
-        def decide(meta: dict[str, Any]) -> Any:
-            from shared.repositories.conversations import Change  # noqa: PLC0415
+        def attempt(state: ConversationState) -> bool:
+            if fired in state.proactive_actions:
+                return True
+            if state.status not in ("open", "bot"):
+                # Already with a queue or an agent: the note tells them.
+                return conversations.proactive_action(state, fired, now, by="proactive", reason="")
+            if queue not in self.desk.rules.queues:
+                from shared.services.desk import UnknownQueue  # noqa: PLC0415 - loaded with the desk
 
-            done = list(meta.get("proactive_actions", []))
-            if fired in done:
-                return Change(noop=True)
-            if meta.get("status") in ("open", "bot"):
-                change = self.desk.enqueue_change(
-                    meta, queue, rule.priority, now, by="proactive", reason=f"proactive: {rule.note}"
-                )
-                change.handover = handover.model_dump(exclude_none=True)
-                if not meta.get("routing"):
-                    change.set["routing"] = decision.model_dump(exclude_none=True)
-            else:
-                change = Change()  # already with a queue or an agent: the note tells them
-            change.set["proactive_actions"] = [*done, fired]
-            return change
+                raise UnknownQueue(queue)
+            return conversations.proactive_action(
+                state,
+                fired,
+                now,
+                by="proactive",
+                reason=f"proactive: {rule.note}",
+                queue=queue,
+                priority=rule.priority,
+                handover=handover,
+                decision=None if state.routing else decision,
+            )
 
-        conversations.update_meta(conversation_id, decide)
+        conversations.apply(conversation_id, attempt)
         conversations.add_note(
             conversation_id,
             Note(note_id=fired, author=f"proactive:{rule.name}", text=note_text, at=when),

@@ -40,13 +40,13 @@ def note_auto_reply(
     sender = normalise(message.sender)
     customer_id = customers.owner_of(sender) if sender.verified else None
     conversation_id: str | None = None
-    hinted = conversations.get_meta(message.conversation_hint) if message.conversation_hint else None
-    if hinted is not None and hinted.get("status") != "merged":
-        reply_to = (hinted.get("reply_to") or {}).get("value")
+    hinted = conversations.state(message.conversation_hint) if message.conversation_hint else None
+    if hinted is not None and hinted.status != "merged":
+        reply_to = (hinted.reply_to or {}).get("value")
         # A hint is only a pointer: the conversation must be the sender's.
-        if (customer_id and hinted.get("customer_id") == customer_id) or reply_to == sender.value:
-            customer_id = hinted.get("customer_id")
-            conversation_id = str(hinted.get("conversation_id") or message.conversation_hint)
+        if (customer_id and hinted.customer_id == customer_id) or reply_to == sender.value:
+            customer_id = hinted.customer_id or None
+            conversation_id = hinted.conversation_id or message.conversation_hint
     if conversation_id is None and customer_id:
         conversation_id = (customers.get_profile(customer_id) or {}).get("open_conversation_id")
     if not conversation_id:

@@ -13,19 +13,19 @@ of the ``bot-answered`` index).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from shared.contracts.events import ConversationStalled, format_timestamp
 from shared.contracts.names import CONVERSATION_STALLED
 from shared.domain.routing_rules import QueueRule
-from shared.domain.waits import overdue_seconds, shortest_sla_minutes, sla_seconds
-from shared.repositories.conversations import ConversationRepository
-from shared.services.bot_resolution import answered_before, resolve_by_bot, silent_since_answer
+from shared.domain.waits import overdue_wait, shortest_sla_minutes, sla_seconds
+from shared.repositories.conversations import ConversationRepository, ConversationState
+from shared.services.bot_resolution import answered_before, resolve_as_bot, silent_since_answer
 from shared.services.desk import Desk
 
 Publish = Callable[[Sequence[tuple[str, BaseModel]]], None]
@@ -40,12 +40,13 @@ class SweepResult:
     bot_resolved: list[str] = field(default_factory=list)
 
 
-def is_stalled(item: dict[str, Any], queue: QueueRule, now: datetime) -> bool:
+def is_stalled(item: ConversationState | Mapping[str, Any], queue: QueueRule, now: datetime) -> bool:
     """Waiting longer than its SLA and not reported for this wait yet (pure)."""
-    since = item.get("waiting_since")
-    if not since or item.get("stalled_for") == since:
+    state = ConversationState.of(item)
+    since = state.waiting_since
+    if not since or state.stalled_for == since:
         return False
-    return overdue_seconds(item, queue, now) is not None
+    return overdue_wait(since, state.wait_kind, queue, now) is not None
 
 
 def sweep(conversations: ConversationRepository, desk: Desk, publish: Publish, now: datetime) -> SweepResult:
@@ -54,37 +55,38 @@ def sweep(conversations: ConversationRepository, desk: Desk, publish: Publish, n
     for queue in desk.rules.queues.values():
         shortest = shortest_sla_minutes(queue)
         before = format_timestamp(now - timedelta(minutes=shortest))
-        for item in conversations.waiting_since_before(queue.name, before):
-            if not is_stalled(item, queue, now):
+        for waiting in conversations.waiting(queue.name, before):
+            if not is_stalled(waiting, queue, now):
                 continue
-            since = item["waiting_since"]
-            if not conversations.mark_stalled(item["conversation_id"], since, stamp):
+            since = str(waiting.waiting_since)
+            if not conversations.mark_stalled(waiting.conversation_id, since, stamp):
                 continue  # reported by a concurrent sweep, or the wait ended meanwhile
+            kind: Literal["agent", "reply"] = "reply" if waiting.wait_kind == "reply" else "agent"
             event = ConversationStalled(
-                conversation_id=item["conversation_id"],
-                customer_id=item["customer_id"],
+                conversation_id=waiting.conversation_id,
+                customer_id=waiting.customer_id,
                 queue=queue.name,
-                wait_kind=item.get("wait_kind", "agent"),
+                wait_kind=kind,
                 waiting_since=since,
                 waited_seconds=int((now - datetime.fromisoformat(since)).total_seconds()),
-                sla_seconds=sla_seconds(queue, item.get("wait_kind", "agent")),
-                assigned_agent=item.get("assigned_agent"),
-                priority=int(item.get("priority", 0)),
+                sla_seconds=sla_seconds(queue, kind),
+                assigned_agent=waiting.assigned_agent,
+                priority=waiting.priority,
                 detected_at=stamp,
             )
             try:
                 publish([(CONVERSATION_STALLED, event)])
             except Exception:
-                conversations.unmark_stalled(item["conversation_id"], since)
+                conversations.unmark_stalled(waiting.conversation_id, since)
                 raise
             result.stalled.append(event)
         if queue.overflow_to and queue.overflow_after_minutes is not None:
             cutoff = format_timestamp(now - timedelta(minutes=queue.overflow_after_minutes))
-            for item in conversations.waiting_since_before(queue.name, cutoff):
-                if item.get("status") == "queued" and item.get("queue") == queue.name:
-                    events = desk.overflow(item["conversation_id"], queue.name, queue.overflow_to, stamp)
+            for waiting in conversations.waiting(queue.name, cutoff):
+                if waiting.status == "queued" and waiting.queue == queue.name:
+                    events = desk.overflow(waiting.conversation_id, queue.name, queue.overflow_to, stamp)
                     publish(events)
-                    result.overflowed.append(item["conversation_id"])
+                    result.overflowed.append(waiting.conversation_id)
                     result.assigned += len(events)
     for queue in desk.rules.queues.values():
         events = desk.assign_queue(queue.name, stamp)
@@ -103,16 +105,16 @@ def resolve_silent(
     before = format_timestamp(now - timedelta(minutes=minutes))
     stamp = format_timestamp(now)
     resolved: list[str] = []
-    for item in answered_before(conversations, before):
-        conversation_id = item["pk"].removeprefix("CONV#")
-        events = resolve_by_bot(
+    for answered in answered_before(conversations, before):
+        conversation_id = answered.conversation_id
+        events = resolve_as_bot(
             conversations,
             desk.customers,
             conversation_id,
             stamp,
             reason=f"the customer did not write again within {minutes} min of the automated answer",
             eligible=silent_since_answer,
-            answered_at=item["bot_answered_at"],
+            answered_at=answered.bot_answered_at,
         )
         if events:
             publish(events)

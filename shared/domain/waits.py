@@ -26,7 +26,14 @@ def shortest_sla_minutes(queue: QueueRule) -> int:
 def overdue_seconds(item: Mapping[str, object], queue: QueueRule, now: datetime) -> int | None:
     """Seconds a waiting conversation has waited when that is longer than its SLA, else None."""
     since = item.get("waiting_since")
-    if not isinstance(since, str) or not since:
+    kind = str(item.get("wait_kind") or "")
+    return overdue_wait(since if isinstance(since, str) else None, kind, queue, now)
+
+
+def overdue_wait(since: str | None, wait_kind: str | None, queue: QueueRule, now: datetime) -> int | None:
+    """Seconds a wait of ``wait_kind`` (default ``agent``) that began at ``since`` has lasted
+    when that is longer than the queue's SLA for it, else None."""
+    if not since:
         return None
     waited = (now - datetime.fromisoformat(since)).total_seconds()
-    return int(waited) if waited > sla_seconds(queue, str(item.get("wait_kind") or "agent")) else None
+    return int(waited) if waited > sla_seconds(queue, wait_kind or "agent") else None

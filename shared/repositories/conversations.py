@@ -60,9 +60,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.contracts.models import Conversation, ConversationSummary, Note, Transition
+from shared.contracts.models import (
+    Conversation,
+    ConversationSummary,
+    Handover,
+    Note,
+    RoutingDecision,
+    Transition,
+)
 from shared.domain.conversation_status import (
     MESSAGE_STATUS_RANK,
     OPEN,
@@ -73,6 +80,12 @@ from shared.domain.conversation_status import (
     reopens,
 )
 from shared.platform import settings
+from shared.repositories.agent_errors import AgentUnavailable
+from shared.repositories.conversation_aggregates import (
+    BOT_ATTRIBUTES,
+    ConversationState,
+    ResolutionRaced,
+)
 from shared.repositories.conversation_keys import (
     BY_CUSTOMER_INDEX,
     DEFAULT_REOPEN_WINDOW_HOURS,
@@ -116,6 +129,9 @@ from shared.repositories.conversation_views import message_of as _message  # noq
 from shared.repositories.customers import PROFILE, CustomerRepository, customer_pk
 from shared.repositories.dynamo import Cancelled, DynamoTable, deserialise, serialise
 
+if TYPE_CHECKING:
+    from shared.repositories.agents import AgentRepository
+
 __all__ = [
     "BY_CUSTOMER_INDEX",
     "DEFAULT_REOPEN_WINDOW_HOURS",
@@ -136,7 +152,9 @@ __all__ = [
     "ConcurrentUpdate",
     "ConversationNotFound",
     "ConversationRepository",
+    "ConversationState",
     "IllegalTransition",
+    "ResolutionRaced",
     "conversation_id_of",
     "conversation_pk",
     "history_of",
@@ -187,6 +205,11 @@ class ConversationRepository(ConversationMessages):
         protects the write that follows and the caller reads again when it fails."""
         return self.table.get(meta_key(conversation_id), consistent=consistent)
 
+    def state(self, conversation_id: str, consistent: bool = True) -> ConversationState | None:
+        """The conversation's META item, typed (None: no such conversation)."""
+        meta = self.get_meta(conversation_id, consistent=consistent)
+        return ConversationState.of(meta) if meta is not None else None
+
     def get(self, conversation_id: str, message_limit: int = 1000) -> Conversation | None:
         return conversation_of(self._partition(conversation_id, message_limit))
 
@@ -220,6 +243,10 @@ class ConversationRepository(ConversationMessages):
             return _fields(item)
         meta = self.get_meta(conversation_id) or {}
         return meta.get("handover")  # written by an earlier version, inside META
+
+    def handover_summary(self, conversation_id: str) -> str:
+        """The summary of the conversation's latest hand-over context ("" without one)."""
+        return str((self.get_handover(conversation_id) or {}).get("summary", ""))
 
     def get_many(self, conversation_ids: list[str]) -> list[ConversationSummary]:
         return sorted(
@@ -275,6 +302,10 @@ class ConversationRepository(ConversationMessages):
             ExpressionAttributeValues={":q": {"S": queue}, ":before": {"S": before}},
         )
 
+    def waiting(self, queue: str, before: str, limit: int = 500) -> list[ConversationState]:
+        """:meth:`waiting_since_before`, typed (the states hold what the index projects)."""
+        return [ConversationState.of(item) for item in self.waiting_since_before(queue, before, limit)]
+
     def list_for_customer(self, customer_id: str, limit: int = 100) -> list[ConversationSummary]:
         """The customer's conversations, latest opened first."""
         items = self.table.query_all(
@@ -298,6 +329,11 @@ class ConversationRepository(ConversationMessages):
             ScanIndexForward=False,
         )
         return self.get_meta(conversation_id_of(items[0])) if items else None
+
+    def latest_of_customer(self, customer_id: str) -> ConversationState | None:
+        """:meth:`latest_for_customer`, typed."""
+        meta = self.latest_for_customer(customer_id)
+        return ConversationState.of(meta) if meta is not None else None
 
     # -- writes ------------------------------------------------------------ #
     def open_for(
@@ -485,6 +521,274 @@ class ConversationRepository(ConversationMessages):
         """Transaction item: ``transition``, made by the META write that sets ``version``."""
         return history_put(self.table.name, conversation_id, version, transition)
 
+    # -- typed writes: the desk, bot resolution and the SLA sweep -------------------------- #
+    # Each takes the state it was decided on (the write is conditional on its ``version``) and
+    # typed values; True when written, False when META changed since the state was read (read
+    # it again: :meth:`apply`). A failed condition on another item of the transaction raises.
+
+    def apply(
+        self,
+        conversation_id: str,
+        attempt: Callable[[ConversationState], bool],
+        known: ConversationState | None = None,
+    ) -> ConversationState:
+        """Read the state, let ``attempt`` check it and write; repeat while the write loses a race.
+
+        ``attempt`` returns True when done (written, or nothing to write) and False when its
+        write found META changed; it raises when the change is not allowed (e.g.
+        :class:`IllegalTransition`). Returns the state of the attempt that finished.
+        ``known``: the state as the caller just read it, used for the first attempt.
+        """
+        for i in range(MAX_ATTEMPTS):
+            state = known if i == 0 and known is not None else self.state(conversation_id)
+            if state is None:
+                raise ConversationNotFound(conversation_id)
+            if attempt(state):
+                return state
+        raise ConcurrentUpdate(conversation_id)
+
+    def queue_change(
+        self,
+        state: ConversationState,
+        queue: str,
+        priority: int,
+        at: str,
+        by: str,
+        reason: str,
+        rerank: bool = True,
+    ) -> Change:
+        """The change putting the conversation in ``queue`` (waiting for an agent since ``at``).
+
+        ``rerank``: when it already waits in that queue, only its priority (never lowered) and
+        rank change, and only what differs (an unchanged rank leaves the index entry alone).
+        Used by the writes below and, as a :class:`Change`, by the router's decision.
+        """
+        if rerank and state.status == "queued" and state.queue == queue:
+            priority = max(priority, state.priority)
+            since = state.waiting_since or at
+            ranked = {"priority": priority, "queue_rank": queue_rank(priority, since)}
+            current = {"priority": state.priority, "queue_rank": state.queue_rank}
+            return Change(set={k: v for k, v in ranked.items() if current[k] != v})
+        # No ``queued_at``: ``waiting_since`` says when it was queued (META stays under 1 KB).
+        return Change(
+            set={
+                "status": "queued",
+                "queue": queue,
+                "priority": priority,
+                "queued_in": queue,
+                "queue_rank": queue_rank(priority, at),
+                **_waiting(queue, at, "agent"),
+            },
+            remove=("stalled_for", "assigned_agent", "assigned_at", "accepted_at"),
+            transition=Transition(
+                at=at, from_status=state.status, to_status="queued", by=by, reason=reason, queue=queue
+            ),
+        )
+
+    def enqueue(
+        self, state: ConversationState, queue: str, priority: int, at: str, by: str, reason: str
+    ) -> bool:
+        """Put the conversation in ``queue`` (or re-rank it there); nothing when nothing changes."""
+        change = self.queue_change(state, queue, priority, at, by, reason)
+        if not change.set and not change.remove:
+            return True
+        return self._write_change(state.conversation_id, _versioned(state), change)
+
+    def assign(
+        self,
+        state: ConversationState,
+        agent_id: str,
+        at: str,
+        *,
+        agents: AgentRepository,
+        by: str,
+        reason: str,
+        accept: bool = False,
+        release: str | None = None,
+        require_available: bool = True,
+    ) -> bool:
+        """Give the conversation to ``agent_id``, in one transaction with the agent's load
+        (``take``: available unless not ``require_available``, under capacity) and - for a
+        transfer - the load of ``release``, who held it. ``accept``: taken and accepted at
+        once (picked from the queue by the agent; the customer now waits for their reply).
+
+        Raises :class:`AgentUnavailable` when the agent cannot take it, and
+        :class:`IllegalTransition` when ``release`` no longer holds it.
+        """
+        to_status = "active" if accept else "assigned"
+        fields: dict[str, Any] = {"status": to_status, "assigned_agent": agent_id, "assigned_at": at}
+        if accept:
+            fields.update({"accepted_at": at, **_waiting(state.queue or "", at, "reply")})
+        also = [agents.take(agent_id, state.conversation_id, require_available)]
+        if release:
+            also.append(agents.release(release, state.conversation_id))
+        change = Change(
+            set=fields,
+            remove=(*QUEUE_ATTRIBUTES, "stalled_for"),
+            transition=Transition(
+                at=at,
+                from_status=state.status,
+                to_status=to_status,
+                by=by,
+                reason=reason,
+                queue=state.queue,
+                agent_id=agent_id,
+            ),
+            also=also,
+            on_conflict=lambda i: (
+                AgentUnavailable(agent_id)
+                if i == 0
+                else IllegalTransition(f"agent {release} no longer holds the conversation")
+            ),
+        )
+        return self._write_change(state.conversation_id, _versioned(state), change)
+
+    def accept(self, state: ConversationState, agent_id: str, at: str, by: str) -> bool:
+        """The assigned agent accepts the conversation: active, the customer waits for their reply."""
+        change = Change(
+            set={"status": "active", "accepted_at": at, **_waiting(state.queue or "", at, "reply")},
+            remove=("stalled_for",),
+            transition=Transition(
+                at=at,
+                from_status=state.status,
+                to_status="active",
+                by=by,
+                reason="accepted",
+                queue=state.queue,
+                agent_id=agent_id,
+            ),
+        )
+        return self._write_change(state.conversation_id, _versioned(state), change)
+
+    def transfer_to_queue(
+        self,
+        state: ConversationState,
+        queue: str,
+        at: str,
+        *,
+        agents: AgentRepository,
+        holder: str,
+        by: str,
+        reason: str,
+    ) -> bool:
+        """``holder`` hands the conversation back to ``queue`` (it waits anew, at its priority),
+        in one transaction with the release of their load; :class:`IllegalTransition` when they
+        no longer hold it."""
+        change = self.queue_change(state, queue, state.priority, at, by, reason, rerank=False)
+        change.also = [agents.release(holder, state.conversation_id)]
+        change.on_conflict = lambda _: IllegalTransition("you no longer hold the conversation")
+        return self._write_change(state.conversation_id, _versioned(state), change)
+
+    def overflow(
+        self, state: ConversationState, to_queue: str, at: str, *, overflowed_from: str, by: str, reason: str
+    ) -> bool:
+        """Move a queued conversation to the broader ``to_queue``: the customer's wait goes on
+        (``waiting_since`` and a stall already reported are kept)."""
+        change = self.queue_change(state, to_queue, state.priority, at, by, reason, rerank=False)
+        since = state.waiting_since or at
+        change.set.update({"waiting_since": since, "queue_rank": queue_rank(state.priority, since)})
+        change.remove = tuple(a for a in change.remove if a != "stalled_for")
+        change.set["overflowed_from"] = overflowed_from
+        return self._write_change(state.conversation_id, _versioned(state), change)
+
+    def resolve(
+        self,
+        state: ConversationState,
+        at: str,
+        resolution: str,
+        *,
+        agents: AgentRepository,
+        agent_id: str,
+        resolved_by: str,
+        by: str,
+        open_conversation: str | None,
+    ) -> bool:
+        """Resolve the conversation for ``agent_id`` (recorded as resolved by ``resolved_by``).
+
+        In one transaction: the holder's load is released, the customer's open conversation
+        (``open_conversation``, as their profile says) is closed when it is this one, and
+        ``agent_id`` is remembered as the last to serve the customer. :class:`ResolutionRaced`
+        when one of those items changed meanwhile (read again and redo).
+        """
+        cid = state.conversation_id
+        also: list[dict[str, Any]] = []
+        if state.assigned_agent:
+            also.append(agents.release(state.assigned_agent, cid))
+        if open_conversation == cid:
+            also.append(self.close_for_customer(state.customer_id, cid))
+        also.append(agents.remember_served(state.customer_id, agent_id, at))
+        change = Change(
+            set={"status": RESOLVED, "resolved_at": at, "resolution": resolution, "resolved_by": resolved_by},
+            remove=("assigned_agent", *QUEUE_ATTRIBUTES, *WAIT_ATTRIBUTES),
+            transition=Transition(
+                at=at,
+                from_status=state.status,
+                to_status=RESOLVED,
+                by=by,
+                reason=resolution,
+                queue=state.queue,
+                agent_id=agent_id,
+            ),
+            also=also,
+            on_conflict=lambda _: ResolutionRaced(),
+        )
+        return self._write_change(cid, _versioned(state), change)
+
+    def resolve_by_bot(
+        self,
+        state: ConversationState,
+        at: str,
+        reason: str,
+        *,
+        open_conversation: str | None,
+        closed_by: str | None = None,
+    ) -> bool:
+        """Resolve a conversation the bot answered, as resolved by the bot; its bot-resolution
+        clock stops. ``closed_by``: the customer's message that closed it. The customer's open
+        conversation is closed in the same transaction when it is this one
+        (:class:`ResolutionRaced` when it changed meanwhile)."""
+        cid = state.conversation_id
+        fields: dict[str, Any] = {"status": RESOLVED, "resolved_at": at, "resolution": reason}
+        fields["resolved_by"] = _BOT
+        if closed_by is not None:
+            fields["closed_by"] = closed_by
+        change = Change(
+            set=fields,
+            remove=(*QUEUE_ATTRIBUTES, *WAIT_ATTRIBUTES, *BOT_ATTRIBUTES),
+            transition=Transition(at=at, from_status=_BOT, to_status=RESOLVED, by=_BOT, reason=reason),
+            also=[self.close_for_customer(state.customer_id, cid)] if open_conversation == cid else [],
+            on_conflict=lambda _: ResolutionRaced(),
+        )
+        return self._write_change(cid, _versioned(state), change)
+
+    def proactive_action(
+        self,
+        state: ConversationState,
+        action: str,
+        at: str,
+        *,
+        by: str,
+        reason: str,
+        queue: str | None = None,
+        priority: int = 0,
+        handover: Handover | None = None,
+        decision: RoutingDecision | None = None,
+    ) -> bool:
+        """Record proactive ``action`` on the conversation; with a ``queue``, hand it over there
+        (its context ``handover`` put first; ``decision`` recorded as its routing when it has
+        none yet). Without one (an agent or a queue has it already) only the action is recorded."""
+        change = self.queue_change(state, queue, priority, at, by, reason) if queue is not None else Change()
+        if queue is not None and handover is not None:
+            change.handover = handover.model_dump(exclude_none=True)
+        if decision is not None:
+            change.set["routing"] = decision.model_dump(exclude_none=True)
+        change.set["proactive_actions"] = [*state.proactive_actions, action]
+        return self._write_change(state.conversation_id, _versioned(state), change)
+
+    def stop_bot_clock(self, state: ConversationState) -> bool:
+        """Remove the conversation's ``bot-answered`` entry (it is not to be resolved by the bot)."""
+        return self._write_change(state.conversation_id, _versioned(state), Change(remove=BOT_ATTRIBUTES))
+
     def mark_stalled(self, conversation_id: str, waiting_since: str, at: str) -> bool:
         """Claim the stall of the wait that began at ``waiting_since``; False if claimed before or over."""
         return self.table.update_if(
@@ -536,6 +840,10 @@ class ConversationRepository(ConversationMessages):
         (``conversation_id``, for a survey answer) and ``what`` it was; None if it is new."""
         return self.table.get({"pk": seen_pk(message_id), "sk": SEEN})
 
+    def bot_answered(self, partition: str, before: str, limit: int = 500) -> list[ConversationState]:
+        """:meth:`bot_answered_before`, typed: ``conversation_id`` and ``bot_answered_at`` (keys only)."""
+        return [ConversationState.of(item) for item in self.bot_answered_before(partition, before, limit)]
+
     def bot_answered_before(self, partition: str, before: str, limit: int = 500) -> list[dict[str, Any]]:
         """Entries (keys only) of the ``bot-answered`` index in ``partition`` (``bot#<shard>``)
         whose automated answer is older than ``before``, at most ``limit``."""
@@ -549,6 +857,19 @@ class ConversationRepository(ConversationMessages):
     def merger(self) -> ConversationMerger:
         """The conversation merger working on this repository's table."""
         return ConversationMerger(self.table)
+
+
+_BOT = "bot"
+
+
+def _waiting(queue: str, since: str, kind: str) -> dict[str, Any]:
+    """The ``waiting`` index attributes: the customer waits in ``queue`` since ``since``."""
+    return {"wait_queue": queue, "waiting_since": since, "wait_kind": kind}
+
+
+def _versioned(state: ConversationState) -> dict[str, Any]:
+    """What :meth:`ConversationRepository._write_change` reads of META: its version."""
+    return {"version": state.version}
 
 
 def _raise_conflict(change: Change, cancelled: Cancelled) -> None:

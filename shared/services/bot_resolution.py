@@ -18,87 +18,120 @@ within the reopen window reopens the conversation as after any resolution.
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
-from shared.contracts.models import Transition
-from shared.repositories.conversations import (
-    QUEUE_ATTRIBUTES,
-    WAIT_ATTRIBUTES,
-    Change,
-    ConversationRepository,
-    IllegalTransition,
+from shared.repositories.conversation_aggregates import (
+    BOT_ATTRIBUTES,
+    BOT_SHARDS,
+    ConversationState,
+    ResolutionRaced,
+    bot_clock_fields,
+    bot_shard_of,
 )
+from shared.repositories.conversations import ConversationRepository, IllegalTransition
 from shared.repositories.customers import CustomerRepository
 
-#: Partitions of the ``bot-answered`` index (write sharding: no single hot partition).
-BOT_SHARDS = 4
+__all__ = [
+    "BOT",
+    "BOT_ATTRIBUTES",
+    "BOT_INDEX",
+    "BOT_SHARDS",
+    "answered_before",
+    "answered_fields",
+    "resolve_as_bot",
+    "resolve_by_bot",
+    "shard_of",
+    "silent_since_answer",
+]
+
 BOT_INDEX = "bot-answered"
-#: ``bot_answered_in`` / ``bot_answered_at`` are the index keys; ``bot_last_inbound`` is the
-#: customer's latest message when the bot answered (a later one means they wrote again).
-BOT_ATTRIBUTES = ("bot_answered_in", "bot_answered_at", "bot_last_inbound")
 BOT = "bot"
+shard_of = bot_shard_of
 
 
-def shard_of(conversation_id: str) -> str:
-    return f"bot#{zlib.crc32(conversation_id.encode()) % BOT_SHARDS}"
+def answered_fields(meta: ConversationState | Mapping[str, Any], at: str) -> dict[str, Any]:
+    """META attributes that start the bot-resolution clock of an automated answer at ``at``
+    (for the router's decision, which writes them with it)."""
+    return bot_clock_fields(ConversationState.of(meta), at)
 
 
-def answered_fields(meta: dict[str, Any], at: str) -> dict[str, Any]:
-    """META attributes that start the bot-resolution clock of an automated answer at ``at``."""
-    return {
-        "bot_answered_in": shard_of(meta["conversation_id"]),
-        "bot_answered_at": at,
-        "bot_last_inbound": meta.get("last_inbound_at") or "",
-    }
-
-
-def silent_since_answer(meta: dict[str, Any]) -> bool:
+def silent_since_answer(state: ConversationState | Mapping[str, Any]) -> bool:
     """The bot answered and the customer has not written since (pure)."""
-    return (
-        meta.get("status") == BOT
-        and bool(meta.get("bot_answered_at"))
-        and (meta.get("last_inbound_at") or "") == meta.get("bot_last_inbound", "")
-    )
+    return ConversationState.of(state).silent_since_bot_answer()
 
 
-def answered_before(conversations: ConversationRepository, before: str) -> list[dict[str, Any]]:
-    """Index entries (keys only) of conversations the bot answered before ``before``: one query
-    per shard."""
-    found: list[dict[str, Any]] = []
+def answered_before(conversations: ConversationRepository, before: str) -> list[ConversationState]:
+    """Conversations the bot answered before ``before`` (``conversation_id`` and
+    ``bot_answered_at`` of their index entries): one query per shard."""
+    found: list[ConversationState] = []
     for shard in range(BOT_SHARDS):
-        found += conversations.bot_answered_before(f"bot#{shard}", before, limit=500)
+        found += conversations.bot_answered(f"bot#{shard}", before, limit=500)
     return found
 
 
-def resolution_change(
-    meta: dict[str, Any],
-    customers: CustomerRepository,
+def resolve_as_bot(
     conversations: ConversationRepository,
+    customers: CustomerRepository,
+    conversation_id: str,
     now: str,
     reason: str,
-) -> Change:
-    """The change that resolves ``meta``'s conversation as ``bot`` (status must be ``bot``)."""
-    if meta.get("status") != BOT:
-        raise IllegalTransition(f"the conversation is {meta.get('status')}, not answered by the bot")
-    profile = customers.get_profile(meta["customer_id"]) or {}
-    also: list[dict[str, Any]] = []
-    if profile.get("open_conversation_id") == meta["conversation_id"]:
-        also.append(conversations.close_for_customer(meta["customer_id"], meta["conversation_id"]))
-    return Change(
-        set={"status": "resolved", "resolved_at": now, "resolution": reason, "resolved_by": BOT},
-        remove=(*QUEUE_ATTRIBUTES, *WAIT_ATTRIBUTES, *BOT_ATTRIBUTES),
-        transition=Transition(at=now, from_status=BOT, to_status="resolved", by=BOT, reason=reason),
-        also=also,
-        on_conflict=lambda _: _Retry(),
-    )
+    eligible: Callable[[ConversationState], bool],
+    answered_at: str | None = None,
+    closed_by: str | None = None,
+) -> list[tuple[str, BaseModel]]:
+    """Resolve the conversation as ``bot`` when ``eligible(state)``; the events to publish.
+
+    ``answered_at`` (the sweep) is the automated answer the index entry was for: a newer
+    answer since leaves everything as it is. When the conversation is not eligible (any
+    more) only its ``bot-answered`` entry is removed, so a stale entry is looked at once
+    (routing sets a new one with its next automated answer). ``closed_by``: the customer's
+    message that closed it, recorded with the resolution.
+    """
+    return _resolve(conversations, customers, conversation_id, now, reason, eligible, answered_at, closed_by)
 
 
-class _Retry(Exception):
-    pass
+def _resolve(
+    conversations: ConversationRepository,
+    customers: CustomerRepository,
+    conversation_id: str,
+    now: str,
+    reason: str,
+    eligible: Callable[[ConversationState], bool],
+    answered_at: str | None,
+    closed_by: str | Callable[[], str | None] | None,
+) -> list[tuple[str, BaseModel]]:
+    from shared.services.desk import resolved_event  # noqa: PLC0415 - assignment imports this module's peers
+
+    resolved: list[bool] = []
+
+    def attempt(state: ConversationState) -> bool:
+        resolved.clear()
+        if answered_at is not None and state.bot_answered_at != answered_at:
+            return True
+        if not eligible(state):
+            return conversations.stop_bot_clock(state) if state.on_bot_clock else True
+        if state.status != BOT:
+            raise IllegalTransition(f"the conversation is {state.status}, not answered by the bot")
+        profile = customers.profile(state.customer_id)
+        resolved.append(True)
+        return conversations.resolve_by_bot(
+            state,
+            now,
+            reason,
+            open_conversation=profile.open_conversation_id if profile is not None else None,
+            closed_by=closed_by() if callable(closed_by) else closed_by,
+        )
+
+    for _ in range(3):
+        try:
+            state = conversations.apply(conversation_id, attempt)
+        except ResolutionRaced:
+            continue
+        return [resolved_event(state, now, BOT)] if resolved else []
+    return []
 
 
 def resolve_by_bot(
@@ -111,34 +144,29 @@ def resolve_by_bot(
     answered_at: str | None = None,
     extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> list[tuple[str, BaseModel]]:
-    """Resolve the conversation as ``bot`` when ``eligible(meta)``; the events to publish.
+    """:func:`resolve_as_bot` for callers on the META-dict interface (the router, until it moves
+    to typed facts): ``eligible`` and ``extra`` see the state's attributes under their stored
+    names; ``extra`` may add only ``closed_by``."""
+    closed: list[str] = []
 
-    ``answered_at`` (the sweep) is the automated answer the index entry was for: a newer
-    answer since leaves everything as it is. When the conversation is not eligible (any
-    more) only its ``bot-answered`` entry is removed, so a stale entry is looked at once
-    (routing sets a new one with its next automated answer). ``extra(meta)`` adds
-    attributes to the resolution.
-    """
-    from shared.services.desk import resolved_event  # noqa: PLC0415 - assignment imports this module's peers
+    def typed(state: ConversationState) -> bool:
+        stored = state.as_meta()
+        if not eligible(stored):
+            return False
+        added = extra(stored) if extra is not None else {}
+        unknown = set(added) - {"closed_by"}
+        if unknown:
+            raise ValueError(f"a bot resolution cannot set {sorted(unknown)}")
+        closed[:] = [str(added["closed_by"])] if "closed_by" in added else []
+        return True
 
-    def decide(meta: dict[str, Any]) -> Change:
-        if answered_at is not None and meta.get("bot_answered_at") != answered_at:
-            return Change(noop=True)
-        if not eligible(meta):
-            if any(attribute in meta for attribute in BOT_ATTRIBUTES):
-                return Change(remove=BOT_ATTRIBUTES)
-            return Change(noop=True)
-        change = resolution_change(meta, customers, conversations, now, reason)
-        if extra is not None:
-            change.set.update(extra(meta))
-        return change
-
-    for _ in range(3):
-        try:
-            meta, change = conversations.update_meta(conversation_id, decide)
-        except _Retry:
-            continue
-        if change.noop or change.set.get("status") != "resolved":
-            return []
-        return [resolved_event(meta, now, BOT)]
-    return []
+    return _resolve(
+        conversations,
+        customers,
+        conversation_id,
+        now,
+        reason,
+        typed,
+        answered_at,
+        closed_by=lambda: closed[0] if closed else None,
+    )

@@ -13,27 +13,26 @@ never taken twice. Each method returns the events to publish (``agent.assigned``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
 from shared.contracts.events import AgentAssigned, ConversationResolved, format_timestamp
-from shared.contracts.models import Handover, RoutingDecision, Transition
+from shared.contracts.models import Handover, RoutingDecision
 from shared.contracts.names import AGENT_ASSIGNED, CONVERSATION_RESOLVED
 from shared.domain.handover import build_handover
 from shared.domain.routing_rules import RoutingRules, load_rules
+from shared.repositories.agent_errors import AgentUnavailable
 from shared.repositories.agents import Agent, AgentNotFound, AgentRepository, AgentStatus
+from shared.repositories.conversation_aggregates import ConversationState, ResolutionRaced
 from shared.repositories.conversations import (
-    QUEUE_ATTRIBUTES,
-    WAIT_ATTRIBUTES,
     Change,
     ConversationNotFound,
     ConversationRepository,
     IllegalTransition,
     conversation_id_of,
-    queue_rank,
 )
 from shared.repositories.customers import CustomerRepository
 
@@ -42,12 +41,11 @@ Events = list[tuple[str, BaseModel]]
 MAX_PULL = 10
 
 
-class AgentUnavailable(Exception):
-    """The agent is not available or has no free capacity."""
+__all__ = ["AgentUnavailable", "Desk", "UnknownQueue", "rank_agents", "resolved_event"]
 
-    def __init__(self, agent_id: str) -> None:
-        super().__init__(f"agent {agent_id} is not available or is at capacity")
-        self.agent_id = agent_id
+#: A conversation's state as the caller has it: typed, or (the router, until it moves to typed
+#: facts) the META item.
+StateLike = ConversationState | Mapping[str, Any]
 
 
 class UnknownQueue(ValueError):
@@ -66,10 +64,6 @@ def rank_agents(agents: Sequence[Agent], skill: str, sticky_agent: str | None) -
     return ranked
 
 
-def _wait_fields(queue: str, since: str, kind: str) -> dict[str, Any]:
-    return {"wait_queue": queue, "waiting_since": since, "wait_kind": kind}
-
-
 class Desk:
     def __init__(
         self,
@@ -85,33 +79,13 @@ class Desk:
 
     # -- queueing ------------------------------------------------------------ #
     def enqueue_change(
-        self, meta: dict[str, Any], queue: str, priority: int, now: str, by: str, reason: str
+        self, meta: StateLike, queue: str, priority: int, now: str, by: str, reason: str
     ) -> Change:
-        """The change that puts the conversation in ``queue`` (or re-ranks it there)."""
+        """The change that puts the conversation in ``queue`` (or re-ranks it there), for the
+        callers that add to it before writing (the router's decision, a proactive hand-over)."""
         if queue not in self.rules.queues:
             raise UnknownQueue(queue)
-        status = meta.get("status", "open")
-        if status == "queued" and meta.get("queue") == queue:
-            priority = max(priority, int(meta.get("priority", 0)))
-            since = meta.get("waiting_since") or now
-            ranked = {"priority": priority, "queue_rank": queue_rank(priority, since)}
-            # Only what changes: an unchanged rank leaves the queue's index entry alone.
-            return Change(set={k: v for k, v in ranked.items() if meta.get(k) != v})
-        # No ``queued_at``: ``waiting_since`` says when it was queued (META stays under 1 KB).
-        return Change(
-            set={
-                "status": "queued",
-                "queue": queue,
-                "priority": priority,
-                "queued_in": queue,
-                "queue_rank": queue_rank(priority, now),
-                **_wait_fields(queue, now, "agent"),
-            },
-            remove=("stalled_for", "assigned_agent", "assigned_at", "accepted_at"),
-            transition=Transition(
-                at=now, from_status=status, to_status="queued", by=by, reason=reason, queue=queue
-            ),
-        )
+        return self.conversations.queue_change(ConversationState.of(meta), queue, priority, now, by, reason)
 
     def handover(
         self,
@@ -120,11 +94,10 @@ class Desk:
         decision: RoutingDecision,
         profile: dict[str, Any],
         now: str,
-        meta: dict[str, Any] | None = None,
+        meta: StateLike | None = None,
     ) -> Handover:
-        """The hand-over context; ``meta``: the conversation's META item when the caller has it."""
-        if meta is None:
-            meta = self.conversations.get_meta(conversation_id) or {}
+        """The hand-over context; ``meta``: the conversation's state when the caller has it."""
+        state = ConversationState.of(meta) if meta is not None else self.conversations.state(conversation_id)
         return build_handover(
             customer_id,
             self.customers.get(customer_id),
@@ -132,7 +105,7 @@ class Desk:
             self.conversations.messages(conversation_id, limit=self.rules.history_messages),
             decision,
             self.rules.priority.vip_tag,
-            meta.get("previous_conversation_id"),
+            state.previous_conversation_id if state is not None else None,
             now,
         )
 
@@ -144,24 +117,23 @@ class Desk:
         cutoff = format_timestamp(datetime.fromisoformat(now) - timedelta(days=self.rules.sticky_agent_days))
         return served[0] if served[1] >= cutoff else None
 
-    def assign_waiting(self, conversation_id: str, now: str, meta: dict[str, Any] | None = None) -> Events:
+    def assign_waiting(self, conversation_id: str, now: str, meta: StateLike | None = None) -> Events:
         """Hand a queued conversation to the best eligible agent, if there is one.
 
-        ``meta``: the conversation's META as the caller just wrote it (not read again; the
+        ``meta``: the conversation's state as the caller just wrote it (not read again; the
         assignment itself is written with the condition that it is still queued). The agent
         who last served the customer is looked up only when some agent is eligible.
         """
-        if meta is None:
-            meta = self.conversations.get_meta(conversation_id)
-        if meta is None or meta.get("status") != "queued":
+        state = ConversationState.of(meta) if meta is not None else self.conversations.state(conversation_id)
+        if state is None or state.status != "queued":
             return []
-        queue = self.rules.queues.get(meta.get("queue", ""))
+        queue = self.rules.queues.get(state.queue or "")
         if queue is None:
             return []
         agents = self.agents.with_skill(queue.skill)
         if not rank_agents(agents, queue.skill, None):
             return []  # nobody can take it now: it waits in the queue
-        sticky = self._sticky(meta["customer_id"], now)
+        sticky = self._sticky(state.customer_id, now)
         for agent, reason in rank_agents(agents, queue.skill, sticky):
             try:
                 return [self._assign(conversation_id, agent.agent_id, reason, now, _expect_queued)]
@@ -177,54 +149,39 @@ class Desk:
         agent_id: str,
         reason: str,
         now: str,
-        expect: Callable[[dict[str, Any]], None],
+        expect: Callable[[ConversationState], None],
         by: str = "routing",
         release: str | None = None,
-        to_status: str = "assigned",
+        accept: bool = False,
         require_available: bool = True,
     ) -> tuple[str, BaseModel]:
-        def decide(meta: dict[str, Any]) -> Change:
-            expect(meta)
-            fields: dict[str, Any] = {"status": to_status, "assigned_agent": agent_id, "assigned_at": now}
-            if to_status == "active":
-                fields.update({"accepted_at": now, **_wait_fields(meta["queue"], now, "reply")})
-            also = [self.agents.take(agent_id, conversation_id, require_available)]
-            if release:
-                also.append(self.agents.release(release, conversation_id))
-            return Change(
-                set=fields,
-                remove=(*QUEUE_ATTRIBUTES, "stalled_for"),
-                transition=Transition(
-                    at=now,
-                    from_status=meta["status"],
-                    to_status=to_status,
-                    by=by,
-                    reason=reason,
-                    queue=meta.get("queue"),
-                    agent_id=agent_id,
-                ),
-                also=also,
-                on_conflict=lambda i: (
-                    AgentUnavailable(agent_id)
-                    if i == 0
-                    else IllegalTransition(f"agent {release} no longer holds the conversation")
-                ),
+        def attempt(state: ConversationState) -> bool:
+            expect(state)
+            return self.conversations.assign(
+                state,
+                agent_id,
+                now,
+                agents=self.agents,
+                by=by,
+                reason=reason,
+                accept=accept,
+                release=release,
+                require_available=require_available,
             )
 
-        meta, _ = self.conversations.update_meta(conversation_id, decide)
-        handover = self.conversations.get_handover(conversation_id) or {}
+        state = self.conversations.apply(conversation_id, attempt)
         return (
             AGENT_ASSIGNED,
             AgentAssigned(
                 conversation_id=conversation_id,
-                customer_id=meta["customer_id"],
+                customer_id=state.customer_id,
                 agent_id=agent_id,
-                queue=meta.get("queue") or self.rules.default_queue,
-                intent=(meta.get("routing") or {}).get("intent"),
-                priority=int(meta.get("priority", 0)),
+                queue=state.queue or self.rules.default_queue,
+                intent=state.intent,
+                priority=state.priority,
                 reason=reason,
                 assigned_at=now,
-                handover_summary=handover.get("summary", ""),
+                handover_summary=self.conversations.handover_summary(conversation_id),
             ),
         )
 
@@ -273,8 +230,8 @@ class Desk:
 
     def accept(self, conversation_id: str, agent_id: str, now: str) -> Events:
         by = f"agent:{agent_id}"
-        meta = self.conversations.get_meta(conversation_id)
-        if meta is not None and meta.get("status") == "queued":
+        current = self.conversations.state(conversation_id)
+        if current is not None and current.status == "queued":
             # Picked from the queue by the agent: taken and accepted at once.
             return [
                 self._assign(
@@ -284,36 +241,24 @@ class Desk:
                     now,
                     _expect_queued,
                     by=by,
-                    to_status="active",
+                    accept=True,
                     require_available=False,
                 )
             ]
 
-        def decide(meta: dict[str, Any]) -> Change:
-            status, holder = meta.get("status"), meta.get("assigned_agent")
+        def attempt(state: ConversationState) -> bool:
+            status, holder = state.status, state.assigned_agent
             if status == "active" and holder == agent_id:
-                return Change(noop=True)
+                return True
             if status == "resolved":
                 raise IllegalTransition("the conversation is resolved")
             if status in ("assigned", "active") and holder != agent_id:
                 raise IllegalTransition(f"the conversation is assigned to agent {holder}")
             if status != "assigned":
                 raise IllegalTransition(f"the conversation is not waiting for an agent (status {status})")
-            return Change(
-                set={"status": "active", "accepted_at": now, **_wait_fields(meta["queue"], now, "reply")},
-                remove=("stalled_for",),
-                transition=Transition(
-                    at=now,
-                    from_status="assigned",
-                    to_status="active",
-                    by=by,
-                    reason="accepted",
-                    queue=meta.get("queue"),
-                    agent_id=agent_id,
-                ),
-            )
+            return self.conversations.accept(state, agent_id, now, by=by)
 
-        self.conversations.update_meta(conversation_id, decide)
+        self.conversations.apply(conversation_id, attempt)
         return []
 
     def transfer(
@@ -350,23 +295,19 @@ class Desk:
             ]
             return events + self.assign_next_for_agent(agent_id, now)
 
-        def decide(meta: dict[str, Any]) -> Change:
-            _expect_held_by(agent_id)(meta)
-            change = self.enqueue_change(
-                {**meta, "status": "transferring"},
+        def attempt(state: ConversationState) -> bool:
+            _expect_held_by(agent_id)(state)
+            return self.conversations.transfer_to_queue(
+                state,
                 str(queue),
-                int(meta.get("priority", 0)),
                 now,
+                agents=self.agents,
+                holder=agent_id,
                 by=by,
                 reason=f"transferred to the {queue} queue",
             )
-            assert change.transition is not None
-            change.transition.from_status = meta["status"]
-            change.also = [self.agents.release(agent_id, conversation_id)]
-            change.on_conflict = lambda _: IllegalTransition("you no longer hold the conversation")
-            return change
 
-        self.conversations.update_meta(conversation_id, decide)
+        self.conversations.apply(conversation_id, attempt)
         return self.assign_waiting(conversation_id, now) + self.assign_next_for_agent(agent_id, now)
 
     def resolve(
@@ -379,50 +320,34 @@ class Desk:
         if supervisor:
             agent_id = self._holder_for_supervisor(conversation_id, agent_id)
 
-        def decide(meta: dict[str, Any]) -> Change:
-            status, holder = meta.get("status"), meta.get("assigned_agent")
-            if status == "resolved":
+        def attempt(state: ConversationState) -> bool:
+            holder = state.assigned_agent
+            if state.status == "resolved":
                 raise IllegalTransition("the conversation is already resolved")
             if holder and holder != agent_id:
                 raise IllegalTransition(f"the conversation is assigned to agent {holder}")
-            profile = self.customers.get_profile(meta["customer_id"]) or {}
-            also: list[dict[str, Any]] = []
-            if holder:
-                also.append(self.agents.release(holder, conversation_id))
-            if profile.get("open_conversation_id") == conversation_id:
-                also.append(self.conversations.close_for_customer(meta["customer_id"], conversation_id))
-            also.append(self.agents.remember_served(meta["customer_id"], agent_id, now))
-            return Change(
-                set={
-                    "status": "resolved",
-                    "resolved_at": now,
-                    "resolution": resolution,
-                    "resolved_by": resolver,
-                },
-                remove=("assigned_agent", *QUEUE_ATTRIBUTES, *WAIT_ATTRIBUTES),
-                transition=Transition(
-                    at=now,
-                    from_status=str(status),
-                    to_status="resolved",
-                    by=by,
-                    reason=resolution,
-                    queue=meta.get("queue"),
-                    agent_id=agent_id,
-                ),
-                also=also,
-                # A lost race (released elsewhere, profile changed): read again and redo.
-                on_conflict=lambda _: _Retry(),
+            profile = self.customers.profile(state.customer_id)
+            return self.conversations.resolve(
+                state,
+                now,
+                resolution,
+                agents=self.agents,
+                agent_id=agent_id,
+                resolved_by=resolver,
+                by=by,
+                open_conversation=profile.open_conversation_id if profile is not None else None,
             )
 
         for _ in range(3):
             try:
-                meta, _ = self.conversations.update_meta(conversation_id, decide)
+                # A lost race (released elsewhere, profile changed): read again and redo.
+                state = self.conversations.apply(conversation_id, attempt)
                 break
-            except _Retry:
+            except ResolutionRaced:
                 continue
         else:
             raise IllegalTransition("the conversation kept changing; try again")
-        return [resolved_event(meta, now, by), *self.assign_next_for_agent(agent_id, now)]
+        return [resolved_event(state, now, by), *self.assign_next_for_agent(agent_id, now)]
 
     def _holder_for_supervisor(self, conversation_id: str, supervisor_id: str) -> str:
         """Whom a supervisor acts for: the agent holding the conversation (else themselves).
@@ -430,78 +355,65 @@ class Desk:
         Read before the change; the change's own check still requires that agent to hold it
         when it is written, so a concurrent transfer makes it a 409, never a wrong release.
         """
-        meta = self.conversations.get_meta(conversation_id)
-        if meta is None:
+        state = self.conversations.state(conversation_id)
+        if state is None:
             raise ConversationNotFound(conversation_id)
-        holder = meta.get("assigned_agent")
-        return str(holder) if holder and meta.get("status") in ("assigned", "active") else supervisor_id
+        holder = state.assigned_agent
+        return holder if holder and state.status in ("assigned", "active") else supervisor_id
 
     # -- overflow ------------------------------------------------------------ #
     def overflow(self, conversation_id: str, from_queue: str, to_queue: str, now: str) -> Events:
         """Move a conversation still waiting in ``from_queue`` to the broader ``to_queue``."""
 
-        def decide(meta: dict[str, Any]) -> Change:
-            if meta.get("status") != "queued" or meta.get("queue") != from_queue:
-                return Change(noop=True)
-            change = self.enqueue_change(
-                {**meta, "status": "overflow"},
+        moved: list[bool] = []
+
+        def attempt(state: ConversationState) -> bool:
+            moved.clear()
+            if state.status != "queued" or state.queue != from_queue:
+                return True
+            moved.append(True)
+            return self.conversations.overflow(
+                state,
                 to_queue,
-                int(meta.get("priority", 0)),
                 now,
+                overflowed_from=from_queue,
                 by="sla-sweep",
                 reason=f"waited past the {from_queue} queue's overflow threshold",
             )
-            assert change.transition is not None
-            change.transition.from_status = "queued"
-            # The customer's wait goes on: keep when it started.
-            since = meta.get("waiting_since") or now
-            change.set.update(
-                {"waiting_since": since, "queue_rank": queue_rank(int(meta.get("priority", 0)), since)}
-            )
-            change.remove = tuple(a for a in change.remove if a != "stalled_for")
-            change.set["overflowed_from"] = from_queue
-            return change
 
-        _, change = self.conversations.update_meta(conversation_id, decide)
-        return [] if change.noop else self.assign_waiting(conversation_id, now)
+        self.conversations.apply(conversation_id, attempt)
+        return self.assign_waiting(conversation_id, now) if moved else []
 
 
-def resolved_event(meta: dict[str, Any], resolved_at: str, resolved_by: str) -> tuple[str, BaseModel]:
-    """``conversation.resolved`` for the META item as it was just before the resolution."""
-    routing = meta.get("routing") or {}
-    # ``transitions``/``channel_switches``: the lists an earlier version kept on META.
-    transitions = meta.get("transitions") or []
-    legacy_reopens = sum(1 for t in transitions if t.get("from_status") == "resolved")
+def resolved_event(meta: StateLike, resolved_at: str, resolved_by: str) -> tuple[str, BaseModel]:
+    """``conversation.resolved`` for the conversation as it was just before the resolution."""
+    state = ConversationState.of(meta)
     return (
         CONVERSATION_RESOLVED,
         ConversationResolved(
-            conversation_id=meta["conversation_id"],
-            customer_id=meta["customer_id"],
-            intent=routing.get("intent") or "general",
-            channels=tuple(meta.get("channels") or ()),
-            channel_switches=int(meta.get("switch_count", 0)) + len(meta.get("channel_switches") or ()),
-            opened_at=meta["opened_at"],
+            conversation_id=state.conversation_id,
+            customer_id=state.customer_id,
+            intent=state.intent or "general",
+            channels=state.channels,
+            channel_switches=state.switch_count,
+            opened_at=state.opened_at,
             resolved_at=resolved_at,
             resolved_by=resolved_by,
-            escalated=bool(routing.get("escalated") or meta.get("handover") or meta.get("queue")),
-            reopened=int(meta.get("reopen_count", 0)) + legacy_reopens,
-            language=routing.get("language"),
+            escalated=state.escalated,
+            reopened=state.reopen_count,
+            language=state.language,
         ),
     )
 
 
-class _Retry(Exception):
-    pass
+def _expect_queued(state: ConversationState) -> None:
+    if state.status != "queued":
+        raise IllegalTransition(f"the conversation is not queued (status {state.status})")
 
 
-def _expect_queued(meta: dict[str, Any]) -> None:
-    if meta.get("status") != "queued":
-        raise IllegalTransition(f"the conversation is not queued (status {meta.get('status')})")
-
-
-def _expect_held_by(agent_id: str) -> Callable[[dict[str, Any]], None]:
-    def check(meta: dict[str, Any]) -> None:
-        status, holder = meta.get("status"), meta.get("assigned_agent")
+def _expect_held_by(agent_id: str) -> Callable[[ConversationState], None]:
+    def check(state: ConversationState) -> None:
+        status, holder = state.status, state.assigned_agent
         if status == "resolved":
             raise IllegalTransition("the conversation is resolved")
         if status not in ("assigned", "active") or holder != agent_id:

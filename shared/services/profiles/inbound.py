@@ -9,7 +9,7 @@ conversation is stored as the answer without reopening it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -27,7 +27,7 @@ from shared.domain.retention import retention_days
 from shared.domain.routing_rules import load_rules
 from shared.domain.surveys import Survey, could_be_score, parse_score
 from shared.platform.ids import new_id
-from shared.repositories.conversation_aggregates import InboundRecorded
+from shared.repositories.conversation_aggregates import ConversationState, InboundRecorded
 from shared.repositories.conversation_merge import ConversationMerger
 from shared.repositories.conversations import ConcurrentUpdate, ConversationRepository
 from shared.repositories.customer_profile import CustomerProfile
@@ -213,10 +213,10 @@ def _hinted_conversation(
     """
     if not hint:
         return None
-    meta = conversations.get_meta(hint)
-    if meta is not None and meta.get("status") == "merged" and meta.get("merged_into"):
-        return _hinted_conversation(conversations, customer_id, meta["merged_into"])
-    return hint if meta is not None and meta.get("customer_id") == customer_id else None
+    state = conversations.state(hint)
+    if state is not None and state.status == "merged" and state.merged_into:
+        return _hinted_conversation(conversations, customer_id, state.merged_into)
+    return hint if state is not None and state.customer_id == customer_id else None
 
 
 def _reopen_window_hours() -> int:
@@ -254,23 +254,25 @@ def _append_inbound(
 # --------------------------------------------------------------------------- #
 
 
-def stored_answer(meta: dict[str, Any], message_id: str) -> tuple[Survey, int] | None:
+def stored_answer(meta: ConversationState | Mapping[str, Any], message_id: str) -> tuple[Survey, int] | None:
     """The survey and score ``message_id`` answered, from the answers stored on a conversation."""
+    answers = ConversationState.of(meta).survey_answers
     for survey in SURVEYS:
-        answer = meta.get(survey) or {}
+        answer = answers.get(survey) or {}
         if answer.get("message_id") == message_id:
             return survey, int(answer["score"])
     return None
 
 
-def pending_survey(meta: dict[str, Any] | None, customer_id: str) -> Survey | None:
+def pending_survey(meta: ConversationState | Mapping[str, Any] | None, customer_id: str) -> Survey | None:
     """The survey a message of ``customer_id`` answers on this conversation: it is theirs,
     resolved, and the survey was asked for this resolution (not an earlier one)."""
-    if meta is None or meta.get("status") != "resolved" or meta.get("customer_id") != customer_id:
+    state = ConversationState.of(meta) if meta is not None else None
+    if state is None or state.status != "resolved" or state.customer_id != customer_id:
         return None
-    pending = meta.get("survey_pending") or {}
+    pending = state.survey_pending or {}
     survey = pending.get("survey")
-    if survey not in SURVEYS or pending.get("resolved_at") != meta.get("resolved_at"):
+    if survey not in SURVEYS or pending.get("resolved_at") != state.resolved_at:
         return None
     return cast(Survey, survey)
 
@@ -279,8 +281,8 @@ def _repeated_answer(
     conversations: ConversationRepository, seen: dict[str, Any], message_id: str
 ) -> tuple[str, bool, Survey, int] | None:
     """A redelivery: say again what it was, from the answer stored on the conversation."""
-    meta = conversations.get_meta(seen["conversation_id"]) or {}
-    answer = stored_answer(meta, message_id)
+    state = conversations.state(seen["conversation_id"])
+    answer = stored_answer(state, message_id) if state is not None else None
     if answer is None:
         return None
     return seen["conversation_id"], False, answer[0], answer[1]
@@ -303,18 +305,17 @@ def _survey_answer(
     seen = conversations.seen(message.message_key)
     if seen is not None:
         return _repeated_answer(conversations, seen, message.message_key)
-    meta = (
-        conversations.get_meta(conversation_id)
-        if conversation_id
-        else conversations.latest_for_customer(customer_id)
-    )
-    survey = pending_survey(meta, customer_id)
-    if meta is None or survey is None:
+    if conversation_id:
+        state = conversations.state(conversation_id)
+    else:
+        state = conversations.latest_of_customer(customer_id)
+    survey = pending_survey(state, customer_id)
+    if state is None or survey is None:
         return None
     score = parse_score(survey, message.text)
     if score is None:
         return None
-    cid = meta["conversation_id"]
+    cid = state.conversation_id
     written = conversations.record_survey_answer(
         cid,
         message_id=message.message_key,

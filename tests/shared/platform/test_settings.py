@@ -63,6 +63,21 @@ def _builder_modules() -> dict[str, frozenset[str]]:
     return {name: frozenset(modules(name, frozenset())) for name in builders}
 
 
+def _executed(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` but those under ``if TYPE_CHECKING:`` (imports for annotations only,
+    never executed)."""
+    nodes: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        nodes.append(node)
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            todo += node.orelse
+            continue
+        todo += ast.iter_child_nodes(node)
+    return nodes
+
+
 def _imports(module: str) -> set[str]:
     """The Lambda-code modules ``module`` imports (at any depth of its body); of the composition
     root, only the modules of the builders ``module`` calls (``bootstrap.<builder>``)."""
@@ -70,7 +85,7 @@ def _imports(module: str) -> set[str]:
     if module == BOOTSTRAP or tree is None:
         return set()
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _executed(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
