@@ -32,6 +32,13 @@ MODEL_MODULES = (
     "shared.platform.consumer",
     "shared.repositories.agents",
     "functions.proactive.events",
+    "functions.agent_api.agents",
+    "functions.agent_api.conversations",
+    "functions.agent_api.customers",
+    "functions.agent_api.knowledge",
+    "functions.agent_api.kpis",
+    "functions.agent_api.notifications",
+    "functions.agent_api.queues",
 )
 
 
