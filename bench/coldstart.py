@@ -2,7 +2,7 @@
 
 ::
 
-    .venv/bin/python -m bench.coldstart [--repeat 5]
+    .venv/bin/python -m bench.coldstart [--repeat 5] [--only routing,notify]
 
 Every function's zip is built as a deployment builds it (:func:`infra.bundling.build_function_zips`,
 bytecode included — compiled for this interpreter's Python, the one that runs the probe; a
@@ -293,13 +293,15 @@ def layer_size() -> tuple[int, str]:
     )
 
 
-def run(repeat: int, out: Any) -> list[dict[str, Any]]:
+def run(repeat: int, out: Any, only: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     results = []
     allowed = deployed_modules()
     with tempfile.TemporaryDirectory() as tmp:
         shipped = extract_artifacts(Path(tmp) / "bytecode", bytecode=True)
         plain = extract_artifacts(Path(tmp) / "plain", bytecode=False)
         for fn in TOPOLOGY.functions:
+            if only and fn.name not in only:
+                continue
             task, zip_bytes = shipped[fn.name]
             try:
                 samples = [probe(fn, allowed, task) for _ in range(repeat)]
@@ -375,8 +377,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument(
+        "--only", default="", help="comma-separated function names to measure (default: every function)"
+    )
     args = parser.parse_args(argv)
-    results = run(args.repeat, sys.stdout)
+    only = frozenset(name.strip() for name in args.only.split(",") if name.strip())
+    unknown = only - {fn.name for fn in TOPOLOGY.functions}
+    if unknown:
+        parser.error(f"unknown functions: {', '.join(sorted(unknown))}")
+    results = run(args.repeat, sys.stdout, only)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

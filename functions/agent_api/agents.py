@@ -5,8 +5,6 @@ A supervisor (a token whose ``cognito:groups`` claim contains ``supervisors``) c
 updates them with ``PUT /agents/{agent_id}``; each agent sets their own status.
 """
 
-from __future__ import annotations
-
 import re
 from typing import Annotated, Any, Literal
 

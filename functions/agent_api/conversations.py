@@ -4,10 +4,8 @@ Illegal transitions (resolving twice, accepting a conversation assigned to someo
 replying to an erased customer, ...) answer 409 with the reason.
 """
 
-from __future__ import annotations
-
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Header
@@ -47,7 +45,7 @@ class TransferBody(BaseModel):
     agent_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> TransferBody:
+    def _exactly_one(self) -> Self:
         if (self.queue is None) == (self.agent_id is None):
             raise ValueError("give exactly one of 'queue' and 'agent_id'")
         return self

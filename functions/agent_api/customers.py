@@ -6,8 +6,6 @@ body (its own ``customer_id``) with ``redirected_from`` set to the id asked for,
 unmerge and erasure refuse a merged-away id with 409 and say which customer to use.
 """
 
-from __future__ import annotations
-
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any

@@ -1,7 +1,5 @@
 """What every agent API router shares: repositories (one per container) and small helpers."""
 
-from __future__ import annotations
-
 import re
 from typing import Any
 

@@ -7,8 +7,6 @@ the index. Stored under ``articles/<id>.md`` in the versioned knowledge bucket, 
 by the knowledge-index function a moment later (``indexed`` in the listing says when).
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response

@@ -8,8 +8,6 @@ computes every KPI from the sums.
 KPIs for every day of the range and the breakdowns the console's supervisor view draws.
 """
 
-from __future__ import annotations
-
 from datetime import date, timedelta
 from typing import Annotated, Any
 

@@ -6,11 +6,9 @@ it on the customer's channel, respecting consent, quiet hours and the WhatsApp w
 The same ``notification_id`` sent twice is delivered once.
 """
 
-from __future__ import annotations
-
 import re
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
@@ -49,7 +47,7 @@ class NotificationBody(BaseModel):
     notification_id: Annotated[str, Field(max_length=150)] | None = None
 
     @model_validator(mode="after")
-    def _template_or_text(self) -> NotificationBody:
+    def _template_or_text(self) -> Self:
         if (self.template is None) == (self.text is None):
             raise ValueError("give either template (with variables) or text")
         if self.notification_id is not None and not _ID.match(self.notification_id):

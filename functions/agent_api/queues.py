@@ -1,8 +1,6 @@
 """Agent API: a queue - what waits in it, in the order it is served, its SLA, and the waits
 longer than the SLA (for an agent, or for an assigned agent's reply)."""
 
-from __future__ import annotations
-
 from datetime import timedelta
 from typing import Any, Literal
 

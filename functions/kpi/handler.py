@@ -18,6 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# Imported before anything imports pydantic: Powertools' batch module then does not import (and
+# build) the parser models of every event source it supports (≈ 45 ms of cold start; guarded by
+# tests/shared/platform/test_cold_start_imports.py).
+import aws_lambda_powertools.utilities.batch  # noqa: F401
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 

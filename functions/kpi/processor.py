@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from shared.contracts.events import (
     AgentAssigned,
@@ -89,6 +89,9 @@ LINK_CHANNELS = ("email", "webchat")
 
 
 class CesDue(BaseModel):
+    # Validators are built on first use, not at import (cold start): see bench/coldstart.py.
+    model_config = ConfigDict(defer_build=True)
+
     conversation_id: str
     customer_id: str
     resolved_at: str

@@ -12,9 +12,7 @@ Business systems publish behaviour events to the bus with a source starting with
 owner of ``identity`` (normalised like every identity, e.g. ``phone`` to E.164).
 """
 
-from __future__ import annotations
-
-from typing import Annotated
+from typing import Annotated, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -46,7 +44,7 @@ class BehaviourDetail(BaseModel):
     page: _Text | None = None
 
     @model_validator(mode="after")
-    def _customer(self) -> BehaviourDetail:
+    def _customer(self) -> Self:
         if self.customer_id is None and self.identity is None:
             raise ValueError("give customer_id or identity")
         return self

@@ -16,8 +16,6 @@ stored. The field names below are the only definition of them.
   for anything but a reply in a conversation the customer opened).
 """
 
-from __future__ import annotations
-
 import re
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

@@ -7,8 +7,6 @@ publishes :class:`NotificationRequested`. Any company system may publish
 consumer idempotent, so an event delivered twice has one effect.
 """
 
-from __future__ import annotations
-
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 

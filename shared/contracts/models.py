@@ -1,7 +1,5 @@
 """Read models: what the agent API and the functions see of customers and conversations."""
 
-from __future__ import annotations
-
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -319,6 +317,8 @@ class ConversationSummary(BaseModel):
 
 class SurveyAnswer(BaseModel):
     """The customer's answer to the survey asked after the resolution (docs/kpis.md)."""
+
+    model_config = _DEFERRED
 
     score: int
     answered_at: str

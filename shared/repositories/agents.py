@@ -16,8 +16,6 @@ the same transaction as the conversation's change, so two assignments racing for
 last slot cannot both win.
 """
 
-from __future__ import annotations
-
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
