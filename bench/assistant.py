@@ -27,7 +27,7 @@ from typing import Any
 import requests
 
 from bench import prices
-from bench.cost import Costed, price
+from bench.cost import Costed, index_table, largest_table, price
 from bench.meter import Meter
 from omni.knowledge import read_folder, sync
 from omni.local.auth import issue_agent_token
@@ -199,5 +199,7 @@ def describe(result: AiAnswered) -> str:
         f"| model: {prices.BEDROCK_DEFAULT_MODEL}, {result.input_tokens:.0f} input + "
         f"{result.output_tokens:.0f} output tokens at USD {list_price} per 1M | "
         f"{result.model_usd:.7f} | {per_million_model:.2f} |\n"
-        f"| **AI-answered message** | **{result.total_usd:.7f}** | **{result.total_usd * 1e6:.2f}** |\n\n"
+        f"| **AI-answered message** | **{result.total_usd:.7f}** | **{result.total_usd * 1e6:.2f}** |\n"
+        + "\n".join(index_table(result.aws.snapshot, result.aws.units) + largest_table(result.aws.snapshot))
+        + "\n\n"
     )

@@ -47,7 +47,7 @@ import math
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -471,6 +471,8 @@ def describe(costed: Costed) -> str:
                 f"{snap.wru_by_item[(table, kind, 'index')] / costed.units:.2f} | "
                 f"{snap.wru_small[(table, kind)] / costed.units:.2f} |"
             )
+    out += index_table(snap, costed.units)
+    out += largest_table(snap)
     out += item_table(snap, costed.units)
     out.append(
         f"\nESM batches: {dict(snap.batches)}; records: {dict(snap.records)} "
@@ -687,6 +689,63 @@ def cuts(costed: Costed) -> list[tuple[str, float]]:
             )
         )
     return sorted(found, key=lambda cut: -cut[1])
+
+
+def index_table(snap: Snapshot, units: float) -> list[str]:
+    """Index WRU per unit by index and cause, with the index attributes that changed and who wrote them."""
+    if not snap.wru_by_index:
+        return []
+    rows: Counter[tuple[str, str, str, str]] = Counter()
+    by_function: defaultdict[tuple[str, str, str, str], Counter[str]] = defaultdict(Counter)
+    for (table, index, cause, attributes, function), wru in snap.wru_by_index.items():
+        rows[(table, index, cause, attributes)] += wru
+        by_function[(table, index, cause, attributes)][function] += wru
+    out = [
+        "",
+        "DynamoDB index write units per unit, by index and cause (a changed index key is a delete "
+        "and a put in the index; an item entering or leaving a sparse index, or a changed projected "
+        "attribute, one write; a write that leaves the index's copy as it was, none), with the "
+        "index attributes whose value changed and the functions whose writes caused them:",
+        "",
+        "| table | index | cause | attributes changed | WRU | by function |",
+        "|---|---|---|---|---:|---|",
+    ]
+    totals: Counter[tuple[str, str]] = Counter()
+    for (table, index, _, _), wru in rows.items():
+        totals[(table, index)] += wru
+    for key, wru in sorted(rows.items(), key=lambda kv: (-totals[kv[0][:2]], kv[0][:2], -kv[1])):
+        functions = ", ".join(
+            f"{fn} {n / units:.2f}" for fn, n in sorted(by_function[key].items(), key=lambda x: -x[1])
+        )
+        out.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {wru / units:.2f} | {functions} |")
+    for (table, index), wru in sorted(totals.items(), key=lambda kv: -kv[1]):
+        out.append(f"| {table} | **{index}** | all | | **{wru / units:.2f}** | |")
+    return out
+
+
+#: META attributes of the assistant's decision and state (moving off META separately).
+ASSISTANT_ATTRIBUTES = ("routing", "assistant")
+
+
+def largest_table(snap: Snapshot, tables: tuple[str, ...] = ("conversations",)) -> list[str]:
+    """The largest item of each kind a write left behind, with its largest attributes."""
+    kinds = sorted(k for k in snap.largest if k[0] in tables)
+    if not kinds:
+        return []
+    out = [
+        "",
+        "Largest item written, by kind (bytes as DynamoDB counts them; one write unit is 1,024; "
+        "META also without the assistant's decision and state, `routing` and `assistant`):",
+        "",
+        "| table | item | bytes | without the assistant's part | largest attributes (bytes) |",
+        "|---|---|---:|---:|---|",
+    ]
+    for table, kind in kinds:
+        size, attributes = snap.largest[(table, kind)]
+        own = size - sum(attributes.get(a, 0) for a in ASSISTANT_ATTRIBUTES) if kind == "META" else size
+        top = ", ".join(f"{a} {n}" for a, n in sorted(attributes.items(), key=lambda x: -x[1])[:5])
+        out.append(f"| {table} | {kind} | {size:,} | {own:,} | {top} |")
+    return out
 
 
 def item_table(snap: Snapshot, units: float) -> list[str]:

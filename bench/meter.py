@@ -88,6 +88,11 @@ def item_size(item: dict[str, Any] | None) -> int:
     return sum(len(name.encode()) + value_size(value) for name, value in item.items())
 
 
+def attribute_sizes(item: dict[str, Any]) -> dict[str, int]:
+    """Bytes each attribute of a low-level item counts for (its name and its value)."""
+    return {name: len(name.encode()) + value_size(value) for name, value in item.items()}
+
+
 def write_units(size: int) -> int:
     return max(1, math.ceil(size / KB))
 
@@ -95,6 +100,17 @@ def write_units(size: int) -> int:
 def read_units(size: int, consistent: bool) -> float:
     units = max(1, math.ceil(size / (4 * KB)))
     return float(units) if consistent else units / 2
+
+
+@dataclass(frozen=True)
+class IndexWrite:
+    """What one item write cost one index: why, which of its attributes changed, units."""
+
+    index: str
+    cause: str
+    attributes: str
+    units: int
+    writes: int
 
 
 @dataclass
@@ -162,6 +178,13 @@ class Snapshot:
     rru_by_op: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: (table, item kind, "item" | "index") -> WRU; item kind is the sort key's prefix (META, MSG...).
     wru_by_item: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    #: (table, index, cause, attributes, function) -> index WRU. Cause: "key changed" (the
+    #: old index item deleted and a new one put), "projected attribute changed", "entered"
+    #: or "left" (a sparse index); attributes: the index's attributes whose value changed.
+    wru_by_index: Counter[tuple[str, str, str, str, str]] = field(default_factory=Counter)
+    #: (table, item kind) -> the largest such item a write left behind: its size in bytes and
+    #: the size of each of its attributes (name and value, the way DynamoDB counts them).
+    largest: dict[tuple[str, str], tuple[int, dict[str, int]]] = field(default_factory=dict)
     #: (table, item kind) -> WRU those writes would cost if every item were at most 1 KB.
     wru_small: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: (table, item kind) -> RRU; a query's units are shared among the kinds it returned, by size.
@@ -365,10 +388,23 @@ class Meter:
         self, table: str, old: dict[str, Any] | None, new: dict[str, Any] | None
     ) -> tuple[int, int]:
         """Write units the table's indexes consume, and how many index writes that is."""
-        units = 0
-        writes = 0
+        writes = self._gsi_writes(table, old, new)
+        return sum(w.units for w in writes), sum(w.writes for w in writes)
+
+    def _gsi_writes(
+        self, table: str, old: dict[str, Any] | None, new: dict[str, Any] | None
+    ) -> list[IndexWrite]:
+        """What one item write costs each of the table's indexes, and why.
+
+        DynamoDB's rules (developer guide, "Global secondary indexes", writes): an index is
+        written only when the item's index copy changes; a changed index key is two writes
+        (the old index item deleted, the new one put); an item entering or leaving a sparse
+        index is one; a changed projected attribute (same key) is one; an update that sets
+        an attribute to the value it already had changes nothing and writes no index.
+        """
+        found: list[IndexWrite] = []
         schema = self.schema(table)
-        for keys, projection, included in schema.gsis.values():
+        for name, (keys, projection, included) in schema.gsis.items():
             old_in = bool(old) and all(k in old for k in keys)
             new_in = bool(new) and all(k in new for k in keys)
             if not old_in and not new_in:
@@ -377,23 +413,27 @@ class Meter:
 
             def view(item: Any, projection: str = projection, projected: tuple[str, ...] = projected) -> Any:
                 """The index's copy of ``item`` (what it stores, and what a write of it costs)."""
+                if not item:
+                    return {}
                 if projection == "ALL":
                     return item
                 return {k: item[k] for k in projected if k in item}
 
+            before, after = view(old if old_in else None), view(new if new_in else None)
+            changed = ",".join(sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)))
             if old_in and new_in:
                 same_key = all(old[k] == new[k] for k in keys)  # type: ignore[index]
                 if not same_key:
-                    units += write_units(item_size(view(old))) + write_units(item_size(view(new)))
-                    writes += 2
-                elif view(old) != view(new):
+                    units = write_units(item_size(before)) + write_units(item_size(after))
+                    found.append(IndexWrite(name, "key changed", changed, units, 2))
+                elif before != after:
                     # Only a change of a projected attribute writes the index.
-                    units += write_units(max(item_size(view(old)), item_size(view(new))))
-                    writes += 1
+                    units = write_units(max(item_size(before), item_size(after)))
+                    found.append(IndexWrite(name, "projected attribute changed", changed, units, 1))
             else:
-                units += write_units(item_size(view(new if new_in else old)))
-                writes += 1
-        return units, writes
+                cause = "entered" if new_in else "left"
+                found.append(IndexWrite(name, cause, changed, write_units(item_size(after or before)), 1))
+        return found
 
     def _account(
         self,
@@ -432,9 +472,10 @@ class Meter:
             new = None if action == "Delete" else self._fetch(table, key)
             factor = 2 if transactional else 1
             base = write_units(max(item_size(old), item_size(new))) * factor
-            index_units, index_writes = 0, 0
+            index_writes: list[IndexWrite] = []
             if not failed and action != "ConditionCheck" and old != new:
-                index_units, index_writes = self._gsi_units(table, old, new)
+                index_writes = self._gsi_writes(table, old, new)
+            index_units = sum(w.units for w in index_writes)
             units = base + index_units
             wru += units
             self._count_units(table, operation, wru=units)
@@ -443,7 +484,12 @@ class Meter:
             with self._lock:
                 self.data.wru_by_item[(short, kind, "item")] += base
                 self.data.wru_by_item[(short, kind, "index")] += index_units
-                self.data.wru_small[(short, kind)] += factor + index_writes
+                self.data.wru_small[(short, kind)] += factor + sum(w.writes for w in index_writes)
+                for w in index_writes:
+                    self.data.wru_by_index[(short, w.index, w.cause, w.attributes, function)] += w.units
+                size = item_size(new)
+                if new and size > self.data.largest.get((short, kind), (0, {}))[0]:
+                    self.data.largest[(short, kind)] = (size, attribute_sizes(new))
                 self.data.item_requests[(short, kind, operation)] += 1
         if operation in ("GetItem", "BatchGetItem", "TransactGetItems"):
             rru = self._account_point_reads(operation, body)

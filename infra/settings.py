@@ -154,34 +154,28 @@ def email_identity_settings(topology: Topology, config: pulumi.Config) -> EmailI
     return EmailIdentitySettings(email_identities=identities, email_configuration_sets=configuration_sets)
 
 
-def parse_recipients(value: str | None) -> tuple[str, ...]:
-    """``emailRecipients``: a JSON list (``pulumi config set --path 'emailRecipients[0]' ...``)
-    or a comma-separated string."""
+def _config_list(name: str, value: str | None) -> list[str]:
+    """A list setting: a JSON list (``pulumi config set --path 'name[0]' ...``) or a comma-separated
+    string; its items stripped, empty ones left out."""
     if not value or not value.strip():
-        return ()
+        return []
     items: Sequence[object]
     if value.strip().startswith("["):
         try:
             items = json.loads(value)
         except ValueError as exc:
-            raise ValueError(f"emailRecipients is not a JSON list: {exc}") from None
+            raise ValueError(f"{name} is not a JSON list: {exc}") from None
     else:
         items = value.split(",")
-    return tuple(str(item).strip().lower() for item in items if str(item).strip())
+    return [text for text in (str(item).strip() for item in items) if text]
+
+
+def parse_recipients(value: str | None) -> tuple[str, ...]:
+    """``emailRecipients``: the addresses in lower case."""
+    return tuple(item.lower() for item in _config_list("emailRecipients", value))
 
 
 def parse_origins(value: str | None) -> tuple[str, ...]:
-    """``widgetOrigins``: a JSON list (``pulumi config set --path 'widgetOrigins[0]' ...``) or a
-    comma-separated string; each origin in lower case, without a trailing slash."""
-    if not value or not value.strip():
-        return ()
-    items: Sequence[object]
-    if value.strip().startswith("["):
-        try:
-            items = json.loads(value)
-        except ValueError as exc:
-            raise ValueError(f"widgetOrigins is not a JSON list: {exc}") from None
-    else:
-        items = value.split(",")
-    origins = (str(item).strip().lower().rstrip("/") for item in items)
+    """``widgetOrigins``: each origin in lower case, without a trailing slash, once."""
+    origins = (item.lower().rstrip("/") for item in _config_list("widgetOrigins", value))
     return tuple(dict.fromkeys(origin for origin in origins if origin))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 
 import boto3
@@ -46,3 +47,26 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[tuple[str, str], str
         yield provisioned.physical
         aws.reset_clients()
         clear_secret_cache()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_containers() -> None:
+    """Each test module starts with new Lambda containers.
+
+    The handler modules keep what they build on first use in module-level ``_name: X | None``
+    attributes (a notifier with its adapters, a router), and ``shared.bootstrap`` caches its
+    repositories: one container's state, built from the environment it first saw. In Lambda a
+    container never sees another environment; here one process runs the test modules one after
+    another (in any order, several per worker with pytest-xdist), so a module that built a
+    notifier with the providers' real adapters must not hand it to a local stack started by the
+    next module. Only modules already imported are touched.
+    """
+    for name, module in list(sys.modules.items()):
+        if not (name.startswith("functions.") and name.endswith(".handler")):
+            continue
+        for attribute, annotation in getattr(module, "__annotations__", {}).items():
+            if attribute.startswith("_") and not attribute.startswith("__") and "| None" in str(annotation):
+                setattr(module, attribute, None)
+    bootstrap = sys.modules.get("shared.bootstrap")
+    if bootstrap is not None:
+        bootstrap.reset()

@@ -18,8 +18,6 @@ import io
 import json
 import os
 import re
-import shutil
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import redirect_stdout
@@ -38,20 +36,11 @@ from omni.send import meta as meta_sender
 from omni.send import twilio as twilio_sender
 from shared.platform.http import PUBLIC_BASE_URL_ENV
 from tests.helpers import REPO_ROOT
+from tests.helpers.browser import chromium
 from topology import TOPOLOGY
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = os.environ.get("OMNI_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # The README's picture is refreshed only on request (OMNI_UPDATE_SCREENSHOT=1), so a test
 # run leaves the work tree as it was.
 SCREENSHOT = REPO_ROOT / "docs" / "console.png"
@@ -64,27 +53,10 @@ META_SECRET = TOPOLOGY.secret("meta-app-secret").local_default
 WAIT_MS = 15_000
 
 
-def _skip(reason: str) -> None:
-    message = f"BROWSER TEST DID NOT RUN: {reason}"
-    print(f"\n*** {message} ***", file=sys.stderr)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)) and not shutil.which(CHROMIUM):
-        _skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: PLC0415
-    except ImportError:
-        _skip("the playwright Python package is not installed (pip install -e '.[dev]')")
-    # launch() gives every run a new, empty profile directory of its own.
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

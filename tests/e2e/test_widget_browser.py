@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,20 +27,11 @@ import requests
 from omni.local.runtime import LocalRuntime
 from omni.local.widget import DEMO_CUSTOMER
 from tests.helpers import REPO_ROOT
+from tests.helpers.browser import chromium
 from tests.helpers.e2e import agent
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = os.environ.get("OMNI_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = REPO_ROOT / "docs" / "widget.png"
 STAGE = "widget-e2e"
 AGENT = "ines"
@@ -50,26 +39,10 @@ WAIT_MS = 15_000
 XSS = "<img src=x onerror=alert(1)>"
 
 
-def _skip(reason: str) -> None:
-    message = f"BROWSER TEST DID NOT RUN: {reason}"
-    print(f"\n*** {message} ***", file=sys.stderr)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)) and not shutil.which(CHROMIUM):
-        _skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: PLC0415
-    except ImportError:
-        _skip("the playwright Python package is not installed (pip install -e '.[dev]')")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
