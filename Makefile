@@ -19,9 +19,11 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/omni local --demo
 
-## make test: the whole test suite (unit, handler, Pulumi mock, end-to-end).
+## make test: the whole test suite (unit, handler, Pulumi mock, end-to-end), one worker per core
+## and a test file per worker; `make test PYTEST_ARGS=` runs it in one process.
+PYTEST_ARGS ?= -n auto --dist loadfile
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make lint: ruff (style, complexity), mypy (types), import-linter (the layers of docs/architecture.md).
 lint: $(STAMP)

@@ -138,4 +138,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         failures += batch_handler(list(_batch))
     finally:
         _batch.clear()
+    # Every invocation publishes this one (0 most of the time): the events SQS will redeliver, and
+    # a batch of events that all failed or changed nothing still has a metric to flush.
+    metrics.add_metric(name="KpiEventsFailed", unit="Count", value=len(failures))
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}

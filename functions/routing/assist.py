@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.contracts.events import MessageRecorded
+from shared.contracts.events import ConversationFacts, MessageRecorded
 from shared.contracts.models import Citation, RoutingDecision
 from shared.domain.assistant import (
     ASKED_FOR_PERSON,
@@ -48,18 +48,18 @@ class Assisted:
 
 
 def assist(
-    assistant: Assistant, event: MessageRecorded, meta: dict[str, Any], decision: RoutingDecision
+    assistant: Assistant, event: MessageRecorded, facts: ConversationFacts, decision: RoutingDecision
 ) -> Assisted:
     if decision.automated:
         return Assisted(decision)  # a template or the order lookup answered
-    previous = meta.get("routing") or {}
-    bot_answered_last = meta.get("status") == "bot" and bool(previous.get("automated"))
-    before = AssistantState.from_item(meta.get("assistant"))
+    previous = facts.routing
+    bot_answered_last = facts.status == "bot" and previous is not None and previous.automated
+    before = AssistantState.from_item(facts.assistant.model_dump() if facts.assistant is not None else None)
     state = after_bot_answer(assistant.config, before, event.text, bot_answered_last)
     # The "was this helpful?" signal: the customer's message right after an assistant answer.
     feedback = (
         feedback_on_answer(assistant.config, before, state, event.text)
-        if bot_answered_last and previous.get("citations")
+        if bot_answered_last and facts.routing_cited
         else None
     )
     reason = handover_before_answering(

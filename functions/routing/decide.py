@@ -19,9 +19,10 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from functions.routing.orders import OrderStatus
-from shared.contracts.events import MessageRecorded, format_timestamp
+from shared.contracts.events import ConversationFacts, MessageRecorded, format_timestamp
 from shared.contracts.models import ConversationSummary, RoutingDecision
 from shared.domain.routing_rules import IntentRule, RoutingRules
+from shared.repositories.conversation_aggregates import ACKNOWLEDGED_AT
 
 
 @dataclass(frozen=True)
@@ -226,14 +227,6 @@ def acknowledged_before(
     )
 
 
-#: Conversation attribute: when the last automatic acknowledgement was asked for (epoch
-#: seconds, a short name and a number: META stays under 1 KB).
-ACKNOWLEDGED_AT = "ack_at"
-#: Conversation attribute: the last routed message was automatic mail (its kind); no survey
-#: is asked after the resolution of such a conversation.
-AUTOMATED_MAIL = "automated_mail"
-
-
 def for_automatic_mail(decision: RoutingDecision, automated: str) -> RoutingDecision:
     """A machine sent the message (RFC 3834): it goes to people, never answered by the bot."""
     if not decision.automated:
@@ -248,7 +241,9 @@ def for_automatic_mail(decision: RoutingDecision, automated: str) -> RoutingDeci
     )
 
 
-def not_acknowledged(rules: RoutingRules, meta: dict[str, Any], event: MessageRecorded, now: str) -> bool:
+def not_acknowledged(
+    rules: RoutingRules, meta: dict[str, Any] | ConversationFacts, event: MessageRecorded, now: str
+) -> bool:
     """No acknowledgement for this message: a machine sent it, or the conversation was
     acknowledged within the configured window (whatever the channel). A resolution closes the
     window: a customer who writes again after it (the conversation reopened) has a new request,
@@ -256,11 +251,15 @@ def not_acknowledged(rules: RoutingRules, meta: dict[str, Any], event: MessageRe
     if event.automated:
         return True
     window = rules.acknowledgement_window_minutes
-    last = meta.get(ACKNOWLEDGED_AT)
+    if isinstance(meta, ConversationFacts):
+        last: Any = meta.acknowledged_at
+        closed = meta.resolved_at or meta.reopened_at
+    else:
+        last = meta.get(ACKNOWLEDGED_AT)
+        closed = meta.get("resolved_at") or meta.get("reopened_at")
     if not window or last is None:
         return False
     try:
-        closed = meta.get("resolved_at") or meta.get("reopened_at")
         if closed and epoch_seconds(str(closed)) >= int(last):
             return False
         return int(last) > epoch_seconds(now) - window * 60

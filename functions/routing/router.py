@@ -10,8 +10,6 @@ from pydantic import BaseModel
 
 from functions.routing.assist import Assisted, assist
 from functions.routing.decide import (
-    ACKNOWLEDGED_AT,
-    AUTOMATED_MAIL,
     Classification,
     Classifier,
     KeywordClassifier,
@@ -26,6 +24,7 @@ from functions.routing.decide import (
 )
 from functions.routing.orders import OrderLookup, OrderStatus
 from shared.contracts.events import (
+    ConversationFacts,
     FeedbackSubmitted,
     InboundFacts,
     MessageRecorded,
@@ -38,7 +37,16 @@ from shared.domain.assistant import HELPFUL, UNHELPFUL, AssistantState
 from shared.domain.handover import fit as fit_handover
 from shared.domain.routing_rules import RoutingRules, load_rules
 from shared.domain.surveys import is_closing
-from shared.repositories.conversation_aggregates import RoutingMark
+from shared.repositories.conversation_aggregates import (
+    ACKNOWLEDGED_AT,
+    AUTOMATED_MAIL,
+    RoutingMark,
+    assistant_item,
+    conversation_facts,
+    facts_item,
+    has_details,
+    meta_routing,
+)
 from shared.repositories.conversations import Change, ConversationNotFound, ConversationRepository
 from shared.repositories.customers import CustomerRepository
 from shared.services.bot_resolution import BOT, BOT_ATTRIBUTES, answered_fields, resolve_by_bot
@@ -55,7 +63,7 @@ NOT_ROUTED = frozenset({"call", "call_status", "reaction", "system"})
 
 Events = list[tuple[str, BaseModel]]
 #: The assistant's state of a conversation it has not answered yet (not stored).
-_FRESH_ASSISTANT = AssistantState().to_item()
+_FRESH_ASSISTANT = assistant_item(AssistantState().to_item())
 
 
 class Router:
@@ -98,33 +106,43 @@ class Router:
             return self._route(event, now, fresh=True)
 
     def _route(self, event: MessageRecorded, now: str, fresh: bool) -> Events:
-        """Route on META read eventually consistent (``fresh`` False) or strongly consistent.
+        """Route on the conversation's facts as recording left them (carried by the event), else
+        as read eventually consistent (``fresh`` False), or as read strongly consistent.
 
-        The cheap read is enough for a new message: the decision is written with the condition
-        that META is still at the version read, and the routed marker with the condition that
-        the message was not routed before. Every outcome that rests on the read alone (a
-        redelivery, an agent's conversation, the customer closing it) or a failed condition
-        raises :class:`_Stale`, and the message is routed again on a strongly consistent read.
+        The event's facts (or the cheap read) are enough for a new message: the decision is
+        written with the condition that META is still at their version, and the routed marker
+        with the condition that the message was not routed before. Every outcome that rests on
+        the facts alone (a redelivery, an agent's conversation, the customer closing it) or a
+        failed condition raises :class:`_Stale`, and the message is routed again on a strongly
+        consistent read.
         """
-        meta = self.conversations.get_meta(event.conversation_id, consistent=fresh)
-        if meta is None:
+        facts = self._facts(event, fresh)
+        if facts is None:
             if not fresh:
                 raise _Stale  # created a moment ago: the cheap read may not see it yet
             raise ConversationNotFound(event.conversation_id)
-        again = self._routed_before(event, meta, now, fresh)
+        again = self._routed_before(event, facts, now, fresh)
         if again is not None:
             return again
-        if meta.get("status") in WITH_AGENT:
+        if facts.status in WITH_AGENT:
             _require(fresh)
             return []  # the agent has the conversation; the message is theirs to answer
-        if meta.get("status") == BOT and is_closing(event.text, self.rules.bot_resolution.closing):
+        if facts.status == BOT and is_closing(event.text, self.rules.bot_resolution.closing):
             _require(fresh)
             closed = self._closed_by_customer(event, now)
-            return [*closed, *_helpful_closing(event, meta)] if closed else closed
-        return self._route_new(event, meta, now, fresh)
+            return [*closed, *_helpful_closing(event, facts)] if closed else closed
+        return self._route_new(event, facts, now, fresh)
+
+    def _facts(self, event: MessageRecorded, fresh: bool) -> ConversationFacts | None:
+        """The conversation as the event's facts describe it (recording just wrote it: not read
+        again), else as read; ``fresh``: read strongly consistent (the facts may be out of date)."""
+        facts = event.conversation
+        if not fresh and facts is not None and facts.conversation_id == event.conversation_id:
+            return facts
+        return self.conversations.conversation_facts(event.conversation_id, consistent=fresh)
 
     def _routed_before(
-        self, event: MessageRecorded, meta: dict[str, Any], now: str, fresh: bool = True
+        self, event: MessageRecorded, facts: ConversationFacts, now: str, fresh: bool = True
     ) -> Events | None:
         """What a redelivery of an already routed message publishes again; None for a new message.
 
@@ -133,54 +151,56 @@ class Router:
         on a fresh read, which finds it here.
         """
         if not fresh:
-            if meta.get("closed_by") == event.message_id or event.message_id in meta.get(
-                "routed_messages", []
-            ):
+            if facts.closed_by == event.message_id or event.message_id in facts.routed_messages:
                 raise _Stale
             return None
-        if meta.get("closed_by") == event.message_id and meta.get("status") == "resolved":
+        if facts.closed_by == event.message_id and facts.status == "resolved":
             # The customer's thanks resolved it: say so again (the KPIs count it once).
-            from shared.services.desk import resolved_event  # noqa: PLC0415 - a rare redelivery
-
-            return [resolved_event(meta, meta["resolved_at"], BOT), *_helpful_closing(event, meta)]
+            return [*self._resolved_again(event), *_helpful_closing(event, facts)]
         if event.sequence is not None:
-            return self._routed_before_marked(event, event.sequence, meta, now)
+            return self._routed_before_marked(event, event.sequence, facts, now)
         seen = self.conversations.routing_of(event.message_id) or {}
         # ``routed_messages``: the list an earlier version kept on META.
-        if not (seen.get("routed_at") or event.message_id in meta.get("routed_messages", [])):
+        if not (seen.get("routed_at") or event.message_id in facts.routed_messages):
             return None
-        current = meta.get("routing") or {}
-        if current.get("message_id") != event.message_id:
+        decision = self.conversations.whole_decision(event.conversation_id, facts)
+        if decision is None or decision.message_id != event.message_id:
             return []  # routed before, and a later message has been routed since
-        decision = RoutingDecision(**current)
         if seen.get("routed_at"):
             quiet = bool(seen.get("routing_quiet"))
             # The decision before this one is not kept: the KPI flags are set as if it
             # were the first (the KPI function counts a first response/hand-over once).
             return self._publishable(event, decision, quiet, now, previous=None, previous_known=False)
-        previous_raw = meta.get("previous_routing")
-        previous = RoutingDecision(**previous_raw) if previous_raw else None
-        quiet = acknowledged_before(decision, previous, bool(meta.get("routing_waited")))
+        previous = facts.previous_routing
+        quiet = acknowledged_before(decision, previous, facts.routing_waited)
         return self._publishable(event, decision, quiet, now, previous=previous)
 
+    def _resolved_again(self, event: MessageRecorded) -> Events:
+        """The ``conversation.resolved`` event of a conversation the customer's thanks resolved
+        (a rare redelivery: read whole, for the event's counters)."""
+        from shared.services.desk import resolved_event  # noqa: PLC0415 - a rare redelivery
+
+        meta = self.conversations.get_meta(event.conversation_id)
+        if meta is None or meta.get("status") != "resolved":
+            return []
+        return [resolved_event(meta, meta["resolved_at"], BOT)]
+
     def _routed_before_marked(
-        self, event: MessageRecorded, sequence: int, meta: dict[str, Any], now: str
+        self, event: MessageRecorded, sequence: int, facts: ConversationFacts, now: str
     ) -> Events | None:
         """:meth:`_routed_before` for message number ``sequence``: the routing marker on META says it."""
-        mark = RoutingMark.of(meta)
+        mark = RoutingMark.of_facts(facts)
         if not mark.covers(sequence):
             return None
-        if mark.message_id != event.message_id:
+        decision = self.conversations.whole_decision(event.conversation_id, facts)
+        if decision is None or mark.message_id != event.message_id:
             return []  # routed before, or a later message has been routed since
-        current = meta.get("routing") or {}
         # The decision before this one is not kept: the KPI flags are set as if it were the
         # first (the KPI function counts a first response/hand-over once).
-        return self._publishable(
-            event, RoutingDecision(**current), mark.quiet, now, previous=None, previous_known=False
-        )
+        return self._publishable(event, decision, mark.quiet, now, previous=None, previous_known=False)
 
     def _route_new(
-        self, event: MessageRecorded, meta: dict[str, Any], now: str, fresh: bool = True
+        self, event: MessageRecorded, facts: ConversationFacts, now: str, fresh: bool = True
     ) -> Events:
         """Decide, record the decision (and the hand-over) on the conversation, say what to publish."""
         profile = self._profile(event)
@@ -189,16 +209,16 @@ class Router:
             decision = for_automatic_mail(decision, event.automated)
         # Automatic mail gets no answer at all, the assistant's included.
         assisted = (
-            assist(self.assistant, event, meta, decision)
+            assist(self.assistant, event, facts, decision)
             if self.assistant is not None and not event.automated
             else None
         )
         decision = assisted.decision if assisted is not None else decision
-        silent = not decision.automated and not_acknowledged(self.rules, meta, event, now)
-        waited = meta.get("status") == "queued"
+        silent = not decision.automated and not_acknowledged(self.rules, facts, event, now)
+        waited = facts.status == "queued"
         built: dict[str, Handover] = {}
 
-        def handover(current: dict[str, Any]) -> Handover | None:
+        def handover(current: ConversationFacts) -> Handover | None:
             """The hand-over context, built (and written) only when the conversation is handed
             over anew: a message to a conversation already waiting in that queue changes nothing
             of it, and reads no history."""
@@ -206,7 +226,7 @@ class Router:
                 return None
             if "handover" not in built:
                 built["handover"] = self.desk.handover(
-                    event.customer_id, event.conversation_id, decision, profile, now, meta=current
+                    event.customer_id, event.conversation_id, decision, profile, now, meta=facts_item(current)
                 )
                 if assisted is not None:
                     built["handover"] = built["handover"].model_copy(
@@ -219,25 +239,44 @@ class Router:
                     built["handover"] = fit_handover(built["handover"])  # under 1 KB with the additions
             return built["handover"]
 
-        def record(current: dict[str, Any]) -> Change:
-            if current is not meta and not fresh:
-                raise _Stale  # META moved since the cheap read: decide again on the current one
+        known = facts_item(facts)
+
+        def record(item: dict[str, Any]) -> Change:
+            if item is not known and not fresh:
+                raise _Stale  # META moved since the facts: decide again on the current one
+            current = facts if item is known else conversation_facts(item)
             return self._record(
-                current, decision, handover(current), now, assisted, silent, event.automated, event.sequence
+                current,
+                item,
+                decision,
+                handover(current),
+                now,
+                assisted,
+                silent,
+                event.automated,
+                event.sequence,
             )
 
+        if has_details(decision):
+            # The assistant's answer, citations and usage: kept whole beside META, not on it.
+            self.conversations.put_decision(event.conversation_id, decision)
         try:
-            seen, change = self.conversations.update_meta(event.conversation_id, record, known=meta)
+            seen, change = self.conversations.update_meta(event.conversation_id, record, known=known)
         except _RoutedMeanwhile:
             _require(fresh)  # routed before: a fresh read finds the decision to publish again
             return []  # a concurrent redelivery routed it a moment ago and publishes
         if change.noop:
             _require(fresh)
             return []
-        previous = _routing(meta)
-        quiet = acknowledged_before(decision, previous, waited) or silent
+        quiet = acknowledged_before(decision, facts.routing, waited) or silent
         return self._publishable(
-            event, decision, quiet, now, previous=previous, profile=profile, written=_written(seen, change)
+            event,
+            decision,
+            quiet,
+            now,
+            previous=facts.routing,
+            profile=profile,
+            written=_written(seen, change),
         )
 
     def _profile(self, event: MessageRecorded) -> dict[str, Any]:
@@ -293,7 +332,8 @@ class Router:
 
     def _record(
         self,
-        meta: dict[str, Any],
+        facts: ConversationFacts,
+        item: dict[str, Any],
         decision: RoutingDecision,
         handover: Handover | None,
         now: str,
@@ -304,33 +344,36 @@ class Router:
     ) -> Change:
         """The change recording ``decision`` on META; ``sequence``: the message's number, recorded
         as the routing marker in the same update (without it, the marker goes on the message's
-        ``SEEN`` item, in a transaction)."""
-        if decision.message_id in meta.get("routed_messages", []):
+        ``SEEN`` item, in a transaction). ``facts``: the conversation as read (``item``, handed
+        on to the desk's rules)."""
+        if decision.message_id in facts.routed_messages:
             return Change(noop=True)
-        if sequence is not None and RoutingMark.of(meta).covers(sequence):
+        mark = RoutingMark.of_facts(facts)
+        if sequence is not None and mark.covers(sequence):
             raise _RoutedMeanwhile  # a concurrent redelivery (or a later message) was routed first
-        status = meta.get("status", "open")
+        status = facts.status
         if not decision.automated and status not in WITH_AGENT:
             change = self.desk.enqueue_change(
-                meta, decision.queue, decision.priority, now, by="routing", reason=decision.reason
+                item, decision.queue, decision.priority, now, by="routing", reason=decision.reason
             )
             if handover is not None:
                 change.handover = handover.model_dump(exclude_none=True)
             # Handed to a human: the bot-resolution clock stops.
-            change.remove = (*change.remove, *(a for a in BOT_ATTRIBUTES if a in meta))
+            change.remove = (*change.remove, *(a for a in BOT_ATTRIBUTES if getattr(facts, a) is not None))
         else:
             change = Change()
         # Defaults left out: META is rewritten with every message and must stay under 1 KB.
-        change.set["routing"] = decision.model_dump(exclude_defaults=True)
+        change.set["routing"] = meta_routing(decision)
         # The assistant's state is written only when it changed (a fresh one is the default).
-        state = assisted.state if assisted is not None else None
-        if state is not None and state != meta.get("assistant", _FRESH_ASSISTANT):
+        state = assistant_item(assisted.state) if assisted is not None and assisted.state else None
+        before = facts.assistant.model_dump() if facts.assistant is not None else _FRESH_ASSISTANT
+        if state is not None and state != before:
             change.set["assistant"] = state
         # The message's routed marker, with what a redelivery needs to ask for the same reply.
-        quiet = acknowledged_before(decision, _routing(meta), status == "queued") or silent
+        quiet = acknowledged_before(decision, facts.routing, status == "queued") or silent
         if sequence is not None:
             # One conditional update (META's version) records the decision and the marker.
-            marked, unmarked = RoutingMark.of(meta).updates(sequence, quiet)
+            marked, unmarked = mark.updates(sequence, quiet)
             change.set.update(marked)
             change.remove = (*change.remove, *unmarked)
         else:
@@ -339,13 +382,13 @@ class Router:
             change.set[ACKNOWLEDGED_AT] = epoch_seconds(now)  # the acknowledgement window starts
         if automated:
             change.set[AUTOMATED_MAIL] = automated  # no survey after its resolution
-        elif AUTOMATED_MAIL in meta:
+        elif facts.automated_mail is not None:
             change.remove = (*change.remove, AUTOMATED_MAIL)
         change.on_conflict = lambda _: _RoutedMeanwhile()
         if decision.automated and status in ("open", "bot"):
             change.set["status"] = "bot"
             # Resolved by the bot when the customer stays silent (the SLA sweep).
-            change.set.update(answered_fields(meta, now))
+            change.set.update(answered_fields(item, now))
             if status != "bot":
                 change.transition = _transition(now, status, "bot", decision.reason)
         return change
@@ -459,23 +502,17 @@ def _feedback(event: MessageRecorded, helpful: bool) -> tuple[str, BaseModel]:
     )
 
 
-def _helpful_closing(event: MessageRecorded, meta: dict[str, Any]) -> Events:
+def _helpful_closing(event: MessageRecorded, facts: ConversationFacts) -> Events:
     """ "Thanks, that's all" right after an assistant answer: the answer helped."""
-    return [_feedback(event, True)] if (meta.get("routing") or {}).get("citations") else []
+    return [_feedback(event, True)] if facts.routing_cited else []
 
 
-def _hands_over(meta: dict[str, Any], decision: RoutingDecision) -> bool:
+def _hands_over(facts: ConversationFacts, decision: RoutingDecision) -> bool:
     """Whether recording ``decision`` hands the conversation over anew (a new hand-over context):
     not when it waits in that queue already, nor when an agent has it."""
-    status = meta.get("status", "open")
-    if status in WITH_AGENT:
+    if facts.status in WITH_AGENT:
         return False
-    return not (status == "queued" and meta.get("queue") == decision.queue)
-
-
-def _routing(meta: dict[str, Any]) -> RoutingDecision | None:
-    raw = meta.get("routing")
-    return RoutingDecision(**raw) if isinstance(raw, dict) else None
+    return not (facts.status == "queued" and facts.queue == decision.queue)
 
 
 def _transition(now: str, from_status: str, to_status: str, reason: str) -> Transition:

@@ -24,7 +24,7 @@ from pydantic import (
 
 from shared.contracts import names
 from shared.contracts.channels import Channel
-from shared.contracts.models import Citation
+from shared.contracts.models import Citation, RoutingDecision
 
 #: Our delivery statuses of an outbound message (the outbox's, in order).
 DeliveryStatus = Literal["queued", "sent", "delivered", "read", "failed"]
@@ -254,6 +254,71 @@ class ProfileFacts(BaseModel):
     consent: dict[str, str] = Field(default_factory=dict)
 
 
+class AssistantFacts(BaseModel):
+    """The assistant's small state of a conversation: what its next answer needs (the bot's
+    answers in a row that did not help, the terms of the question it answered last)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    unhelpful: int = 0
+    terms: list[str] = Field(default_factory=list)
+    answers: int = 0
+
+
+class ConversationFacts(BaseModel):
+    """The conversation as profile merge's recording of the message left it: what routing
+    decides on, carried on ``message.recorded`` so routing does not read it again.
+
+    ``version`` is the conversation's version after the recording: routing writes its decision
+    with the condition that the conversation is still at it (else it reads it again and
+    decides on the current state). Small by design (an event is priced per 64 KB): the
+    routing decision is the one kept with the conversation (without the assistant's answer,
+    citations and usage)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    conversation_id: str
+    customer_id: str
+    version: Annotated[int, Field(ge=0)]
+    status: str = "open"
+    queue: str | None = None
+    priority: int = 0
+    queue_rank: str | None = None
+    waiting_since: str | None = None
+    assigned_agent: str | None = None
+    channels: list[str] = Field(default_factory=list)
+    last_inbound_channel: str | None = None
+    last_inbound_at: str | None = None
+    previous_conversation_id: str | None = None
+    #: The latest routing decision (its answer, citations and usage left out).
+    routing: RoutingDecision | None = None
+    #: That decision was an answer citing knowledge-base articles.
+    routing_cited: bool = False
+    #: That decision's details (answer, citations, usage) are kept beside the conversation.
+    routing_detailed: bool = False
+    #: Number of the latest routed message, and whether its reply was left out.
+    routed_seq: int | None = None
+    routed_quiet: bool = False
+    #: The message by which the customer closed the conversation the bot answered.
+    closed_by: str | None = None
+    resolved_at: str | None = None
+    reopened_at: str | None = None
+    #: When the customer was last acknowledged (seconds since the epoch).
+    acknowledged_at: int | None = None
+    #: The kind of automatic mail the conversation holds (no survey after its resolution).
+    automated_mail: str | None = None
+    #: The bot-resolution clock (set while the bot's answer waits for the customer).
+    bot_answered_in: str | None = None
+    bot_answered_at: str | None = None
+    bot_last_inbound: str | None = None
+    assistant: AssistantFacts | None = None
+    #: An earlier layout's routing state (never on an event: its list grows): the messages
+    #: routed, the decision before the latest, and whether the customer waited for it.
+    routed_messages: list[str] = Field(default_factory=list)
+    previous_routing: RoutingDecision | None = None
+    routing_waited: bool = False
+
+
 class MessageRecorded(_Event):
     """Detail of ``message.recorded``: profile merge put the message in a conversation."""
 
@@ -291,6 +356,10 @@ class MessageRecorded(_Event):
     #: The customer's profile facts routing decides on; absent on events published by an
     #: earlier version (routing then reads the profile).
     customer: ProfileFacts | None = None
+    #: The conversation's facts and version after the message was recorded; absent on events
+    #: published by an earlier version and on redeliveries that recorded nothing (routing then
+    #: reads the conversation).
+    conversation: ConversationFacts | None = None
 
 
 class InboundFacts(BaseModel):

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.contracts.events import Identity
-from shared.contracts.models import ChannelSwitch, Message, Transition
+from shared.contracts.events import ConversationFacts, Identity
+from shared.contracts.models import ChannelSwitch, Message, RoutingDecision, Transition
 from shared.domain.conversation_status import (
     MESSAGE_STATUS_RANK,
     OPEN,
@@ -29,7 +29,15 @@ from shared.domain.conversation_status import (
     starts_reply_wait,
     survey_reply,
 )
-from shared.repositories.conversation_aggregates import INBOUND_SEQ, InboundRecorded
+from shared.repositories.conversation_aggregates import (
+    DECISION,
+    INBOUND_SEQ,
+    InboundRecorded,
+    conversation_facts,
+    facts_item,
+    joined_decision,
+    recorded_facts,
+)
 from shared.repositories.conversation_keys import (
     MAX_ATTEMPTS,
     MESSAGE_PREFIX,
@@ -106,6 +114,39 @@ class ConversationMessages:
                 "ExpressionAttributeValues": serialise({":at": at, ":quiet": quiet}),
             }
         }
+
+    # -- routing's view: the conversation's facts, the decision's details --------- #
+    def conversation_facts(self, conversation_id: str, consistent: bool = True) -> ConversationFacts | None:
+        """Routing's typed view of the conversation (None when there is none); ``consistent=False``
+        (half the price) where a version condition protects the write that follows."""
+        meta = self.table.get(meta_key(conversation_id), consistent=consistent)
+        return conversation_facts(meta) if meta is not None else None
+
+    def put_decision(self, conversation_id: str, decision: RoutingDecision) -> None:
+        """Keep ``decision`` whole on the conversation's ``DECISION`` item (META keeps it without
+        the assistant's answer, citations and usage). Put before the META update recording the
+        decision, on its own, once per message: a redelivery's attempt does not replace what
+        the first one wrote (and may have sent)."""
+        self.table.conditional(
+            "put_item",
+            Item=serialise(
+                {
+                    "pk": conversation_pk(conversation_id),
+                    "sk": DECISION,
+                    **decision.model_dump(exclude_defaults=True),
+                }
+            ),
+            ConditionExpression="attribute_not_exists(message_id) OR message_id <> :m",
+            ExpressionAttributeValues=serialise({":m": decision.message_id}),
+        )
+
+    def whole_decision(self, conversation_id: str, facts: ConversationFacts) -> RoutingDecision | None:
+        """The latest decision ``facts`` record, whole (its details read from the ``DECISION``
+        item only when META left them there)."""
+        if facts.routing is None or not facts.routing_detailed:
+            return facts.routing
+        details = self.table.get({"pk": conversation_pk(conversation_id), "sk": DECISION})
+        return joined_decision(facts_item(facts)["routing"], details)
 
     # -- messages ------------------------------------------------------------- #
     def messages(self, conversation_id: str, limit: int = 50) -> list[Message]:
@@ -184,6 +225,17 @@ class ConversationMessages:
             # Exact: the update is guarded by META's version.
             sequence = int(meta.get(INBOUND_SEQ, 0)) + 1
             learned["sequence"] = sequence
+            # META as this edit leaves it (its facts ride on ``message.recorded``): no read after.
+            after = {
+                **meta,
+                "message_count": int(meta.get("message_count", 0)) + 1,
+                "last_inbound_channel": channel,
+                "last_channel": channel,
+                "last_inbound_at": sent_at,
+                INBOUND_SEQ: sequence,
+                "version": int(meta["version"]) + 1,
+            }
+            learned["after"] = after
             values: dict[str, Any] = {
                 ":one": 1,
                 ":channel": channel,
@@ -198,9 +250,11 @@ class ConversationMessages:
             if meta.get("reply_to") != reply_to.model_dump():
                 expression += ", reply_to = :reply_to"
                 values[":reply_to"] = reply_to.model_dump()
+                after["reply_to"] = reply_to.model_dump()
             if channel not in meta.get("channels", []):
                 expression += ", channels = list_append(if_not_exists(channels, :empty), :channel_list)"
                 values.update({":channel_list": [channel], ":empty": []})
+                after["channels"] = [*meta.get("channels", []), channel]
             previous = meta.get("last_inbound_channel")
             learned.update(channel_switch=bool(previous and previous != channel), reopened=False)
             if previous and previous != channel:
@@ -217,11 +271,13 @@ class ConversationMessages:
                 values[":zero"] = 0
             if sent_at > meta.get("last_message_at", ""):
                 expression += ", last_message_at = :ts"
+                after["last_message_at"] = sent_at
             status = meta.get("status")
             if starts_reply_wait(status, meta.get("waiting_since"), meta.get("queue")):
                 # The customer now waits for the agent's reply: the SLA clock starts.
                 expression += ", wait_queue = :queue, waiting_since = :ts, wait_kind = :reply"
                 values.update({":queue": meta["queue"], ":reply": "reply"})
+                after.update(wait_queue=meta["queue"], waiting_since=sent_at, wait_kind="reply")
             elif status == RESOLVED:
                 # Resolved while this message was on its way: the customer is not finished.
                 reopen = Transition(
@@ -236,6 +292,9 @@ class ConversationMessages:
                 values.update({":open": OPEN, ":zero": 0})
                 extra.append(history_put(self.table.name, target, meta["version"] + 1, reopen))
                 learned["reopened"] = True
+                after.update(status=OPEN, reopened_at=sent_at)
+                for gone in ("resolved_at", "resolution"):
+                    after.pop(gone, None)
                 return _Edit(expression, values, ("resolved_at", "resolution"), extra, {"seq": sequence})
             return _Edit(expression, values, (), extra, {"seq": sequence})
 
@@ -247,6 +306,7 @@ class ConversationMessages:
                 sequence=learned["sequence"],
                 channel_switch=learned["channel_switch"],
                 reopened=learned["reopened"],
+                conversation=recorded_facts(learned["after"]),
             )
         if written is None:
             return InboundRecorded(written=False, conversation_id=conversation_id)

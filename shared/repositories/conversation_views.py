@@ -11,10 +11,10 @@ from shared.contracts.models import (
     Handover,
     Message,
     Note,
-    RoutingDecision,
     Transition,
 )
 from shared.domain.conversation_status import NEW, OPEN
+from shared.repositories.conversation_aggregates import DECISION, joined_decision, stored_routing
 from shared.repositories.conversation_keys import (
     HANDOVER,
     HISTORY_PREFIX,
@@ -36,7 +36,7 @@ def summary_of(meta: dict[str, Any]) -> ConversationSummary:
         last_channel=meta.get("last_channel"),
         channels=meta.get("channels", []),
         message_count=meta.get("message_count", 0),
-        routing=RoutingDecision(**routing) if routing else None,
+        routing=stored_routing(routing) if routing else None,
         queue=meta.get("queue"),
         priority=meta.get("priority", 0),
         assigned_agent=meta.get("assigned_agent"),
@@ -53,8 +53,14 @@ def conversation_of(items: list[dict[str, Any]]) -> Conversation | None:
     if meta is None:
         return None
     handover = next((fields(i) for i in items if i["sk"] == HANDOVER), None) or meta.get("handover")
+    summary = summary_of(meta).model_dump()
+    if meta.get("routing"):
+        # The decision whole: its details (the assistant's answer, citations, usage) are kept
+        # beside META, on the ``DECISION`` item.
+        details = next((i for i in items if i["sk"] == DECISION), None)
+        summary["routing"] = joined_decision(meta["routing"], details)
     return Conversation(
-        **summary_of(meta).model_dump(),
+        **summary,
         messages=[message_of(i) for i in items if i["sk"].startswith(MESSAGE_PREFIX)],
         channel_switches=[ChannelSwitch(**s) for s in switches_of(meta, items)],
         reply_to=meta.get("reply_to"),

@@ -13,7 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from shared.contracts.events import Identity, MessageReceived, MessageRecorded, format_timestamp
+from shared.contracts.events import (
+    ConversationFacts,
+    Identity,
+    MessageReceived,
+    MessageRecorded,
+    format_timestamp,
+)
 from shared.contracts.models import Consent
 from shared.domain.contact_choices import ChannelKeyword, parse_keyword
 from shared.domain.identity import normalise
@@ -60,6 +66,8 @@ class RecordedMessage:
     profile: CustomerProfile | None = None
     #: The message was a reply keyword choosing the customer's channels (not routed; confirmed).
     keyword: ChannelKeyword | None = None
+    #: The conversation as recording the message left it (its facts ride on the event).
+    conversation: ConversationFacts | None = None
 
     def event(self, message: MessageReceived) -> MessageRecorded | None:
         """The ``message.recorded`` event for routing, or None when there is nothing to route
@@ -84,6 +92,7 @@ class RecordedMessage:
             automated=message.automated,
             sequence=self.sequence,
             customer=self.profile.facts() if self.profile is not None else None,
+            conversation=self.conversation,
         )
 
     def log_fields(self) -> dict[str, Any]:
@@ -418,6 +427,8 @@ def _append_to(
         reopened=reopened,
         # Numbered in the conversation it was recorded in: another thread numbers its own.
         sequence=recorded.sequence if forwarded_to == conversation_id else None,
+        # Likewise its facts: a thread it was forwarded to is read by routing.
+        conversation=recorded.conversation if forwarded_to == conversation_id else None,
         profile=profile,
         **inbound.base,
     )

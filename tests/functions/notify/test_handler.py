@@ -536,8 +536,13 @@ def test_defer_sends_the_event_back_with_a_bounded_delay(stack: Any) -> None:
     assert notify_handler.defer(req, NOON + timedelta(seconds=61.2), NOON) == 62
     assert notify_handler.defer(req, NOON - timedelta(seconds=5), NOON) == 1
     sqs = boto3.client("sqs")
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])
-    assert attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "3"
+    # The 1-second one may be visible already on a loaded machine; the two longer ones are not.
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    delayed, visible = (
+        int(counts["ApproximateNumberOfMessagesDelayed"]),
+        int(counts["ApproximateNumberOfMessages"]),
+    )
+    assert (delayed + visible, delayed >= 2) == (3, True)
 
 
 def test_urgent_requests_ignore_quiet_hours(stack: Any) -> None:
