@@ -83,7 +83,9 @@ class _EmbeddedServer:
                 from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy, only when needed
 
                 from omni.local.atomic import make_moto_dynamodb_atomic, make_moto_sqs_atomic  # noqa: PLC0415
+                from omni.local.fast_events import make_moto_events_fast  # noqa: PLC0415
                 from omni.local.fast_queries import make_moto_queries_fast  # noqa: PLC0415
+                from omni.local.fast_responses import make_moto_responses_fast  # noqa: PLC0415
                 from omni.local.fast_sqs import make_moto_sqs_fast  # noqa: PLC0415
                 from omni.local.fast_transactions import make_moto_transactions_fast  # noqa: PLC0415
 
@@ -92,6 +94,8 @@ class _EmbeddedServer:
                 make_moto_transactions_fast()
                 make_moto_queries_fast()
                 make_moto_sqs_fast()
+                make_moto_responses_fast()
+                make_moto_events_fast()
                 _cache_moto_service_names()
                 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
                 server.start()

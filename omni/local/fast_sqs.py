@@ -11,21 +11,42 @@ the queue ninety times: the drain became quadratic in the backlog — moto's cos
 
 * ``get_queue_attributes`` computes the queue's attributes once per request (same names,
   same values, same errors);
-* the retention check of ``receive_message`` reads the queue's retention period directly.
+* the retention check of ``receive_message`` reads the queue's retention period directly;
+* ``send_message`` (and so ``SendMessageBatch`` and EventBridge's deliveries) no longer
+  counts the queue's messages: it reads the queue's attributes only for
+  ``ContentBasedDeduplication``, but moto's attributes include the three message counts,
+  each a walk over every message — while a send runs in a thread, those counts read 0
+  there (nothing of a send's outcome depends on them).
 
 Used by the embedded emulator of ``omni local`` through :func:`make_moto_sqs_fast`.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from moto.core.utils import unix_time
 from moto.sqs.exceptions import InvalidAttributeName
-from moto.sqs.models import Message, SQSBackend
+from moto.sqs.models import Message, Queue, SQSBackend
 
 _installed = False
+_local = threading.local()
+_COUNTS = (
+    "approximate_number_of_messages",
+    "approximate_number_of_messages_not_visible",
+    "approximate_number_of_messages_delayed",
+)
+
+
+def _count_unless_sending(original: property) -> property:
+    def count(queue: Queue) -> int:
+        if getattr(_local, "sending", False):
+            return 0
+        return original.fget(queue)  # type: ignore[misc, no-any-return]
+
+    return property(count)
 
 
 def install() -> Callable[[], None]:
@@ -57,12 +78,28 @@ def install() -> Callable[[], None]:
         retain_until = retention_period + message.sent_timestamp / 1000  # type: ignore[operator]
         return bool(retain_until > unix_time())
 
+    original_send = SQSBackend.send_message
+    original_counts = {name: Queue.__dict__[name] for name in _COUNTS}
+
+    def send_message(self: SQSBackend, *args: Any, **kwargs: Any) -> Message:
+        _local.sending = True
+        try:
+            return original_send(self, *args, **kwargs)
+        finally:
+            _local.sending = False
+
     SQSBackend.get_queue_attributes = get_queue_attributes  # type: ignore[method-assign]
+    SQSBackend.send_message = send_message  # type: ignore[method-assign]
+    for name, counted in original_counts.items():
+        setattr(Queue, name, _count_unless_sending(counted))
     SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
 
     def undo() -> None:
         SQSBackend.get_queue_attributes = original_attributes  # type: ignore[method-assign]
         SQSBackend.is_message_valid_based_on_retention_period = original_retention  # type: ignore[method-assign]
+        SQSBackend.send_message = original_send  # type: ignore[method-assign]
+        for name, counted in original_counts.items():
+            setattr(Queue, name, counted)
 
     return undo
 

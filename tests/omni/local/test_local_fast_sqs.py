@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.sqs.models import Queue
+from moto.sqs.models import Message, Queue
 
 from omni.local.emulator import Emulator
 
@@ -129,3 +129,38 @@ def test_concurrent_receivers_get_each_message_once_and_deletes_lose_no_send(sqs
         for future in receiving:
             future.result()
     assert len(received) == len(set(received)) == total
+
+
+@pytest.fixture
+def visits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the messages looked at (moto's visibility check of a message)."""
+    counted: list[int] = []
+    original = Message.visible
+
+    def visible(message: Message) -> bool:
+        counted.append(1)
+        return original.fget(message)  # type: ignore[attr-defined, no-any-return]
+
+    monkeypatch.setattr(Message, "visible", property(visible))
+    return counted
+
+
+def test_sending_does_not_count_the_queue(sqs: Any, visits: list[int]) -> None:
+    url = sqs.create_queue(QueueName="fast-sqs-send")["QueueUrl"]
+    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(n), "MessageBody": str(n)} for n in range(10)])
+    sqs.send_message(QueueUrl=url, MessageBody="one more")
+    assert visits == []  # moto's own: every send looked at every message of the queue twice
+    got = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert got["Attributes"] == {"ApproximateNumberOfMessages": "11"}  # the counts are still moto's
+
+
+def test_content_based_deduplication_still_applies_to_sends(sqs: Any) -> None:
+    url = sqs.create_queue(
+        QueueName="fast-sqs-dedup.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    )["QueueUrl"]
+    for _ in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody="same body", MessageGroupId="g")
+    sqs.send_message(QueueUrl=url, MessageBody="another body", MessageGroupId="g")
+    got = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert got["ApproximateNumberOfMessages"] == "2"
+    assert got["ContentBasedDeduplication"] == "true"
