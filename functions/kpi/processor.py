@@ -355,16 +355,16 @@ class KpiProcessor:
         key = conversation_state_key(conversation_id)
         state = work.get(key)
         if state is None:
-            meta = self.conversations.get_meta(conversation_id)
-            if meta is None:
+            conversation = self.conversations.state(conversation_id)
+            if conversation is None:
                 raise ConversationNotFound(conversation_id)
             state = {
                 "pk": key[0],
                 "sk": key[1],
                 "conversation_id": conversation_id,
-                "customer_id": meta["customer_id"],
-                "opened_at": meta["opened_at"],
-                "channel": meta.get("opened_on") or (meta.get("channels") or [UNKNOWN])[0],
+                "customer_id": conversation.customer_id,
+                "opened_at": conversation.opened_at,
+                "channel": conversation.opened_on or (conversation.channels or (UNKNOWN,))[0],
                 "status": "open",
                 "reopens": 0,
                 "pending": {},
@@ -388,8 +388,8 @@ class KpiProcessor:
         if state.get("intent"):
             return
         if not intent:
-            meta = self.conversations.get_meta(state["conversation_id"]) or {}
-            intent = (meta.get("routing") or {}).get("intent")
+            conversation = self.conversations.state(state["conversation_id"])
+            intent = conversation.intent if conversation else None
         if not intent:
             return
         state["intent"] = intent
@@ -532,7 +532,8 @@ class KpiProcessor:
         answer = {"score": score, "answered_at": event.answered_at, "via": "link"}
         # Before the commit; idempotent (a redelivery finds its own answer stored).
         if not self.conversations.store_survey_answer(event.conversation_id, event.survey, answer):
-            stored = (self.conversations.get_meta(event.conversation_id) or {}).get(event.survey) or {}
+            conversation = self.conversations.state(event.conversation_id)
+            stored = conversation.survey_answers.get(event.survey, {}) if conversation else {}
             if stored.get("via") != "link":
                 return  # answered by a reply first: its message.recorded counts it
             score = int(stored["score"])
@@ -576,9 +577,8 @@ class KpiProcessor:
         if not state.get("escalated"):
             state["escalated"] = True
             self._add_opened(work, state, "escalated")
-            meta = self.conversations.get_meta(state["conversation_id"]) or {}
-            routing = meta.get("routing")
-            reason = handover_reason(routing if isinstance(routing, dict) else None)
+            conversation = self.conversations.state(state["conversation_id"])
+            reason = handover_reason(conversation.routing if conversation else None)
             self._add_opened(work, state, f"{HANDOVER_PREFIX}{reason}")
             work.metrics.append(("HandedOver", 1, "Count"))
 
@@ -639,13 +639,13 @@ class KpiProcessor:
             return  # asked already (once per conversation)
         survey = configured_survey()
         now = self.now()
-        meta = self.conversations.get_meta(due.conversation_id) or {}
-        if meta.get("automated_mail"):
+        conversation = self.conversations.state(due.conversation_id)
+        if conversation is not None and conversation.automated_mail:
             return  # the conversation's last message was automatic mail (RFC 3834): no survey
         # Marked on the conversation first: the customer's reply to it is an answer, not a reopen.
         if not self.conversations.set_survey_pending(due.conversation_id, survey, due.resolved_at, now):
             return  # reopened meanwhile (the KPIs hear of it with the customer's message)
-        channel = meta.get("last_inbound_channel") or state["channel"]
+        channel = (conversation.last_inbound_channel if conversation else None) or state["channel"]
         state["survey_asked"] = survey
         work.put(state)
         intent, dim_channel = self._dims(state)

@@ -368,6 +368,8 @@ class ConversationState:
     #: recorded (survey -> ``{message_id, score, ...}``).
     survey_pending: Mapping[str, Any] | None = None
     survey_answers: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _NOTHING)
+    #: The kind of automatic mail (RFC 3834) the conversation's latest message was, if it was.
+    automated_mail: str | None = None
 
     @classmethod
     def of(cls, item: Mapping[str, Any] | ConversationState) -> ConversationState:
@@ -423,6 +425,7 @@ class ConversationState:
             survey_answers=MappingProxyType(
                 {s: _frozen(item[s]) for s in SURVEYS if isinstance(item.get(s), Mapping)}
             ),
+            automated_mail=_optional_str(item.get("automated_mail")),
         )
 
     # -- what the services ask ------------------------------------------------------------ #

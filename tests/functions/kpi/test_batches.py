@@ -29,6 +29,7 @@ from shared.contracts.events import (
     NotificationRequested,
     format_timestamp,
 )
+from shared.repositories.conversation_aggregates import ConversationState
 from shared.repositories.kpis import Plan, StateConflict
 
 DAY = datetime.fromisoformat("2026-11-02T09:00:00+00:00")
@@ -98,10 +99,11 @@ class FakeConversations:
             for cid in CONVERSATIONS
         }
 
-    def get_meta(self, conversation_id: str) -> dict[str, Any] | None:
+    def state(self, conversation_id: str) -> ConversationState | None:
         if conversation_id == "broken":
             raise RuntimeError("META unreadable")
-        return copy.deepcopy(self.metas.get(conversation_id))
+        meta = self.metas.get(conversation_id)
+        return ConversationState.of(copy.deepcopy(meta)) if meta is not None else None
 
 
 def processor(repo: FakeKpis) -> KpiProcessor:

@@ -27,9 +27,7 @@ RAW = {
 }
 
 #: Callers still on the raw item, and what they use (remove an entry when it is converted).
-PENDING: dict[str, set[str]] = {
-    "functions/kpi/processor.py": {".get_meta("},
-}
+PENDING: dict[str, set[str]] = {}
 
 
 def _callers() -> list[Path]:
