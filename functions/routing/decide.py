@@ -22,7 +22,6 @@ from functions.routing.orders import OrderStatus
 from shared.contracts.events import ConversationFacts, MessageRecorded, format_timestamp
 from shared.contracts.models import ConversationSummary, RoutingDecision
 from shared.domain.routing_rules import IntentRule, RoutingRules
-from shared.repositories.conversation_aggregates import ACKNOWLEDGED_AT
 
 
 @dataclass(frozen=True)
@@ -241,9 +240,7 @@ def for_automatic_mail(decision: RoutingDecision, automated: str) -> RoutingDeci
     )
 
 
-def not_acknowledged(
-    rules: RoutingRules, meta: dict[str, Any] | ConversationFacts, event: MessageRecorded, now: str
-) -> bool:
+def not_acknowledged(rules: RoutingRules, facts: ConversationFacts, event: MessageRecorded, now: str) -> bool:
     """No acknowledgement for this message: a machine sent it, or the conversation was
     acknowledged within the configured window (whatever the channel). A resolution closes the
     window: a customer who writes again after it (the conversation reopened) has a new request,
@@ -251,12 +248,8 @@ def not_acknowledged(
     if event.automated:
         return True
     window = rules.acknowledgement_window_minutes
-    if isinstance(meta, ConversationFacts):
-        last: Any = meta.acknowledged_at
-        closed = meta.resolved_at or meta.reopened_at
-    else:
-        last = meta.get(ACKNOWLEDGED_AT)
-        closed = meta.get("resolved_at") or meta.get("reopened_at")
+    last = facts.acknowledged_at
+    closed = facts.resolved_at or facts.reopened_at
     if not window or last is None:
         return False
     try:

@@ -49,7 +49,7 @@ from shared.repositories.conversation_aggregates import (
 )
 from shared.repositories.conversations import Change, ConversationNotFound, ConversationRepository
 from shared.repositories.customers import CustomerRepository
-from shared.services.bot_resolution import BOT, BOT_ATTRIBUTES, answered_fields, resolve_by_bot
+from shared.services.bot_resolution import BOT, BOT_ATTRIBUTES, answered_fields, resolve_as_bot
 from shared.services.desk import Desk
 
 if TYPE_CHECKING:
@@ -180,10 +180,10 @@ class Router:
         (a rare redelivery: read whole, for the event's counters)."""
         from shared.services.desk import resolved_event  # noqa: PLC0415 - a rare redelivery
 
-        meta = self.conversations.get_meta(event.conversation_id)
-        if meta is None or meta.get("status") != "resolved":
+        state = self.conversations.state(event.conversation_id)
+        if state is None or state.status != "resolved" or state.resolved_at is None:
             return []
-        return [resolved_event(meta, meta["resolved_at"], BOT)]
+        return [resolved_event(state, state.resolved_at, BOT)]
 
     def _routed_before_marked(
         self, event: MessageRecorded, sequence: int, facts: ConversationFacts, now: str
@@ -319,15 +319,15 @@ class Router:
     def _closed_by_customer(self, event: MessageRecorded, now: str) -> Events:
         """The customer closed a conversation the bot answered ("thanks, that's all"): resolved
         by the bot at once, without a reply (docs/kpis.md)."""
-        return resolve_by_bot(
+        return resolve_as_bot(
             self.conversations,
             self.customers,
             event.conversation_id,
             now,
             reason="the customer closed the conversation the bot answered",
             # ``closed_by`` keeps a redelivery of the closing message from closing twice.
-            eligible=lambda meta: meta.get("status") == BOT and meta.get("closed_by") != event.message_id,
-            extra=lambda meta: {"closed_by": event.message_id},
+            eligible=lambda state: state.status == BOT and state.closed_by != event.message_id,
+            closed_by=event.message_id,
         )
 
     def _record(

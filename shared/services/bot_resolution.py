@@ -42,7 +42,6 @@ __all__ = [
     "answered_before",
     "answered_fields",
     "resolve_as_bot",
-    "resolve_by_bot",
     "shard_of",
     "silent_since_answer",
 ]
@@ -101,7 +100,7 @@ def _resolve(
     reason: str,
     eligible: Callable[[ConversationState], bool],
     answered_at: str | None,
-    closed_by: str | Callable[[], str | None] | None,
+    closed_by: str | None,
 ) -> list[tuple[str, BaseModel]]:
     from shared.services.desk import resolved_event  # noqa: PLC0415 - assignment imports this module's peers
 
@@ -122,7 +121,7 @@ def _resolve(
             now,
             reason,
             open_conversation=profile.open_conversation_id if profile is not None else None,
-            closed_by=closed_by() if callable(closed_by) else closed_by,
+            closed_by=closed_by,
         )
 
     for _ in range(3):
@@ -132,41 +131,3 @@ def _resolve(
             continue
         return [resolved_event(state, now, BOT)] if resolved else []
     return []
-
-
-def resolve_by_bot(
-    conversations: ConversationRepository,
-    customers: CustomerRepository,
-    conversation_id: str,
-    now: str,
-    reason: str,
-    eligible: Callable[[dict[str, Any]], bool],
-    answered_at: str | None = None,
-    extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-) -> list[tuple[str, BaseModel]]:
-    """:func:`resolve_as_bot` for callers on the META-dict interface (the router, until it moves
-    to typed facts): ``eligible`` and ``extra`` see the state's attributes under their stored
-    names; ``extra`` may add only ``closed_by``."""
-    closed: list[str] = []
-
-    def typed(state: ConversationState) -> bool:
-        stored = state.as_meta()
-        if not eligible(stored):
-            return False
-        added = extra(stored) if extra is not None else {}
-        unknown = set(added) - {"closed_by"}
-        if unknown:
-            raise ValueError(f"a bot resolution cannot set {sorted(unknown)}")
-        closed[:] = [str(added["closed_by"])] if "closed_by" in added else []
-        return True
-
-    return _resolve(
-        conversations,
-        customers,
-        conversation_id,
-        now,
-        reason,
-        typed,
-        answered_at,
-        closed_by=lambda: closed[0] if closed else None,
-    )
