@@ -38,19 +38,16 @@ from shared.domain.handover import fit as fit_handover
 from shared.domain.routing_rules import RoutingRules, load_rules
 from shared.domain.surveys import is_closing
 from shared.repositories.conversation_aggregates import (
-    ACKNOWLEDGED_AT,
-    AUTOMATED_MAIL,
+    ConversationState,
     RoutingMark,
     assistant_item,
-    conversation_facts,
     facts_item,
     has_details,
-    meta_routing,
 )
-from shared.repositories.conversations import Change, ConversationNotFound, ConversationRepository
+from shared.repositories.conversations import ConversationNotFound, ConversationRepository, RoutingRecord
 from shared.repositories.customers import CustomerRepository
-from shared.services.bot_resolution import BOT, BOT_ATTRIBUTES, answered_fields, resolve_as_bot
-from shared.services.desk import Desk
+from shared.services.bot_resolution import BOT, resolve_as_bot
+from shared.services.desk import Desk, UnknownQueue
 
 if TYPE_CHECKING:
     from shared.services.assistant import Assistant
@@ -239,15 +236,11 @@ class Router:
                     built["handover"] = fit_handover(built["handover"])  # under 1 KB with the additions
             return built["handover"]
 
-        known = facts_item(facts)
-
-        def record(item: dict[str, Any]) -> Change:
-            if item is not known and not fresh:
+        def record(current: ConversationFacts) -> RoutingRecord | None:
+            if current is not facts and not fresh:
                 raise _Stale  # META moved since the facts: decide again on the current one
-            current = facts if item is known else conversation_facts(item)
             return self._record(
                 current,
-                item,
                 decision,
                 handover(current),
                 now,
@@ -261,11 +254,11 @@ class Router:
             # The assistant's answer, citations and usage: kept whole beside META, not on it.
             self.conversations.put_decision(event.conversation_id, decision)
         try:
-            seen, change = self.conversations.update_meta(event.conversation_id, record, known=known)
+            written = self.conversations.record_routing(facts, record, _RoutedMeanwhile)
         except _RoutedMeanwhile:
             _require(fresh)  # routed before: a fresh read finds the decision to publish again
             return []  # a concurrent redelivery routed it a moment ago and publishes
-        if change.noop:
+        if written is None:
             _require(fresh)
             return []
         quiet = acknowledged_before(decision, facts.routing, waited) or silent
@@ -276,7 +269,7 @@ class Router:
             now,
             previous=facts.routing,
             profile=profile,
-            written=_written(seen, change),
+            written=written,
         )
 
     def _profile(self, event: MessageRecorded) -> dict[str, Any]:
@@ -333,7 +326,6 @@ class Router:
     def _record(
         self,
         facts: ConversationFacts,
-        item: dict[str, Any],
         decision: RoutingDecision,
         handover: Handover | None,
         now: str,
@@ -341,57 +333,41 @@ class Router:
         silent: bool = False,
         automated: str | None = None,
         sequence: int | None = None,
-    ) -> Change:
-        """The change recording ``decision`` on META; ``sequence``: the message's number, recorded
-        as the routing marker in the same update (without it, the marker goes on the message's
-        ``SEEN`` item, in a transaction). ``facts``: the conversation as read (``item``, handed
-        on to the desk's rules)."""
+    ) -> RoutingRecord | None:
+        """What recording ``decision`` writes on the conversation as read (``facts``); None:
+        nothing (routed before). ``sequence``: the message's number, recorded as the routing
+        marker in the same update (without it, the marker goes on the message's ``SEEN`` item,
+        in a transaction)."""
         if decision.message_id in facts.routed_messages:
-            return Change(noop=True)
-        mark = RoutingMark.of_facts(facts)
-        if sequence is not None and mark.covers(sequence):
+            return None
+        if sequence is not None and RoutingMark.of_facts(facts).covers(sequence):
             raise _RoutedMeanwhile  # a concurrent redelivery (or a later message) was routed first
         status = facts.status
-        if not decision.automated and status not in WITH_AGENT:
-            change = self.desk.enqueue_change(
-                item, decision.queue, decision.priority, now, by="routing", reason=decision.reason
-            )
-            if handover is not None:
-                change.handover = handover.model_dump(exclude_none=True)
-            # Handed to a human: the bot-resolution clock stops.
-            change.remove = (*change.remove, *(a for a in BOT_ATTRIBUTES if getattr(facts, a) is not None))
-        else:
-            change = Change()
-        # Defaults left out: META is rewritten with every message and must stay under 1 KB.
-        change.set["routing"] = meta_routing(decision)
+        enqueue = not decision.automated and status not in WITH_AGENT
+        if enqueue and decision.queue not in self.desk.rules.queues:
+            raise UnknownQueue(decision.queue)
         # The assistant's state is written only when it changed (a fresh one is the default).
         state = assistant_item(assisted.state) if assisted is not None and assisted.state else None
         before = facts.assistant.model_dump() if facts.assistant is not None else _FRESH_ASSISTANT
-        if state is not None and state != before:
-            change.set["assistant"] = state
         # The message's routed marker, with what a redelivery needs to ask for the same reply.
         quiet = acknowledged_before(decision, facts.routing, status == "queued") or silent
-        if sequence is not None:
-            # One conditional update (META's version) records the decision and the marker.
-            marked, unmarked = mark.updates(sequence, quiet)
-            change.set.update(marked)
-            change.remove = (*change.remove, *unmarked)
-        else:
-            change.also.append(self.conversations.mark_routed(decision.message_id, now, quiet))
-        if not decision.automated and not quiet:
-            change.set[ACKNOWLEDGED_AT] = epoch_seconds(now)  # the acknowledgement window starts
-        if automated:
-            change.set[AUTOMATED_MAIL] = automated  # no survey after its resolution
-        elif facts.automated_mail is not None:
-            change.remove = (*change.remove, AUTOMATED_MAIL)
-        change.on_conflict = lambda _: _RoutedMeanwhile()
-        if decision.automated and status in ("open", "bot"):
-            change.set["status"] = "bot"
-            # Resolved by the bot when the customer stays silent (the SLA sweep).
-            change.set.update(answered_fields(item, now))
-            if status != "bot":
-                change.transition = _transition(now, status, "bot", decision.reason)
-        return change
+        answered = decision.automated and status in ("open", "bot")
+        return RoutingRecord(
+            decision=decision,
+            at=now,
+            quiet=quiet,
+            sequence=sequence,
+            enqueue=enqueue,
+            handover=handover if enqueue else None,
+            assistant=state if state is not None and state != before else None,
+            # The acknowledgement window starts.
+            acknowledged_at=epoch_seconds(now) if not decision.automated and not quiet else None,
+            automated_mail=automated,
+            answered_by_bot=answered,
+            transition=(
+                _transition(now, status, "bot", decision.reason) if answered and status != "bot" else None
+            ),
+        )
 
     def _publishable(
         self,
@@ -402,7 +378,7 @@ class Router:
         previous: RoutingDecision | None,
         previous_known: bool = True,
         profile: dict[str, Any] | None = None,
-        written: dict[str, Any] | None = None,
+        written: ConversationState | None = None,
     ) -> Events:
         """``quiet``: the customer was acknowledged before and waits in the same queue;
         ``previous``: the decision before this one (unknown on some redeliveries); ``written``:
@@ -462,14 +438,6 @@ def _require(fresh: bool) -> None:
     """An outcome that rests on the read of META alone needs a strongly consistent one."""
     if not fresh:
         raise _Stale
-
-
-def _written(meta: dict[str, Any], change: Change) -> dict[str, Any]:
-    """META as ``change`` left it (what assignment looks at: status, queue, customer)."""
-    written = {k: v for k, v in meta.items() if k not in change.remove}
-    written.update(change.set)
-    written["version"] = int(meta.get("version", 0)) + 1
-    return written
 
 
 def _assistant_usage(decision: RoutingDecision) -> dict[str, Any]:

@@ -82,9 +82,16 @@ from shared.domain.conversation_status import (
 from shared.platform import settings
 from shared.repositories.agent_errors import AgentUnavailable
 from shared.repositories.conversation_aggregates import (
+    ACKNOWLEDGED_AT,
+    AUTOMATED_MAIL,
     BOT_ATTRIBUTES,
     ConversationState,
     ResolutionRaced,
+    RoutingMark,
+    bot_clock_fields,
+    conversation_facts,
+    facts_item,
+    meta_routing,
 )
 from shared.repositories.conversation_keys import (
     BY_CUSTOMER_INDEX,
@@ -130,6 +137,7 @@ from shared.repositories.customers import PROFILE, CustomerRepository, customer_
 from shared.repositories.dynamo import Cancelled, DynamoTable, deserialise, serialise
 
 if TYPE_CHECKING:
+    from shared.contracts.events import ConversationFacts
     from shared.repositories.agents import AgentRepository
 
 __all__ = [
@@ -155,6 +163,7 @@ __all__ = [
     "ConversationState",
     "IllegalTransition",
     "ResolutionRaced",
+    "RoutingRecord",
     "conversation_id_of",
     "conversation_pk",
     "history_of",
@@ -186,6 +195,31 @@ class Change:
     handover: dict[str, Any] | None = None
     #: Nothing to write: ``update_meta`` returns without touching the item.
     noop: bool = False
+
+
+@dataclass(frozen=True)
+class RoutingRecord:
+    """Routing's decision as :meth:`ConversationRepository.record_routing` records it on META."""
+
+    decision: RoutingDecision
+    at: str
+    #: The reply is left out (the customer was acknowledged before): kept with the routed marker.
+    quiet: bool = False
+    #: The message's number: the routing marker on META (None: on the message's ``SEEN`` item).
+    sequence: int | None = None
+    #: Handed to a human: put in the decision's queue (the bot-resolution clock stops).
+    enqueue: bool = False
+    #: A new hand-over context, put with the change.
+    handover: Handover | None = None
+    #: The assistant's state as stored, when it changed.
+    assistant: dict[str, Any] | None = None
+    #: The acknowledgement window starts (seconds since the epoch).
+    acknowledged_at: int | None = None
+    #: The kind of automatic mail the message is (None: not one; an earlier kind is removed).
+    automated_mail: str | None = None
+    #: Answered by the bot: status ``bot``, the bot-resolution clock starts; ``transition``: to it.
+    answered_by_bot: bool = False
+    transition: Transition | None = None
 
 
 class ConversationRepository(ConversationMessages):
@@ -456,6 +490,86 @@ class ConversationRepository(ConversationMessages):
             if change.noop or self._write_change(conversation_id, meta, change):
                 return meta, change
         raise ConcurrentUpdate(conversation_id)
+
+    def record_routing(
+        self,
+        facts: ConversationFacts,
+        record: Callable[[ConversationFacts], RoutingRecord | None],
+        routed_meanwhile: Callable[[], Exception],
+    ) -> ConversationState | None:
+        """Record routing's decision on META, conditional on its version; the state as written
+        (None: ``record`` found nothing to write).
+
+        ``record`` says what to record on the conversation as it is: ``facts`` (as the event
+        carried them) for the first attempt, as read again after a lost race. When another
+        item of the write fails its condition (the message's routed marker), the exception
+        ``routed_meanwhile()`` is raised.
+        """
+        known = facts_item(facts)
+
+        def change(item: dict[str, Any]) -> Change:
+            current = facts if item is known else conversation_facts(item)
+            routing = record(current)
+            if routing is None:
+                return Change(noop=True)
+            return self._routing_change(current, item, routing, routed_meanwhile)
+
+        seen, written = self.update_meta(facts.conversation_id, change, known=known)
+        if written.noop:
+            return None
+        after = {k: v for k, v in seen.items() if k not in written.remove}
+        after.update(written.set)
+        after["version"] = int(seen.get("version", 0)) + 1
+        return ConversationState.of(after)
+
+    def _routing_change(
+        self,
+        facts: ConversationFacts,
+        item: dict[str, Any],
+        routing: RoutingRecord,
+        routed_meanwhile: Callable[[], Exception],
+    ) -> Change:
+        """The change recording ``routing`` on META as read (``item``, ``facts``)."""
+        decision = routing.decision
+        if routing.enqueue:
+            change = self.queue_change(
+                ConversationState.of(item),
+                decision.queue,
+                decision.priority,
+                routing.at,
+                by="routing",
+                reason=decision.reason,
+            )
+            if routing.handover is not None:
+                change.handover = routing.handover.model_dump(exclude_none=True)
+            # Handed to a human: the bot-resolution clock stops.
+            change.remove = (*change.remove, *(a for a in BOT_ATTRIBUTES if getattr(facts, a) is not None))
+        else:
+            change = Change()
+        # Defaults left out: META is rewritten with every message and must stay under 1 KB.
+        change.set["routing"] = meta_routing(decision)
+        if routing.assistant is not None:
+            change.set["assistant"] = routing.assistant
+        if routing.sequence is not None:
+            # One conditional update (META's version) records the decision and the marker.
+            marked, unmarked = RoutingMark.of_facts(facts).updates(routing.sequence, routing.quiet)
+            change.set.update(marked)
+            change.remove = (*change.remove, *unmarked)
+        else:
+            change.also.append(self.mark_routed(decision.message_id, routing.at, routing.quiet))
+        if routing.acknowledged_at is not None:
+            change.set[ACKNOWLEDGED_AT] = routing.acknowledged_at  # the acknowledgement window starts
+        if routing.automated_mail:
+            change.set[AUTOMATED_MAIL] = routing.automated_mail  # no survey after its resolution
+        elif facts.automated_mail is not None:
+            change.remove = (*change.remove, AUTOMATED_MAIL)
+        change.on_conflict = lambda _: routed_meanwhile()
+        if routing.answered_by_bot:
+            change.set["status"] = "bot"
+            # Resolved by the bot when the customer stays silent (the SLA sweep).
+            change.set.update(bot_clock_fields(ConversationState.of(item), routing.at))
+            change.transition = routing.transition
+        return change
 
     def _write_change(self, conversation_id: str, meta: dict[str, Any], change: Change) -> bool:
         """Write ``change`` to META as read (its ``version``); False when META changed meanwhile.

@@ -4,7 +4,8 @@
 kept inside META); each write (``assign``, ``accept``, ``transfer_to_queue``, ``overflow``,
 ``resolve``, ``resolve_by_bot``, ``stop_bot_clock``, ``enqueue``) is conditional on the version of
 the state it was decided on and writes its companions (the agent's load, the customer's open
-conversation, the history) in the same transaction.
+conversation, the history) in the same transaction; ``record_routing`` records the router's
+decision the same way, deciding again on the current state after a lost race.
 """
 
 from __future__ import annotations
@@ -13,11 +14,18 @@ from typing import Any
 
 import pytest
 
+from shared.contracts.events import ConversationFacts
+from shared.contracts.models import RoutingDecision, Transition
 from shared.repositories.agent_errors import AgentUnavailable
 from shared.repositories.agents import AgentRepository
-from shared.repositories.conversation_aggregates import BOT_ATTRIBUTES, ConversationState, ResolutionRaced
+from shared.repositories.conversation_aggregates import (
+    ACKNOWLEDGED_AT,
+    BOT_ATTRIBUTES,
+    ConversationState,
+    ResolutionRaced,
+)
 from shared.repositories.conversation_keys import conversation_pk
-from shared.repositories.conversations import ConversationRepository, IllegalTransition
+from shared.repositories.conversations import ConversationRepository, IllegalTransition, RoutingRecord
 from shared.repositories.customers import PROFILE, customer_pk
 from shared.repositories.dynamo import serialise
 
@@ -490,3 +498,99 @@ def test_a_proactive_action_hands_over_once_with_its_context(stack: dict[Any, st
     meta = _meta(conversations)
     assert (meta["queue"], meta["proactive_actions"]) == ("sales", ["p1", "p2"])
     assert _history(conversations) == [("open", "queued", "proactive")]
+
+
+# -- routing's decision -------------------------------------------------------------------- #
+def _decision(automated: bool = False) -> RoutingDecision:
+    return RoutingDecision(
+        queue="billing",
+        intent="billing",
+        reason="billing question",
+        automated=automated,
+        message_id="sms#1",
+        decided_at=T1,
+        priority=2,
+    )
+
+
+def _facts(conversations: ConversationRepository) -> ConversationFacts:
+    facts = conversations.conversation_facts("c1")
+    assert facts is not None
+    return facts
+
+
+def test_record_routing_queues_and_marks_the_message_in_one_update(stack: dict[Any, str]) -> None:
+    conversations, _ = _setup()
+    facts = _facts(conversations)
+    written = conversations.record_routing(
+        facts,
+        lambda current: RoutingRecord(
+            decision=_decision(), at=T1, sequence=1, enqueue=True, acknowledged_at=1_700_000_000
+        ),
+        RuntimeError,
+    )
+    assert written is not None
+    meta = _meta(conversations)
+    assert (written.status, written.queue, written.version) == ("queued", "billing", facts.version + 1)
+    assert (meta["status"], meta["queue"], meta["version"]) == ("queued", "billing", facts.version + 1)
+    assert meta["routing"]["queue"] == "billing"
+    assert meta[ACKNOWLEDGED_AT] == 1_700_000_000
+    after = _facts(conversations)
+    assert after.routed_seq == 1
+    assert after.routing is not None
+    assert after.routing.message_id == "sms#1"
+
+
+def test_record_routing_answered_by_the_bot_starts_its_clock(stack: dict[Any, str]) -> None:
+    conversations, _ = _setup()
+    facts = _facts(conversations)
+    transition = Transition(at=T1, from_status="open", to_status="bot", by="routing", reason="answered")
+    written = conversations.record_routing(
+        facts,
+        lambda current: RoutingRecord(
+            decision=_decision(automated=True), at=T1, sequence=1, answered_by_bot=True, transition=transition
+        ),
+        RuntimeError,
+    )
+    assert written is not None
+    assert written.status == "bot"
+    assert written.on_bot_clock
+    assert _state(conversations).on_bot_clock
+    assert ("open", "bot", "routing") in _history(conversations)
+
+
+def test_record_routing_decides_again_on_the_current_state_after_a_lost_race(stack: dict[Any, str]) -> None:
+    conversations, _ = _setup()
+    facts = _facts(conversations)
+    _queued(conversations)  # META moved on since the facts were read
+    seen: list[tuple[bool, int, str]] = []
+
+    def record(current: ConversationFacts) -> RoutingRecord:
+        seen.append((current is facts, current.version, current.status))
+        return RoutingRecord(decision=_decision(), at=T2, sequence=1, enqueue=True)
+
+    written = conversations.record_routing(facts, record, RuntimeError)
+    now = _state(conversations)
+    assert seen == [(True, facts.version, "open"), (False, now.version - 1, "queued")]
+    assert written is not None
+    assert written.version == now.version
+
+
+def test_record_routing_with_nothing_to_record_writes_nothing(stack: dict[Any, str]) -> None:
+    conversations, _ = _setup()
+    before = _meta(conversations)
+    assert conversations.record_routing(_facts(conversations), lambda current: None, RuntimeError) is None
+    assert _meta(conversations) == before
+
+
+def test_record_routing_of_a_message_routed_meanwhile_raises_the_callers_exception(
+    stack: dict[Any, str],
+) -> None:
+    class RoutedMeanwhile(Exception):
+        pass
+
+    conversations, _ = _setup()
+    record = lambda current: RoutingRecord(decision=_decision(), at=T1, quiet=True)  # noqa: E731
+    assert conversations.record_routing(_facts(conversations), record, RoutedMeanwhile) is not None
+    with pytest.raises(RoutedMeanwhile):  # its SEEN marker says it was routed
+        conversations.record_routing(_facts(conversations), record, RoutedMeanwhile)

@@ -27,10 +27,7 @@ RAW = {
 }
 
 #: Callers still on the raw item, and what they use (remove an entry when it is converted).
-PENDING: dict[str, set[str]] = {
-    # The routing decision is still written as a Change built by the router.
-    "functions/routing/router.py": {"Change(", ".update_meta("},
-}
+PENDING: dict[str, set[str]] = {}
 
 
 def _callers() -> list[Path]:
