@@ -462,50 +462,6 @@ class ConversationState:
             and (self.last_inbound_at or "") == self.bot_last_inbound
         )
 
-    def as_meta(self) -> dict[str, Any]:
-        """The attributes of this view under their stored names, for callers still on the
-        META-dict interface (the router, until it moves to typed facts); new code reads the
-        fields."""
-        stored = {
-            "conversation_id": self.conversation_id,
-            "customer_id": self.customer_id,
-            "status": self.status,
-            "version": self.version,
-            "opened_at": self.opened_at,
-            "opened_on": self.opened_on,
-            "previous_conversation_id": self.previous_conversation_id,
-            "queue": self.queue,
-            "priority": self.priority,
-            "queued_in": self.queued_in,
-            "queue_rank": self.queue_rank,
-            "assigned_agent": self.assigned_agent,
-            "assigned_at": self.assigned_at,
-            "accepted_at": self.accepted_at,
-            "waiting_since": self.waiting_since,
-            "wait_kind": self.wait_kind,
-            "stalled_for": self.stalled_for,
-            "resolved_at": self.resolved_at,
-            "resolution": self.resolution,
-            "resolved_by": self.resolved_by,
-            "routing": dict(self.routing) or None,
-            "previous_routing": dict(self.previous_routing) or None,
-            "channels": list(self.channels),
-            "switch_count": self.switch_count,
-            "reopen_count": self.reopen_count,
-            "last_inbound_at": self.last_inbound_at,
-            "last_inbound_channel": self.last_inbound_channel,
-            "reply_to": dict(self.reply_to) if self.reply_to is not None else None,
-            "bot_answered_at": self.bot_answered_at,
-            "closed_by": self.closed_by,
-            "proactive_actions": list(self.proactive_actions) or None,
-            "merged_into": self.merged_into,
-            "survey_pending": dict(self.survey_pending) if self.survey_pending is not None else None,
-            **{survey: dict(answer) for survey, answer in self.survey_answers.items()},
-        }
-        if self.on_bot_clock:
-            stored["bot_last_inbound"] = self.bot_last_inbound
-        return {k: v for k, v in stored.items() if v is not None}
-
 
 class ResolutionRaced(Exception):
     """A resolution lost a race with an item written in its transaction (the agent's load was

@@ -28,7 +28,6 @@ from shared.repositories.conversation_aggregates import (
     BOT_SHARDS,
     ConversationState,
     ResolutionRaced,
-    bot_clock_fields,
     bot_shard_of,
 )
 from shared.repositories.conversations import ConversationRepository, IllegalTransition
@@ -40,7 +39,6 @@ __all__ = [
     "BOT_INDEX",
     "BOT_SHARDS",
     "answered_before",
-    "answered_fields",
     "resolve_as_bot",
     "shard_of",
     "silent_since_answer",
@@ -49,12 +47,6 @@ __all__ = [
 BOT_INDEX = "bot-answered"
 BOT = "bot"
 shard_of = bot_shard_of
-
-
-def answered_fields(meta: ConversationState | Mapping[str, Any], at: str) -> dict[str, Any]:
-    """META attributes that start the bot-resolution clock of an automated answer at ``at``
-    (for the router's decision, which writes them with it)."""
-    return bot_clock_fields(ConversationState.of(meta), at)
 
 
 def silent_since_answer(state: ConversationState | Mapping[str, Any]) -> bool:

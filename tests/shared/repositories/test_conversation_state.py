@@ -150,22 +150,6 @@ def test_silent_since_the_bot_answered(item: dict[str, Any], silent: bool) -> No
     assert ConversationState.of({"conversation_id": "c1", **item}).silent_since_bot_answer() is silent
 
 
-def test_as_meta_names_the_attributes_as_stored() -> None:
-    item = {
-        "conversation_id": "c1",
-        "customer_id": "cust-1",
-        "status": "bot",
-        "version": 2,
-        "opened_at": T0,
-        "closed_by": "sms#1",
-        "bot_answered_at": T1,
-        "bot_last_inbound": "",
-    }
-    stored = ConversationState.of(item).as_meta()
-    assert {k: stored[k] for k in item} == item
-    assert ConversationState.of(stored) == ConversationState.of(item)
-
-
 # -- the writes, on moto ----------------------------------------------------------------- #
 def _setup(customer_open: bool = True) -> tuple[ConversationRepository, AgentRepository]:
     conversations, agents = ConversationRepository(), AgentRepository()
