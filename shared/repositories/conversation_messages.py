@@ -163,30 +163,6 @@ class ConversationMessages:
         )
         return [message_of(i) for i in reversed(items)]
 
-    def record_inbound(
-        self,
-        conversation_id: str,
-        message_id: str,
-        channel: str,
-        text: str,
-        sent_at: str,
-        reply_to: Identity,
-        attachments: list[dict[str, Any]] | None = None,
-        received_at: str | None = None,
-        facts: dict[str, bool] | None = None,
-    ) -> bool:
-        """Append an inbound message; False when it was recorded before (a redelivery).
-
-        ``facts``, when given, learns what the message did to the conversation (for the
-        KPIs): ``channel_switch`` and ``reopened`` (see :meth:`append_inbound`).
-        """
-        recorded = self.append_inbound(
-            conversation_id, message_id, channel, text, sent_at, reply_to, attachments, received_at
-        )
-        if recorded.written and facts is not None:
-            facts.update(channel_switch=recorded.channel_switch, reopened=recorded.reopened)
-        return recorded.written
-
     def append_inbound(
         self,
         conversation_id: str,

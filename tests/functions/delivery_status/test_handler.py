@@ -36,7 +36,7 @@ def conversation_with_reply(
     customers.create(customer_id, [phone], AT)
     conversations = ConversationRepository(customers=customers)
     assert conversations.open_for(customer_id, conversation_id, AT, "sms")
-    conversations.record_inbound(conversation_id, f"sms#in-{conversation_id}", "sms", "Hello?", AT, phone)
+    conversations.append_inbound(conversation_id, f"sms#in-{conversation_id}", "sms", "Hello?", AT, phone)
     assert conversations.record_outbound(
         conversation_id,
         message_id=message_id,

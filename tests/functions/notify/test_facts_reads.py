@@ -55,7 +55,7 @@ EMAIL = Identity(type="email", value="facts@example.com", verified=True)
 def open_with(conversation_id: str, message_id: str, channel: str, sender: Identity, at: datetime) -> None:
     conversations = ConversationRepository()
     assert conversations.open_for("c-ans", conversation_id, format_timestamp(at), channel)
-    conversations.record_inbound(conversation_id, message_id, channel, "hello", format_timestamp(at), sender)
+    conversations.append_inbound(conversation_id, message_id, channel, "hello", format_timestamp(at), sender)
 
 
 def reply(conversation_id: str, answering: InboundFacts, to: Identity) -> NotificationRequested:

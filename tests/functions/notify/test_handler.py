@@ -49,7 +49,7 @@ def open_conversation(
 ) -> None:
     conversations = ConversationRepository()
     assert conversations.open_for(customer_id, conversation_id, format_timestamp(at), channel)
-    conversations.record_inbound(
+    conversations.append_inbound(
         conversation_id, f"{channel}#in-1", channel, "Where is my order?", format_timestamp(at), sender
     )
 
@@ -274,7 +274,7 @@ def test_email_reply_threads_on_the_customers_email(stack: Any) -> None:
     make_customer("c1", [EMAIL])
     conversations = ConversationRepository()
     conversations.open_for("c1", "conv-9", format_timestamp(NOON), "email")
-    conversations.record_inbound(
+    conversations.append_inbound(
         "conv-9", "email#<CAF-123@mail.example.com>", "email", "Hi", format_timestamp(NOON), EMAIL
     )
     outcome = notifier(local_adapters()).handle(
@@ -336,7 +336,7 @@ def test_replies_carry_no_unsubscribe_link(stack: Any) -> None:
     make_customer("c1", [EMAIL])
     conversations = ConversationRepository()
     conversations.open_for("c1", "conv-9", format_timestamp(NOON), "email")
-    conversations.record_inbound(
+    conversations.append_inbound(
         "conv-9", "email#<CAF-1@mail.example.com>", "email", "Hi", format_timestamp(NOON), EMAIL
     )
     outcome = link_notifier(API_URL).handle(

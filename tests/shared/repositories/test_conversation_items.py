@@ -103,9 +103,11 @@ def test_channel_switches_and_reopenings_are_items_read_back_in_order_and_counte
         ("w-2", "webchat", "2026-11-25T10:00:04.000Z"),
     ]
     for message_id, channel, at in written:
-        assert repository.record_inbound("conv-1", message_id, channel, "hello", at, phone)
+        assert repository.append_inbound("conv-1", message_id, channel, "hello", at, phone).written
     # A redelivery (even with another timestamp) records nothing and switches nothing.
-    assert not repository.record_inbound("conv-1", "s-1", "sms", "hello", "2026-11-25T10:00:09.000Z", phone)
+    assert not repository.append_inbound(
+        "conv-1", "s-1", "sms", "hello", "2026-11-25T10:00:09.000Z", phone
+    ).written
 
     conversation = repository.get("conv-1")
     assert conversation is not None
@@ -126,9 +128,9 @@ def test_channel_switches_and_reopenings_are_items_read_back_in_order_and_counte
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues=serialise({":r": "resolved", ":at": "2026-11-25T10:00:05.000Z"}),
     )
-    assert repository.record_inbound(
+    assert repository.append_inbound(
         "conv-1", "w-3", "webchat", "still there?", "2026-11-25T10:00:06.000Z", phone
-    )
+    ).written
     reopened = repository.get("conv-1")
     assert reopened is not None
     assert reopened.status == "open"

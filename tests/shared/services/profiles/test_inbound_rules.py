@@ -127,9 +127,6 @@ class FakeConversations:
         self.opened.append(args)
         return True
 
-    def record_inbound(self, conversation_id: str, **fields: Any) -> bool:
-        return True
-
     def append_inbound(self, conversation_id: str, **fields: Any) -> InboundRecorded:
         return InboundRecorded(written=True, conversation_id=conversation_id, sequence=1)
 
